@@ -1,0 +1,53 @@
+# CityScreen: `make run` starts everything and prints the map URL; `make test` runs every test.
+# Both install what they need first (system packages, Python venv, web build, Kafka jars).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup setup-test run test lint typecheck unit inprocess integration web-test bench loadtest clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+web/dist/index.html: web/node_modules/.installed $(shell find web/src web/index.html web/vite.config.* -type f 2>/dev/null)
+	cd web && npm run build --silent
+
+setup: $(VENV)/.installed web/dist/index.html
+	deploy/local/install-system-deps.sh run
+	$(BIN)/cityscreen stack fetch
+
+setup-test: $(VENV)/.installed web/dist/index.html
+	deploy/local/install-system-deps.sh test
+	$(BIN)/cityscreen stack fetch
+
+run: setup
+	$(BIN)/cityscreen up
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+web-test: web/node_modules/.installed
+	cd web && npm test --silent
+
+test: setup-test lint typecheck web-test
+	$(BIN)/pytest tests
+
+bench: setup
+	$(BIN)/cityscreen bench pipeline --out artifacts/bench-pipeline.json
+
+loadtest: setup
+	$(BIN)/cityscreen loadtest ws --clients 5000 --seconds 60 --out artifacts/loadtest-ws.json
+
+clean:
+	rm -rf $(VENV) web/node_modules web/dist .data artifacts

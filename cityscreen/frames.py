@@ -1,0 +1,57 @@
+"""Released frames: the only shape in which statistics leave the release gate.
+
+A frame covers one window at one H3 resolution. In `cells`, a stat key maps to a number (released)
+or to `null` (suppressed: the value exists but is under the threshold or protects one that is). A
+cell or a key that is absent had no data. Frames carry counts only, never identifiers.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+FRAME_VERSION = 1
+
+
+class ReleasedFlow(msgspec.Struct, frozen=True):
+    origin: str
+    dest: str
+    kind: str
+    persons: float | None  # None = suppressed
+
+
+class FramePrivacy(msgspec.Struct, frozen=True):
+    """The privacy in force for this frame (the full manifest is served by the gateway)."""
+
+    min_persons: int
+    dp_enabled: bool
+    epsilon: float  # spent by this window per person; 0 when differential privacy is off
+    mechanism: str = "threshold"
+
+
+class Frame(msgspec.Struct):
+    v: int
+    window_start_ms: int
+    window_s: int
+    res: int
+    published_ms: int
+    privacy: FramePrivacy
+    cells: dict[str, dict[str, float | None]]
+    flows: list[ReleasedFlow] = []
+    # derived only from released values of this and earlier frames (e.g. spend per person present)
+    fused: dict[str, dict[str, float]] = {}
+
+    @property
+    def window_end_ms(self) -> int:
+        return self.window_start_ms + self.window_s * 1000
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(Frame)
+
+
+def encode_frame(frame: Frame) -> bytes:
+    return _ENCODER.encode(frame)
+
+
+def decode_frame(data: bytes) -> Frame:
+    return _DECODER.decode(data)

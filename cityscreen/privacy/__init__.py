@@ -1,0 +1,8 @@
+"""The release gate's rules: the only way from exact aggregates to publishable frames.
+
+Public surface: `release(aggregate, privacy, published_ms=...) -> list[Frame]` and `build_manifest`.
+"""
+
+from cityscreen.privacy.gate import build_manifest, release
+
+__all__ = ["build_manifest", "release"]

@@ -1,0 +1,146 @@
+"""The one settings object: every tunable of CityScreen, read from `CITY_*` environment variables.
+
+Built once at an entry point (the command line or an app factory) and passed down; nothing reads the
+environment anywhere else. Nested groups use `__`, e.g. `CITY_PRIVACY__MIN_PERSONS=20`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that ship in examples and docs; refused outside development.
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "dev-secret", "secret", "development-only"})
+DEV_PSEUDONYM_SECRET = "development-only"
+DEV_OPERATOR_TOKEN = "dev-operator-token"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
+    partitions: int = Field(4, ge=1, le=256, description="partitions of every project topic at creation")
+    port: int = Field(0, ge=0, le=65535, description="local broker port for `stack`; 0 picks a free one")
+    controller_port: int = Field(0, ge=0, le=65535, description="local KRaft controller port; 0 = free")
+    heap_mb: int = Field(512, ge=128, le=512, description="broker JVM heap in MB (at most 512)")
+    version: str = Field("3.9.2", description="Apache Kafka version fetched from Maven Central")
+
+
+class RedisSettings(BaseModel):
+    url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL the gate writes and the gateway reads")
+    port: int = Field(0, ge=0, le=65535, description="local redis-server port for `stack`; 0 = free")
+    history_s: int = Field(3600, ge=60, description="how long released frames stay queryable in Redis")
+
+
+class WindowSettings(BaseModel):
+    window_s: int = Field(60, ge=10, le=3600, description="event-time tumbling window length in seconds")
+    grace_s: int = Field(30, ge=0, le=3600, description="how late an event may arrive before it is dead-lettered")
+    h3_res: int = Field(8, ge=5, le=10, description="base H3 resolution of the aggregates")
+    rollup_res: list[int] = Field([7, 6], description="coarser H3 resolutions rolled up from the base")
+    flow_res: int = Field(6, ge=4, le=9, description="H3 resolution of origin-destination flows")
+    max_batch_events: int = Field(20_000, ge=1, description="events taken per agent iteration")
+    flush_s: float = Field(0.5, gt=0, description="longest wait before a partial batch is aggregated")
+
+    @model_validator(mode="after")
+    def _coarser_rollups(self) -> WindowSettings:
+        bad = [r for r in self.rollup_res if r >= self.h3_res]
+        if bad:
+            raise ValueError(f"rollup_res {bad} must be coarser (smaller) than h3_res={self.h3_res}")
+        if self.flow_res > self.h3_res:
+            raise ValueError(f"flow_res={self.flow_res} must not be finer than h3_res={self.h3_res}")
+        return self
+
+    @property
+    def resolutions(self) -> list[int]:
+        """Every released resolution, finest first."""
+        return sorted({self.h3_res, *self.rollup_res}, reverse=True)
+
+
+class PrivacySettings(BaseModel):
+    min_persons: int = Field(10, ge=10, description="k: fewest distinct persons behind any released value")
+    dominance_share: float = Field(
+        0.5, gt=0, le=1, description="an amount is suppressed when one payer holds more than this share"
+    )
+    dp_enabled: bool = Field(False, description="add calibrated noise to released counts")
+    dp_mechanism: Literal["laplace", "discrete_gaussian"] = "laplace"
+    epsilon_per_window: float = Field(1.0, gt=0, le=10, description="epsilon per person per window")
+    delta: float = Field(1e-6, ge=0, lt=1e-3, description="delta, used by the discrete Gaussian mechanism")
+    max_contributions_per_window: int = Field(
+        4, ge=1, description="events one person may contribute to one statistic per window (DP bound)"
+    )
+    dp_seed: str = Field("cityscreen-dp", description="keys the per-cell noise stream; secret in production")
+
+
+class GatewaySettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535, description="gateway HTTP port; 0 = free")
+    operator_tokens: list[str] = Field(
+        [DEV_OPERATOR_TOKEN], description="bearer tokens accepted for REST data and the websocket"
+    )
+    allowed_origins: list[str] = Field(
+        ["http://127.0.0.1:8000", "http://localhost:8000"], description="Origins allowed on /ws/live"
+    )
+    update_hz: float = Field(1.0, gt=0, le=10, description="most websocket updates per second per client")
+    queue_frames: int = Field(2, ge=1, le=64, description="frames buffered per slow client (latest wins)")
+    max_message_bytes: int = Field(16_384, ge=256, description="largest client websocket message accepted")
+    heartbeat_s: float = Field(15.0, gt=0, description="seconds between server heartbeats")
+    web_dist: Path = Field(Path("web/dist"), description="built web app served at /")
+
+
+class GeneratorSettings(BaseModel):
+    city_file: Path | None = Field(None, description="city model JSON; None = the bundled Shenzhen model")
+    seed: int = 42
+    persons: int = Field(20_000, ge=1, description="synthetic population size")
+    batch_events: int = Field(500, ge=1, le=10_000, description="events per Kafka record (JSON array)")
+
+
+class Settings(BaseSettings):
+    """Everything CityScreen can be told. Secrets are refused when they are placeholders outside development."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITY_", env_nested_delimiter="__", env_file=None, extra="ignore"
+    )
+
+    mode: Literal["development", "production"] = Field(
+        "development", description="production refuses placeholder secrets"
+    )
+    data_dir: Path = Field(Path(".data"), description="local stack data, caches, logs")
+    pseudonym_secret: str = Field(DEV_PSEUDONYM_SECRET, description="HMAC key of the ingest pseudonyms")
+    pseudonym_rotation_s: int = Field(86_400, ge=3600, description="pseudonym key period (default: daily)")
+    max_event_skew_s: int = Field(
+        7 * 86_400, ge=60, description="events further than this from now are rejected at ingest"
+    )
+    max_payload_bytes: int = Field(1_048_576, ge=1024, description="largest record accepted at ingest")
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    window: WindowSettings = WindowSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    gateway: GatewaySettings = GatewaySettings()
+    generator: GeneratorSettings = GeneratorSettings()
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.mode == "development":
+            return self
+        problems = []
+        if self.pseudonym_secret.strip().lower() in PLACEHOLDER_SECRETS or len(self.pseudonym_secret) < 16:
+            problems.append(
+                "CITY_PSEUDONYM_SECRET is a placeholder or shorter than 16 characters: "
+                "set it to a long random value (e.g. `openssl rand -hex 32`)"
+            )
+        if any(t in PLACEHOLDER_SECRETS or t == DEV_OPERATOR_TOKEN for t in self.gateway.operator_tokens):
+            problems.append(
+                "CITY_GATEWAY__OPERATOR_TOKENS holds a development token: set real tokens, "
+                'e.g. CITY_GATEWAY__OPERATOR_TOKENS=\'["<random>"]\''
+            )
+        if self.privacy.dp_enabled and self.privacy.dp_seed == "cityscreen-dp":
+            problems.append("CITY_PRIVACY__DP_SEED is the default: set a secret seed so noise cannot be replayed")
+        if problems:
+            raise ValueError("refusing to start in production mode: " + "; ".join(problems))
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment; keyword overrides win (used by the CLI and tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""CityScreen services: local stack, generator, gateway and the command line."""

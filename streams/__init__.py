@@ -1,0 +1,1 @@
+"""CityScreen stream processing: Faust workers, aggregation and the release sink."""

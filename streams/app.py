@@ -1,0 +1,19 @@
+"""The Faust application factory: one app per worker process, built from the settings."""
+
+from __future__ import annotations
+
+import faust
+
+from cityscreen.settings import Settings
+
+
+def create_app(settings: Settings, *, app_id: str = "cityscreen") -> faust.App:
+    return faust.App(
+        app_id,
+        broker=f"kafka://{settings.kafka.bootstrap}",
+        store="memory://",
+        topic_partitions=settings.kafka.partitions,
+        topic_allow_declare=True,
+        web_enabled=False,
+        datadir=str(settings.data_dir / "faust" / app_id),
+    )
