@@ -144,3 +144,21 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment; keyword overrides win (used by the CLI and tests)."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The settings as CITY_* variables, so a child process (worker, gateway) rebuilds the same object."""
+    import json
+
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                if subvalue is None:
+                    continue
+                env[f"CITY_{name.upper()}__{sub.upper()}"] = (
+                    subvalue if isinstance(subvalue, str) else json.dumps(subvalue)
+                )
+        elif value is not None:
+            env[f"CITY_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
