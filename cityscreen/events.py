@@ -167,3 +167,13 @@ def encode(event: RawEvent | CleanEvent) -> bytes:
 
 def encode_many(events: list[RawEvent] | list[CleanEvent]) -> bytes:
     return _ENCODER.encode(events)
+
+
+def partition_for(person: str, partitions: int) -> int:
+    """The clean-topic partition of a person's events.
+
+    Clean topics are keyed by person so that one worker sees all of a person's events: distinct-person
+    counts from different partitions then add up exactly, and per-person state (last cell, open trip)
+    lives in one place. Pseudonyms are uniform hex digests, so their prefix spreads evenly.
+    """
+    return int(person[:8], 16) % partitions

@@ -69,6 +69,9 @@ class PrivacySettings(BaseModel):
     max_contributions_per_window: int = Field(
         4, ge=1, description="events one person may contribute to one statistic per window (DP bound)"
     )
+    max_amount_cny: float = Field(
+        2000.0, gt=0, description="payment amounts are clipped to this before summing (DP sensitivity bound)"
+    )
     dp_seed: str = Field("cityscreen-dp", description="keys the per-cell noise stream; secret in production")
 
 

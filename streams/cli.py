@@ -1,7 +1,29 @@
-"""Placeholder: replaced by the owner of this area."""
+"""Stream-processing subcommands: `cityscreen worker --role ingest|aggregate`, and the pipeline bench."""
+
+from __future__ import annotations
+
+from typing import Literal
 
 import typer
 
+from cityscreen.settings import Settings
+
 
 def register(app: typer.Typer) -> None:
-    return None
+    @app.command("worker")
+    def worker(
+        ctx: typer.Context,
+        role: Literal["ingest", "aggregate"] = typer.Option(
+            "aggregate", help="ingest: validate + pseudonymize raw events; aggregate: bin, window, release"
+        ),
+    ) -> None:
+        """Run a Faust worker (until Ctrl-C / SIGTERM)."""
+        settings: Settings = ctx.obj
+        if role == "ingest":
+            from streams.ingest import run_ingest_worker
+
+            run_ingest_worker(settings)
+        else:
+            from streams.worker import run_aggregate_worker
+
+            run_aggregate_worker(settings)
