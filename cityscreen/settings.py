@@ -41,6 +41,12 @@ class WindowSettings(BaseModel):
     flow_res: int = Field(6, ge=4, le=9, description="H3 resolution of origin-destination flows")
     max_batch_events: int = Field(20_000, ge=1, description="events taken per agent iteration")
     flush_s: float = Field(0.5, gt=0, description="longest wait before a partial batch is aggregated")
+    trip_ttl_s: int = Field(
+        7200, ge=60, description="how long a tap-in (or a last SIM cell) waits for its flow's other end"
+    )
+    idle_close_s: float = Field(
+        5.0, gt=0, description="a partition with no new events for this long closes its open windows"
+    )
 
     @model_validator(mode="after")
     def _coarser_rollups(self) -> WindowSettings:

@@ -1,7 +1,177 @@
-"""Placeholder: replaced by the owner of this area."""
+"""`cityscreen up`: the local stack, both workers, the gateway and the generator, supervised as one; prints
+the live map's URL and a short status line until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 
+from cityscreen import store_keys
+from cityscreen.errors import CityScreenError
+from cityscreen.settings import Settings, to_env
+from services.stack.local import LocalStack, logs_dir, running_stack, start_stack
+from services.stack.ports import PortRequest, resolve_ports
+from services.stack.procs import ManagedProcess, sigterm_raises_interrupt, spawn
+
+READY_PATH = "/api/v1/health/ready"
+GATEWAY_READY_TIMEOUT_S = 60.0
+STATUS_EVERY_S = 5.0
+CHILD_STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    fresh: bool = False
+    speed: float | None = None
+    rate: float | None = None
+    generate: bool = True
+
+
+def cityscreen_argv(*args: str) -> list[str]:
+    """The same interpreter and code as this process, whatever PATH holds."""
+    return [sys.executable, "-m", "services.cli", *args]
+
+
+def child_commands(options: UpOptions) -> dict[str, list[str]]:
+    """Name -> argv, in start order: consumers before the producer, so nothing waits on a rebalance."""
+    commands = {
+        "ingest": cityscreen_argv("worker", "--role", "ingest"),
+        "aggregate": cityscreen_argv("worker", "--role", "aggregate"),
+        "api": cityscreen_argv("api"),
+    }
+    if options.generate:
+        generate = cityscreen_argv("generate")
+        if options.speed is not None:
+            generate += ["--speed", f"{options.speed:g}"]
+        if options.rate is not None:
+            generate += ["--rate", f"{options.rate:g}"]
+        commands["generator"] = generate
+    return commands
+
+
+def with_gateway_port(settings: Settings) -> Settings:
+    """Settings whose gateway port is a real one (0 picks a free port; a taken port is a clear error),
+    and whose allowed origins include the page the URL points at, so the map's websocket is accepted."""
+    gw = settings.gateway
+    port = resolve_ports([PortRequest("gateway", gw.port, "CITY_GATEWAY__PORT")], gw.host)["gateway"]
+    origins = list(gw.allowed_origins)
+    for origin in (f"http://{gw.host}:{port}", f"http://localhost:{port}"):
+        if origin not in origins:
+            origins.append(origin)
+    return settings.model_copy(
+        update={"gateway": gw.model_copy(update={"port": port, "allowed_origins": origins})}
+    )
+
+
+def live_map_url(settings: Settings) -> str:
+    gw = settings.gateway
+    token = gw.operator_tokens[0] if gw.operator_tokens else ""
+    return f"http://{gw.host}:{gw.port}/#token={token}"
+
+
+def format_status(stats: Mapping[str, str], frames_kept: Mapping[int, int]) -> str:
+    """One line: the workers' counters as they name them, then released frames kept per resolution."""
+    counters = " ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "no counters yet"
+    kept = " ".join(f"r{res}={n}" for res, n in sorted(frames_kept.items(), reverse=True))
+    return f"[status] {counters} | frames kept: {kept}"
+
+
+def read_status(redis_url: str, resolutions: list[int]) -> str:
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2)
+    try:
+        stats = client.hgetall(store_keys.STATS_KEY)
+        kept = {res: int(client.zcard(store_keys.frame_index_key(res))) for res in resolutions}
+    finally:
+        client.close()
+    return format_status(stats, kept)
+
+
+def gateway_ready(settings: Settings) -> bool:
+    import httpx
+
+    gw = settings.gateway
+    return httpx.get(f"http://{gw.host}:{gw.port}{READY_PATH}", timeout=2).status_code == 200
+
+
+def start_children(settings: Settings, options: UpOptions, log_dir: Path) -> list[ManagedProcess]:
+    env = {**os.environ, **to_env(settings)}
+    children: list[ManagedProcess] = []
+    try:
+        for name, argv in child_commands(options).items():
+            children.append(spawn(name, argv, log_dir=log_dir, env=env))
+    except BaseException:
+        stop_all(children)
+        raise
+    return children
+
+
+def stop_all(children: list[ManagedProcess]) -> None:
+    # The producer first, the gateway last: workers can commit what they consumed.
+    for child in reversed(children):
+        child.stop(CHILD_STOP_TIMEOUT_S)
+
+
+def supervise(stack: LocalStack, children: list[ManagedProcess], settings: Settings) -> None:
+    """Print the status every few seconds until Ctrl-C; a child or stack process that dies ends `up`."""
+    next_status = time.monotonic() + STATUS_EVERY_S
+    while True:
+        dead = next((c for c in children if not c.is_alive()), None) or stack.dead_process()
+        if dead is not None:
+            raise CityScreenError(dead.failure_message("stopped unexpectedly"))
+        if time.monotonic() >= next_status:
+            next_status += STATUS_EVERY_S
+            try:
+                print(read_status(settings.redis.url, settings.window.resolutions), flush=True)
+            except Exception as exc:  # a slow Redis must not stop the screen
+                print(f"[status] unavailable: {exc}", flush=True)
+        time.sleep(0.25)
+
+
+def run_up(settings: Settings, options: UpOptions) -> None:
+    with sigterm_raises_interrupt():
+        stack = None if options.fresh else running_stack(settings)
+        if stack is None:
+            print("starting Kafka and Redis...", flush=True)
+            stack = start_stack(settings, fresh=options.fresh, attached=True)
+        else:
+            print(f"using the running stack at {stack.bootstrap} / {stack.redis_url}", flush=True)
+        children: list[ManagedProcess] = []
+        try:
+            live = with_gateway_port(stack.settings)
+            log_dir = logs_dir(stack.data_dir)
+            children = start_children(live, options, log_dir)
+            api = next(c for c in children if c.name == "api")
+            api.wait_ready(
+                lambda: gateway_ready(live), timeout_s=GATEWAY_READY_TIMEOUT_S, what=f"serving {READY_PATH}"
+            )
+            print(f"Live map: {live_map_url(live)}", flush=True)
+            print(f"logs: {log_dir}/<name>.log; Ctrl-C stops everything", flush=True)
+            supervise(stack, children, live)
+        except KeyboardInterrupt:
+            print("stopping...", flush=True)
+        finally:
+            stop_all(children)
+            stack.stop()
+
 
 def register(app: typer.Typer) -> None:
-    return None
+    @app.command("up")
+    def up(
+        ctx: typer.Context,
+        fresh: bool = typer.Option(False, "--fresh", help="wipe Kafka and Redis data first"),
+        speed: float | None = typer.Option(
+            None, "--speed", min=0.0, help="generator clock speed (simulated seconds per real second)"
+        ),
+        rate: float | None = typer.Option(None, "--rate", min=0.0, help="generator events per second"),
+        generate: bool = typer.Option(True, "--generate/--no-generate", help="run the synthetic generator"),
+    ) -> None:
+        """Start everything (Kafka, Redis, workers, gateway, generator) and print the live map URL."""
+        run_up(ctx.obj, UpOptions(fresh=fresh, speed=speed, rate=rate, generate=generate))

@@ -3,6 +3,7 @@
 Public surface: `release(aggregate, privacy, published_ms=...) -> list[Frame]` and `build_manifest`.
 """
 
-from cityscreen.privacy.gate import build_manifest, release
+from cityscreen.privacy.gate import release
+from cityscreen.privacy.manifest import build_manifest
 
 __all__ = ["build_manifest", "release"]

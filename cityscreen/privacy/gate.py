@@ -1,47 +1,116 @@
-"""First cut of the gate: per-value person threshold only (issue 5 replaces it with the full gate)."""
+"""The release gate: the only way from exact window aggregates to publishable frames.
+
+Threshold mode: distinct-person threshold k, dominance rule on amounts, complementary suppression to
+a fixpoint checked by the differencing auditor (`suppression`). Released values are exact and every
+released total equals the sum of its parts wherever an observer could subtract.
+DP mode: the same person threshold and dominance rule, then keyed noise on every released value and a
+noisy threshold (noisy count >= k). Noise makes differences noisy, so complementary suppression is not
+applied, and released totals are not re-made consistent with their parts (documented in docs/privacy.md).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections import defaultdict
+
+import numpy as np
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import FRAME_VERSION, Frame, FramePrivacy, ReleasedFlow
+from cityscreen.privacy.accountant import Budget, budget, family_name
+from cityscreen.privacy.noise import discrete_gaussian, laplace, noise_rng
+from cityscreen.privacy.structure import AMOUNT_METRICS, Structure, build_structure
+from cityscreen.privacy.suppression import primary, suppress
 from cityscreen.settings import PrivacySettings
 
 
-def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int) -> list[Frame]:
+def release(
+    aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int
+) -> list[Frame]:
+    """Frames for every resolution of the window (finest first); suppressed values are None."""
+    resolutions = sorted(aggregate.cells, reverse=True)
+    structure = build_structure(aggregate)
     k = privacy.min_persons
-    fp = FramePrivacy(min_persons=k, dp_enabled=False, epsilon=0.0)
-    flows = [
-        ReleasedFlow(f.origin, f.dest, f.kind, float(f.persons) if f.persons >= k else None)
-        for f in aggregate.flows
-    ]
-    frames = []
-    for res, cells in sorted(aggregate.cells.items(), reverse=True):
-        released = {
-            cell: {key: (m.value if m.persons >= k else None) for key, m in stats.items()}
-            for cell, stats in cells.items()
-        }
-        frames.append(
-            Frame(
-                v=FRAME_VERSION,
-                window_start_ms=aggregate.window_start_ms,
-                window_s=aggregate.window_s,
-                res=res,
-                published_ms=published_ms,
-                privacy=fp,
-                cells=released,
-                flows=flows,
-            )
+    if privacy.dp_enabled:
+        plan = budget(privacy, window_s=aggregate.window_s, resolutions=resolutions)
+        values, hidden = _noisy(aggregate, structure, privacy, plan)
+        flows = _noisy_flows(aggregate, privacy, plan)
+        frame_privacy = FramePrivacy(k, True, plan.epsilon_per_window, plan.mechanism)
+    else:
+        hidden = suppress(structure, k, privacy.dominance_share)
+        values = structure.value
+        flows = [
+            ReleasedFlow(f.origin, f.dest, f.kind, float(f.persons) if f.persons >= k else None)
+            for f in aggregate.flows
+        ]
+        frame_privacy = FramePrivacy(k, False, 0.0, "threshold")
+    per_res: dict[int, dict[str, dict[str, float | None]]] = defaultdict(dict)
+    for i, (res, cell, key) in enumerate(structure.keys):
+        per_res[res].setdefault(cell, {})[key] = None if hidden[i] else _number(values[i])
+    return [
+        Frame(
+            v=FRAME_VERSION,
+            window_start_ms=aggregate.window_start_ms,
+            window_s=aggregate.window_s,
+            res=res,
+            published_ms=published_ms,
+            privacy=frame_privacy,
+            cells=per_res.get(res, {}),
+            flows=flows,
         )
-    return frames
+        for res in resolutions
+    ]
 
 
-def build_manifest(privacy: PrivacySettings, *, window_s: int, resolutions: list[int]) -> dict[str, Any]:
-    return {
-        "privacy_unit": "person",
-        "min_persons": privacy.min_persons,
-        "window_s": window_s,
-        "resolutions": resolutions,
-        "dp_enabled": privacy.dp_enabled,
-    }
+def _number(value: float) -> float:
+    return float(round(value, 2))
+
+
+def _draw(privacy: PrivacySettings, plan: Budget, scale: float, **where: object) -> float:
+    rng = noise_rng(privacy.dp_seed, **where)  # type: ignore[arg-type]
+    if plan.mechanism == "laplace":
+        return laplace(rng, scale)
+    return float(discrete_gaussian(rng, scale))
+
+
+def _noisy(
+    aggregate: WindowAggregate, structure: Structure, privacy: PrivacySettings, plan: Budget
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy values (counts rounded, post-processing) and the mask of what stays hidden."""
+    k = privacy.min_persons
+    hidden = primary(structure, k, privacy.dominance_share)
+    scales = {fam.name: plan.scale(fam) for fam in plan.families}
+    values = np.zeros(len(structure.keys))
+    for i, (res, cell, key) in enumerate(structure.keys):
+        scale = scales.get(family_name(res, key))
+        if scale is None:  # not in the accounted budget: never released under DP
+            hidden[i] = True
+            continue
+        where = {"window_start_ms": aggregate.window_start_ms, "res": res, "cell": cell, "stat": key}
+        noisy = structure.value[i] + _draw(privacy, plan, scale, **where)
+        if structure.metric[i] in AMOUNT_METRICS:
+            values[i] = max(0.0, round(noisy))
+        else:
+            values[i] = max(0.0, float(round(noisy)))
+            if values[i] < k:  # the noisy threshold
+                hidden[i] = True
+    return values, hidden
+
+
+def _noisy_flows(aggregate: WindowAggregate, privacy: PrivacySettings, plan: Budget) -> list[ReleasedFlow]:
+    k = privacy.min_persons
+    scales = {fam.name: plan.scale(fam) for fam in plan.families}
+    out = []
+    for f in aggregate.flows:
+        scale = scales.get(f"flows:{f.kind}")
+        persons: float | None = None
+        if scale is not None and f.persons >= k:
+            where = {
+                "window_start_ms": aggregate.window_start_ms,
+                "res": aggregate.flow_res,
+                "cell": f"{f.origin}>{f.dest}",
+                "stat": f"flows.{f.kind}",
+            }
+            noisy = float(round(f.persons + _draw(privacy, plan, scale, **where)))
+            persons = noisy if noisy >= k else None
+        out.append(ReleasedFlow(f.origin, f.dest, f.kind, persons))
+    return out

@@ -1,7 +1,60 @@
-"""Placeholder: replaced by the owner of this area."""
+"""`cityscreen api` (the gateway under uvicorn) and `cityscreen loadtest ws` (websocket load test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from cityscreen.settings import Settings
+
+loadtest_app = typer.Typer(help="Load tests.", no_args_is_help=True)
+
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("api")(api)
+    app.add_typer(loadtest_app, name="loadtest")
+
+
+def api(ctx: typer.Context) -> None:
+    """Run the gateway (REST, /ws/live, the web map) on CITY_GATEWAY__HOST:CITY_GATEWAY__PORT."""
+    import uvicorn
+
+    from services.gateway.app import create_app
+
+    settings: Settings = ctx.obj
+    gw = settings.gateway
+    uvicorn.run(
+        create_app(settings),
+        host=gw.host,
+        port=gw.port,
+        ws_max_size=gw.max_message_bytes,  # larger client messages are closed with 1009
+        ws_ping_interval=gw.heartbeat_s,
+        log_level="warning",
+        lifespan="on",
+    )
+
+
+@loadtest_app.command("ws")
+def loadtest_ws(
+    ctx: typer.Context,
+    clients: Annotated[int, typer.Option(min=1, help="websocket clients to open")] = 1000,
+    seconds: Annotated[float, typer.Option(min=1, help="how long to measure")] = 30,
+    out: Annotated[Path, typer.Option(help="JSON results file")] = Path("artifacts/loadtest-ws.json"),
+    url: Annotated[str | None, typer.Option(help="ws://host:port of a running gateway; default: start one")] = None,
+    publish: Annotated[bool, typer.Option(help="publish synthetic frames to Redis at --hz")] = True,
+    hz: Annotated[float, typer.Option(help="synthetic frames per second")] = 1.0,
+    processes: Annotated[int, typer.Option(min=1, max=16, help="client processes")] = 2,
+    res: Annotated[int | None, typer.Option(help="resolution the clients subscribe to")] = None,
+) -> None:
+    """Open N websocket clients, measure delivered frames/s, delay from published_ms, and drops."""
+    from services.gateway.loadtest import LoadTestPlan, run_loadtest
+
+    settings: Settings = ctx.obj
+    plan = LoadTestPlan(
+        clients=clients, seconds=seconds, out=out, url=url, publish=publish, hz=hz,
+        processes=processes, res=res if res is not None else settings.window.resolutions[-1],
+    )
+    result = run_loadtest(settings, plan)
+    typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))

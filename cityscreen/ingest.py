@@ -1,0 +1,306 @@
+"""The ingest edge's pure logic: validate raw records, pseudonymize identifiers, build dead letters.
+
+A record is one raw event or a JSON array of them. Arrays are split element by element (as
+undecoded `msgspec.Raw`), so one bad element is dead-lettered alone and its neighbours go through.
+Valid events become clean events whose `person` is a keyed pseudonym (HMAC, rotating key), and
+whose age is an age band: no raw identifier and no birth year leaves this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+
+from cityscreen.city import BBox
+from cityscreen.demography import ORIGIN_REGIONS, age_band
+from cityscreen.events import (
+    RAW_IDENTIFIER_FIELDS,
+    SCHEMA_VERSION,
+    CleanEvent,
+    PaymentEvent,
+    RawEvent,
+    RawPayment,
+    RawSim,
+    SimEvent,
+    TransitEvent,
+    partition_for,
+)
+from cityscreen.pseudonym import PSEUDONYM_HEX_CHARS, _period_key, period_of
+from cityscreen.settings import PLACEHOLDER_SECRETS, Settings
+
+# Dead-letter reasons, one per class of bad input (each is also a counter: deadletter.<reason>).
+OVERSIZE = "oversize"
+MALFORMED = "malformed"  # not JSON at all
+INVALID_SCHEMA = "invalid_schema"  # wrong types, missing fields, unknown kind
+UNKNOWN_VERSION = "unknown_version"
+OUT_OF_CITY = "out_of_city"
+TS_SKEW = "ts_skew"
+UNKNOWN_ORIGIN = "unknown_origin"
+BAD_BIRTH_YEAR = "implausible_birth_year"
+INVALID_VALUE = "invalid_value"  # e.g. a negative or non-finite amount, an empty identifier
+REASONS = (OVERSIZE, MALFORMED, INVALID_SCHEMA, UNKNOWN_VERSION, OUT_OF_CITY, TS_SKEW, UNKNOWN_ORIGIN,
+           BAD_BIRTH_YEAR, INVALID_VALUE)  # fmt: skip
+ACCEPTED = "ingest.accepted"
+PREVIEW_CHARS = 512
+MAX_AGE_YEARS = 110
+_DIGIT_RUN = re.compile(rb"\d{6,}")
+_RAW_ONE = msgspec.json.Decoder(RawEvent)
+_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+_ANY = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+_ID_DOMAIN = {RawSim: "imsi", RawPayment: "account"}
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    """What `city.deadletter.v1` carries: never a raw identifier (see `mask_preview`)."""
+
+    reason: str
+    detail: str  # added: the validator's message, e.g. the missing field
+    source_topic: str
+    partition: int
+    offset: int
+    ingest_ts_ms: int
+    payload_preview: str
+
+
+class Pseudonymizer:
+    """`cityscreen.pseudonym.pseudonymize`, made fast: per-period HMAC states and a bounded memo."""
+
+    def __init__(self, secret: str, rotation_s: int, memo_size: int = 1_000_000) -> None:
+        self.secret, self.rotation_s, self.memo_size = secret, rotation_s, memo_size
+        self._states: dict[int, hmac.HMAC] = {}
+        self._memo: dict[tuple[int, str], str] = {}
+
+    def __call__(self, identifier: str, ts_ms: int, domain: str) -> str:
+        period = period_of(ts_ms, self.rotation_s)
+        key = (period, f"{domain}:{identifier}")
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        state = self._states.get(period)
+        if state is None:
+            if len(self._states) > 8:
+                self._states.clear()
+            state = self._states[period] = hmac.new(_period_key(self.secret, period), digestmod=hashlib.sha256)
+        h = state.copy()
+        h.update(key[1].encode())
+        value = h.hexdigest()[:PSEUDONYM_HEX_CHARS]
+        if len(self._memo) >= self.memo_size:
+            self._memo.clear()  # crude but bounded: a new period makes old entries useless anyway
+        self._memo[key] = value
+        return value
+
+
+@dataclass
+class IngestConfig:
+    bbox: BBox
+    secret: str
+    rotation_s: int
+    max_skew_s: int
+    max_payload_bytes: int
+    partitions: int
+
+
+@dataclass
+class IngestResult:
+    """One batch's output: clean events grouped per (kind, partition), dead letters and counters."""
+
+    clean: dict[tuple[str, int], list[CleanEvent]] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+def config_from_settings(settings: Settings, bbox: BBox) -> IngestConfig:
+    return IngestConfig(
+        bbox=bbox,
+        secret=settings.pseudonym_secret,
+        rotation_s=settings.pseudonym_rotation_s,
+        max_skew_s=settings.max_event_skew_s,
+        max_payload_bytes=settings.max_payload_bytes,
+        partitions=settings.kafka.partitions,
+    )
+
+
+def require_secret(settings: Settings) -> None:
+    """Refuse a missing or placeholder pseudonym secret outside development mode."""
+    from cityscreen.errors import CityScreenError
+
+    secret = settings.pseudonym_secret
+    if settings.mode != "development" and (secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < 16):
+        raise CityScreenError(
+            "the ingest edge refuses to start in production mode with a missing or placeholder "
+            "CITY_PSEUDONYM_SECRET: set it to a long random value (e.g. `openssl rand -hex 32`)"
+        )
+
+
+class Validator:
+    """Turns raw records into clean events or dead letters. Holds the pseudonym cache between batches."""
+
+    def __init__(self, config: IngestConfig) -> None:
+        self.config = config
+        self.pseudonym = Pseudonymizer(config.secret, config.rotation_s)
+
+    def process(
+        self, result: IngestResult, value: bytes | None, *, topic: str, partition: int, offset: int, now_ms: int
+    ) -> None:
+        """Add one record's clean events, dead letters and counts to `result`."""
+        where = (topic, partition, offset, now_ms)
+        value = value or b""
+        if len(value) > self.config.max_payload_bytes:
+            detail = f"record of {len(value)} bytes exceeds max_payload_bytes={self.config.max_payload_bytes}"
+            self._dead(result, OVERSIZE, detail, value, where)
+            return
+        if value.lstrip()[:1] == b"[":
+            try:
+                elements = [bytes(e) for e in _ELEMENTS.decode(value)]
+            except msgspec.DecodeError as exc:
+                self._dead(result, MALFORMED, str(exc), value, where)
+                return
+        else:
+            elements = [value]
+        for element in elements:
+            self._one(result, element, where, now_ms)
+
+    def _one(self, result: IngestResult, element: bytes, where: tuple, now_ms: int) -> None:
+        try:
+            raw = _RAW_ONE.decode(element)
+        except msgspec.ValidationError as exc:
+            reason = UNKNOWN_VERSION if _version_of(element) not in (SCHEMA_VERSION, None) else INVALID_SCHEMA
+            self._dead(result, reason, str(exc), element, where)
+            return
+        except msgspec.DecodeError as exc:
+            self._dead(result, MALFORMED, str(exc), element, where)
+            return
+        problem = self.problem(raw, now_ms)
+        if problem:
+            self._dead(result, problem[0], problem[1], element, where)
+            return
+        clean = self.clean(raw)
+        key = (raw.__struct_config__.tag, partition_for(clean.person, self.config.partitions))  # type: ignore[attr-defined]
+        bucket = result.clean.get(key)
+        if bucket is None:
+            result.clean[key] = [clean]
+        else:
+            bucket.append(clean)
+        result.counts[ACCEPTED] += 1
+
+    def problem(self, raw: RawEvent, now_ms: int) -> tuple[str, str] | None:
+        """(reason, detail) when a decoded raw event is invalid, else None."""
+        if raw.v != SCHEMA_VERSION:
+            return UNKNOWN_VERSION, f"schema version {raw.v} is not {SCHEMA_VERSION}"
+        if not self.config.bbox.contains(raw.lat, raw.lng):
+            return OUT_OF_CITY, f"position ({raw.lat}, {raw.lng}) is outside the city bbox"
+        skew_s = abs(raw.ts_ms - now_ms) / 1000
+        if skew_s > self.config.max_skew_s:
+            return TS_SKEW, f"event time is {skew_s:.0f} s from now (max_event_skew_s={self.config.max_skew_s})"
+        if not raw.event_id or not _identifier(raw):
+            return INVALID_VALUE, "event_id and the subscriber / account / card identifier must not be empty"
+        if isinstance(raw, RawSim | RawPayment) and raw.origin not in ORIGIN_REGIONS:
+            return UNKNOWN_ORIGIN, f"origin code {raw.origin!r} is not in cityscreen.demography"
+        if isinstance(raw, RawSim):
+            year = datetime.fromtimestamp(raw.ts_ms / 1000, UTC).year
+            if not year - MAX_AGE_YEARS <= raw.birth_year <= year:
+                return BAD_BIRTH_YEAR, f"birth year {raw.birth_year} is implausible for an event in {year}"
+        if isinstance(raw, RawPayment) and not (math.isfinite(raw.amount_cny) and raw.amount_cny > 0):
+            return INVALID_VALUE, f"amount_cny {raw.amount_cny} must be a positive number"
+        return None
+
+    def clean(self, raw: RawEvent) -> CleanEvent:
+        """The clean event of a valid raw event (see `problem`)."""
+        return to_clean(raw, self.pseudonym)
+
+    def _dead(self, result: IngestResult, reason: str, detail: str, payload: bytes, where: tuple) -> None:
+        topic, partition, offset, now_ms = where
+        result.dead.append(
+            DeadLetter(
+                reason=reason,
+                detail=_DIGIT_RUN.sub(b"******", detail.encode()).decode(errors="replace")[:200],
+                source_topic=topic,
+                partition=partition,
+                offset=offset,
+                ingest_ts_ms=now_ms,
+                payload_preview=mask_preview(payload),
+            )
+        )
+        result.counts[f"deadletter.{reason}"] += 1
+
+
+def to_clean(raw: RawEvent, pseudonym: Pseudonymizer) -> CleanEvent:
+    """A valid raw event as a clean event: `person` is the keyed pseudonym, birth year becomes a band."""
+    if isinstance(raw, RawSim):
+        return SimEvent(
+            v=raw.v, event_id=raw.event_id, ts_ms=raw.ts_ms, person=pseudonym(raw.imsi, raw.ts_ms, "imsi"),
+            tower_id=raw.tower_id, lat=raw.lat, lng=raw.lng, gender=raw.gender,
+            age_band=age_band(raw.birth_year, datetime.fromtimestamp(raw.ts_ms / 1000, UTC).year),  # type: ignore[arg-type]
+            origin=raw.origin,
+        )  # fmt: skip
+    if isinstance(raw, RawPayment):
+        return PaymentEvent(
+            v=raw.v, event_id=raw.event_id, ts_ms=raw.ts_ms, person=pseudonym(raw.account, raw.ts_ms, "account"),
+            merchant_id=raw.merchant_id, category=raw.category, amount_cny=raw.amount_cny, lat=raw.lat,
+            lng=raw.lng, origin=raw.origin,
+        )  # fmt: skip
+    return TransitEvent(
+        v=raw.v, event_id=raw.event_id, ts_ms=raw.ts_ms, person=pseudonym(raw.card, raw.ts_ms, "card"),
+        tap=raw.tap, station_id=raw.station_id, line=raw.line, mode=raw.mode, lat=raw.lat, lng=raw.lng,
+    )  # fmt: skip
+
+
+def clean_event(raw: RawEvent, *, secret: str, rotation_s: int) -> CleanEvent:
+    """The library form: one valid raw event to its clean event (same pseudonyms as the ingest edge)."""
+    return to_clean(raw, Pseudonymizer(secret, rotation_s, memo_size=0))
+
+
+def _identifier(raw: RawEvent) -> str:
+    if isinstance(raw, RawSim):
+        return raw.imsi and raw.msisdn
+    return raw.account if isinstance(raw, RawPayment) else raw.card
+
+
+def _version_of(element: bytes) -> object:
+    try:
+        obj = _ANY.decode(element)
+    except msgspec.DecodeError:
+        return None
+    return obj.get("v") if isinstance(obj, dict) else None
+
+
+def mask_preview(payload: bytes) -> str:
+    """A short, identifier-free preview of a rejected payload.
+
+    A parseable object has its identifier fields replaced by "***" and digit runs in its other text
+    masked (an identifier may sit under a wrong key); anything else is cut short with every run of 6 or
+    more digits masked.
+    """
+    head = payload[: PREVIEW_CHARS * 4]
+    try:
+        obj = _ANY.decode(payload) if len(payload) <= PREVIEW_CHARS * 4 else None
+    except msgspec.DecodeError:
+        obj = None
+    if isinstance(obj, dict):
+        masked = {k: ("***" if k in RAW_IDENTIFIER_FIELDS else _mask_value(v)) for k, v in obj.items()}
+        text = _ENCODER.encode(masked)
+    else:
+        text = _DIGIT_RUN.sub(b"******", head)
+    return text[:PREVIEW_CHARS].decode("utf-8", errors="replace")
+
+
+def _mask_value(value: object) -> object:
+    if isinstance(value, str):
+        return _DIGIT_RUN.sub(b"******", value.encode()).decode(errors="replace")
+    if isinstance(value, dict | list):
+        return _DIGIT_RUN.sub(b"******", _ENCODER.encode(value)).decode(errors="replace")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 100_000 and value > 10**13:
+        return "******"  # a number long enough to be an IMSI or a card number
+    return value
+
+
+def encode_dead(dead: DeadLetter) -> bytes:
+    return _ENCODER.encode(dead)

@@ -1,0 +1,85 @@
+"""The privacy manifest: the privacy in force, as the gateway serves it and the map shows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cityscreen.privacy.accountant import budget
+from cityscreen.settings import PrivacySettings
+
+MANIFEST_VERSION = 1
+LARGE_DAILY_EPSILON = 10.0
+
+RULES = (
+    "threshold: a value with fewer than k distinct persons is suppressed (shown as suppressed, not zero)",
+    "empty categories of a fixed breakdown count as 0 persons, so they are suppressed too (no homogeneity)",
+    "dominance: a payment amount is suppressed when one payer holds more than the dominance share",
+    "complementary suppression across resolutions (parent = sum of children) and breakdowns "
+    "(total = sum of categories): no suppressed value can be recovered by subtraction, and the "
+    "suppressed values of one sum always add up to at least k persons",
+    "time: only tumbling windows are released; longer spans are sums of released windows",
+    "flows: each origin-destination pair is thresholded on distinct persons",
+    "frames carry counts only, never identifiers or pseudonyms",
+)
+DP_RULES = (
+    "noise on every released value, seeded per (secret, window, resolution, cell, statistic): "
+    "replays are identical and re-reading cannot average the noise away",
+    "noisy threshold: a count is released only when its noisy value is at least k",
+    "complementary suppression is off: differences of noisy values stay noisy",
+    "released totals are not forced to equal the sum of their noisy parts",
+)
+
+
+def build_manifest(
+    privacy: PrivacySettings, *, window_s: int, resolutions: list[int], flow_res: int | None = None
+) -> dict[str, Any]:
+    """A JSON-able description of the privacy applied to every frame."""
+    plan = budget(privacy, window_s=window_s, resolutions=sorted(resolutions, reverse=True))
+    manifest: dict[str, Any] = {
+        "version": MANIFEST_VERSION,
+        "privacy_unit": "person",
+        "min_persons": privacy.min_persons,
+        "k": privacy.min_persons,
+        "window_s": window_s,
+        "windows_per_day": plan.windows_per_day,
+        "resolutions": sorted(resolutions, reverse=True),
+        "flow_res": flow_res,
+        "dominance_share": privacy.dominance_share,
+        "dp_enabled": privacy.dp_enabled,
+        "mechanism": plan.mechanism if privacy.dp_enabled else "threshold",
+        "rules": list(RULES + (DP_RULES if privacy.dp_enabled else ())),
+        "defaults": {
+            "min_persons": 10,
+            "dp_enabled": False,
+            "dp_mechanism": "laplace",
+            "epsilon_per_window": 1.0,
+        },
+    }
+    if not privacy.dp_enabled:
+        manifest.update(epsilon_per_window=0.0, epsilon_per_day=0.0, dp=None)
+        return manifest
+    eps_day = plan.epsilon_per_day
+    manifest.update(
+        epsilon_per_window=plan.epsilon_per_window,
+        epsilon_per_day=eps_day,
+        dp={
+            "mechanism": plan.mechanism,
+            "delta": plan.delta,
+            "composition": "sequential (Laplace: sum of epsilons)"
+            if plan.mechanism == "laplace"
+            else "zero-concentrated DP, converted to (epsilon, delta)",
+            "statistics_per_person_per_window": len(plan.families),
+            "epsilon_per_statistic": plan.epsilon_per_family,
+            "contribution_bounds": {
+                "max_contributions_per_window": privacy.max_contributions_per_window,
+                "max_amount_cny": privacy.max_amount_cny,
+            },
+            "noise_scale": {fam.name: round(plan.scale(fam), 3) for fam in plan.families},
+        },
+    )
+    if eps_day > LARGE_DAILY_EPSILON:
+        manifest["warning"] = (
+            f"epsilon per person per day is {eps_day:.3g}: differential privacy alone protects little "
+            "for someone present all day; the k threshold and the rules above still apply to every value"
+        )
+    return manifest

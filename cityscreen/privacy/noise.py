@@ -1,0 +1,52 @@
+"""Deterministic noise for differential privacy: one keyed stream per (window, resolution, cell, statistic).
+
+The stream is seeded by HMAC-SHA256 under the secret `dp_seed`, so a replay of the same window gives the
+same frames, and reading a frame again returns the same noise, which cannot be averaged away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import random
+
+
+def noise_rng(secret: str, *, window_start_ms: int, res: int, cell: str, stat: str) -> random.Random:
+    """A PRNG for one released value; its seed is secret, so the noise cannot be predicted or removed."""
+    message = f"v1|{window_start_ms}|{res}|{cell}|{stat}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+def laplace(rng: random.Random, scale: float) -> float:
+    """Laplace(0, scale) by inverting the CDF."""
+    u = rng.random() - 0.5
+    while u == -0.5:  # the CDF inverse is infinite at the edge
+        u = rng.random() - 0.5
+    return -scale * math.copysign(1.0, u) * math.log(1.0 - 2.0 * abs(u))
+
+
+def _geometric(rng: random.Random, p: float) -> int:
+    """Failures before the first success, success probability p."""
+    u = rng.random()
+    while u == 0.0:
+        u = rng.random()
+    return int(math.floor(math.log(u) / math.log1p(-p)))
+
+
+def discrete_laplace(rng: random.Random, t: float) -> int:
+    """P(y) proportional to exp(-|y| / t) on the integers."""
+    p = 1.0 - math.exp(-1.0 / t)
+    return _geometric(rng, p) - _geometric(rng, p)
+
+
+def discrete_gaussian(rng: random.Random, sigma: float) -> int:
+    """P(y) proportional to exp(-y^2 / (2 sigma^2)) on the integers (Canonne, Kamath, Steinke 2020:
+    rejection sampling from a discrete Laplace)."""
+    t = math.floor(sigma) + 1.0
+    while True:
+        y = discrete_laplace(rng, t)
+        accept = math.exp(-((abs(y) - sigma * sigma / t) ** 2) / (2.0 * sigma * sigma))
+        if rng.random() < accept:
+            return y

@@ -1,0 +1,53 @@
+"""A bounded per-client queue where the latest frame wins, so a slow client never slows the others."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class LatestQueue(Generic[T]):
+    """Holds at most `maxlen` items; putting into a full queue drops the oldest (counted in `dropped`).
+
+    `put` never blocks and never awaits, so the fan-out loop's cost does not depend on any client.
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1, got {maxlen}")
+        self._items: deque[T] = deque(maxlen=maxlen)
+        self._ready = asyncio.Event()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T) -> None:
+        if len(self._items) == self._items.maxlen:
+            self.dropped += 1  # the deque discards the oldest itself
+        self._items.append(item)
+        self._ready.set()
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._ready.clear()
+
+    def get_nowait(self) -> T | None:
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        if not self._items:
+            self._ready.clear()
+        return item
+
+    async def get(self, timeout_s: float | None = None) -> T | None:
+        """The oldest kept item; None when `timeout_s` passes first."""
+        while not self._items:
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout_s)
+            except TimeoutError:
+                return None
+        return self.get_nowait()

@@ -1,0 +1,113 @@
+"""Fan-out: one Redis subscription per gateway process, copied into every client's bounded queue.
+
+Each announced frame is read from Redis once and encoded once per distinct `View`; clients get the
+same string object. Putting into a queue never waits, so a slow client cannot slow the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from cityscreen import store_keys
+from cityscreen.frames import Frame
+from services.gateway import store
+from services.gateway.conflate import LatestQueue
+from services.gateway.view import View, encode_message, view_frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Client:
+    """One connected subscriber: its view (None until it subscribes) and its latest-wins queue."""
+
+    queue: LatestQueue[str]
+    view: View | None = None
+    sent: int = 0
+
+
+def encode_for_views(frame: Frame, views: set[View], kind: str = "frame") -> dict[View, str]:
+    """Encode `frame` once for each view that watches its resolution."""
+    return {v: encode_message(kind, view_frame(frame, v)) for v in views if v.res == frame.res}
+
+
+@dataclass(eq=False)
+class Hub:
+    redis: aioredis.Redis
+    clients: set[Client] = field(default_factory=set)
+    frames_in: int = 0
+    encodes: int = 0
+    _last_published: dict[int, tuple[int, int]] = field(default_factory=dict)
+    _task: asyncio.Task[None] | None = None
+
+    def add(self, client: Client) -> None:
+        self.clients.add(client)
+
+    def remove(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def deliver(self, frame: Frame) -> int:
+        """Queue `frame` for every client watching its resolution; returns how many got it."""
+        stamp = (frame.window_start_ms, frame.published_ms)
+        if self._last_published.get(frame.res, (-1, -1)) >= stamp:
+            return 0  # an older or repeated announcement: never step a client back in time
+        self._last_published[frame.res] = stamp
+        self.frames_in += 1
+        watching = [c for c in self.clients if c.view is not None and c.view.res == frame.res]
+        encoded = encode_for_views(frame, {c.view for c in watching if c.view is not None})
+        self.encodes += len(encoded)
+        for c in watching:
+            assert c.view is not None  # narrowed above
+            c.queue.put(encoded[c.view])
+        return len(watching)
+
+    async def handle_notify(self, payload: bytes | str) -> None:
+        try:
+            res = int(json.loads(payload)["res"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed notify payload %r", payload)
+            return
+        if not any(c.view is not None and c.view.res == res for c in self.clients):
+            return
+        frame = await store.latest_frame(self.redis, res)
+        if frame is not None:
+            self.deliver(frame)
+
+    async def run(self) -> None:
+        """Listen to the notify channel until cancelled; reconnects with a short backoff."""
+        backoff_s = 0.2
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(store_keys.NOTIFY_CHANNEL)
+                backoff_s = 0.2
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        await self.handle_notify(message["data"])
+            except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
+                log.warning("redis subscription lost (%s); retrying in %.1fs", exc, backoff_s)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="gateway-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,137 @@
+"""The `/ws/live` socket: access checks before accept, subscribe, snapshot, then conflated updates.
+
+Protocol (JSON text). Client: `{"type": "subscribe", "res": 7, "layers": [...], "bbox": [w, s, e, n],
+"breakdown": "gender" | null}` at any time (a new subscription replaces the old and brings a new
+snapshot), `{"type": "ping"}`. Server: `snapshot` (the latest frame of the view, or `waiting` when there
+is none yet), `frame` (at most `update_hz` per second, latest wins), `heartbeat`, `pong`, `error`.
+A reconnecting client sends its subscription again and gets a fresh snapshot: there is no server state
+to resume, so several gateway processes are interchangeable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from cityscreen.settings import Settings
+from services.gateway import auth, store
+from services.gateway.conflate import LatestQueue
+from services.gateway.hub import Client, Hub
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.view import ViewError, encode_message, make_view, view_frame
+
+
+async def refuse(websocket: WebSocket, status: int, close_code: int, reason: str) -> None:
+    """Refuse before accept: an HTTP status when the server can send one, else a close code."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"detail": reason}, status_code=status))
+    else:
+        await websocket.close(code=close_code, reason=reason)
+
+
+def access_problem(websocket: WebSocket, settings: Settings) -> tuple[int, int, str] | None:
+    """(HTTP status, close code, reason) when the socket must be refused, else None."""
+    gw = settings.gateway
+    if not auth.is_allowed_origin(websocket.headers.get("origin"), websocket.headers.get("host"), gw.allowed_origins):
+        return 403, auth.CLOSE_FORBIDDEN_ORIGIN, "origin not allowed: add it to CITY_GATEWAY__ALLOWED_ORIGINS"
+    token = auth.websocket_token(websocket.query_params, websocket.scope.get("subprotocols", []))
+    if not auth.is_valid_token(token, gw.operator_tokens):
+        return 401, auth.CLOSE_UNAUTHORIZED, "missing or unknown operator token"
+    return None
+
+
+async def live_socket(websocket: WebSocket, settings: Settings, hub: Hub, metrics: GatewayMetrics) -> None:
+    problem = access_problem(websocket, settings)
+    if problem is not None:
+        metrics.ws_refused.labels(reason=str(problem[0])).inc()
+        await refuse(websocket, *problem)
+        return
+    await websocket.accept(subprotocol=auth.chosen_subprotocol(websocket.scope.get("subprotocols", [])))
+    client = Client(queue=LatestQueue(settings.gateway.queue_frames))
+    hub.add(client)
+    metrics.ws_clients.inc()
+    tasks = [
+        asyncio.create_task(_receive(websocket, client, settings, hub)),
+        asyncio.create_task(_send(websocket, client, settings, metrics)),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
+                await t
+        hub.remove(client)
+        metrics.ws_clients.dec()
+        metrics.ws_frames_conflated.inc(client.queue.dropped)
+
+
+async def _receive(websocket: WebSocket, client: Client, settings: Settings, hub: Hub) -> None:
+    limit = settings.gateway.max_message_bytes
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        raw = message.get("text") or message.get("bytes") or ""
+        if len(raw) > limit:
+            await websocket.close(code=auth.CLOSE_TOO_BIG, reason=f"message over {limit} bytes")
+            return
+        reply = await handle_message(raw, client, settings, hub)
+        if reply is not None:
+            client.queue.put(reply)
+
+
+async def handle_message(raw: str | bytes, client: Client, settings: Settings, hub: Hub) -> str | None:
+    """Apply one client message; returns the reply to queue (a snapshot, pong or error)."""
+    try:
+        msg: dict[str, Any] = json.loads(raw)
+        kind = msg.get("type")
+    except (ValueError, AttributeError):
+        return encode_message("error", {"message": "messages are JSON objects with a 'type'"})
+    if kind == "ping":
+        return encode_message("pong", {"ts_ms": int(time.time() * 1000)})
+    if kind != "subscribe":
+        return encode_message("error", {"message": f"unknown message type {kind!r}: use subscribe or ping"})
+    try:
+        view = make_view(
+            int(msg.get("res", settings.window.resolutions[-1])),
+            msg.get("layers"),
+            msg.get("bbox"),
+            msg.get("breakdown"),
+            resolutions=settings.window.resolutions,
+        )
+    except (ViewError, TypeError, ValueError) as exc:
+        return encode_message("error", {"message": str(exc)})
+    client.view = view
+    client.queue.clear()  # frames of the old view are of no use now
+    frame = await store.latest_frame(hub.redis, view.res)
+    if frame is None:
+        return encode_message("waiting", {"res": view.res})
+    return encode_message("snapshot", view_frame(frame, view))
+
+
+async def _send(websocket: WebSocket, client: Client, settings: Settings, metrics: GatewayMetrics) -> None:
+    gw = settings.gateway
+    min_interval_s = 1.0 / gw.update_hz
+    heartbeat = metrics.ws_messages_sent.labels(type="heartbeat")
+    data = metrics.ws_messages_sent.labels(type="data")
+    while True:
+        text = await client.queue.get(timeout_s=gw.heartbeat_s)
+        if text is None:
+            await websocket.send_text(encode_message("heartbeat", {"ts_ms": int(time.time() * 1000)}))
+            heartbeat.inc()
+            continue
+        started = time.monotonic()
+        await websocket.send_text(text)
+        data.inc()
+        client.sent += 1
+        if text.startswith('{"type":"frame"'):
+            # updates are paced; replies (snapshot, pong, error) go out at once
+            await asyncio.sleep(max(0.0, min_interval_s - (time.monotonic() - started)))

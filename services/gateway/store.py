@@ -1,0 +1,65 @@
+"""Reads of released frames from Redis, in the layout of `cityscreen.store_keys` (written by the sink)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from cityscreen import store_keys
+from cityscreen.frames import Frame, decode_frame
+from cityscreen.privacy import build_manifest
+from cityscreen.settings import Settings
+
+
+async def latest_frame(redis: aioredis.Redis, res: int) -> Frame | None:
+    data = await redis.get(store_keys.latest_frame_key(res))
+    return decode_frame(data) if data else None
+
+
+async def frame_at(redis: aioredis.Redis, res: int, window_start_ms: int) -> Frame | None:
+    data = await redis.get(store_keys.frame_key(res, window_start_ms))
+    return decode_frame(data) if data else None
+
+
+async def recent_windows(redis: aioredis.Redis, res: int, count: int) -> list[int]:
+    """The newest `count` window starts still kept at `res`, oldest first."""
+    members = await redis.zrevrange(store_keys.frame_index_key(res), 0, max(count, 1) - 1)
+    return sorted(int(m) for m in members)
+
+
+async def recent_frames(redis: aioredis.Redis, res: int, count: int) -> list[Frame]:
+    """The newest `count` frames at `res` (expired ones skipped), oldest first."""
+    starts = await recent_windows(redis, res, count)
+    if not starts:
+        return []
+    blobs = await redis.mget([store_keys.frame_key(res, s) for s in starts])
+    return [decode_frame(b) for b in blobs if b]
+
+
+async def manifest(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:
+    """The manifest the release sink stored; else the one these settings would produce."""
+    data = await redis.get(store_keys.MANIFEST_KEY)
+    if data:
+        loaded: dict[str, Any] = json.loads(data)
+        return loaded
+    built = build_manifest(
+        settings.privacy, window_s=settings.window.window_s, resolutions=settings.window.resolutions
+    )
+    return dict(msgspec.to_builtins(built))
+
+
+async def write_frame(redis: aioredis.Redis, frame: Frame, *, history_s: int) -> None:
+    """Store and announce one frame exactly as the release sink does (load tests and fixtures use it)."""
+    body = msgspec.json.encode(frame)
+    pipe = redis.pipeline(transaction=False)
+    pipe.set(store_keys.latest_frame_key(frame.res), body)
+    pipe.set(store_keys.frame_key(frame.res, frame.window_start_ms), body, ex=history_s)
+    pipe.zadd(store_keys.frame_index_key(frame.res), {str(frame.window_start_ms): frame.window_start_ms})
+    pipe.publish(
+        store_keys.NOTIFY_CHANNEL,
+        json.dumps({"res": frame.res, "window_start_ms": frame.window_start_ms}),
+    )
+    await pipe.execute()

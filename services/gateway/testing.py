@@ -1,0 +1,117 @@
+"""Test helpers shipped as API: synthetic frames for tests, the load test and demos without a pipeline."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h3
+
+from cityscreen.errors import CityScreenError
+from cityscreen.frames import FRAME_VERSION, Frame, FramePrivacy, ReleasedFlow
+
+# Futian, Shenzhen: a point every test city and the bundled model cover.
+DEMO_CENTER = (22.5431, 114.0579)
+
+
+def demo_cells(res: int, rings: int = 3, center: tuple[float, float] = DEMO_CENTER) -> list[str]:
+    """Cells in `rings` rings around `center`, sorted (deterministic)."""
+    return sorted(h3.grid_disk(h3.latlng_to_cell(center[0], center[1], res), rings))
+
+
+def make_frame(**overrides: Any) -> Frame:
+    """A small valid frame: two cells at res 7, one with a suppressed breakdown part, one flow."""
+    res = overrides.pop("res", 7)
+    cells = demo_cells(res, rings=1)
+    fields: dict[str, Any] = {
+        "v": FRAME_VERSION,
+        "window_start_ms": 1_700_000_040_000,
+        "window_s": 60,
+        "res": res,
+        "published_ms": 1_700_000_130_000,
+        "privacy": FramePrivacy(min_persons=10, dp_enabled=False, epsilon=0.0),
+        "cells": {
+            cells[0]: {
+                "population.persons": 40.0,
+                "population.persons|gender=F": 22.0,
+                "population.persons|gender=M": 18.0,
+                "payments.count": 12.0,
+                "payments.amount_cny|category=food": 310.5,
+            },
+            cells[1]: {"population.persons": None, "transit.tap_in": 15.0, "transit.tap_in|mode=metro": 15.0},
+        },
+        "flows": [ReleasedFlow(cells[0], cells[1], "transit", 14.0)],
+    }
+    fields.update(overrides)
+    return Frame(**fields)
+
+
+def synthetic_frame(res: int, window_start_ms: int, *, rings: int = 6, seed: int = 0) -> Frame:
+    """A plausible full frame (population, payments, transit, some suppressed) published now."""
+    rng = random.Random(seed * 1_000_003 + window_start_ms)
+    cells: dict[str, dict[str, float | None]] = {}
+    for cell in demo_cells(res, rings):
+        persons = rng.randint(0, 400)
+        if persons == 0:
+            continue
+        stats: dict[str, float | None] = {"population.persons": float(persons) if persons >= 10 else None}
+        females = rng.randint(0, persons)
+        for cat, n in (("F", females), ("M", persons - females)):
+            stats[f"population.persons|gender={cat}"] = float(n) if n >= 10 else None
+        stats["payments.count"] = float(rng.randint(10, 200))
+        stats["payments.amount_cny"] = round(rng.uniform(100, 9000), 2)
+        stats["transit.tap_in"] = float(rng.randint(10, 90))
+        cells[cell] = stats
+    ids = sorted(cells)
+    flows = [ReleasedFlow(ids[i], ids[-1 - i], "transit", float(rng.randint(10, 60))) for i in range(min(5, len(ids) // 2))]
+    return Frame(
+        v=FRAME_VERSION,
+        window_start_ms=window_start_ms,
+        window_s=60,
+        res=res,
+        published_ms=int(time.time() * 1000),
+        privacy=FramePrivacy(min_persons=10, dp_enabled=False, epsilon=0.0),
+        cells=cells,
+        flows=flows,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port (no persistence); yields its URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise CityScreenError("redis-server not found: install it (Debian: apt-get install redis-server)")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--protected-mode", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise CityScreenError(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

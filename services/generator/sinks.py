@@ -1,0 +1,130 @@
+"""Where events go: Kafka topics (batched JSON arrays, one topic per kind) or a JSON-lines file.
+
+Also finds Kafka: `settings.kafka.bootstrap`, or the address the local stack wrote to
+`<data_dir>/stack.json` when the setting was left at its default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import IO, Protocol
+
+from cityscreen.errors import CityScreenError
+from cityscreen.events import INGEST_TOPICS, RawEvent, encode_many
+from cityscreen.settings import KafkaSettings, Settings
+from services.generator.fixtures import encode_line, open_write
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+def kafka_bootstrap(settings: Settings) -> str:
+    """The configured bootstrap, falling back to the running local stack's when left at the default."""
+    default = KafkaSettings().bootstrap
+    if settings.kafka.bootstrap != default or "CITY_KAFKA__BOOTSTRAP" in os.environ:
+        return settings.kafka.bootstrap
+    stack = settings.data_dir / "stack.json"
+    try:
+        info = json.loads(stack.read_text())
+    except (OSError, ValueError):
+        return settings.kafka.bootstrap
+    found = info.get("kafka_bootstrap") or info.get("bootstrap") or (info.get("kafka") or {}).get("bootstrap")
+    return str(found) if found else settings.kafka.bootstrap
+
+
+class Sink(Protocol):
+    async def start(self) -> None: ...
+    async def send(self, kind: str, events: list[RawEvent]) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class KafkaSink:
+    """Sends each batch as one record (a JSON array) to the kind's `city.ingest.*` topic."""
+
+    def __init__(self, bootstrap: str, partitions: int, topics: dict[str, str] | None = None) -> None:
+        self.bootstrap, self.partitions = bootstrap, partitions
+        self.topics = topics or INGEST_TOPICS
+        self._pending: list[asyncio.Future] = []
+        self._producer = None
+        self._rr = 0
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaConnectionError
+
+        await ensure_topics(self.bootstrap, list(self.topics.values()), self.partitions)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, linger_ms=5, max_batch_size=1_048_576,
+            max_request_size=MAX_REQUEST_BYTES, acks=1, request_timeout_ms=30_000,
+        )  # fmt: skip
+        try:
+            await self._producer.start()
+        except KafkaConnectionError as exc:
+            raise CityScreenError(
+                f"cannot reach Kafka at {self.bootstrap}: start it (`cityscreen stack start`) "
+                "or set CITY_KAFKA__BOOTSTRAP"
+            ) from exc
+
+    async def send_bytes(self, topic: str, value: bytes) -> None:
+        assert self._producer is not None
+        self._rr = (self._rr + 1) % self.partitions  # raw topics are not keyed: spread records evenly
+        self._pending.append(await self._producer.send(topic, value, partition=self._rr))
+        if len(self._pending) >= 200:
+            await self.drain()
+
+    async def send(self, kind: str, events: list[RawEvent]) -> None:
+        await self.send_bytes(self.topics[kind], encode_many(events))
+
+    async def drain(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            try:
+                await self.drain()
+            finally:
+                await self._producer.stop()
+
+
+class FileSink:
+    """Writes events as JSON lines (gzip when the name ends in .gz), in the order they are sent."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._out: IO[bytes] | None = None
+
+    async def start(self) -> None:
+        self._out = open_write(self.path)
+
+    async def send(self, kind: str, events: list[RawEvent]) -> None:
+        assert self._out is not None
+        self._out.write(b"".join(encode_line(e) + b"\n" for e in events))
+
+    async def stop(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
+
+async def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    """Create missing topics with the project's partition count (the stack may have done it already)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaConnectionError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        raise CityScreenError(
+            f"cannot reach Kafka at {bootstrap}: start it (`cityscreen stack start`) or set CITY_KAFKA__BOOTSTRAP"
+        ) from exc
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+    finally:
+        await admin.close()

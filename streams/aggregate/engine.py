@@ -1,0 +1,148 @@
+"""The aggregate engine: routes records to partition states and keeps their durable log consistent.
+
+Storage is a key-value log per partition (a changelog-backed Faust table in the worker, a dict in tests):
+`snap` holds the partition snapshot and `d:<seq>` one delta per batch. The order of writes is what makes
+a SIGKILL harmless: deltas are written after every batch (before Faust commits the batch's offsets); at
+a close the partials are delivered first, then the snapshot, then the deltas it made redundant are
+deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from cityscreen.events import CleanEvent, decode_clean_many
+from streams.aggregate.close import AggConfig
+from streams.aggregate.partial import Partial
+from streams.aggregate.partition import PartitionState
+
+SNAPSHOT = "snap"
+
+
+class PartitionLog(Protocol):
+    def put(self, partition: int, key: str, value: bytes | None) -> None: ...
+    def items(self, partition: int) -> list[tuple[str, bytes]]: ...
+
+
+class DictLog:
+    """In-memory PartitionLog (tests, benchmarks without durability)."""
+
+    def __init__(self) -> None:
+        self.data: dict[int, dict[str, bytes]] = {}
+
+    def put(self, partition: int, key: str, value: bytes | None) -> None:
+        part = self.data.setdefault(partition, {})
+        if value is None:
+            part.pop(key, None)
+        else:
+            part[key] = value
+
+    def items(self, partition: int) -> list[tuple[str, bytes]]:
+        return sorted(self.data.get(partition, {}).items())
+
+
+@dataclass
+class Closed:
+    partition: int
+    partials: list[Partial]
+    closed_through_ms: int
+
+
+class Engine:
+    def __init__(
+        self, cfg: AggConfig, log: PartitionLog, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.cfg, self.log, self.clock = cfg, log, clock
+        self.states: dict[int, PartitionState] = {}
+        self._seq: dict[int, int] = {}
+        self._delta_newest: dict[int, dict[str, int]] = {}  # partition -> delta key -> newest window
+        self._touched: set[int] = set()
+        self._active_at: dict[int, float] = {}
+
+    def state(self, partition: int) -> PartitionState:
+        st = self.states.get(partition)
+        if st is None:
+            st = self.states[partition] = self._restore(partition)
+        return st
+
+    def _restore(self, partition: int) -> PartitionState:
+        snap, deltas, newest = None, [], {}
+        seq = 0
+        for key, value in self.log.items(partition):
+            if key == SNAPSHOT:
+                snap = value
+            else:
+                deltas.append(value)
+                seq = max(seq, int(key[2:]))
+        st = PartitionState.restore(partition, self.cfg, snap, deltas)
+        for key, value in self.log.items(partition):
+            if key != SNAPSHOT:
+                newest[key] = _newest_of(value)
+        self._seq[partition] = seq
+        self._delta_newest[partition] = newest
+        return st
+
+    def apply(self, partition: int, kind: str, offset: int, value: bytes) -> list[CleanEvent]:
+        """Apply one record; returns its late events."""
+        self._touched.add(partition)
+        self._active_at[partition] = self.clock()
+        return self.state(partition).add_record(kind, offset, decode_clean_many(value))
+
+    def apply_events(
+        self, partition: int, kind: str, offset: int, events: list[CleanEvent]
+    ) -> list[CleanEvent]:
+        self._touched.add(partition)
+        self._active_at[partition] = self.clock()
+        return self.state(partition).add_record(kind, offset, events)
+
+    def persist(self) -> None:
+        """Write one delta per partition touched since the last call."""
+        for p in sorted(self._touched):
+            taken = self.states[p].take_delta()
+            if taken is None:
+                continue
+            data, newest = taken
+            self._seq[p] = self._seq.get(p, 0) + 1
+            key = f"d:{self._seq[p]:012d}"
+            self.log.put(p, key, data)
+            self._delta_newest.setdefault(p, {})[key] = newest
+        self._touched.clear()
+
+    def close_due(self, idle_s: float | None = None) -> list[Closed]:
+        """Close due windows of every partition (all windows of partitions idle for `idle_s`)."""
+        now = self.clock()
+        out = []
+        for p, st in sorted(self.states.items()):
+            idle = idle_s is not None and now - self._active_at.get(p, now) >= idle_s
+            before = st.closed_through_ms
+            partials = st.close_due(idle=idle)
+            if st.closed_through_ms is not None and st.closed_through_ms != before:
+                out.append(Closed(p, partials, st.closed_through_ms))
+        return out
+
+    def commit_close(self, closed: Closed) -> None:
+        """After the partials are delivered: snapshot, then drop the deltas the snapshot covers."""
+        st = self.states[closed.partition]
+        self.persist()
+        self.log.put(closed.partition, SNAPSHOT, st.snapshot())
+        newest = self._delta_newest.get(closed.partition, {})
+        for key in [k for k, w in newest.items() if w <= closed.closed_through_ms]:
+            self.log.put(closed.partition, key, None)
+            del newest[key]
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget partitions moved to another worker (their log moved with them)."""
+        for p in partitions:
+            self.states.pop(p, None)
+            self._delta_newest.pop(p, None)
+            self._touched.discard(p)
+
+
+def _newest_of(delta: bytes) -> int:
+    import msgspec
+
+    d = msgspec.msgpack.decode(delta)
+    return max([w for _, w, _ in d["rows"]] + list(d["late"]))

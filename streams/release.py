@@ -1,0 +1,94 @@
+"""The release sink: the ONLY code that writes frames to Redis and to the frames topic.
+
+It accepts nothing but an exact `WindowAggregate` and calls the privacy gate itself, so no value can
+reach Redis or `city.frames.v1` without passing `cityscreen.privacy.release`. Fused indicators are then
+added from released values only. Publishing is idempotent per window: a window already in the frame
+index (a replay after a crash) is not published again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from cityscreen import store_keys
+from cityscreen.aggregates import WindowAggregate
+from cityscreen.frames import Frame, decode_frame, encode_frame
+from cityscreen.privacy import build_manifest, release
+from cityscreen.settings import Settings
+from streams.fused import fused_indicators
+
+SendFrame = Callable[[bytes, bytes], Awaitable[None]]  # (key, value) -> delivered to the frames topic
+
+
+class ReleaseSink:
+    def __init__(
+        self,
+        redis: Any,  # redis.asyncio.Redis
+        send_frame: SendFrame,
+        settings: Settings,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.redis, self.send_frame, self.settings, self.clock_ms = redis, send_frame, settings, clock_ms
+
+    async def publish_manifest(self) -> None:
+        w = self.settings.window
+        manifest = build_manifest(
+            self.settings.privacy, window_s=w.window_s, resolutions=w.resolutions, flow_res=w.flow_res
+        )
+        await self.redis.set(store_keys.MANIFEST_KEY, json.dumps(msgspec.to_builtins(manifest)))
+
+    async def is_published(self, window_start_ms: int) -> bool:
+        # the coarsest frame is written last, so its presence means the whole window was published
+        coarsest = min(self.settings.window.resolutions)
+        return await self.redis.zscore(store_keys.frame_index_key(coarsest), str(window_start_ms)) is not None
+
+    async def publish(self, aggregate: WindowAggregate) -> list[Frame]:
+        """Gate, then store and announce every resolution's frame; returns what was published."""
+        if not isinstance(aggregate, WindowAggregate):
+            raise TypeError("the release sink accepts only a WindowAggregate (it applies the gate itself)")
+        if await self.is_published(aggregate.window_start_ms):
+            return []
+        frames = release(aggregate, self.settings.privacy, published_ms=self.clock_ms())
+        history_s = self.settings.redis.history_s
+        oldest_ms = aggregate.window_start_ms - history_s * 1000
+        for frame in frames:
+            frame.fused = fused_indicators(frame, await self._previous(frame))
+            body = encode_frame(frame)
+            await self.send_frame(f"{frame.res}:{frame.window_start_ms}".encode(), body)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(store_keys.frame_key(frame.res, frame.window_start_ms), body, ex=history_s)
+            index = store_keys.frame_index_key(frame.res)
+            pipe.zadd(index, {str(frame.window_start_ms): frame.window_start_ms})
+            pipe.zremrangebyscore(index, "-inf", oldest_ms)
+            await pipe.execute()
+            await self._set_latest(frame, body)
+            await self.redis.publish(
+                store_keys.NOTIFY_CHANNEL,
+                json.dumps({"res": frame.res, "window_start_ms": frame.window_start_ms}),
+            )
+        await self.count(windows_published=1)
+        return frames
+
+    async def count(self, **counters: int) -> None:
+        """Worker counters in the stats hash (events, late, dead-lettered, windows)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name, n in counters.items():
+            if n:
+                pipe.hincrby(store_keys.STATS_KEY, name, n)
+        await pipe.execute()
+
+    async def _previous(self, frame: Frame) -> Frame | None:
+        prev_start = frame.window_start_ms - frame.window_s * 1000
+        data = await self.redis.get(store_keys.frame_key(frame.res, prev_start))
+        return decode_frame(data) if data else None
+
+    async def _set_latest(self, frame: Frame, body: bytes) -> None:
+        key = store_keys.latest_frame_key(frame.res)
+        current = await self.redis.get(key)
+        if current is None or decode_frame(current).window_start_ms <= frame.window_start_ms:
+            await self.redis.set(key, body)

@@ -1,0 +1,164 @@
+"""The aggregate worker: Faust agents that feed the pure engine and hand complete windows to the sink.
+
+Two agents per process (docs/streams.md):
+- `aggregate` reads the three clean topics in batches, bins and windows them (streams.aggregate), keeps a
+  per-partition durable log in the changelog-backed `aggregate-state` table, and sends each closed
+  window's partial to the internal partials topic;
+- `release` (one partition, so one worker in the group runs it) merges the partials of a window once
+  every partition has closed it, and calls the release sink, which applies the privacy gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+import msgspec
+import redis.asyncio as aioredis
+
+from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC, CleanEvent, encode
+from cityscreen.settings import Settings
+from streams.aggregate.close import AggConfig
+from streams.aggregate.engine import Closed, Engine
+from streams.aggregate.partial import PartialMessage, decode_message, encode_message
+from streams.app import create_app
+from streams.release import ReleaseSink
+from streams.release_book import ReleaseBook, finalize_window
+
+PARTIALS_TOPIC = "cityscreen.partials.v1"  # internal: exact partials, never leaves the workers
+KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
+
+
+class TableLog:
+    """The engine's per-partition log in a Faust table, written to the changelog partition of the data.
+
+    Written explicitly per partition (not through `table[key] = ...`, which uses the partition of the
+    current event) because one batch mixes partitions; keys are "<partition>/<key>".
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def put(self, partition: int, key: str, value: bytes | None) -> None:
+        full = f"{partition}/{key}"
+        if value is None:
+            self.table.data.pop(full, None)
+        else:
+            self.table.data[full] = value
+        self.table.send_changelog(partition, full, value)
+
+    def items(self, partition: int) -> list[tuple[str, bytes]]:
+        prefix = f"{partition}/"
+        return sorted((k[len(prefix) :], v) for k, v in self.table.data.items() if k.startswith(prefix))
+
+
+def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") -> faust.App:
+    app = create_app(settings, app_id=app_id)
+    win = settings.window
+    clean = app.topic(*CLEAN_TOPICS.values(), key_serializer="raw", value_serializer="raw")
+    partials = app.topic(PARTIALS_TOPIC, partitions=1, internal=True, key_serializer="raw",
+                         value_serializer="raw")  # fmt: skip
+    frames = app.topic(FRAMES_TOPIC, key_serializer="raw", value_serializer="raw")
+    deadletter = app.topic(DEADLETTER_TOPIC, key_serializer="raw", value_serializer="raw")
+    state_table = app.Table("aggregate-state", default=None, key_serializer="json", value_serializer="raw",
+                            partitions=settings.kafka.partitions)  # fmt: skip
+    book_table = app.Table("release-book", default=None, key_serializer="json", value_serializer="raw",
+                           partitions=1)  # fmt: skip
+    engine = Engine(AggConfig.from_settings(settings), TableLog(state_table))
+    lock = asyncio.Lock()
+    redis = aioredis.Redis.from_url(settings.redis.url)
+
+    async def send_frame(key: bytes, value: bytes) -> None:
+        await (await frames.send(key=key, value=value))
+
+    sink = ReleaseSink(redis, send_frame, settings)
+
+    async def emit(closed: list[Closed]) -> None:
+        for c in closed:
+            # each partial says only its own window is final: a crash between two sends then cannot
+            # make the release agent treat the later window as complete for this partition
+            for part in c.partials:
+                msg = PartialMessage(c.partition, part.window_start_ms, part)
+                await (await partials.send(key=str(c.partition).encode(), value=encode_message(msg)))
+            progress = PartialMessage(c.partition, c.closed_through_ms, None)
+            await (await partials.send(key=str(c.partition).encode(), value=encode_message(progress)))
+            engine.commit_close(c)
+
+    async def dead_letter(late: list[tuple[str, CleanEvent]]) -> None:
+        for topic, event in late:
+            body = msgspec.json.encode(
+                {"reason": "late", "topic": topic, "event": msgspec.json.decode(encode(event))}
+            )
+            await deadletter.send(key=None, value=body)
+        await sink.count(late_events=len(late), dead_lettered=len(late))
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app: faust.App, *, revoked: set[Any], **kwargs: Any) -> None:
+        engine.drop({tp.partition for tp in revoked if tp.topic in KIND_BY_TOPIC})
+
+    @app.agent(clean)
+    async def aggregate(stream: Any) -> None:
+        async for events in stream.take_events(win.max_batch_events, within=win.flush_s):
+            async with lock:
+                late: list[tuple[str, CleanEvent]] = []
+                n = 0
+                for event in events:
+                    m = event.message
+                    got = engine.apply(m.partition, KIND_BY_TOPIC[m.topic], m.offset, event.value)
+                    late.extend((m.topic, e) for e in got)
+                    n += 1
+                engine.persist()
+                if late:
+                    await dead_letter(late)
+                await sink.count(records=n)
+                await emit(engine.close_due())
+
+    @app.timer(interval=win.flush_s)
+    async def close_idle() -> None:
+        async with lock:
+            await emit(engine.close_due(idle_s=win.idle_close_s))
+
+    book: dict[str, ReleaseBook] = {}
+
+    def load_book() -> ReleaseBook:
+        if "b" not in book:
+            meta = book_table.get("meta")
+            rb = ReleaseBook(settings.kafka.partitions)
+            if meta:
+                m = msgspec.msgpack.decode(meta)
+                rb.state.closed_through = {int(k): v for k, v in m["closed"].items()}
+                rb.state.released_through = m["released"]
+            for key in sorted(k for k in book_table if k.startswith("part/")):
+                rb.add(decode_message(book_table[key]))
+            book["b"] = rb
+        return book["b"]
+
+    @app.agent(partials)
+    async def release(stream: Any) -> None:
+        async for value in stream:
+            rb = load_book()
+            msg = decode_message(value)
+            rb.add(msg)
+            if msg.partial is not None:
+                book_table[f"part/{msg.partial.window_start_ms}/{msg.partition}"] = value
+            for merged in rb.take_complete():
+                await sink.publish(finalize_window(merged, settings))
+                for key in [k for k in book_table if k.startswith(f"part/{merged.window_start_ms}/")]:
+                    del book_table[key]
+            book_table["meta"] = msgspec.msgpack.encode(
+                {"closed": rb.state.closed_through, "released": rb.state.released_through}
+            )
+
+    @app.task
+    async def manifest() -> None:
+        await sink.publish_manifest()
+
+    return app
+
+
+def run_aggregate_worker(settings: Settings) -> None:
+    """Run the aggregate worker until SIGTERM / Ctrl-C."""
+    app = build_worker(settings)
+    worker = faust.Worker(app, loglevel="WARNING")
+    worker.execute_from_commandline()

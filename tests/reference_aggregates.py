@@ -1,0 +1,202 @@
+"""A deliberately plain reference implementation of the window aggregates, straight from raw events.
+
+It shares no code with `streams/`: only the core schemas, `cityscreen.geo`, `cityscreen.demography` and
+`cityscreen.aggregates`. It is slow and simple on purpose; the golden tests and the privacy attack tests
+compare the real pipeline against it. The rules it encodes are the ones documented in docs/streams.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from cityscreen.aggregates import FlowAggregate, Measure, WindowAggregate
+from cityscreen.demography import BREAKDOWN_CATEGORIES, ORIGIN_REGIONS, age_band
+from cityscreen.events import RawEvent, RawPayment, RawSim, RawTransit
+from cityscreen.geo import cell_for, parent_of
+from cityscreen.settings import Settings
+
+
+def _person(identifier: str, domain: str, ts_ms: int, rotation_s: int) -> str:
+    # pseudonyms rotate per period: the same identifier is a different person in the next period
+    return f"{domain}:{identifier}@{ts_ms // (rotation_s * 1000)}"
+
+
+def _region(code: str) -> str:
+    return ORIGIN_REGIONS.get(code, code)
+
+
+def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settings) -> list[WindowAggregate]:
+    win = settings.window.window_s * 1000
+    grace = settings.window.grace_s * 1000
+    base = settings.window.h3_res
+    resolutions = settings.window.resolutions
+    flow_res = settings.window.flow_res
+    ttl = settings.window.trip_ttl_s * 1000
+    dp = settings.privacy.dp_enabled
+    limit = settings.privacy.max_contributions_per_window if dp else None
+    clip = settings.privacy.max_amount_cny if dp else None
+    rot = settings.pseudonym_rotation_s
+
+    # 1. lateness, per kind, in arrival order
+    watermark: dict[str, int] = {}
+    on_time: dict[int, list[tuple[int, str, str, RawEvent]]] = {}  # window -> (ts, event_id, kind, event)
+    late: dict[int, int] = {}
+    for ev in raw_events:
+        kind = "sim" if isinstance(ev, RawSim) else "payment" if isinstance(ev, RawPayment) else "transit"
+        w = ev.ts_ms - ev.ts_ms % win
+        wm = watermark.get(kind)
+        if wm is not None and w + win + grace <= wm:
+            home = wm - wm % win
+            late[home] = late.get(home, 0) + 1
+            continue
+        if wm is None or ev.ts_ms > wm:
+            watermark[kind] = ev.ts_ms
+        on_time.setdefault(w, []).append((ev.ts_ms, ev.event_id, kind, ev))
+
+    results = []
+    last_cell: dict[str, tuple[str, int]] = {}
+    open_trip: dict[str, tuple[str, int]] = {}
+    for w in sorted(set(on_time) | set(late)):
+        events = sorted(on_time.get(w, []), key=lambda t: (t[0], t[1]))
+        # (res, cell, key) -> person -> contribution (amounts in fen)
+        contrib: dict[tuple[int, str, str], dict[str, int]] = {}
+
+        def add(res: int, cell: str, key: str, person: str, value: int, contrib: dict = contrib) -> None:
+            per = contrib.setdefault((res, cell, key), {})
+            per[person] = per.get(person, 0) + value
+
+        # population: last SIM event of each person
+        last_sim: dict[str, RawSim] = {}
+        for _, _, _, ev in events:
+            if isinstance(ev, RawSim):
+                last_sim[_person(ev.imsi, "imsi", ev.ts_ms, rot)] = ev
+        for person, ev in last_sim.items():
+            year = dt.datetime.fromtimestamp(ev.ts_ms / 1000, dt.UTC).year
+            cell = cell_for(ev.lat, ev.lng, base)
+            for res in resolutions:
+                c = parent_of(cell, res)
+                add(res, c, "population.persons", person, 1)
+                add(res, c, f"population.persons|gender={ev.gender}", person, 1)
+                add(res, c, f"population.persons|age_band={age_band(ev.birth_year, year)}", person, 1)
+                add(res, c, f"population.persons|origin={_region(ev.origin)}", person, 1)
+
+        used: dict[tuple[str, str], int] = {}
+
+        def allowed(metric: str, person: str, used: dict = used) -> bool:
+            if limit is None:
+                return True
+            n = used.get((metric, person), 0)
+            if n >= limit:
+                return False
+            used[(metric, person)] = n + 1
+            return True
+
+        for _, _, _, ev in events:
+            if isinstance(ev, RawPayment):
+                person = _person(ev.account, "account", ev.ts_ms, rot)
+                if not allowed("payments", person):
+                    continue
+                amount = ev.amount_cny if clip is None else min(ev.amount_cny, clip)
+                fen = round(amount * 100)
+                cell = cell_for(ev.lat, ev.lng, base)
+                for res in resolutions:
+                    c = parent_of(cell, res)
+                    for metric, v in (("count", 1), ("amount_cny", fen)):
+                        add(res, c, f"payments.{metric}", person, v)
+                        add(res, c, f"payments.{metric}|category={ev.category}", person, v)
+                        add(res, c, f"payments.{metric}|origin={_region(ev.origin)}", person, v)
+            elif isinstance(ev, RawTransit):
+                person = _person(ev.card, "card", ev.ts_ms, rot)
+                metric = "tap_in" if ev.tap == "in" else "tap_out"
+                if not allowed(metric, person):
+                    continue
+                cell = cell_for(ev.lat, ev.lng, base)
+                for res in resolutions:
+                    c = parent_of(cell, res)
+                    add(res, c, f"transit.{metric}", person, 1)
+                    add(res, c, f"transit.{metric}|mode={ev.mode}", person, 1)
+                    add(res, c, f"transit.{metric}|line={ev.line}", person, 1)
+
+        # flows: transit trips first, then SIM movement, each in time order
+        flow_persons: dict[tuple[str, str, str], set[str]] = {}
+        flow_used: dict[tuple[str, str], int] = {}
+
+        def add_flow(
+            origin: str,
+            dest: str,
+            kind: str,
+            person: str,
+            flow_persons: dict = flow_persons,
+            flow_used: dict = flow_used,
+        ) -> None:
+            if origin == dest:
+                return
+            members = flow_persons.setdefault((origin, dest, kind), set())
+            if person in members:
+                return
+            if limit is not None and flow_used.get((kind, person), 0) >= limit:
+                return
+            flow_used[(kind, person)] = flow_used.get((kind, person), 0) + 1
+            members.add(person)
+
+        for _, _, _, ev in events:
+            if isinstance(ev, RawTransit):
+                person = _person(ev.card, "card", ev.ts_ms, rot)
+                fcell = parent_of(cell_for(ev.lat, ev.lng, base), flow_res)
+                if ev.tap == "in":
+                    open_trip[person] = (fcell, ev.ts_ms)
+                elif person in open_trip:
+                    start = open_trip.pop(person)
+                    if ev.ts_ms - start[1] <= ttl:
+                        add_flow(start[0], fcell, "transit", person)
+        for _, _, _, ev in events:
+            if isinstance(ev, RawSim):
+                person = _person(ev.imsi, "imsi", ev.ts_ms, rot)
+                fcell = parent_of(cell_for(ev.lat, ev.lng, base), flow_res)
+                if person in last_cell and ev.ts_ms - last_cell[person][1] <= ttl:
+                    add_flow(last_cell[person][0], fcell, "movement", person)
+                last_cell[person] = (fcell, ev.ts_ms)
+        end = w + win
+        for d in (last_cell, open_trip):
+            for person in [p for p, (_, ts) in d.items() if end - ts > ttl]:
+                del d[person]
+
+        cells: dict[int, dict[str, dict[str, Measure]]] = {}
+        for (res, cell, key), per in contrib.items():
+            total, top = sum(per.values()), max(per.values())
+            if key.startswith("payments.amount_cny"):
+                m = Measure(total / 100, len(per), top / 100)
+            else:
+                m = Measure(float(total), len(per), float(top))
+            cells.setdefault(res, {}).setdefault(cell, {})[key] = m
+        # every fixed category of a breakdown is present, zeros included
+        for res_cells in cells.values():
+            for stats in res_cells.values():
+                for key in list(stats):
+                    if "|" in key:
+                        continue
+                    for dim, cats in BREAKDOWN_CATEGORIES.items():
+                        if any(k.startswith(f"{key}|{dim}=") for k in stats):
+                            for cat in cats:
+                                stats.setdefault(f"{key}|{dim}={cat}", Measure(0.0, 0, 0.0))
+        sorted_cells = {
+            res: {c: dict(sorted(cells[res][c].items())) for c in sorted(cells[res])}
+            for res in sorted(cells, reverse=True)
+        }
+        flows = [
+            FlowAggregate(o, d, k, len(ps))  # type: ignore[arg-type]
+            for (o, d, k), ps in sorted(flow_persons.items())
+        ]
+        results.append(
+            WindowAggregate(
+                window_start_ms=w,
+                window_s=settings.window.window_s,
+                base_res=base,
+                flow_res=flow_res,
+                cells=sorted_cells,
+                flows=flows,
+                late_events=late.get(w, 0),
+            )
+        )
+    return results

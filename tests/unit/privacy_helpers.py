@@ -1,0 +1,232 @@
+"""Test helpers for the release gate: an aggregate factory and an independent differencing attacker.
+
+The attacker sees only frames. It rebuilds every equation the release layout implies (parent = sum
+of children one resolution finer; total = sum of each breakdown's categories; an absent key is 0),
+then (1) finds unknowns fixed by the linear system (SVD null space), (2) reduces the system to row
+echelon form and propagates nonnegative interval bounds through the original and the reduced rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import h3
+import numpy as np
+
+from cityscreen.aggregates import STATISTICS, Measure, WindowAggregate, parse_stat_key, stat_key
+from cityscreen.demography import BREAKDOWN_CATEGORIES
+from cityscreen.frames import Frame
+
+BASE_RES, RESOLUTIONS = 8, (8, 7, 6)
+PARENT7 = h3.latlng_to_cell(22.54, 114.06, 7)
+SIBLINGS = sorted(h3.cell_to_children(PARENT7, 8))  # seven res-8 cells under one res-7 cell
+Person = tuple[str, str, str]  # gender, age band, origin
+
+
+def make_aggregate(
+    placements: dict[str, list[Person]] | None = None,
+    *,
+    payments: Iterable[tuple[str, int, str, float]] = (),  # (base cell, payer, category, amount)
+    window_start_ms: int = 1_700_000_000_000,
+) -> WindowAggregate:
+    """Exact aggregates of persons placed in base cells, rolled up to every resolution."""
+    per: dict[tuple[int, str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    pid = 0
+    for cell, persons in (placements or {}).items():
+        for gender, age, origin in persons:
+            pid += 1
+            for res in RESOLUTIONS:
+                c = h3.cell_to_parent(cell, res) if res < BASE_RES else cell
+                per[(res, c, "population.persons")][pid] += 1
+                for dim, cat in (("gender", gender), ("age_band", age), ("origin", origin)):
+                    per[(res, c, stat_key("population", "persons", dim, cat))][pid] += 1
+    for cell, payer, category, amount in payments:
+        for res in RESOLUTIONS:
+            c = h3.cell_to_parent(cell, res) if res < BASE_RES else cell
+            for dim, cat in ((None, None), ("category", category)):
+                per[(res, c, stat_key("payments", "count", dim, cat))][10_000 + payer] += 1
+                per[(res, c, stat_key("payments", "amount_cny", dim, cat))][10_000 + payer] += amount
+    cells: dict[int, dict[str, dict[str, Measure]]] = defaultdict(lambda: defaultdict(dict))
+    for (res, c, key), contributions in per.items():
+        vals = contributions.values()
+        cells[res][c][key] = Measure(float(sum(vals)), len(contributions), float(max(vals)))
+    return WindowAggregate(
+        window_start_ms=window_start_ms, window_s=60, base_res=BASE_RES, flow_res=6,
+        cells={r: dict(c) for r, c in cells.items()},
+    )
+
+
+def crowd(n: int, gender: str = "F", age: str = "25-34", origin: str = "guangdong") -> list[Person]:
+    return [(gender, age, origin)] * n
+
+
+# ------------------------------------------------------------------------------------ the attacker
+VarKey = tuple[int, str, str]
+
+
+def _equations(frames: list[Frame]) -> tuple[dict[VarKey, float | None], list[list[tuple[VarKey, float]]]]:
+    known: dict[VarKey, float | None] = {}
+    for f in frames:
+        for cell, stats in f.cells.items():
+            for key, value in stats.items():
+                known[(f.res, cell, key)] = value
+    eqs: list[list[tuple[VarKey, float]]] = []
+    by_cell: dict[tuple[int, str], list[str]] = defaultdict(list)
+    for res, cell, key in known:
+        by_cell[(res, cell)].append(key)
+    for (res, cell), keys in by_cell.items():
+        for key in keys:
+            layer, metric, dim, _ = parse_stat_key(key)
+            if dim is not None:
+                continue
+            for d in STATISTICS.get(layer, {}).get(metric, ()):
+                parts = [k for k in keys if k.startswith(key + "|") and parse_stat_key(k)[2] == d]
+                if d in BREAKDOWN_CATEGORIES or parts:
+                    eqs.append([((res, cell, key), 1.0)] + [((res, cell, p), -1.0) for p in parts])
+    resolutions = sorted({f.res for f in frames}, reverse=True)
+    for finer, coarser in zip(resolutions, resolutions[1:], strict=False):
+        children: dict[tuple[str, str], list[VarKey]] = defaultdict(list)
+        for (res, cell), keys in by_cell.items():
+            if res == finer:
+                for key in keys:
+                    children[(h3.cell_to_parent(cell, coarser), key)].append((res, cell, key))
+        for (res, cell), keys in by_cell.items():
+            if res == coarser:
+                for key in keys:
+                    members = children.get((cell, key), [])
+                    eqs.append([((res, cell, key), 1.0)] + [(m, -1.0) for m in members])
+    return known, eqs
+
+
+def recovered(frames: list[Frame]) -> dict[VarKey, float]:
+    """Every suppressed value the attacker determines exactly, with the value it determines."""
+    known, eqs = _equations(frames)
+    unknown = sorted(k for k, v in known.items() if v is None)
+    col = {k: j for j, k in enumerate(unknown)}
+    rows: list[tuple[dict[int, float], float]] = []
+    for eq in eqs:
+        row: dict[int, float] = defaultdict(float)
+        b = 0.0
+        for var, c in eq:
+            if var in col:
+                row[col[var]] += c
+            else:
+                b -= c * (known.get(var) or 0.0)  # an absent key is a known 0
+        if any(row.values()):
+            rows.append((row, b))
+        elif abs(b) > 1e-6:
+            raise AssertionError(f"released frames are inconsistent: {eq}")
+    found: dict[VarKey, float] = {}
+    for cols, group in _components(len(unknown), rows):
+        local = {c: i for i, c in enumerate(cols)}
+        a = np.zeros((len(group), len(cols)))
+        b = np.zeros(len(group))
+        for r, (row, rhs) in enumerate(group):
+            for c, v in row.items():
+                a[r, local[c]] = v
+            b[r] = rhs
+        for i, value in _solve(a, b).items():
+            found[unknown[cols[i]]] = value
+    return found
+
+
+def _components(n: int, rows: list[tuple[dict[int, float], float]]) -> list[tuple[list[int], list]]:
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for row, _ in rows:
+        cs = list(row)
+        for c in cs[1:]:
+            parent[find(c)] = find(cs[0])
+    cols: dict[int, list[int]] = defaultdict(list)
+    for c in range(n):
+        cols[find(c)].append(c)
+    groups: dict[int, list] = defaultdict(list)
+    for row, rhs in rows:
+        groups[find(next(iter(row)))].append((row, rhs))
+    return [(cols[root], groups[root]) for root in groups]
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
+    found: dict[int, float] = {}
+    # (1) linear algebra: an unknown with no component in the null space of a is determined
+    _, s, vt = np.linalg.svd(a, full_matrices=True)
+    rank = int((s > 1e-9 * s[0]).sum())
+    null = vt[rank:]
+    x, *_ = np.linalg.lstsq(a, b, rcond=None)
+    for j in range(a.shape[1]):
+        if null.shape[0] == 0 or np.abs(null[:, j]).max() < 1e-7:
+            found[j] = float(x[j])
+    # (2) bounds: nonnegativity through the equations and their reduced row echelon form
+    reduced = _rref(np.column_stack([a, b]))
+    lo, hi = _bounds(np.vstack([a, reduced[:, :-1]]), np.concatenate([b, reduced[:, -1]]))
+    for j in range(a.shape[1]):
+        if hi[j] - lo[j] < 1e-6:
+            found[j] = float(lo[j])
+    return found
+
+
+def _rref(m: np.ndarray) -> np.ndarray:
+    m = m.astype(float).copy()
+    r = 0
+    for c in range(m.shape[1] - 1):
+        if r == m.shape[0]:
+            break
+        p = r + int(np.argmax(np.abs(m[r:, c])))
+        if abs(m[p, c]) < 1e-9:
+            continue
+        m[[r, p]] = m[[p, r]]
+        m[r] /= m[r, c]
+        others = np.arange(m.shape[0]) != r
+        m[others] -= np.outer(m[others, c], m[r])
+        r += 1
+    m[np.abs(m) < 1e-9] = 0.0
+    return m[:r]
+
+
+def _bounds(a: np.ndarray, b: np.ndarray, passes: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """x >= 0 and a @ x = b: bounds of each unknown, propagated row by row to a fixpoint."""
+    n = a.shape[1]
+    lo, hi = np.zeros(n), np.full(n, np.inf)
+    rows = [(np.flatnonzero(row), row[np.flatnonzero(row)], rhs) for row, rhs in zip(a, b, strict=True)]
+    for _ in range(passes):
+        changed = False
+        for cols, coef, rhs in rows:
+            with np.errstate(invalid="ignore"):
+                t_lo = np.where(coef > 0, coef * lo[cols], coef * hi[cols])  # finite or -inf
+                t_hi = np.where(coef > 0, coef * hi[cols], coef * lo[cols])  # finite or +inf
+            lo_inf, hi_inf = np.isinf(t_lo), np.isinf(t_hi)
+            rest_lo = np.where(lo_inf, 0, t_lo).sum() - np.where(lo_inf, 0, t_lo)
+            rest_hi = np.where(hi_inf, 0, t_hi).sum() - np.where(hi_inf, 0, t_hi)
+            rest_lo = np.where(lo_inf.sum() - lo_inf > 0, -np.inf, rest_lo)
+            rest_hi = np.where(hi_inf.sum() - hi_inf > 0, np.inf, rest_hi)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                low = np.where(coef > 0, (rhs - rest_hi) / coef, (rhs - rest_lo) / coef)
+                high = np.where(coef > 0, (rhs - rest_lo) / coef, (rhs - rest_hi) / coef)
+            up = np.isfinite(low) & (low > lo[cols] + 1e-7)
+            down = np.isfinite(high) & (high < hi[cols] - 1e-7)
+            if up.any() or down.any():
+                lo[cols[up]] = low[up]
+                hi[cols[down]] = high[down]
+                changed = True
+        if not changed:
+            break
+    return lo, hi
+
+
+def small_released(frames: list[Frame], aggregate: WindowAggregate, k: int) -> list[VarKey]:
+    """Released values with fewer than k distinct persons behind them."""
+    bad = []
+    for f in frames:
+        for cell, stats in f.cells.items():
+            for key, value in stats.items():
+                m = aggregate.cells.get(f.res, {}).get(cell, {}).get(key)
+                if value is not None and (m is None or m.persons < k):
+                    bad.append((f.res, cell, key))
+    return bad

@@ -1,0 +1,61 @@
+"""Fan-out: one encode per view, latest wins per client, never back in time."""
+
+from typing import Any
+
+from services.gateway.conflate import LatestQueue
+from services.gateway.hub import Client, Hub
+from services.gateway.testing import make_frame
+from services.gateway.view import make_view
+
+RESOLUTIONS = [8, 7, 6]
+
+
+def make_client(res: int = 7, queue_frames: int = 2, **view: Any) -> Client:
+    return Client(queue=LatestQueue(queue_frames), view=make_view(res, resolutions=RESOLUTIONS, **view))
+
+
+def make_hub(*clients: Client) -> Hub:
+    hub = Hub(redis=None)  # type: ignore[arg-type]  # deliver() never touches Redis
+    for c in clients:
+        hub.add(c)
+    return hub
+
+
+def test_same_view_shares_one_encoding() -> None:
+    a, b = make_client(), make_client()
+    other = make_client(layers=["population"])
+    hub = make_hub(a, b, other)
+    assert hub.deliver(make_frame()) == 3
+    assert hub.encodes == 2
+    sent_a, sent_b = a.queue.get_nowait(), b.queue.get_nowait()
+    assert sent_a is sent_b
+    assert sent_a != other.queue.get_nowait()
+
+
+def test_other_resolutions_and_unsubscribed_clients_get_nothing() -> None:
+    coarse = make_client(res=6)
+    idle = Client(queue=LatestQueue(2))
+    hub = make_hub(coarse, idle)
+    assert hub.deliver(make_frame(res=7)) == 0
+    assert len(coarse.queue) == 0 and len(idle.queue) == 0
+
+
+def test_slow_client_keeps_latest_and_fast_client_is_unaffected() -> None:
+    slow, fast = make_client(queue_frames=1), make_client(queue_frames=1)
+    hub = make_hub(slow, fast)
+    for i in range(1, 4):
+        hub.deliver(make_frame(window_start_ms=i * 60_000))
+        fast.queue.get_nowait()  # the fast client reads every frame
+    assert slow.queue.dropped == 2 and fast.queue.dropped == 0
+    latest = slow.queue.get_nowait()
+    assert latest is not None and '"window_start_ms":180000' in latest
+
+
+def test_older_or_repeated_frames_are_not_delivered() -> None:
+    client = make_client()
+    hub = make_hub(client)
+    assert hub.deliver(make_frame(window_start_ms=120_000)) == 1
+    assert hub.deliver(make_frame(window_start_ms=120_000)) == 0
+    assert hub.deliver(make_frame(window_start_ms=60_000)) == 0
+    assert hub.deliver(make_frame(window_start_ms=120_000, published_ms=1_800_000_000_000)) == 1
+    assert hub.frames_in == 2

@@ -1,0 +1,119 @@
+"""The process supervisor: logs, readiness failures with the log tail, group stop, and the state file."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cityscreen.errors import CityScreenError
+from services.stack.procs import ManagedProcess, pid_alive, spawn, tail
+from services.stack.state import StackState, clear_state, read_state, write_state
+
+
+@pytest.fixture
+def run_python(tmp_path: Path) -> Iterator[Callable[[str], ManagedProcess]]:
+    children: list[ManagedProcess] = []
+
+    def start(code: str) -> ManagedProcess:
+        children.append(spawn(f"child{len(children)}", [sys.executable, "-c", code], log_dir=tmp_path))
+        return children[-1]
+
+    yield start
+    for child in children:
+        child.stop(2.0)
+
+
+def make_state(tmp_path: Path, **overrides: object) -> StackState:
+    fields: dict[str, object] = {
+        "data_dir": str(tmp_path),
+        "kafka_port": 1,
+        "kafka_controller_port": 2,
+        "kafka_pid": os.getpid(),
+        "redis_port": 3,
+        "redis_pid": os.getpid(),
+        "bootstrap": "127.0.0.1:1",
+        "redis_url": "redis://127.0.0.1:3/0",
+        "owner_pid": os.getpid(),
+        "started_ms": 0,
+    }
+    fields.update(overrides)
+    return StackState(**fields)  # type: ignore[arg-type]
+
+
+def test_output_goes_to_the_named_log(run_python: Callable[[str], ManagedProcess], tmp_path: Path) -> None:
+    proc = run_python("import sys; print('hello out'); print('hello err', file=sys.stderr)")
+    proc.popen.wait(10)
+    assert proc.log_path == tmp_path / "child0.log"
+    assert "hello out" in proc.tail() and "hello err" in proc.tail()
+
+
+def test_a_child_that_exits_before_ready_explains_itself(run_python: Callable[[str], ManagedProcess]) -> None:
+    proc = run_python("import sys; [print(f'line {i}') for i in range(30)]; sys.exit(3)")
+    with pytest.raises(CityScreenError) as err:
+        proc.wait_ready(lambda: False, timeout_s=30, what="listening")
+    message = str(err.value)
+    assert "child0 exited before it was listening (exit code 3)" in message
+    assert str(proc.log_path) in message
+    assert "line 29" in message and "line 9\n" not in message  # only the last 20 lines
+
+
+def test_wait_ready_returns_once_the_probe_passes(run_python: Callable[[str], ManagedProcess]) -> None:
+    proc = run_python("import time; time.sleep(30)")
+    calls: list[int] = []
+    proc.wait_ready(lambda: len(calls) >= 2 or bool(calls.append(1)), timeout_s=30)
+    assert proc.is_alive() and len(calls) == 2
+
+
+def test_stop_ends_the_whole_process_group(run_python: Callable[[str], ManagedProcess]) -> None:
+    proc = run_python(
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    deadline = time.monotonic() + 20
+    while not proc.tail().splitlines()[-1:] or not proc.tail().splitlines()[-1].isdigit():
+        assert time.monotonic() < deadline, proc.tail()
+        time.sleep(0.05)
+    grandchild = int(proc.tail().splitlines()[-1])
+    assert pid_alive(grandchild)
+    proc.stop(5.0)
+    assert not proc.is_alive()
+    deadline = time.monotonic() + 10
+    while pid_alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(grandchild)
+
+
+def test_a_missing_program_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CityScreenError, match="no-such-program-xyz not found on PATH"):
+        spawn("x", ["no-such-program-xyz"], log_dir=tmp_path)
+
+
+def test_tail_of_a_missing_file_is_empty(tmp_path: Path) -> None:
+    assert tail(tmp_path / "nope.log") == ""
+
+
+def test_state_round_trips(tmp_path: Path) -> None:
+    state = make_state(tmp_path, kafka_port=40001)
+    write_state(state)
+    assert read_state(tmp_path) == state
+    clear_state(tmp_path)
+    assert read_state(tmp_path) is None
+
+
+def test_live_pids_ignore_a_pid_reused_by_another_program(tmp_path: Path) -> None:
+    # This pytest process is alive but is neither kafka.Kafka nor redis-server: never signal it.
+    assert make_state(tmp_path).live_pids() == {}
+
+
+def test_tail_skips_java_stack_frames(tmp_path: Path) -> None:
+    log = tmp_path / "kafka.log"
+    frames = "".join(f"\tat kafka.Frame{i}(Kafka.scala:{i})\n" for i in range(40))
+    log.write_text(f"INFO starting\njava.lang.RuntimeException: node id 7 != 1\n{frames}\t... 3 more\n")
+    assert tail(log, 2) == "INFO starting\njava.lang.RuntimeException: node id 7 != 1"

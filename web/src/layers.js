@@ -1,0 +1,144 @@
+// Frames -> deck.gl layer props. Pure: no DOM, no deck.gl import, so vitest can check every rule.
+// A null stat is suppressed (drawn distinct); a cell without the stat had no data (not drawn).
+
+export const HEX_LAYER_ID = 'cells';
+export const ARC_LAYER_ID = 'flows';
+
+// What each hexagon layer shows: the stat key of its total.
+export const METRICS = {
+  population: { key: 'population.persons', label: 'People present', unit: 'persons' },
+  payments: { key: 'payments.amount_cny', label: 'Spend', unit: 'CNY' },
+  transit: { key: 'transit.tap_in', label: 'Transit tap-ins', unit: 'taps' },
+};
+
+// Yellow -> orange -> deep red; far from the base map's blues so hexagons stand out.
+export const COLOR_RAMP = [
+  [255, 237, 160],
+  [254, 178, 76],
+  [253, 141, 60],
+  [240, 59, 32],
+  [189, 0, 38],
+];
+export const SUPPRESSED_COLOR = [150, 110, 255, 200];
+export const SUPPRESSED_LINE = [235, 225, 255, 255];
+export const ARC_COLORS = { transit: [0, 200, 255], movement: [120, 255, 160] };
+
+// Coarser cells when zoomed out: [min zoom, res] pairs, checked from the finest.
+export const ZOOM_TO_RES = [
+  [12.5, 8],
+  [10.5, 7],
+  [0, 6],
+];
+
+/** The released resolution to show at `zoom`, limited to those the gateway offers. */
+export function resForZoom(zoom, resolutions) {
+  const offered = [...resolutions].sort((a, b) => b - a);
+  for (const [minZoom, res] of ZOOM_TO_RES) {
+    if (zoom >= minZoom && offered.includes(res)) return res;
+  }
+  return offered[offered.length - 1];
+}
+
+/** The stat key for a layer, with a breakdown part when one is chosen and the metric has it. */
+export function statKey(layer, breakdown, category, statistics) {
+  const base = METRICS[layer].key;
+  if (!breakdown || !category) return base;
+  const metric = base.split('.')[1];
+  const dims = statistics?.[layer]?.[metric] ?? [];
+  return dims.includes(breakdown) ? `${base}|${breakdown}=${category}` : base;
+}
+
+/** Rows for the hexagon layer: {hex, value, suppressed}; cells without the key are left out. */
+export function hexRows(frame, key) {
+  if (!frame) return [];
+  const rows = [];
+  for (const [hex, stats] of Object.entries(frame.cells ?? {})) {
+    if (!(key in stats)) continue;
+    const value = stats[key];
+    rows.push({ hex, value, suppressed: value === null });
+  }
+  return rows;
+}
+
+/** A "nice" upper bound for the colour scale (1, 2 or 5 times a power of ten). */
+export function niceMax(values) {
+  const max = Math.max(0, ...values.filter((v) => typeof v === 'number'));
+  if (max <= 0) return 1;
+  const p = 10 ** Math.floor(Math.log10(max));
+  for (const m of [1, 2, 5, 10]) if (m * p >= max) return m * p;
+  return 10 * p;
+}
+
+export function colorFor(value, max) {
+  if (value === null) return SUPPRESSED_COLOR;
+  const t = Math.max(0, Math.min(1, value / max));
+  const scaled = t * (COLOR_RAMP.length - 1);
+  const i = Math.min(Math.floor(scaled), COLOR_RAMP.length - 2);
+  const f = scaled - i;
+  const [a, b] = [COLOR_RAMP[i], COLOR_RAMP[i + 1]];
+  return [0, 1, 2].map((c) => Math.round(a[c] + (b[c] - a[c]) * f)).concat([215]);
+}
+
+/** Legend stops for a scale from 0 to max: five labelled colours. */
+export function legendStops(max) {
+  return COLOR_RAMP.map((_, i) => {
+    const value = (max * i) / (COLOR_RAMP.length - 1);
+    return { value, color: colorFor(value, max) };
+  });
+}
+
+export function arcRows(frame) {
+  return (frame?.flows ?? []).filter((f) => f.persons !== null);
+}
+
+/**
+ * Layer descriptors for the current state: [{type, props}]. main.js turns them into deck.gl layers;
+ * ids are stable so deck.gl diffs instead of rebuilding.
+ */
+export function buildLayers(frame, state, centerOf) {
+  const key = statKey(state.layer, state.breakdown, state.category, state.statistics);
+  const rows = state.showHexes ? hexRows(frame, key) : [];
+  const max = niceMax(rows.map((r) => r.value));
+  const out = [];
+  if (state.showHexes) {
+    out.push({
+      type: 'H3HexagonLayer',
+      props: {
+        id: HEX_LAYER_ID,
+        data: rows,
+        pickable: true,
+        filled: true,
+        stroked: true,
+        extruded: false,
+        highPrecision: true,
+        getHexagon: (d) => d.hex,
+        getFillColor: (d) => colorFor(d.value, max),
+        getLineColor: (d) => (d.suppressed ? SUPPRESSED_LINE : [255, 255, 255, 60]),
+        getLineWidth: (d) => (d.suppressed ? 2 : 1),
+        lineWidthUnits: 'pixels',
+        updateTriggers: { getFillColor: [key, max] },
+      },
+      key,
+      max,
+    });
+  }
+  if (state.showFlows) {
+    const arcs = arcRows(frame);
+    const top = Math.max(1, ...arcs.map((a) => a.persons));
+    out.push({
+      type: 'ArcLayer',
+      props: {
+        id: ARC_LAYER_ID,
+        data: arcs,
+        pickable: true,
+        getSourcePosition: (d) => centerOf(d.origin),
+        getTargetPosition: (d) => centerOf(d.dest),
+        getSourceColor: (d) => [...(ARC_COLORS[d.kind] ?? ARC_COLORS.movement), 200],
+        getTargetColor: (d) => [...(ARC_COLORS[d.kind] ?? ARC_COLORS.movement), 90],
+        getWidth: (d) => 1 + (5 * d.persons) / top,
+        widthUnits: 'pixels',
+      },
+    });
+  }
+  return out;
+}

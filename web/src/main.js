@@ -1,0 +1,234 @@
+// Wiring: load config, city and manifest; draw the offline base map; follow the live feed; render.
+
+import maplibregl from 'maplibre-gl';
+import 'maplibre-gl/dist/maplibre-gl.css';
+import { MapboxOverlay } from '@deck.gl/mapbox';
+import { H3HexagonLayer } from '@deck.gl/geo-layers';
+import { ArcLayer } from '@deck.gl/layers';
+import { cellToLatLng } from 'h3-js';
+import './style.css';
+import { takeToken } from './auth.js';
+import { cityBounds, cityStyle } from './basemap.js';
+import { renderLegend, legendModel } from './legend.js';
+import { buildLayers, METRICS, resForZoom, statKey } from './layers.js';
+import { LiveFeed, liveUrl } from './live-feed.js';
+import { renderPanels } from './panels.js';
+
+const DECK_TYPES = { H3HexagonLayer, ArcLayer };
+const SUBSCRIBE_DEBOUNCE_MS = 250;
+const BBOX_PAD = 0.5; // subscribe to half a viewport around the view, so small pans need no resubscribe
+// Set window.CITYSCREEN_BASEMAP_STYLE (a style URL) before main.js to use an online basemap instead.
+const ONLINE_STYLE = globalThis.CITYSCREEN_BASEMAP_STYLE ?? null;
+
+const $ = (id) => document.getElementById(id);
+const debug = (globalThis.__cityscreen = { frames: { live: null, shown: null }, layers: [], status: 'connecting', messages: 0 });
+
+const state = {
+  layer: 'population', showHexes: true, showFlows: true, breakdown: null, category: null,
+  statistics: {}, res: null, bbox: null, windows: [], scrubIndex: null,
+};
+let config, manifest, token, map, overlay, feed, panelFrames = {};
+
+function setStatus(s) {
+  const text = {
+    connecting: 'connecting', live: 'live', waiting: 'live · waiting for first window',
+    disconnected: `disconnected · retry in ${Math.round((s.retryInMs ?? 0) / 100) / 10}s`,
+    reconnecting: `reconnecting (attempt ${s.attempt})`, unauthorized: 'token refused', stopped: 'stopped',
+  }[s.state] ?? s.state;
+  const el = $('status');
+  el.textContent = text;
+  el.dataset.state = s.state;
+  el.className = `status status-${s.state}`;
+  debug.status = s.state;
+}
+
+function notice(html) {
+  $('notice').innerHTML = html;
+  $('notice').hidden = false;
+}
+
+async function api(path, { auth = false } = {}) {
+  const r = await fetch(`./api/v1/${path}`, auth ? { headers: { Authorization: `Bearer ${token}` } } : {});
+  if (r.status === 401) {
+    setStatus({ state: 'unauthorized' });
+    notice('The operator token was refused. Open the map URL printed by <code>cityscreen up</code>.');
+    throw new Error('unauthorized');
+  }
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+const centerOf = (() => {
+  const cache = new Map();
+  return (hex) => {
+    if (!cache.has(hex)) {
+      const [lat, lng] = cellToLatLng(hex);
+      cache.set(hex, [lng, lat]);
+    }
+    return cache.get(hex);
+  };
+})();
+
+function shownFrame() {
+  return state.scrubIndex === null ? debug.frames.live : debug.frames.scrubbed;
+}
+
+function render() {
+  const frame = shownFrame();
+  debug.frames.shown = frame;
+  const descriptors = buildLayers(frame, state, centerOf);
+  overlay.setProps({ layers: descriptors.map((d) => new DECK_TYPES[d.type](d.props)) });
+  debug.layers = descriptors.map((d) => ({
+    id: d.props.id, type: d.type, key: d.key ?? null, max: d.max ?? null, count: d.props.data.length,
+    suppressed: d.props.data.filter((r) => r.suppressed).length, data: d.props.data.map((r) => ({ ...r })),
+  }));
+  const key = statKey(state.layer, state.breakdown, state.category, state.statistics);
+  const hex = descriptors.find((d) => d.type === 'H3HexagonLayer');
+  renderLegend($('legend'), legendModel(state.layer, key, hex?.max ?? 1));
+  renderPanels(frame, { key, config, manifest, breakdownFrames: panelFrames });
+  if (frame) {
+    const t = new Date(frame.window_start_ms);
+    $('window-label').textContent = `window ${t.toISOString().slice(0, 16).replace('T', ' ')} UTC · ${frame.window_s}s · res ${frame.res}`;
+  }
+  $('res-label').textContent = `H3 resolution ${state.res} (follows zoom)`;
+}
+
+function subscription() {
+  const layers = ['population', 'payments', 'transit', ...(state.showFlows ? ['flows'] : [])];
+  return { res: state.res, layers, bbox: state.bbox, breakdown: state.breakdown };
+}
+
+function viewportBBox() {
+  const b = map.getBounds();
+  const [w, s, e, n] = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
+  const [dx, dy] = [(e - w) * BBOX_PAD, (n - s) * BBOX_PAD];
+  return [w - dx, s - dy, e + dx, n + dy].map((v) => Math.round(v * 1e4) / 1e4);
+}
+
+const inside = (inner, outer) => outer && inner[0] >= outer[0] && inner[1] >= outer[1] && inner[2] <= outer[2] && inner[3] <= outer[3];
+
+let subscribeTimer = null;
+function followView(force = false) {
+  clearTimeout(subscribeTimer);
+  subscribeTimer = setTimeout(() => {
+    const res = resForZoom(map.getZoom(), config.resolutions);
+    const b = map.getBounds();
+    const view = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
+    if (!force && res === state.res && inside(view, state.bbox)) return;
+    const resChanged = res !== state.res;
+    state.res = res;
+    state.bbox = viewportBBox();
+    feed.subscribe(subscription());
+    if (resChanged) refreshWindows();
+  }, force ? 0 : SUBSCRIBE_DEBOUNCE_MS);
+}
+
+async function refreshWindows() {
+  const { window_starts_ms } = await api(`frames/windows?res=${state.res}`, { auth: true });
+  state.windows = window_starts_ms;
+  const s = $('scrubber');
+  s.max = String(window_starts_ms.length);
+  if (state.scrubIndex === null) s.value = s.max;
+}
+
+async function refreshPanelFrames(windowStartMs) {
+  const res = Math.min(...config.resolutions);
+  const at = windowStartMs ?? 'latest';
+  const [origin, category] = await Promise.all([
+    api(`frames/${at}?res=${res}&layers=population&breakdown=origin`, { auth: true }).catch(() => null),
+    api(`frames/${at}?res=${res}&layers=payments&breakdown=category`, { auth: true }).catch(() => null),
+  ]);
+  panelFrames = { origin, category };
+}
+
+async function onMessage(msg) {
+  debug.messages += 1;
+  if (msg.type === 'waiting') return setStatus({ state: 'waiting' });
+  if (msg.type !== 'snapshot' && msg.type !== 'frame') return;
+  const previous = debug.frames.live;
+  debug.frames.live = msg;
+  setStatus({ state: 'live' });
+  if (!previous || previous.window_start_ms !== msg.window_start_ms) {
+    refreshWindows().catch(() => {});
+    if (state.scrubIndex === null) await refreshPanelFrames(null);
+  }
+  if (state.scrubIndex === null) render();
+}
+
+async function scrub() {
+  const s = $('scrubber');
+  const i = Number(s.value);
+  if (i >= state.windows.length) {
+    state.scrubIndex = null;
+    $('scrubber-label').textContent = 'live';
+    await refreshPanelFrames(null);
+  } else {
+    state.scrubIndex = i;
+    const at = state.windows[i];
+    $('scrubber-label').textContent = `${new Date(at).toISOString().slice(11, 16)} UTC (paused)`;
+    const q = `res=${state.res}&breakdown=${state.breakdown ?? ''}`;
+    debug.frames.scrubbed = await api(`frames/${at}?${q}`, { auth: true });
+    await refreshPanelFrames(at);
+  }
+  render();
+}
+
+function bindControls() {
+  for (const radio of document.querySelectorAll('input[name=layer]')) {
+    radio.addEventListener('change', () => { state.layer = radio.value; render(); });
+  }
+  $('toggle-hexes').addEventListener('change', (e) => { state.showHexes = e.target.checked; render(); });
+  $('toggle-flows').addEventListener('change', (e) => {
+    state.showFlows = e.target.checked;
+    feed.subscribe(subscription());
+    render();
+  });
+  $('breakdown').addEventListener('change', (e) => {
+    state.breakdown = e.target.value || null;
+    const cats = state.breakdown ? config.breakdowns[state.breakdown] ?? [] : [];
+    const sel = $('category');
+    sel.replaceChildren(...['', ...cats].map((c) => new Option(c || 'all', c)));
+    sel.disabled = !cats.length;
+    state.category = null;
+    feed.subscribe(subscription());
+  });
+  $('category').addEventListener('change', (e) => { state.category = e.target.value || null; render(); });
+  $('scrubber').addEventListener('input', () => scrub().catch(console.error));
+}
+
+async function main() {
+  token = takeToken(window.location, window.history, window.sessionStorage);
+  [config, manifest] = await Promise.all([api('config'), api('privacy/manifest')]);
+  state.statistics = config.statistics;
+  const city = await api('city');
+  $('city-name').textContent = `· ${city.name}`;
+  map = new maplibregl.Map({
+    container: 'map', style: ONLINE_STYLE ?? cityStyle(city), bounds: cityBounds(city),
+    fitBoundsOptions: { padding: 20 }, attributionControl: false,
+  });
+  overlay = new MapboxOverlay({ interleaved: false, layers: [] });
+  map.addControl(overlay);
+  map.addControl(new maplibregl.NavigationControl(), 'bottom-right');
+  debug.map = map;
+  if (!token) {
+    setStatus({ state: 'unauthorized' });
+    notice('No operator token. Open the map URL printed by <code>cityscreen up</code> (it ends in <code>#token=…</code>).');
+    return;
+  }
+  feed = new LiveFeed({ url: liveUrl(window.location), token, onMessage, onStatus: setStatus, heartbeatS: config.heartbeat_s });
+  debug.feed = feed;
+  bindControls();
+  await new Promise((ok) => (map.loaded() ? ok() : map.once('load', ok)));
+  state.res = resForZoom(map.getZoom(), config.resolutions);
+  state.bbox = viewportBBox();
+  feed.subscription = subscription();
+  feed.start();
+  refreshWindows().catch(() => {});
+  map.on('moveend', () => followView());
+  render();
+}
+
+main().catch((err) => {
+  if (err.message !== 'unauthorized') notice(`Could not start: ${err.message}`);
+  console.error(err);
+});
