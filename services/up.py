@@ -23,6 +23,8 @@ READY_PATH = "/api/v1/health/ready"
 GATEWAY_READY_TIMEOUT_S = 60.0
 STATUS_EVERY_S = 5.0
 CHILD_STOP_TIMEOUT_S = 15.0
+# Accelerated real time: a 60 s window closes every 6 s, so the map moves within seconds of `up`.
+DEFAULT_SPEED = 10.0
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,15 @@ def child_commands(options: UpOptions) -> dict[str, list[str]]:
         "api": cityscreen_argv("api"),
     }
     if options.generate:
-        generate = cityscreen_argv("generate")
-        if options.speed is not None:
-            generate += ["--speed", f"{options.speed:g}"]
+        if options.speed is not None and options.rate is not None:
+            raise CityScreenError("choose one of --speed X (accelerated time) or --rate EPS (load test)")
+        # The generator logs to a file: a progress bar there is noise.
+        generate = cityscreen_argv("generate", "--no-progress")
         if options.rate is not None:
             generate += ["--rate", f"{options.rate:g}"]
+        else:
+            speed = DEFAULT_SPEED if options.speed is None else options.speed
+            generate += ["--speed", f"{speed:g}"]
         commands["generator"] = generate
     return commands
 
@@ -122,8 +128,14 @@ def stop_all(children: list[ManagedProcess]) -> None:
 def supervise(stack: LocalStack, children: list[ManagedProcess], settings: Settings) -> None:
     """Print the status every few seconds until Ctrl-C; a child or stack process that dies ends `up`."""
     next_status = time.monotonic() + STATUS_EVERY_S
+    watched = list(children)
     while True:
-        dead = next((c for c in children if not c.is_alive()), None) or stack.dead_process()
+        dead = next((c for c in watched if not c.is_alive()), None) or stack.dead_process()
+        if dead is not None and dead.name == "generator" and dead.returncode == 0:
+            # A --speed run ends after its simulated span; the screen keeps showing what was released.
+            print("generator finished its run; the map keeps its last frames", flush=True)
+            watched.remove(dead)
+            continue
         if dead is not None:
             raise CityScreenError(dead.failure_message("stopped unexpectedly"))
         if time.monotonic() >= next_status:
@@ -168,9 +180,11 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         fresh: bool = typer.Option(False, "--fresh", help="wipe Kafka and Redis data first"),
         speed: float | None = typer.Option(
-            None, "--speed", min=0.0, help="generator clock speed (simulated seconds per real second)"
+            None, "--speed", min=0.0, help=f"generator: simulated seconds per wall second [{DEFAULT_SPEED:g}]"
         ),
-        rate: float | None = typer.Option(None, "--rate", min=0.0, help="generator events per second"),
+        rate: float | None = typer.Option(
+            None, "--rate", min=0.0, help="generator load test: events per second"
+        ),
         generate: bool = typer.Option(True, "--generate/--no-generate", help="run the synthetic generator"),
     ) -> None:
         """Start everything (Kafka, Redis, workers, gateway, generator) and print the live map URL."""

@@ -8,6 +8,8 @@ from cityscreen.settings import Settings
 
 
 def create_app(settings: Settings, *, app_id: str = "cityscreen") -> faust.App:
+    datadir = settings.data_dir / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     return faust.App(
         app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
@@ -15,5 +17,5 @@ def create_app(settings: Settings, *, app_id: str = "cityscreen") -> faust.App:
         topic_partitions=settings.kafka.partitions,
         topic_allow_declare=True,
         web_enabled=False,
-        datadir=str(settings.data_dir / "faust" / app_id),
+        datadir=str(datadir),
     )

@@ -16,6 +16,9 @@ def register(app: typer.Typer) -> None:
         role: Literal["ingest", "aggregate"] = typer.Option(
             "aggregate", help="ingest: validate + pseudonymize raw events; aggregate: bin, window, release"
         ),
+        group: str = typer.Option(
+            "cityscreen-aggregate", help="aggregate only: consumer group / Faust app id (state is per group)"
+        ),
     ) -> None:
         """Run a Faust worker (until Ctrl-C / SIGTERM)."""
         settings: Settings = ctx.obj
@@ -26,4 +29,4 @@ def register(app: typer.Typer) -> None:
         else:
             from streams.worker import run_aggregate_worker
 
-            run_aggregate_worker(settings)
+            run_aggregate_worker(settings, app_id=group)

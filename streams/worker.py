@@ -46,7 +46,7 @@ class TableLog:
             self.table.data.pop(full, None)
         else:
             self.table.data[full] = value
-        self.table.send_changelog(partition, full, value)
+        self.table.send_changelog(partition, full, value, key_serializer="json", value_serializer="raw")
 
     def items(self, partition: int) -> list[tuple[str, bytes]]:
         prefix = f"{partition}/"
@@ -61,10 +61,12 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
                          value_serializer="raw")  # fmt: skip
     frames = app.topic(FRAMES_TOPIC, key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(DEADLETTER_TOPIC, key_serializer="raw", value_serializer="raw")
-    state_table = app.Table("aggregate-state", default=None, key_serializer="json", value_serializer="raw",
-                            partitions=settings.kafka.partitions)  # fmt: skip
-    book_table = app.Table("release-book", default=None, key_serializer="json", value_serializer="raw",
-                           partitions=1)  # fmt: skip
+    # keys are json strings, values opaque bytes (msgpack written by the engine)
+    schema = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
+    state_table = app.Table(
+        "aggregate-state", default=None, schema=schema, partitions=settings.kafka.partitions
+    )
+    book_table = app.Table("release-book", default=None, schema=schema, partitions=1)
     engine = Engine(AggConfig.from_settings(settings), TableLog(state_table))
     lock = asyncio.Lock()
     redis = aioredis.Redis.from_url(settings.redis.url)
@@ -94,7 +96,7 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
         await sink.count(late_events=len(late), dead_lettered=len(late))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def on_revoked(app: faust.App, *, revoked: set[Any], **kwargs: Any) -> None:
+    async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         engine.drop({tp.partition for tp in revoked if tp.topic in KIND_BY_TOPIC})
 
     @app.agent(clean)
@@ -117,6 +119,9 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
     @app.timer(interval=win.flush_s)
     async def close_idle() -> None:
         async with lock:
+            if app.tables.recovery.completed.is_set():
+                # restore assigned partitions even if nothing new arrives, so their windows still close
+                engine.load(tp.partition for tp in app.consumer.assignment() if tp.topic in KIND_BY_TOPIC)
             await emit(engine.close_due(idle_s=win.idle_close_s))
 
     book: dict[str, ReleaseBook] = {}
@@ -157,8 +162,8 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
     return app
 
 
-def run_aggregate_worker(settings: Settings) -> None:
+def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") -> None:
     """Run the aggregate worker until SIGTERM / Ctrl-C."""
-    app = build_worker(settings)
+    app = build_worker(settings, app_id=app_id)
     worker = faust.Worker(app, loglevel="WARNING")
     worker.execute_from_commandline()

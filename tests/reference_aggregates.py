@@ -12,14 +12,19 @@ from collections.abc import Iterable
 
 from cityscreen.aggregates import FlowAggregate, Measure, WindowAggregate
 from cityscreen.demography import BREAKDOWN_CATEGORIES, ORIGIN_REGIONS, age_band
-from cityscreen.events import RawEvent, RawPayment, RawSim, RawTransit
+from cityscreen.events import RawEvent, RawPayment, RawSim, RawTransit, partition_for
 from cityscreen.geo import cell_for, parent_of
+from cityscreen.pseudonym import pseudonymize
 from cityscreen.settings import Settings
 
 
-def _person(identifier: str, domain: str, ts_ms: int, rotation_s: int) -> str:
-    # pseudonyms rotate per period: the same identifier is a different person in the next period
-    return f"{domain}:{identifier}@{ts_ms // (rotation_s * 1000)}"
+def _identity(ev: RawEvent) -> tuple[str, str]:
+    """(identifier, pseudonym domain) of the person behind an event, as the ingest edge keys it."""
+    if isinstance(ev, RawSim):
+        return ev.imsi, "imsi"
+    if isinstance(ev, RawPayment):
+        return ev.account, "account"
+    return ev.card, "card"
 
 
 def _region(code: str) -> str:
@@ -37,21 +42,28 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
     limit = settings.privacy.max_contributions_per_window if dp else None
     clip = settings.privacy.max_amount_cny if dp else None
     rot = settings.pseudonym_rotation_s
+    secret = settings.pseudonym_secret
+    partitions = settings.kafka.partitions
 
-    # 1. lateness, per kind, in arrival order
-    watermark: dict[str, int] = {}
+    def person_of(ev: RawEvent) -> str:
+        identifier, domain = _identity(ev)
+        return pseudonymize(identifier, ts_ms=ev.ts_ms, secret=secret, rotation_s=rot, domain=domain)
+
+    # 1. lateness, per kind and clean-topic partition (the person's), in arrival order
+    watermark: dict[tuple[str, int], int] = {}
     on_time: dict[int, list[tuple[int, str, str, RawEvent]]] = {}  # window -> (ts, event_id, kind, event)
     late: dict[int, int] = {}
     for ev in raw_events:
         kind = "sim" if isinstance(ev, RawSim) else "payment" if isinstance(ev, RawPayment) else "transit"
         w = ev.ts_ms - ev.ts_ms % win
-        wm = watermark.get(kind)
+        lane = (kind, partition_for(person_of(ev), partitions))
+        wm = watermark.get(lane)
         if wm is not None and w + win + grace <= wm:
             home = wm - wm % win
             late[home] = late.get(home, 0) + 1
             continue
         if wm is None or ev.ts_ms > wm:
-            watermark[kind] = ev.ts_ms
+            watermark[lane] = ev.ts_ms
         on_time.setdefault(w, []).append((ev.ts_ms, ev.event_id, kind, ev))
 
     results = []
@@ -70,7 +82,7 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
         last_sim: dict[str, RawSim] = {}
         for _, _, _, ev in events:
             if isinstance(ev, RawSim):
-                last_sim[_person(ev.imsi, "imsi", ev.ts_ms, rot)] = ev
+                last_sim[person_of(ev)] = ev
         for person, ev in last_sim.items():
             year = dt.datetime.fromtimestamp(ev.ts_ms / 1000, dt.UTC).year
             cell = cell_for(ev.lat, ev.lng, base)
@@ -94,7 +106,7 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
 
         for _, _, _, ev in events:
             if isinstance(ev, RawPayment):
-                person = _person(ev.account, "account", ev.ts_ms, rot)
+                person = person_of(ev)
                 if not allowed("payments", person):
                     continue
                 amount = ev.amount_cny if clip is None else min(ev.amount_cny, clip)
@@ -107,7 +119,7 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
                         add(res, c, f"payments.{metric}|category={ev.category}", person, v)
                         add(res, c, f"payments.{metric}|origin={_region(ev.origin)}", person, v)
             elif isinstance(ev, RawTransit):
-                person = _person(ev.card, "card", ev.ts_ms, rot)
+                person = person_of(ev)
                 metric = "tap_in" if ev.tap == "in" else "tap_out"
                 if not allowed(metric, person):
                     continue
@@ -142,7 +154,7 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
 
         for _, _, _, ev in events:
             if isinstance(ev, RawTransit):
-                person = _person(ev.card, "card", ev.ts_ms, rot)
+                person = person_of(ev)
                 fcell = parent_of(cell_for(ev.lat, ev.lng, base), flow_res)
                 if ev.tap == "in":
                     open_trip[person] = (fcell, ev.ts_ms)
@@ -152,7 +164,7 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
                         add_flow(start[0], fcell, "transit", person)
         for _, _, _, ev in events:
             if isinstance(ev, RawSim):
-                person = _person(ev.imsi, "imsi", ev.ts_ms, rot)
+                person = person_of(ev)
                 fcell = parent_of(cell_for(ev.lat, ev.lng, base), flow_res)
                 if person in last_cell and ev.ts_ms - last_cell[person][1] <= ttl:
                     add_flow(last_cell[person][0], fcell, "movement", person)

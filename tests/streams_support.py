@@ -149,7 +149,9 @@ def run_engine(
     return out
 
 
-async def produce_clean(bootstrap: str, events: Sequence[CleanEvent], partitions: int, per_record: int = 50) -> int:
+async def produce_clean(
+    bootstrap: str, events: Sequence[CleanEvent], partitions: int, per_record: int = 50
+) -> int:
     """Write clean events to the clean topics as JSON-array records, one partition per person."""
     from aiokafka import AIOKafkaProducer
 
@@ -166,3 +168,45 @@ async def produce_clean(bootstrap: str, events: Sequence[CleanEvent], partitions
     finally:
         await producer.stop()
     return n
+
+
+def expected_frames(
+    aggregates: Sequence[WindowAggregate], settings: Settings
+) -> dict[tuple[int, int], bytes]:
+    """(res, window_start_ms) -> the frame JSON the pipeline must publish (published_ms zeroed)."""
+    from cityscreen.frames import encode_frame
+    from cityscreen.privacy import release
+    from streams.fused import fused_indicators
+
+    out: dict[tuple[int, int], bytes] = {}
+    previous: dict[tuple[int, int], object] = {}
+    for agg in sorted(aggregates, key=lambda a: a.window_start_ms):
+        for frame in release(agg, settings.privacy, published_ms=0):
+            prev = previous.get((frame.res, frame.window_start_ms - frame.window_s * 1000))
+            frame.fused = fused_indicators(frame, prev)  # type: ignore[arg-type]
+            previous[(frame.res, frame.window_start_ms)] = frame
+            out[(frame.res, frame.window_start_ms)] = encode_frame(frame)
+    return out
+
+
+def published_frames(redis_client: object, settings: Settings) -> dict[tuple[int, int], bytes]:
+    """The frames in Redis, keyed like `expected_frames`, published_ms zeroed."""
+    from cityscreen import store_keys
+    from cityscreen.frames import decode_frame, encode_frame
+
+    out: dict[tuple[int, int], bytes] = {}
+    for res in settings.window.resolutions:
+        starts = redis_client.zrange(store_keys.frame_index_key(res), 0, -1)  # type: ignore[attr-defined]
+        for start in starts:
+            data = redis_client.get(store_keys.frame_key(res, int(start)))  # type: ignore[attr-defined]
+            frame = decode_frame(data)
+            frame.published_ms = 0
+            out[(res, int(start))] = encode_frame(frame)
+    return out
+
+
+def windows_published(redis_client: object) -> int:
+    from cityscreen import store_keys
+
+    value = redis_client.hget(store_keys.STATS_KEY, "windows_published")  # type: ignore[attr-defined]
+    return int(value or 0)

@@ -135,12 +135,22 @@ def _bounds_from_rest(t_lo: np.ndarray, t_hi: np.ndarray) -> tuple[np.ndarray, n
     return new_lo, new_hi
 
 
+def _homogeneous(structure: Structure, suppressed: np.ndarray, e: int) -> bool:
+    head, members = structure.equations[e]
+    return bool(suppressed[head]) and all(suppressed[m] for m in members)
+
+
 def determined(structure: Structure, suppressed: np.ndarray) -> list[int]:
-    """Suppressed variables an observer of the released values can recover exactly."""
+    """Suppressed variables an observer of the released values can recover exactly.
+
+    A group whose equations hold no released value at all is skipped: adding one more person (or
+    payment, or tap) to any of its cells changes only values of the group, so every one of them has
+    another solution and none is determined.
+    """
     lo, hi = interval_bounds(structure, suppressed)
     pinned = suppressed & ((hi - lo) <= 1e-6 * np.maximum(1.0, np.abs(structure.value)))
     for vars_, eqs in components(structure, suppressed):
-        if not eqs:
+        if not eqs or all(_homogeneous(structure, suppressed, e) for e in eqs):
             continue
         a, _ = _system(structure, suppressed, vars_, eqs)
         pinned[vars_] |= rank_determined(a)

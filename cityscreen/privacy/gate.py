@@ -17,7 +17,7 @@ import numpy as np
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import FRAME_VERSION, Frame, FramePrivacy, ReleasedFlow
 from cityscreen.privacy.accountant import Budget, budget, family_name
-from cityscreen.privacy.noise import discrete_gaussian, laplace, noise_rng
+from cityscreen.privacy.noise import discrete_gaussian, keyed_uniform, laplace, noise_rng
 from cityscreen.privacy.structure import AMOUNT_METRICS, Structure, build_structure
 from cityscreen.privacy.suppression import primary, suppress
 from cityscreen.settings import PrivacySettings
@@ -65,10 +65,13 @@ def _number(value: float) -> float:
     return float(round(value, 2))
 
 
-def _draw(privacy: PrivacySettings, plan: Budget, scale: float, **where: object) -> float:
-    rng = noise_rng(privacy.dp_seed, **where)  # type: ignore[arg-type]
+def _draw(
+    privacy: PrivacySettings, plan: Budget, scale: float, *, window_start_ms: int, res: int, cell: str, stat: str
+) -> float:
     if plan.mechanism == "laplace":
-        return laplace(rng, scale)
+        u = keyed_uniform(privacy.dp_seed, window_start_ms=window_start_ms, res=res, cell=cell, stat=stat)
+        return laplace(u, scale)
+    rng = noise_rng(privacy.dp_seed, window_start_ms=window_start_ms, res=res, cell=cell, stat=stat)
     return float(discrete_gaussian(rng, scale))
 
 
@@ -81,12 +84,15 @@ def _noisy(
     scales = {fam.name: plan.scale(fam) for fam in plan.families}
     values = np.zeros(len(structure.keys))
     for i, (res, cell, key) in enumerate(structure.keys):
+        if hidden[i]:
+            continue  # never published, so it needs no noise
         scale = scales.get(family_name(res, key))
         if scale is None:  # not in the accounted budget: never released under DP
             hidden[i] = True
             continue
-        where = {"window_start_ms": aggregate.window_start_ms, "res": res, "cell": cell, "stat": key}
-        noisy = structure.value[i] + _draw(privacy, plan, scale, **where)
+        noisy = structure.value[i] + _draw(
+            privacy, plan, scale, window_start_ms=aggregate.window_start_ms, res=res, cell=cell, stat=key
+        )
         if structure.metric[i] in AMOUNT_METRICS:
             values[i] = max(0.0, round(noisy))
         else:
@@ -104,13 +110,11 @@ def _noisy_flows(aggregate: WindowAggregate, privacy: PrivacySettings, plan: Bud
         scale = scales.get(f"flows:{f.kind}")
         persons: float | None = None
         if scale is not None and f.persons >= k:
-            where = {
-                "window_start_ms": aggregate.window_start_ms,
-                "res": aggregate.flow_res,
-                "cell": f"{f.origin}>{f.dest}",
-                "stat": f"flows.{f.kind}",
-            }
-            noisy = float(round(f.persons + _draw(privacy, plan, scale, **where)))
+            noise = _draw(
+                privacy, plan, scale, window_start_ms=aggregate.window_start_ms, res=aggregate.flow_res,
+                cell=f"{f.origin}>{f.dest}", stat=f"flows.{f.kind}",
+            )
+            noisy = float(round(f.persons + noise))
             persons = noisy if noisy >= k else None
         out.append(ReleasedFlow(f.origin, f.dest, f.kind, persons))
     return out

@@ -12,18 +12,25 @@ import math
 import random
 
 
+def _digest(secret: str, window_start_ms: int, res: int, cell: str, stat: str) -> bytes:
+    message = f"v1|{window_start_ms}|{res}|{cell}|{stat}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).digest()
+
+
 def noise_rng(secret: str, *, window_start_ms: int, res: int, cell: str, stat: str) -> random.Random:
     """A PRNG for one released value; its seed is secret, so the noise cannot be predicted or removed."""
-    message = f"v1|{window_start_ms}|{res}|{cell}|{stat}".encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return random.Random(int.from_bytes(digest, "big"))
+    return random.Random(int.from_bytes(_digest(secret, window_start_ms, res, cell, stat), "big"))
 
 
-def laplace(rng: random.Random, scale: float) -> float:
-    """Laplace(0, scale) by inverting the CDF."""
-    u = rng.random() - 0.5
-    while u == -0.5:  # the CDF inverse is infinite at the edge
-        u = rng.random() - 0.5
+def keyed_uniform(secret: str, *, window_start_ms: int, res: int, cell: str, stat: str) -> float:
+    """One uniform in (0, 1) for one released value, straight from its keyed digest (53 bits)."""
+    bits = int.from_bytes(_digest(secret, window_start_ms, res, cell, stat)[:8], "big") >> 11
+    return (bits + 0.5) / float(1 << 53)
+
+
+def laplace(uniform: float, scale: float) -> float:
+    """Laplace(0, scale) from one uniform in (0, 1), by inverting the CDF."""
+    u = uniform - 0.5
     return -scale * math.copysign(1.0, u) * math.log(1.0 - 2.0 * abs(u))
 
 

@@ -55,17 +55,9 @@ def _dimensions(metric: str) -> tuple[str, ...]:
     return STATISTICS.get(layer, {}).get(name, ())
 
 
-def _open_categories(aggregate: WindowAggregate, coarsest: int) -> dict[tuple[str, str, str], list[str]]:
-    """Categories of breakdowns without a fixed set (e.g. transit line), per (metric, dimension, block)."""
-    seen: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    for cells in aggregate.cells.values():
-        for cell, stats in cells.items():
-            top = parent_of(cell, coarsest)
-            for key in stats:
-                layer, name, dim, cat = parse_stat_key(key)
-                if dim is not None and cat is not None and dim not in BREAKDOWN_CATEGORIES:
-                    seen[(f"{layer}.{name}", dim, top)].add(cat)
-    return {k: sorted(v) for k, v in seen.items()}
+def _present(present: dict[str, Measure], dim: str) -> list[str]:
+    marker = f"|{dim}="
+    return sorted(k.partition(marker)[2] for k in present if marker in k)
 
 
 def _close(a: float, b: float) -> bool:
@@ -76,7 +68,6 @@ def build_structure(aggregate: WindowAggregate) -> Structure:
     """Every value the window releases (missing categories of a fixed set as zero) and its equations."""
     resolutions = sorted(aggregate.cells, reverse=True)  # finest first
     coarsest = resolutions[-1] if resolutions else aggregate.base_res
-    open_cats = _open_categories(aggregate, coarsest)
     keys: list[VarKey] = []
     measures: list[Measure] = []
     metrics: list[str] = []
@@ -110,7 +101,9 @@ def build_structure(aggregate: WindowAggregate) -> Structure:
                     continue
                 total = add(res, cell, metric, present.get(metric, ZERO), metric, top)
                 for dim in dims:
-                    cats = BREAKDOWN_CATEGORIES.get(dim) or open_cats.get((metric, dim, top), [])
+                    # an open breakdown (transit line) has the categories present: an absent line is
+                    # a line nobody used here, which the network map already says
+                    cats = BREAKDOWN_CATEGORIES.get(dim) or _present(present, dim)
                     parts = [
                         add(res, cell, k, present.get(k, ZERO), metric, top)
                         for k in (stat_key(layer, name, dim, c) for c in cats)

@@ -23,7 +23,11 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = redis_client is None
-        client = redis_client if redis_client is not None else aioredis.Redis.from_url(settings.redis.url)
+        client = redis_client
+        if client is None:
+            # many sockets may ask for a snapshot at once: wait for a pooled connection rather than fail
+            pool = aioredis.BlockingConnectionPool.from_url(settings.redis.url, max_connections=64, timeout=30)
+            client = aioredis.Redis(connection_pool=pool)
         app.state.redis = client
         app.state.hub = Hub(client)
         app.state.hub.start()

@@ -31,6 +31,8 @@ def api(ctx: typer.Context) -> None:
         port=gw.port,
         ws_max_size=gw.max_message_bytes,  # larger client messages are closed with 1009
         ws_ping_interval=gw.heartbeat_s,
+        # one frame goes to thousands of sockets: per-connection deflate would compress it thousands of times
+        ws_per_message_deflate=False,
         log_level="warning",
         lifespan="on",
     )

@@ -44,8 +44,19 @@ class Hub:
     clients: set[Client] = field(default_factory=set)
     frames_in: int = 0
     encodes: int = 0
+    latest: dict[int, Frame] = field(default_factory=dict)  # newest delivered frame per res
     _last_published: dict[int, tuple[int, int]] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
+
+    async def snapshot(self, res: int) -> Frame | None:
+        """The newest frame at `res`: the one last fanned out, else Redis (first subscriber at `res`)."""
+        if res in self.latest:
+            return self.latest[res]
+        frame = await store.latest_frame(self.redis, res)
+        if frame is not None and res not in self.latest:
+            self.latest[res] = frame
+            self._last_published[res] = (frame.window_start_ms, frame.published_ms)
+        return frame
 
     def add(self, client: Client) -> None:
         self.clients.add(client)
@@ -59,6 +70,7 @@ class Hub:
         if self._last_published.get(frame.res, (-1, -1)) >= stamp:
             return 0  # an older or repeated announcement: never step a client back in time
         self._last_published[frame.res] = stamp
+        self.latest[frame.res] = frame
         self.frames_in += 1
         watching = [c for c in self.clients if c.view is not None and c.view.res == frame.res]
         encoded = encode_for_views(frame, {c.view for c in watching if c.view is not None})
@@ -75,6 +87,7 @@ class Hub:
             log.warning("ignoring malformed notify payload %r", payload)
             return
         if not any(c.view is not None and c.view.res == res for c in self.clients):
+            self.latest.pop(res, None)  # nobody watches: the cached snapshot would go stale
             return
         frame = await store.latest_frame(self.redis, res)
         if frame is not None:

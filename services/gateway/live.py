@@ -20,11 +20,14 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from cityscreen.settings import Settings
-from services.gateway import auth, store
+from services.gateway import auth
 from services.gateway.conflate import LatestQueue
 from services.gateway.hub import Client, Hub
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.view import ViewError, encode_message, make_view, view_frame
+
+
+PACING_SLACK = 0.9
 
 
 async def refuse(websocket: WebSocket, status: int, close_code: int, reason: str) -> None:
@@ -111,7 +114,7 @@ async def handle_message(raw: str | bytes, client: Client, settings: Settings, h
         return encode_message("error", {"message": str(exc)})
     client.view = view
     client.queue.clear()  # frames of the old view are of no use now
-    frame = await store.latest_frame(hub.redis, view.res)
+    frame = await hub.snapshot(view.res)
     if frame is None:
         return encode_message("waiting", {"res": view.res})
     return encode_message("snapshot", view_frame(frame, view))
@@ -119,7 +122,9 @@ async def handle_message(raw: str | bytes, client: Client, settings: Settings, h
 
 async def _send(websocket: WebSocket, client: Client, settings: Settings, metrics: GatewayMetrics) -> None:
     gw = settings.gateway
-    min_interval_s = 1.0 / gw.update_hz
+    # 10% slack: a source publishing at exactly update_hz must not be held back a period by jitter,
+    # which would ratchet every later frame's delay upwards
+    min_interval_s = PACING_SLACK / gw.update_hz
     heartbeat = metrics.ws_messages_sent.labels(type="heartbeat")
     data = metrics.ws_messages_sent.labels(type="data")
     while True:

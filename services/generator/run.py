@@ -76,13 +76,11 @@ async def pump(
     sink: Sink,
     pace: Pace,
     *,
-    batch_events: int,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> RunReport:
     """Send `events` to `sink` at `pace`; returns what was achieved. `progress(events, ts_ms)` ticks."""
     report = RunReport(target_eps=pace.rate_eps)
-    buffers: dict[str, list[RawEvent]] = {}
     t0 = time.monotonic()
     ts0: int | None = None
     last_warn = -math.inf
@@ -102,37 +100,22 @@ async def pump(
             else:
                 due = now
             if due > now + 0.005:
-                await _flush(sink, buffers, report)
+                await sink.flush()
                 await asyncio.sleep(due - time.monotonic())
             elif now - due > BEHIND_WARN_S:
                 report.max_behind_s = max(report.max_behind_s, now - due)
                 if now - last_warn > WARN_EVERY_S:
                     warn(f"generator: cannot keep up, {now - due:.1f} s behind schedule")
                     last_warn = now
-            buf = buffers.setdefault(kind, [])
-            buf.append(event)
-            if len(buf) >= batch_events:
-                await _send(sink, kind, buf, report)
-                buffers[kind] = []
+            await sink.add(event)
+            report.events += 1
+            report.by_kind[kind] = report.by_kind.get(kind, 0) + 1
             if progress is not None and n % 1000 == 0:
                 progress(report.events, event.ts_ms)
-        await _flush(sink, buffers, report)
+        await sink.flush()
     finally:
         await sink.stop()
         report.wall_s = time.monotonic() - t0
     if progress is not None:
         progress(report.events, 0)
     return report
-
-
-async def _send(sink: Sink, kind: str, batch: list[RawEvent], report: RunReport) -> None:
-    await sink.send(kind, batch)
-    report.events += len(batch)
-    report.by_kind[kind] = report.by_kind.get(kind, 0) + len(batch)
-
-
-async def _flush(sink: Sink, buffers: dict[str, list[RawEvent]], report: RunReport) -> None:
-    for kind, buf in buffers.items():
-        if buf:
-            await _send(sink, kind, buf, report)
-            buffers[kind] = []

@@ -39,6 +39,7 @@ AMOUNT_MEDIAN_CNY = {
     "entertainment": 110.0, "services": 85.0, "travel": 380.0,
 }  # fmt: skip
 MERCHANTS_PER_CLUSTER = 60
+SPILL_MS = 4 * HOUR_MS  # no trip lasts longer: yesterday's plans are consulted this far into a day
 
 # plan event tuples: (ts_ms, seq, kind, *fields); kind "s" = sim, "p" = payment, "t" = transit tap
 PlanEvent = tuple
@@ -57,9 +58,10 @@ def weekday_of(day: int) -> int:
 class Plan:
     """One person's day: stays (t0, t1, lat, lng) and timestamped events, built in time order."""
 
-    __slots__ = ("cutoff", "events", "lat", "lng", "seq", "stays", "t")
+    __slots__ = ("base", "cutoff", "events", "lat", "lng", "seq", "stays", "t")
 
     def __init__(self, t0: int, lat: float, lng: float) -> None:
+        self.base = t0  # local midnight
         self.t, self.lat, self.lng = t0, lat, lng
         self.stays: list[tuple[int, int, float, float]] = []
         self.events: list[PlanEvent] = []
@@ -95,7 +97,7 @@ class Simulation:
         attend = self.scenarios.stadium.share if self.scenarios.stadium else 0.0
         pick = random.Random(f"{seed}:stadium")
         self.attendees = {p.idx for p in self.people if attend and pick.random() < attend}
-        self._plans: tuple[int, list[Plan]] | None = None
+        self._plans: dict[int, list[Plan]] = {}
 
     # ------------------------------------------------------------ emission
     def events(self, start_ms: int, duration_s: float) -> Iterator[RawEvent]:
@@ -112,6 +114,14 @@ class Simulation:
     def _chunk(self, lo: int, hi: int, day: int, year: int) -> Iterator[RawEvent]:
         plans = self._day_plans(day)
         rows: list[tuple] = []
+        if lo - (day * DAY_MS - self.offset_ms) < SPILL_MS:
+            # trips begun late yesterday end today: their events live in yesterday's plans
+            for person, plan in zip(self.people, self._day_plans(day - 1), strict=True):
+                events = plan.events
+                i = bisect_left(events, (lo,))
+                while i < len(events) and events[i][0] < hi:
+                    rows.append((events[i][0], person.idx, events[i][1], events[i]))
+                    i += 1
         for person, plan in zip(self.people, plans, strict=True):
             events = plan.events
             i = bisect_left(events, (lo,))
@@ -129,7 +139,7 @@ class Simulation:
                     t += SIM_PERIOD_MS
         rows.sort(key=lambda r: (r[0], r[1], r[2]))
         for t, idx, seq, ev in rows:
-            yield self._event(self.people[idx], ev, self._event_id(idx, day, seq, t), year)
+            yield self._event(self.people[idx], ev, self._event_id(idx, (t + self.offset_ms) // DAY_MS, seq, t), year)
 
     def _event_id(self, idx: int, day: int, seq: int, t: int) -> str:
         # opaque: an event id must not reveal the person, which would link pseudonyms across periods
@@ -156,9 +166,12 @@ class Simulation:
         )  # fmt: skip
 
     def _day_plans(self, day: int) -> list[Plan]:
-        if self._plans is None or self._plans[0] != day:
-            self._plans = (day, [self.plan_day(p, day) for p in self.people])
-        return self._plans[1]
+        plans = self._plans.get(day)
+        if plans is None:
+            for old in [d for d in self._plans if d < day - 1]:
+                del self._plans[old]
+            plans = self._plans[day] = [self.plan_day(p, day) for p in self.people]
+        return plans
 
     # ------------------------------------------------------------ day plans
     def plan_day(self, p: Person, day: int) -> Plan:
@@ -203,7 +216,6 @@ class Simulation:
         plan.cutoff = 1 << 62
         plan.stay_until(base + DAY_MS)
         plan.events.sort()
-        plan.events = [e for e in plan.events if e[0] < base + DAY_MS]
         return plan
 
     def _attend(self, plan: Plan, r: random.Random, p: Person, base: int) -> None:
@@ -224,12 +236,14 @@ class Simulation:
         self._go(plan, r, p, end + r.randint(0, 35) * MIN_MS, p.home, None, p.home_stop, transit_p=0.85)
 
     def _outing(self, plan: Plan, r: random.Random, p: Person, t: float, spend: int, leisure: bool = False) -> None:
+        if t > plan.base + 21 * HOUR_MS:
+            return  # too late to go out: stay home
         clusters = self.city.merchant_clusters
         m = r.choices(clusters, weights=self.cluster_weights)[0]
         if leisure:
             m = max(r.sample(clusters, 3), key=lambda c: c.categories.get("entertainment", 0) + c.weight / 4)
         self._go(plan, r, p, t, self._offset(m.lat, m.lng, r.randrange(1000), m.radius_m), None, None)
-        stay_ms = r.randint(60, 240) * MIN_MS
+        stay_ms = min(r.randint(60, 240) * MIN_MS, max(30 * MIN_MS, plan.base + 22 * HOUR_MS - plan.t))
         for _ in range(spend):
             merchant = r.choice(self.merchants[m.id])
             amount = AMOUNT_MEDIAN_CNY[merchant[1]] * math.exp(r.gauss(0, 0.6)) * (1.5 if leisure else 1.0)

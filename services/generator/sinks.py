@@ -35,17 +35,23 @@ def kafka_bootstrap(settings: Settings) -> str:
 
 
 class Sink(Protocol):
+    """Receives events in event-time order; `flush` pushes out whatever is buffered."""
+
     async def start(self) -> None: ...
-    async def send(self, kind: str, events: list[RawEvent]) -> None: ...
+    async def add(self, event: RawEvent) -> None: ...
+    async def flush(self) -> None: ...
     async def stop(self) -> None: ...
 
 
 class KafkaSink:
     """Sends each batch as one record (a JSON array) to the kind's `city.ingest.*` topic."""
 
-    def __init__(self, bootstrap: str, partitions: int, topics: dict[str, str] | None = None) -> None:
-        self.bootstrap, self.partitions = bootstrap, partitions
+    def __init__(
+        self, bootstrap: str, partitions: int, batch_events: int, topics: dict[str, str] | None = None
+    ) -> None:
+        self.bootstrap, self.partitions, self.batch_events = bootstrap, partitions, batch_events
         self.topics = topics or INGEST_TOPICS
+        self._buffers: dict[str, list[RawEvent]] = {}
         self._pending: list[asyncio.Future] = []
         self._producer = None
         self._rr = 0
@@ -74,8 +80,21 @@ class KafkaSink:
         if len(self._pending) >= 200:
             await self.drain()
 
-    async def send(self, kind: str, events: list[RawEvent]) -> None:
-        await self.send_bytes(self.topics[kind], encode_many(events))
+    async def add(self, event: RawEvent) -> None:
+        kind = event.__struct_config__.tag  # type: ignore[attr-defined]
+        buf = self._buffers.get(kind)
+        if buf is None:
+            buf = self._buffers[kind] = []
+        buf.append(event)
+        if len(buf) >= self.batch_events:
+            self._buffers[kind] = []
+            await self.send_bytes(self.topics[kind], encode_many(buf))
+
+    async def flush(self) -> None:
+        for kind, buf in self._buffers.items():
+            if buf:
+                self._buffers[kind] = []
+                await self.send_bytes(self.topics[kind], encode_many(buf))
 
     async def drain(self) -> None:
         pending, self._pending = self._pending, []
@@ -85,6 +104,7 @@ class KafkaSink:
     async def stop(self) -> None:
         if self._producer is not None:
             try:
+                await self.flush()
                 await self.drain()
             finally:
                 await self._producer.stop()
@@ -100,9 +120,12 @@ class FileSink:
     async def start(self) -> None:
         self._out = open_write(self.path)
 
-    async def send(self, kind: str, events: list[RawEvent]) -> None:
+    async def add(self, event: RawEvent) -> None:
         assert self._out is not None
-        self._out.write(b"".join(encode_line(e) + b"\n" for e in events))
+        self._out.write(encode_line(event) + b"\n")
+
+    async def flush(self) -> None:
+        return None
 
     async def stop(self) -> None:
         if self._out is not None:

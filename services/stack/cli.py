@@ -7,8 +7,9 @@ import time
 import typer
 
 from cityscreen.errors import CityScreenError
+from cityscreen.events import ALL_TOPICS
 from cityscreen.settings import Settings
-from services.stack.kafka import fetch_jars, is_fetched
+from services.stack.kafka import create_project_topics, fetch_jars, is_fetched
 from services.stack.local import (
     LocalStack,
     default_cache_dir,
@@ -107,6 +108,16 @@ def register(app: typer.Typer) -> None:
             print(f"no local stack is running{detail}: `cityscreen stack start`")
             raise typer.Exit(1)
         print(describe(stack))
+
+    @stack_app.command("topics")
+    def topics(
+        ctx: typer.Context,
+        timeout_s: float = typer.Option(120.0, "--timeout-s", help="how long to wait for Kafka"),
+    ) -> None:
+        """Create every project topic on CITY_KAFKA__BOOTSTRAP (for a Kafka not started by `stack start`)."""
+        settings: Settings = ctx.obj
+        create_project_topics(settings.kafka.bootstrap, ALL_TOPICS, settings.kafka.partitions, timeout_s)
+        print(f"{len(ALL_TOPICS)} topics ready on {settings.kafka.bootstrap}")
 
     @stack_app.command("env")
     def env(ctx: typer.Context) -> None:

@@ -282,3 +282,22 @@ def wait_broker_ready(
     )
     deadline = time.monotonic() + timeout_s
     run_async(lambda: _ensure_topics(bootstrap, topics, partitions, deadline))
+
+
+def create_project_topics(bootstrap: str, topics: Iterable[str], partitions: int, timeout_s: float) -> None:
+    """For a Kafka this package did not start (compose, a cluster): wait for it, then create the topics."""
+    deadline = time.monotonic() + timeout_s
+    while not _answers_quietly(bootstrap):
+        if time.monotonic() > deadline:
+            raise CityScreenError(
+                f"Kafka at {bootstrap} did not answer within {timeout_s:.0f} s: check CITY_KAFKA__BOOTSTRAP"
+            )
+        time.sleep(0.5)
+    run_async(lambda: _ensure_topics(bootstrap, topics, partitions, deadline))
+
+
+def _answers_quietly(bootstrap: str) -> bool:
+    try:
+        return run_async(lambda: _broker_answers(bootstrap))
+    except Exception:  # refused or timed out: not up yet
+        return False

@@ -68,6 +68,11 @@ class Engine:
             st = self.states[partition] = self._restore(partition)
         return st
 
+    def load(self, partitions: Iterable[int]) -> None:
+        """Restore assigned partitions now, so their open windows close even if no new event comes."""
+        for p in partitions:
+            self.state(p)
+
     def _restore(self, partition: int) -> PartitionState:
         snap, deltas, newest = None, [], {}
         seq = 0

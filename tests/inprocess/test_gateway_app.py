@@ -55,17 +55,36 @@ def tiny_city(path: Path) -> Path:
         "bbox": {"min_lat": 22.45, "max_lat": 22.65, "min_lng": 113.9, "max_lng": 114.2},
         "outline": ring,
         "districts": [
-            {"id": "d1", "name": "One", "population": 1000, "jobs": 500, "center": [114.05, 22.55], "polygon": ring}
+            {
+                "id": "d1",
+                "name": "One",
+                "population": 1000,
+                "jobs": 500,
+                "center": [114.05, 22.55],
+                "polygon": ring,
+            }
         ],
         "metro_lines": [
-            {"id": "L1", "name": "Line 1", "color": "#00a0e9", "stations": [
-                {"id": "s1", "name": "A", "lat": 22.5, "lng": 114.0},
-                {"id": "s2", "name": "B", "lat": 22.55, "lng": 114.1},
-            ]}
+            {
+                "id": "L1",
+                "name": "Line 1",
+                "color": "#00a0e9",
+                "stations": [
+                    {"id": "s1", "name": "A", "lat": 22.5, "lng": 114.0},
+                    {"id": "s2", "name": "B", "lat": 22.55, "lng": 114.1},
+                ],
+            }
         ],
         "merchant_clusters": [
-            {"id": "m1", "name": "Mall", "lat": 22.54, "lng": 114.05, "radius_m": 300, "weight": 1,
-             "categories": {"food": 1.0}}
+            {
+                "id": "m1",
+                "name": "Mall",
+                "lat": 22.54,
+                "lng": 114.05,
+                "radius_m": 300,
+                "weight": 1,
+                "categories": {"food": 1.0},
+            }
         ],
         "venues": [],
     }
@@ -113,14 +132,18 @@ def test_data_needs_a_token(make_client: Callable[..., TestClient], headers: dic
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_latest_frame_filtered(make_client: Callable[..., TestClient], store: Callable[[Frame], None]) -> None:
+def test_latest_frame_filtered(
+    make_client: Callable[..., TestClient], store: Callable[[Frame], None]
+) -> None:
     client = make_client()
     assert client.get("/api/v1/frames/latest?res=7", headers=AUTH).status_code == 404
     store(make_frame())
     body = client.get("/api/v1/frames/latest?res=7&layers=population&breakdown=gender", headers=AUTH).json()
     first, second = demo_cells(7, rings=1)[:2]
     assert body["cells"][first] == {
-        "population.persons": 40.0, "population.persons|gender=F": 22.0, "population.persons|gender=M": 18.0,
+        "population.persons": 40.0,
+        "population.persons|gender=F": 22.0,
+        "population.persons|gender=M": 18.0,
     }
     assert body["cells"][second] == {"population.persons": None}  # suppressed, not absent
     far = client.get("/api/v1/frames/latest?res=7&bbox=0,0,1,1", headers=AUTH).json()
@@ -139,7 +162,9 @@ def test_windows_frame_at_and_cell_history(
     for start in (60_000, 120_000, 180_000):
         store(make_frame(window_start_ms=start, published_ms=start + 90_000))
     assert client.get("/api/v1/frames/windows?res=7", headers=AUTH).json()["window_starts_ms"] == [
-        60_000, 120_000, 180_000,
+        60_000,
+        120_000,
+        180_000,
     ]
     assert client.get("/api/v1/frames/120000?res=7", headers=AUTH).json()["window_start_ms"] == 120_000
     assert client.get("/api/v1/frames/999?res=7", headers=AUTH).status_code == 404

@@ -84,7 +84,9 @@ def test_refused_before_accept(client: TestClient, kwargs: dict[str, Any], statu
     assert "cityscreen_ws_refused_total" in client.get("/metrics").text
 
 
-def test_query_token_and_allowed_origin_are_accepted(client: TestClient, publish: Callable[[Frame], None]) -> None:
+def test_query_token_and_allowed_origin_are_accepted(
+    client: TestClient, publish: Callable[[Frame], None]
+) -> None:
     with client.websocket_connect(
         f"/ws/live?token={TOKEN}", headers={"origin": "http://localhost:8000"}
     ) as ws:
@@ -114,7 +116,11 @@ def test_subscribe_waiting_then_live_frame_then_snapshot(
 
 def test_bad_messages_get_errors_and_keep_the_socket(client: TestClient) -> None:
     with client.websocket_connect("/ws/live", subprotocols=PROTOCOLS) as ws:
-        for bad, match in [("not json", "JSON"), ({"type": "dance"}, "unknown message"), ({**SUBSCRIBE, "res": 3}, "not released")]:
+        for bad, match in [
+            ("not json", "JSON"),
+            ({"type": "dance"}, "unknown message"),
+            ({**SUBSCRIBE, "res": 3}, "not released"),
+        ]:
             if isinstance(bad, str):
                 ws.send_text(bad)
             else:

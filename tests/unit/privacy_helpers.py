@@ -52,7 +52,10 @@ def make_aggregate(
         vals = contributions.values()
         cells[res][c][key] = Measure(float(sum(vals)), len(contributions), float(max(vals)))
     return WindowAggregate(
-        window_start_ms=window_start_ms, window_s=60, base_res=BASE_RES, flow_res=6,
+        window_start_ms=window_start_ms,
+        window_s=60,
+        base_res=BASE_RES,
+        flow_res=6,
         cells={r: dict(c) for r, c in cells.items()},
     )
 
@@ -99,8 +102,20 @@ def _equations(frames: list[Frame]) -> tuple[dict[VarKey, float | None], list[li
     return known, eqs
 
 
-def recovered(frames: list[Frame]) -> dict[VarKey, float]:
-    """Every suppressed value the attacker determines exactly, with the value it determines."""
+def recovered(frames: list[Frame]) -> dict[tuple[int, int, str, str], float]:
+    """Every suppressed value the attacker determines exactly: (window start, res, cell, key) -> value.
+
+    Windows are tumbling and no longer span is released, so no equation links two windows; each
+    window's frames form one system."""
+    windows: dict[int, list[Frame]] = defaultdict(list)
+    for f in frames:
+        windows[f.window_start_ms].append(f)
+    return {
+        (start, *key): value for start, group in windows.items() for key, value in _recovered(group).items()
+    }
+
+
+def _recovered(frames: list[Frame]) -> dict[VarKey, float]:
     known, eqs = _equations(frames)
     unknown = sorted(k for k, v in known.items() if v is None)
     col = {k: j for j, k in enumerate(unknown)}
@@ -155,13 +170,14 @@ def _components(n: int, rows: list[tuple[dict[int, float], float]]) -> list[tupl
 
 def _solve(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
     found: dict[int, float] = {}
-    # (1) linear algebra: an unknown with no component in the null space of a is determined
-    _, s, vt = np.linalg.svd(a, full_matrices=True)
+    # (1) linear algebra: an unknown is determined when its unit vector lies in the row space of a
+    # (the row-space projector's diagonal is 1 exactly for those)
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
     rank = int((s > 1e-9 * s[0]).sum())
-    null = vt[rank:]
-    x, *_ = np.linalg.lstsq(a, b, rcond=None)
+    in_row_space = (vt[:rank] ** 2).sum(axis=0)
+    x = vt[:rank].T @ ((u[:, :rank].T @ b) / s[:rank])  # the least-norm solution
     for j in range(a.shape[1]):
-        if null.shape[0] == 0 or np.abs(null[:, j]).max() < 1e-7:
+        if in_row_space[j] > 1 - 1e-7:
             found[j] = float(x[j])
     # (2) bounds: nonnegativity through the equations and their reduced row echelon form
     reduced = _rref(np.column_stack([a, b]))
@@ -190,33 +206,31 @@ def _rref(m: np.ndarray) -> np.ndarray:
     return m[:r]
 
 
-def _bounds(a: np.ndarray, b: np.ndarray, passes: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    """x >= 0 and a @ x = b: bounds of each unknown, propagated row by row to a fixpoint."""
+def _bounds(a: np.ndarray, b: np.ndarray, passes: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """x >= 0 and a @ x = b: bounds of each unknown, propagated through all rows at once to a fixpoint."""
     n = a.shape[1]
     lo, hi = np.zeros(n), np.full(n, np.inf)
-    rows = [(np.flatnonzero(row), row[np.flatnonzero(row)], rhs) for row, rhs in zip(a, b, strict=True)]
+    nz, pos = a != 0, a > 0
+    safe = np.where(nz, a, 1.0)
     for _ in range(passes):
-        changed = False
-        for cols, coef, rhs in rows:
-            with np.errstate(invalid="ignore"):
-                t_lo = np.where(coef > 0, coef * lo[cols], coef * hi[cols])  # finite or -inf
-                t_hi = np.where(coef > 0, coef * hi[cols], coef * lo[cols])  # finite or +inf
-            lo_inf, hi_inf = np.isinf(t_lo), np.isinf(t_hi)
-            rest_lo = np.where(lo_inf, 0, t_lo).sum() - np.where(lo_inf, 0, t_lo)
-            rest_hi = np.where(hi_inf, 0, t_hi).sum() - np.where(hi_inf, 0, t_hi)
-            rest_lo = np.where(lo_inf.sum() - lo_inf > 0, -np.inf, rest_lo)
-            rest_hi = np.where(hi_inf.sum() - hi_inf > 0, np.inf, rest_hi)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                low = np.where(coef > 0, (rhs - rest_hi) / coef, (rhs - rest_lo) / coef)
-                high = np.where(coef > 0, (rhs - rest_lo) / coef, (rhs - rest_hi) / coef)
-            up = np.isfinite(low) & (low > lo[cols] + 1e-7)
-            down = np.isfinite(high) & (high < hi[cols] - 1e-7)
-            if up.any() or down.any():
-                lo[cols[up]] = low[up]
-                hi[cols[down]] = high[down]
-                changed = True
-        if not changed:
+        with np.errstate(invalid="ignore"):
+            t_lo = np.where(nz, np.where(pos, a * lo, a * hi), 0.0)  # each term's least value
+            t_hi = np.where(nz, np.where(pos, a * hi, a * lo), 0.0)
+        lo_inf, hi_inf = np.isinf(t_lo), np.isinf(t_hi)
+        f_lo, f_hi = np.where(lo_inf, 0.0, t_lo), np.where(hi_inf, 0.0, t_hi)
+        rest_lo = f_lo.sum(axis=1, keepdims=True) - f_lo
+        rest_hi = f_hi.sum(axis=1, keepdims=True) - f_hi
+        rest_lo = np.where(lo_inf.sum(axis=1, keepdims=True) - lo_inf > 0, -np.inf, rest_lo)
+        rest_hi = np.where(hi_inf.sum(axis=1, keepdims=True) - hi_inf > 0, np.inf, rest_hi)
+        rhs = b[:, None]
+        low = np.where(pos, (rhs - rest_hi) / safe, (rhs - rest_lo) / safe)
+        high = np.where(pos, (rhs - rest_lo) / safe, (rhs - rest_hi) / safe)
+        low = np.where(nz & np.isfinite(low), low, -np.inf).max(axis=0)
+        high = np.where(nz & np.isfinite(high), high, np.inf).min(axis=0)
+        new_lo, new_hi = np.maximum(lo, low), np.minimum(hi, high)
+        if not ((new_lo > lo + 1e-7).any() or (new_hi < hi - 1e-7).any()):
             break
+        lo, hi = new_lo, new_hi
     return lo, hi
 
 

@@ -1,4 +1,4 @@
-"""`.env.example` lists exactly the settings there are, each with a comment, and its values are the defaults."""
+"""`.env.example` lists exactly the settings, each with a comment, and its values are the defaults."""
 
 from __future__ import annotations
 

@@ -55,7 +55,9 @@ def test_suppressed_is_null_not_zero_and_empty_categories_are_suppressed() -> No
         (4, 11, None, None),
     ],
 )
-def test_breakdown_complementary_suppression(women: int, men: int, expect_f: object, expect_m: object) -> None:
+def test_breakdown_complementary_suppression(
+    women: int, men: int, expect_f: object, expect_m: object
+) -> None:
     frame = released(make_aggregate({A: crowd(women, "F") + crowd(men, "M")}))[8]
     assert frame.cells[A][TOTAL] == women + men
     assert (frame.cells[A][F], frame.cells[A][M]) == (expect_f, expect_m)
@@ -138,7 +140,10 @@ def test_frames_carry_only_cells_statistics_and_numbers() -> None:
         walk(doc)
         for s in strings:
             assert (
-                h3.is_valid_cell(s) or s in allowed_labels or s.split("|")[0].count(".") == 1
-                or s in Frame.__struct_fields__ or s in {"min_persons", "dp_enabled", "epsilon", "mechanism",
-                                                          "origin", "dest", "kind", "persons"}
+                h3.is_valid_cell(s)
+                or s in allowed_labels
+                or s.split("|")[0].count(".") == 1
+                or s in Frame.__struct_fields__
+                or s
+                in {"min_persons", "dp_enabled", "epsilon", "mechanism", "origin", "dest", "kind", "persons"}
             ), f"unexpected string in a frame: {s!r}"

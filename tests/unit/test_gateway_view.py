@@ -61,7 +61,9 @@ def test_view_keeps_null_as_suppressed_and_drops_other_layers() -> None:
 def test_view_with_breakdown_and_flows() -> None:
     frame = make_frame()
     first = demo_cells(7, rings=1)[0]
-    out = view_frame(frame, make_view(7, ["population", "flows"], breakdown="gender", resolutions=RESOLUTIONS))
+    out = view_frame(
+        frame, make_view(7, ["population", "flows"], breakdown="gender", resolutions=RESOLUTIONS)
+    )
     assert out["cells"][first]["population.persons|gender=F"] == 22.0
     assert out["categories"] == ["F", "M"]
     assert len(out["flows"]) == 1 and out["flows"][0]["persons"] == 14.0

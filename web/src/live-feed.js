@@ -17,7 +17,15 @@ export class LiveFeed {
    *   setTimeout/clearTimeout and random.
    */
   constructor(opts) {
-    this.opts = { heartbeatS: 15, WebSocketImpl: globalThis.WebSocket, setTimeout, clearTimeout, random: Math.random, ...opts };
+    this.opts = {
+      heartbeatS: 15,
+      WebSocketImpl: globalThis.WebSocket,
+      // wrapped: browsers throw "Illegal invocation" when timers are called as methods of another object
+      setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+      clearTimeout: (id) => globalThis.clearTimeout(id),
+      random: Math.random,
+      ...opts,
+    };
     this.subscription = null;
     this.attempt = 0;
     this.ws = null;

@@ -98,6 +98,12 @@ function subscription() {
   return { res: state.res, layers, bbox: state.bbox, breakdown: state.breakdown };
 }
 
+function resubscribe() {
+  const sub = subscription();
+  debug.subscription = sub;
+  feed.subscribe(sub);
+}
+
 function viewportBBox() {
   const b = map.getBounds();
   const [w, s, e, n] = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
@@ -118,7 +124,7 @@ function followView(force = false) {
     const resChanged = res !== state.res;
     state.res = res;
     state.bbox = viewportBBox();
-    feed.subscribe(subscription());
+    resubscribe();
     if (resChanged) refreshWindows();
   }, force ? 0 : SUBSCRIBE_DEBOUNCE_MS);
 }
@@ -180,7 +186,7 @@ function bindControls() {
   $('toggle-hexes').addEventListener('change', (e) => { state.showHexes = e.target.checked; render(); });
   $('toggle-flows').addEventListener('change', (e) => {
     state.showFlows = e.target.checked;
-    feed.subscribe(subscription());
+    resubscribe();
     render();
   });
   $('breakdown').addEventListener('change', (e) => {
@@ -190,7 +196,7 @@ function bindControls() {
     sel.replaceChildren(...['', ...cats].map((c) => new Option(c || 'all', c)));
     sel.disabled = !cats.length;
     state.category = null;
-    feed.subscribe(subscription());
+    resubscribe();
   });
   $('category').addEventListener('change', (e) => { state.category = e.target.value || null; render(); });
   $('scrubber').addEventListener('input', () => scrub().catch(console.error));
@@ -221,7 +227,7 @@ async function main() {
   await new Promise((ok) => (map.loaded() ? ok() : map.once('load', ok)));
   state.res = resForZoom(map.getZoom(), config.resolutions);
   state.bbox = viewportBBox();
-  feed.subscription = subscription();
+  feed.subscription = debug.subscription = subscription();
   feed.start();
   refreshWindows().catch(() => {});
   map.on('moveend', () => followView());

@@ -1,0 +1,232 @@
+"""`cityscreen loadtest ws`: N real websocket clients against a gateway with frames flowing at a set rate.
+
+Delay is measured from a frame's `published_ms` to its receipt by a client. Drops are frames published
+during the measurement that a client never received (conflation or loss). Clients run in several
+processes so the measuring side does not become the bottleneck; each raises its open-file limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import redis.asyncio as aioredis
+
+from cityscreen.errors import CityScreenError
+from cityscreen.settings import Settings, to_env
+from services.gateway.auth import WS_SUBPROTOCOL
+from services.gateway.store import write_frame
+from services.gateway.testing import free_port, redis_server, synthetic_frame
+
+CONNECT_CONCURRENCY = 200  # handshakes in flight per process: stays under the listen backlog
+GRACE_S = 3.0  # how long clients keep listening after the window for frames still in flight
+
+
+@dataclass(frozen=True)
+class LoadTestPlan:
+    clients: int
+    seconds: float
+    out: Path
+    url: str | None = None
+    publish: bool = True
+    hz: float = 1.0
+    processes: int = 2
+    res: int = 6
+    layers: tuple[str, ...] = ("population",)
+
+
+class _Stamp(msgspec.Struct):
+    type: str
+    published_ms: int = 0
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft open-files limit towards `wanted` (capped by the hard limit); returns the new soft."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(max(soft, wanted), hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def summarize(delays_ms: list[float], *, clients: int, seconds: float, published: int, delivered: int) -> dict[str, Any]:
+    """The report: frames delivered per second, delay percentiles, frames never delivered."""
+    arr = np.asarray(delays_ms, dtype=float)
+    return {
+        "clients": clients,
+        "frames_per_s": round(delivered / seconds, 1),
+        "p50_ms": round(float(np.percentile(arr, 50)), 1) if arr.size else None,
+        "p99_ms": round(float(np.percentile(arr, 99)), 1) if arr.size else None,
+        "dropped": max(0, clients * published - delivered),
+        "published_frames": published,
+        "delivered_frames": delivered,
+        "seconds": seconds,
+    }
+
+
+async def _client(url: str, token: str, subscribe: dict[str, Any], window: list[float], out: list[float], ready: asyncio.Semaphore, connected: list[int]) -> None:
+    from websockets.asyncio.client import connect
+
+    decoder = msgspec.json.Decoder(_Stamp)
+    async with ready:
+        ws = await connect(url, subprotocols=[WS_SUBPROTOCOL, f"bearer.{token}"], compression=None, max_size=None, open_timeout=60)  # type: ignore[list-item]
+    connected[0] += 1
+    async with ws:
+        await ws.send(json.dumps(subscribe))
+        while True:
+            text = await ws.recv()
+            now_ms = time.time() * 1000
+            stamp = decoder.decode(text)
+            if stamp.type != "frame" or not window:
+                continue
+            t0_ms, t1_ms = window[0] * 1000, window[1] * 1000
+            if t0_ms <= stamp.published_ms <= t1_ms:
+                out.append(now_ms - stamp.published_ms)
+
+
+def _client_process(url: str, token: str, n: int, subscribe: dict[str, Any], conn: Any) -> None:
+    """Child process: open `n` clients, report when connected, record delays in the window it is sent."""
+    raise_fd_limit(n + 256)
+
+    async def main() -> None:
+        ready = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        window: list[float] = []
+        delays: list[float] = []
+        connected = [0]
+        tasks = [asyncio.create_task(_client(url, token, subscribe, window, delays, ready, connected)) for _ in range(n)]
+        while connected[0] < n:
+            failed = [t for t in tasks if t.done() and t.exception() is not None]
+            if failed:
+                conn.send({"error": repr(failed[0].exception())})
+                return
+            await asyncio.sleep(0.1)
+        conn.send({"connected": n})
+        start_s, end_s = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        window.extend([start_s, end_s])
+        await asyncio.sleep(max(0.0, end_s + GRACE_S - time.time()))
+        conn.send({"delays": delays})
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+@contextlib.contextmanager
+def _gateway(settings: Settings) -> Iterator[str]:
+    """Start `cityscreen api` on a free port; yields its ws:// URL."""
+    port = free_port()
+    env = {**os.environ, **to_env(settings), "CITY_GATEWAY__PORT": str(port), "CITY_GATEWAY__HOST": "127.0.0.1"}
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "api"], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise CityScreenError(f"the gateway did not become ready on port {port}: see its output above")
+            time.sleep(0.2)
+        yield f"ws://127.0.0.1:{port}/ws/live"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+async def _publish(redis_url: str, res: int, hz: float, stop_s: float, history_s: int) -> list[int]:
+    """Write synthetic frames at `hz` (on a fixed schedule) until `stop_s`; returns their published_ms."""
+    client = aioredis.Redis.from_url(redis_url)
+    published: list[int] = []
+    period_s = 1.0 / hz
+    next_s = time.time()
+    window_ms = int(time.time() // 60 * 60_000)
+    try:
+        while time.time() < stop_s:
+            window_ms += 60_000
+            frame = synthetic_frame(res, window_ms)
+            await write_frame(client, frame, history_s=history_s)
+            published.append(frame.published_ms)
+            next_s += period_s
+            await asyncio.sleep(max(0.0, next_s - time.time()))
+    finally:
+        await client.aclose()
+    return published
+
+
+def _redis_reachable(url: str) -> bool:
+    async def ping() -> bool:
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=1)
+        try:
+            return bool(await client.ping())
+        except (OSError, aioredis.ConnectionError):
+            return False
+        finally:
+            await client.aclose()
+
+    return asyncio.run(ping())
+
+
+def run_loadtest(settings: Settings, plan: LoadTestPlan) -> dict[str, Any]:
+    raise_fd_limit(plan.clients + 1024)
+    with contextlib.ExitStack() as stack:
+        redis_url = settings.redis.url
+        if plan.url is None and not _redis_reachable(redis_url):
+            # no stack running: a throwaway Redis keeps the command self-contained
+            redis_url = stack.enter_context(redis_server(Path(tempfile.mkdtemp(prefix="cityscreen-loadtest-"))))
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": redis_url})})
+        url = plan.url or stack.enter_context(_gateway(settings))
+        token = settings.gateway.operator_tokens[0]
+        subscribe = {"type": "subscribe", "res": plan.res, "layers": list(plan.layers)}
+        ctx = mp.get_context("spawn")
+        pipes, procs = [], []
+        share = [plan.clients // plan.processes + (i < plan.clients % plan.processes) for i in range(plan.processes)]
+        for n in share:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_client_process, args=(url, token, n, subscribe, child), daemon=True)
+            proc.start()
+            pipes.append(parent)
+            procs.append(proc)
+        try:
+            for p in pipes:
+                msg = p.recv()
+                if "error" in msg:
+                    raise CityScreenError(f"a load-test client failed to connect: {msg['error']}")
+            warmup_s = 2.0
+            start_s = time.time() + warmup_s
+            end_s = start_s + plan.seconds
+            for p in pipes:
+                p.send((start_s, end_s))
+            published: list[int] = []
+            if plan.publish:
+                published = asyncio.run(
+                    _publish(redis_url, plan.res, plan.hz, end_s, settings.redis.history_s)
+                )
+            delays: list[float] = []
+            for p in pipes:
+                delays.extend(p.recv()["delays"])
+        finally:
+            for proc in procs:
+                proc.join(timeout=GRACE_S + 10)
+                if proc.is_alive():
+                    proc.terminate()
+    in_window = [ms for ms in published if start_s * 1000 <= ms <= end_s * 1000]
+    result = summarize(delays, clients=plan.clients, seconds=plan.seconds, published=len(in_window), delivered=len(delays))
+    plan.out.parent.mkdir(parents=True, exist_ok=True)
+    plan.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,99 @@
+"""The ingest edge agent: raw `city.ingest.*` records in, clean person-keyed records and dead letters out.
+
+The agent is a thin shell: `cityscreen.ingest.Validator` does the validation and pseudonymization;
+this module only moves bytes between Kafka, the validator and the Redis counters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+
+from cityscreen.city import load_city
+from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS, encode_many
+from cityscreen.ingest import IngestResult, Validator, config_from_settings, encode_dead, require_secret
+from cityscreen.settings import Settings
+from cityscreen.store_keys import STATS_KEY
+
+RECORD_EVENTS = 1000  # clean events per output record: ~250 kB, well under Kafka's 1 MB default
+Publish = Callable[[IngestResult], Awaitable[None]]
+CountStats = Callable[[Counter[str]], Awaitable[None]]
+
+
+def build_ingest(
+    app: faust.App,
+    settings: Settings,
+    *,
+    publish: Publish | None = None,
+    count: CountStats | None = None,
+) -> Any:
+    """Declare the ingest agent on `app`; `publish` and `count` default to Kafka topics and nothing."""
+    validator = Validator(config_from_settings(settings, load_city(settings.generator.city_file).bbox))
+    raw = app.topic(*INGEST_TOPICS.values(), value_serializer="raw", key_serializer="raw")
+    publish = publish or kafka_publisher(app, settings)
+    records_per_take = max(1, settings.window.max_batch_events // settings.generator.batch_events)
+
+    @app.agent(raw, name="cityscreen.ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(records_per_take, within=settings.window.flush_s):
+            result = IngestResult()
+            now_ms = int(time.time() * 1000)
+            for event in events:
+                m = event.message
+                validator.process(
+                    result, m.value, topic=m.topic, partition=m.partition, offset=m.offset, now_ms=now_ms
+                )
+            await publish(result)
+            if count is not None:
+                await count(result.counts)
+
+    return ingest
+
+
+def kafka_publisher(app: faust.App, settings: Settings) -> Publish:
+    """Clean events as JSON arrays, one record per person-keyed partition; dead letters one per record."""
+    partitions = settings.kafka.partitions
+    clean = {
+        kind: app.topic(name, value_serializer="raw", key_serializer="raw", partitions=partitions)
+        for kind, name in CLEAN_TOPICS.items()
+    }
+    dead = app.topic(DEADLETTER_TOPIC, value_serializer="raw", key_serializer="raw", partitions=partitions)
+
+    async def publish(result: IngestResult) -> None:
+        for (kind, partition), events in result.clean.items():
+            for i in range(0, len(events), RECORD_EVENTS):
+                await clean[kind].send(value=encode_many(events[i : i + RECORD_EVENTS]), partition=partition)
+        for letter in result.dead:
+            await dead.send(value=encode_dead(letter))
+
+    return publish
+
+
+def redis_counter(url: str) -> CountStats:
+    """One pipelined HINCRBY per counter per batch into the shared stats hash."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url)
+
+    async def count(counts: Counter[str]) -> None:
+        if counts:
+            async with client.pipeline(transaction=False) as pipe:
+                for key, n in counts.items():
+                    pipe.hincrby(STATS_KEY, key, n)
+                await pipe.execute()
+
+    return count
+
+
+def run_ingest_worker(settings: Settings) -> None:
+    """Run the ingest edge until stopped. Refuses a placeholder pseudonym secret outside development."""
+    from streams.app import create_app
+
+    require_secret(settings)
+    app = create_app(settings, app_id="cityscreen-ingest")
+    build_ingest(app, settings, count=redis_counter(settings.redis.url))
+    faust.Worker(app, loglevel="WARNING").execute_from_commandline()

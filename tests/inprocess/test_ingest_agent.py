@@ -1,0 +1,87 @@
+"""The ingest agent in-process (Faust test_context): records in, clean batches, dead letters, counters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import faust
+import msgspec
+import pytest
+
+from cityscreen.events import RawSim, decode_clean_many, encode, encode_many, partition_for
+from cityscreen.ingest import IngestResult
+from cityscreen.settings import Settings
+from streams.ingest import build_ingest
+
+
+def make_sim(n: int, **overrides: object) -> RawSim:
+    fields: dict[str, object] = dict(
+        v=1, event_id=f"e{n}", ts_ms=int(time.time() * 1000), imsi=f"4600012345{n:05d}",
+        msisdn=f"861380000{n:04d}", tower_id="T1", lat=22.54, lng=114.05, gender="F", birth_year=1990,
+        origin="GD",
+    )  # fmt: skip
+    fields.update(overrides)
+    return RawSim(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def harness() -> tuple[faust.App, list[IngestResult], Counter[str]]:
+    app = faust.App("test-ingest", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+    published: list[IngestResult] = []
+    counted: Counter[str] = Counter()
+
+    async def publish(result: IngestResult) -> None:
+        published.append(result)
+
+    async def count(counts: Counter[str]) -> None:
+        counted.update(counts)
+
+    settings = Settings(window={"flush_s": 0.05}, generator={"batch_events": 500})  # type: ignore[arg-type]
+    app.conf.ingest_agent = build_ingest(app, settings, publish=publish, count=count)
+    return app, published, counted
+
+
+async def _until(predicate: object, limit_s: float = 10.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not predicate() and time.monotonic() < deadline:  # type: ignore[operator]
+        await asyncio.sleep(0.02)
+
+
+async def test_agent_splits_valid_from_bad_and_counts_once_per_batch(harness) -> None:
+    app, published, counted = harness
+    good = [make_sim(i) for i in range(20)]
+    records = [
+        encode_many(good[:10]),
+        b"\x00\xffnot json 460001234567890",
+        encode_many([*good[10:15], make_sim(99, lat=40.0)]),  # one element outside the city
+        encode(good[15]),
+        encode_many(good[16:]),
+    ]
+    async with app.conf.ingest_agent.test_context() as agent:
+        for value in records:
+            await agent.put(value, partition=0)
+        await _until(lambda: counted["ingest.accepted"] + sum(len(r.dead) for r in published) >= 22)
+    assert counted["ingest.accepted"] == 20
+    assert counted["deadletter.malformed"] == 1 and counted["deadletter.out_of_city"] == 1
+    clean = [e for r in published for evs in r.clean.values() for e in evs]
+    assert sorted(e.event_id for e in clean) == sorted(e.event_id for e in good)
+    for result in published:
+        for (_kind, partition), events in result.clean.items():
+            assert all(partition_for(e.person, 4) == partition for e in events)
+    letters = [d for r in published for d in r.dead]
+    # test_context numbers records from 0 and names a multi-topic source "<internal>"
+    assert sorted((d.reason, d.offset) for d in letters) == [("malformed", 1), ("out_of_city", 2)]
+    assert "460001234567890" not in msgspec.json.encode(letters).decode()
+
+
+async def test_clean_output_decodes_with_the_clean_schema(harness) -> None:
+    app, published, counted = harness
+    async with app.conf.ingest_agent.test_context() as agent:
+        await agent.put(encode_many([make_sim(i) for i in range(5)]), partition=0)
+        await _until(lambda: counted["ingest.accepted"] >= 5)
+    events = [e for r in published for evs in r.clean.values() for e in evs]
+    decoded = decode_clean_many(encode_many(events))
+    assert [e.age_band for e in decoded] == [events[0].age_band] * 5
+    assert all(len(e.person) == 20 and "4600012345" not in e.person for e in decoded)

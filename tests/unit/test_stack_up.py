@@ -1,0 +1,89 @@
+"""The pure parts of `cityscreen up`: child commands, gateway port and origins, the URL, the status."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from cityscreen.errors import CityScreenError
+from cityscreen.settings import Settings
+from services.up import (
+    DEFAULT_SPEED,
+    UpOptions,
+    child_commands,
+    format_status,
+    live_map_url,
+    with_gateway_port,
+)
+
+
+def make_settings(**gateway: object) -> Settings:
+    base = Settings()
+    return base.model_copy(update={"gateway": base.gateway.model_copy(update=gateway)})
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_children_are_both_workers_the_gateway_and_the_generator() -> None:
+    commands = child_commands(UpOptions())
+    assert list(commands) == ["ingest", "aggregate", "api", "generator"]
+    assert commands["ingest"][-3:] == ["worker", "--role", "ingest"]
+    assert commands["aggregate"][-3:] == ["worker", "--role", "aggregate"]
+    assert commands["api"][-1] == "api"
+
+
+def test_the_generator_runs_accelerated_by_default() -> None:
+    generate = child_commands(UpOptions())["generator"]
+    assert generate[generate.index("--speed") + 1] == f"{DEFAULT_SPEED:g}"
+    assert "--rate" not in generate
+
+
+@pytest.mark.parametrize(
+    ("options", "flag", "value"),
+    [(UpOptions(speed=144), "--speed", "144"), (UpOptions(rate=2500.5), "--rate", "2500.5")],
+)
+def test_generator_flags_pass_through(options: UpOptions, flag: str, value: str) -> None:
+    generate = child_commands(options)["generator"]
+    assert generate[generate.index(flag) + 1] == value
+    assert {"--speed", "--rate"} - {flag} & set(generate) == set()
+
+
+def test_speed_and_rate_together_are_refused() -> None:
+    with pytest.raises(CityScreenError, match=r"--speed X .* or --rate EPS"):
+        child_commands(UpOptions(speed=10, rate=100))
+
+
+def test_no_generate_leaves_the_generator_out() -> None:
+    assert "generator" not in child_commands(UpOptions(generate=False))
+
+
+def test_port_zero_gets_a_free_port_and_its_origins() -> None:
+    live = with_gateway_port(make_settings(port=0))
+    assert live.gateway.port > 0
+    assert f"http://127.0.0.1:{live.gateway.port}" in live.gateway.allowed_origins
+    assert f"http://localhost:{live.gateway.port}" in live.gateway.allowed_origins
+    assert set(Settings().gateway.allowed_origins) <= set(live.gateway.allowed_origins)
+
+
+def test_a_taken_gateway_port_names_the_setting(listening_port: int) -> None:
+    with pytest.raises(CityScreenError, match=f"gateway port {listening_port} .*CITY_GATEWAY__PORT=0"):
+        with_gateway_port(make_settings(port=listening_port))
+
+
+def test_the_url_carries_the_first_operator_token() -> None:
+    settings = make_settings(port=8123, operator_tokens=["tok-a", "tok-b"])
+    assert live_map_url(settings) == "http://127.0.0.1:8123/#token=tok-a"
+
+
+def test_status_line_shows_counters_and_frames_kept() -> None:
+    line = format_status({"windows_published": "3", "events_in": "1200"}, {6: 3, 8: 2, 7: 3})
+    assert line == "[status] events_in=1200 windows_published=3 | frames kept: r8=2 r7=3 r6=3"
+    assert "no counters yet" in format_status({}, {8: 0})

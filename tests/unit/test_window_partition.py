@@ -1,0 +1,125 @@
+"""Event-time windows of one partition: lateness, closing, and rebuilding the state after a crash."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+import pytest
+
+from cityscreen.events import PaymentEvent, SimEvent, TransitEvent
+from cityscreen.settings import Settings
+from streams.aggregate.close import AggConfig
+from streams.aggregate.engine import DictLog, Engine
+from streams.aggregate.partial import Partial
+from streams.aggregate.partition import PartitionState
+from tests.streams_support import make_raw_events, split_records, to_clean
+
+W0 = 1_767_225_600_000
+CFG = AggConfig.from_settings(Settings())  # 60 s windows, 30 s grace
+
+
+@pytest.fixture
+def make_sim() -> Callable[..., SimEvent]:
+    def make(ts_ms: int, person: str = "ab" * 10, **overrides: object) -> SimEvent:
+        fields: dict[str, object] = dict(
+            v=1, event_id=f"e{ts_ms}", ts_ms=ts_ms, person=person, tower_id="T1", lat=22.54, lng=114.05,
+            gender="F", age_band="25-34", origin="GD",
+        )  # fmt: skip
+        fields.update(overrides)
+        return SimEvent(**fields)  # type: ignore[arg-type]
+
+    return make
+
+
+def _all_topics_seen(st: PartitionState, ts_ms: int) -> None:
+    """Advance the payment and transit watermarks too (windows close on the slowest topic)."""
+    pay = PaymentEvent(v=1, event_id=f"p{ts_ms}", ts_ms=ts_ms, person="cd" * 10, merchant_id="M", category="food",
+                       amount_cny=1.0, lat=22.54, lng=114.05, origin="GD")  # fmt: skip
+    tr = TransitEvent(v=1, event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, tap="in", station_id="S",
+                      line="L1", mode="metro", lat=22.54, lng=114.05)  # fmt: skip
+    st.add_record("payment", st.applied_offset.get("payment", -1) + 1, [pay])
+    st.add_record("transit", st.applied_offset.get("transit", -1) + 1, [tr])
+
+
+@pytest.mark.parametrize(
+    ("late_by_ms", "is_late"),
+    [
+        (0, False),
+        (29_000, False),
+        (30_000, True),
+        (200_000, True),
+    ],  # vs the end of the event's window + grace
+)
+def test_an_event_is_late_only_past_its_windows_grace(
+    make_sim: Callable[..., SimEvent], late_by_ms: int, is_late: bool
+) -> None:
+    st = PartitionState(0, CFG)
+    event_ts = W0 + 10_000
+    st.add_record("sim", 0, [make_sim(W0 + 60_000 + late_by_ms)])  # the watermark, relative to the window end
+    late = st.add_record("sim", 1, [make_sim(event_ts)])
+    assert (late == [make_sim(event_ts)]) is is_late
+
+
+def test_windows_close_on_the_slowest_topic_and_never_reopen(make_sim: Callable[..., SimEvent]) -> None:
+    st = PartitionState(0, CFG)
+    st.add_record("sim", 0, [make_sim(W0 + 1_000), make_sim(W0 + 95_000)])
+    assert st.close_due() == []  # payment and transit not seen yet
+    _all_topics_seen(st, W0 + 95_000)
+    closed = st.close_due()
+    assert [p.window_start_ms for p in closed] == [W0]
+    # an event of the closed window is late even on a topic whose own watermark is behind
+    late = st.add_record("payment", 5, [PaymentEvent(v=1, event_id="x", ts_ms=W0 + 2_000, person="cd" * 10,
+        merchant_id="M", category="food", amount_cny=1.0, lat=22.54, lng=114.05, origin="GD")])  # fmt: skip
+    assert len(late) == 1
+    assert W0 not in st.windows
+
+
+def test_records_at_or_below_the_applied_offset_are_skipped(make_sim: Callable[..., SimEvent]) -> None:
+    st = PartitionState(0, CFG)
+    st.add_record("sim", 7, [make_sim(W0 + 1_000)])
+    st.add_record("sim", 7, [make_sim(W0 + 2_000, person="cd" * 10)])
+    st.add_record("sim", 3, [make_sim(W0 + 3_000, person="ef" * 10)])
+    assert len(st.windows[W0].rows["sim"]) == 1
+
+
+def _closed_partials(engine: Engine, idle: bool = False) -> list[Partial]:
+    out = []
+    for c in engine.close_due(idle_s=0.0 if idle else None):
+        out.extend(c.partials)
+        engine.commit_close(c)
+    return out
+
+
+@pytest.mark.parametrize("crash_after", [1, 6, 12])
+def test_a_crash_loses_nothing_and_counts_nothing_twice(crash_after: int) -> None:
+    """Kill the engine after `crash_after` batches; a new one restores from the log and gets the replay
+    from the last committed batch (plus one already-applied batch, as Kafka may redeliver)."""
+    settings = Settings(kafka={"partitions": 2})  # type: ignore[arg-type]
+    cfg = AggConfig.from_settings(settings)
+    raw = make_raw_events(persons=50, minutes=4)
+    records = split_records([to_clean(r, settings) for r in raw], 2, 9)
+    batches = [records[i : i + 4] for i in range(0, len(records), 4)]
+
+    def run(engine: Engine, todo: list) -> list[Partial]:
+        out = []
+        for batch in todo:
+            for p, kind, offset, evs in batch:
+                engine.apply_events(p, kind, offset, evs)
+            engine.persist()
+            out.extend(_closed_partials(engine))
+        return out
+
+    log = DictLog()
+    first = run(Engine(cfg, log, clock=lambda: 0.0), batches[:crash_after])
+    restarted = Engine(cfg, log, clock=lambda: 0.0)  # in-memory state gone, log survives
+    restarted.load([0, 1])  # the partitions assigned to the new worker
+    second = run(restarted, batches[crash_after - 1 :])  # redelivery of the last applied batch
+    second += _closed_partials(restarted, idle=True)
+
+    reference = Engine(cfg, DictLog(), clock=lambda: 0.0)
+    expected = run(reference, batches) + _closed_partials(reference, idle=True)
+    got = first + second
+    key = lambda p: (p.window_start_ms, p.partition)  # noqa: E731
+    assert len(batches) > crash_after
+    assert msgspec.msgpack.encode(sorted(got, key=key)) == msgspec.msgpack.encode(sorted(expected, key=key))

@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ARC_LAYER_ID, HEX_LAYER_ID, SUPPRESSED_COLOR, buildLayers, colorFor, hexRows, legendStops, niceMax, resForZoom, statKey,
+} from '../src/layers.js';
+
+const STATISTICS = { population: { persons: ['gender', 'age_band', 'origin'] }, payments: { amount_cny: ['category', 'origin'] } };
+
+function makeFrame(overrides = {}) {
+  return {
+    res: 7,
+    window_start_ms: 60000,
+    cells: {
+      a: { 'population.persons': 40, 'population.persons|gender=F': 22, 'payments.amount_cny': 300 },
+      b: { 'population.persons': null, 'population.persons|gender=F': null },
+      c: { 'transit.tap_in': 12 },
+    },
+    flows: [
+      { origin: 'a', dest: 'b', kind: 'transit', persons: 14 },
+      { origin: 'b', dest: 'c', kind: 'movement', persons: null },
+    ],
+    ...overrides,
+  };
+}
+const baseState = { layer: 'population', showHexes: true, showFlows: true, breakdown: null, category: null, statistics: STATISTICS };
+const centerOf = (h) => [h.charCodeAt(0), 0];
+
+describe('resForZoom', () => {
+  it.each([[14, 8], [11, 7], [9, 6], [3, 6]])('zoom %d -> res %d', (zoom, res) => {
+    expect(resForZoom(zoom, [8, 7, 6])).toBe(res);
+  });
+  it('falls back to the coarsest offered', () => {
+    expect(resForZoom(14, [7, 6])).toBe(7);
+    expect(resForZoom(3, [9, 8])).toBe(8);
+  });
+});
+
+describe('statKey', () => {
+  it('adds the breakdown part only when the metric has that dimension', () => {
+    expect(statKey('population', 'gender', 'F', STATISTICS)).toBe('population.persons|gender=F');
+    expect(statKey('payments', 'gender', 'F', STATISTICS)).toBe('payments.amount_cny');
+    expect(statKey('population', 'gender', null, STATISTICS)).toBe('population.persons');
+  });
+});
+
+describe('hexRows', () => {
+  it('keeps suppressed cells as suppressed and leaves out cells without the key', () => {
+    const rows = hexRows(makeFrame(), 'population.persons');
+    expect(rows).toEqual([
+      { hex: 'a', value: 40, suppressed: false },
+      { hex: 'b', value: null, suppressed: true },
+    ]);
+  });
+  it('is empty without a frame', () => expect(hexRows(null, 'x')).toEqual([]));
+});
+
+describe('colour scale', () => {
+  it.each([[[], 1], [[0.3], 0.5], [[40], 50], [[120, 7], 200], [[1000], 1000]])('niceMax(%j) = %d', (values, max) => {
+    expect(niceMax(values)).toBe(max);
+  });
+  it('suppressed has its own colour, distinct from every value colour', () => {
+    expect(colorFor(null, 10)).toBe(SUPPRESSED_COLOR);
+    for (const v of [0, 2.5, 5, 10]) expect(colorFor(v, 10).slice(0, 3)).not.toEqual(SUPPRESSED_COLOR.slice(0, 3));
+  });
+  it('darkens with the value and clamps', () => {
+    const [lo, hi] = [colorFor(0, 10), colorFor(10, 10)];
+    expect(hi[1]).toBeLessThan(lo[1]);
+    expect(colorFor(99, 10)).toEqual(hi);
+  });
+  it('legend has five stops from 0 to max', () => {
+    expect(legendStops(200).map((s) => s.value)).toEqual([0, 50, 100, 150, 200]);
+  });
+});
+
+describe('buildLayers', () => {
+  it('builds a hexagon and an arc layer with stable ids', () => {
+    const layers = buildLayers(makeFrame(), baseState, centerOf);
+    expect(layers.map((l) => l.props.id)).toEqual([HEX_LAYER_ID, ARC_LAYER_ID]);
+    expect(layers[0].props.data).toHaveLength(2);
+    expect(layers[0].max).toBe(50);
+    expect(layers[1].props.data).toEqual([{ origin: 'a', dest: 'b', kind: 'transit', persons: 14 }]);
+    expect(layers[1].props.getSourcePosition(layers[1].props.data[0])).toEqual([97, 0]);
+  });
+  it('a layer toggle changes what is drawn', () => {
+    expect(buildLayers(makeFrame(), { ...baseState, showFlows: false }, centerOf).map((l) => l.type)).toEqual(['H3HexagonLayer']);
+    const transit = buildLayers(makeFrame(), { ...baseState, layer: 'transit' }, centerOf)[0];
+    expect(transit.props.data.map((r) => r.hex)).toEqual(['c']);
+  });
+  it('a breakdown category selects that part', () => {
+    const hex = buildLayers(makeFrame(), { ...baseState, breakdown: 'gender', category: 'F' }, centerOf)[0];
+    expect(hex.key).toBe('population.persons|gender=F');
+    expect(hex.props.data.map((r) => r.value)).toEqual([22, null]);
+  });
+  it('suppressed cells get the suppressed fill and a heavier outline', () => {
+    const hex = buildLayers(makeFrame(), baseState, centerOf)[0];
+    const b = hex.props.data.find((r) => r.hex === 'b');
+    expect(hex.props.getFillColor(b)).toBe(SUPPRESSED_COLOR);
+    expect(hex.props.getLineWidth(b)).toBeGreaterThan(hex.props.getLineWidth(hex.props.data[0]));
+  });
+});
