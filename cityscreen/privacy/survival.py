@@ -47,3 +47,31 @@ def survival(pairs: list[tuple[WindowAggregate, list[Frame]]]) -> dict[int, dict
 
 def _share(part: float, whole: float) -> float:
     return round(part / whole, 4) if whole else 0.0
+
+
+def survival_report(
+    aggregates: list[WindowAggregate], *, ks: tuple[int, ...] = (10, 20), dp_modes: tuple[bool, ...] = (False, True)
+) -> list[dict[str, Any]]:
+    """Survival at each k, with and without differential privacy (other settings at their defaults)."""
+    from cityscreen.privacy.gate import release
+    from cityscreen.settings import PrivacySettings
+
+    rows = []
+    for k in ks:
+        for dp in dp_modes:
+            privacy = PrivacySettings(min_persons=k, dp_enabled=dp)
+            pairs = [(a, release(a, privacy, published_ms=0)) for a in aggregates]
+            for res, stats in survival(pairs).items():
+                rows.append({"k": k, "dp": dp, "res": res, **stats})
+    return rows
+
+
+def format_report(rows: list[dict[str, Any]]) -> str:
+    head = f"{'k':>3} {'dp':>5} {'res':>3} {'cells':>7} {'cells kept':>10} {'persons kept':>12} {'breakdowns kept':>15}"
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"{r['k']:>3} {'on' if r['dp'] else 'off':>5} {r['res']:>3} {r['cells']:>7} "
+            f"{r['cell_share']:>10.1%} {r['person_share']:>12.1%} {r['breakdown_share']:>15.1%}"
+        )
+    return "\n".join(lines)

@@ -130,8 +130,15 @@ def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
             run("worker", "--role", "aggregate")
             api = start_api()
             replay = run("replay", str(FIXTURE), "--asap", "--no-progress")
-            poll(lambda: all(client.zcard(store_keys.frame_index_key(r)) >= 2 for r in settings.window.resolutions),
-                 timeout_s=240, what="frames from the fixture at every resolution")
+            def released() -> bool:
+                return all(client.zcard(store_keys.frame_index_key(r)) >= 2 for r in settings.window.resolutions)
+
+            try:
+                poll(released, timeout_s=240, what="frames from the fixture at every resolution")
+            except BaseException:
+                kept = {r: client.zcard(store_keys.frame_index_key(r)) for r in settings.window.resolutions}
+                print(f"frames kept per res: {kept}; worker stats: {client.hgetall(store_keys.STATS_KEY)}")
+                raise
             yield Feed(settings, client, api, start_api)
             replay.stop(5)
         finally:

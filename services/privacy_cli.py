@@ -1,0 +1,60 @@
+"""`cityscreen privacy ...`: the privacy manifest in force, and how much of the city survives the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import typer
+
+from cityscreen.aggregates import WindowAggregate
+from cityscreen.errors import CityScreenError
+from cityscreen.privacy import build_manifest
+from cityscreen.privacy.survival import format_report, survival_report
+from cityscreen.privacy.synthetic import synthetic_windows
+from cityscreen.settings import Settings
+
+privacy_app = typer.Typer(help="The release gate: manifest and survival report.", no_args_is_help=True)
+
+
+@privacy_app.command("manifest")
+def manifest(ctx: typer.Context) -> None:
+    """Print the privacy manifest the gateway serves (from the current CITY_* settings)."""
+    settings: Settings = ctx.obj
+    w = settings.window
+    doc = build_manifest(settings.privacy, window_s=w.window_s, resolutions=w.resolutions, flow_res=w.flow_res)
+    typer.echo(json.dumps(doc, indent=2))
+
+
+def _load_aggregates(path: Path) -> list[WindowAggregate]:
+    if not path.exists():
+        raise CityScreenError(f"{path} not found: pass a JSON list of window aggregates, or use --synthetic")
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=list[WindowAggregate])
+    except msgspec.DecodeError as exc:
+        raise CityScreenError(f"{path}: not a JSON list of window aggregates ({exc})") from exc
+
+
+@privacy_app.command("report")
+def report(
+    aggregates: Path = typer.Option(None, help="JSON list of WindowAggregate (e.g. from a replay)"),
+    synthetic: int = typer.Option(0, help="instead: a seeded synthetic city of this many persons"),
+    windows: int = typer.Option(2, help="synthetic windows"),
+    seed: int = typer.Option(0, help="synthetic seed"),
+    k: list[int] = typer.Option([10, 20], help="thresholds to report"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON rows"),
+) -> None:
+    """Share of cells, persons and breakdown values released, at each k, with and without DP."""
+    if aggregates is not None:
+        aggs = _load_aggregates(aggregates)
+    elif synthetic > 0:
+        aggs = [w.aggregate for w in synthetic_windows(persons=synthetic, windows=windows, seed=seed)]
+    else:
+        raise CityScreenError("say what to report on: --aggregates FILE or --synthetic PERSONS")
+    rows = survival_report(aggs, ks=tuple(k))
+    typer.echo(json.dumps(rows, indent=2) if as_json else format_report(rows))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(privacy_app, name="privacy")

@@ -1,0 +1,89 @@
+"""Attack tests on the recorded fixture (fixtures/shenzhen-10min.jsonl.gz), aggregated by the reference
+implementation: the differencing attacker recovers nothing, and persons followed through the release
+are never in a released value with fewer than k persons.
+
+The attacker is slow (dense linear algebra over thousands of unknowns), so by default it attacks the
+first windows; CITY_ATTACK_ALL_WINDOWS=1 attacks every window of the fixture.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from privacy_helpers import recovered, small_released
+
+from cityscreen.aggregates import WindowAggregate
+from cityscreen.events import RawEvent, RawPayment, RawSim, RawTransit
+from cityscreen.privacy import release
+from cityscreen.settings import PrivacySettings, Settings
+from services.generator.fixtures import read_events
+from tests.reference_aggregates import reference_window_aggregates
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shenzhen-10min.jsonl.gz"
+WINDOWS = None if os.environ.get("CITY_ATTACK_ALL_WINDOWS") == "1" else 2
+
+pytestmark = pytest.mark.skipif(not FIXTURE.exists(), reason="fixture not recorded")
+
+
+@pytest.fixture(scope="module")
+def events() -> list[RawEvent]:
+    return list(read_events(FIXTURE))
+
+
+@pytest.fixture(scope="module")
+def aggregates(events: list[RawEvent]) -> list[WindowAggregate]:
+    return reference_window_aggregates(events, Settings())
+
+
+@pytest.mark.parametrize("k", [10, 20])
+def test_fixture_release_resists_the_differencing_attacker(aggregates: list[WindowAggregate], k: int) -> None:
+    frames = [f for a in aggregates[:WINDOWS] for f in release(a, PrivacySettings(min_persons=k), published_ms=0)]
+    assert recovered(frames) == {}
+
+
+def identifier(ev: RawEvent) -> str:
+    if isinstance(ev, RawSim):
+        return ev.imsi
+    if isinstance(ev, RawPayment):
+        return ev.account
+    assert isinstance(ev, RawTransit)
+    return ev.card
+
+
+def touched(with_person: list[WindowAggregate], without: list[WindowAggregate]) -> set[tuple[int, int, str, str]]:
+    """Every (window, res, cell, key) whose value or persons change when the person is left out."""
+    out = set()
+    after = {a.window_start_ms: a for a in without}
+    for a in with_person:
+        b = after.get(a.window_start_ms)
+        for res, cells in a.cells.items():
+            for cell, stats in cells.items():
+                for key, m in stats.items():
+                    other = b.cells.get(res, {}).get(cell, {}).get(key) if b else None
+                    if other is None or other.persons != m.persons or other.value != m.value:
+                        out.add((a.window_start_ms, res, cell, key))
+    return out
+
+
+@pytest.mark.parametrize("dp", [False, True])
+def test_followed_persons_are_never_in_a_released_value_under_k(
+    events: list[RawEvent], aggregates: list[WindowAggregate], dp: bool
+) -> None:
+    k = 10
+    privacy = PrivacySettings(min_persons=k, dp_enabled=dp)
+    frames = {(f.window_start_ms, f.res): f for a in aggregates for f in release(a, privacy, published_ms=0)}
+    busiest = [ident for ident, _ in Counter(identifier(e) for e in events).most_common(2)]
+    for ident in busiest:
+        without = reference_window_aggregates([e for e in events if identifier(e) != ident], Settings())
+        keys = touched(aggregates, without)
+        assert keys, f"{ident} should appear in the fixture's aggregates"
+        by_window = {a.window_start_ms: a for a in aggregates}
+        for start, res, cell, key in keys:
+            value = frames[(start, res)].cells[cell][key]
+            if value is not None:
+                assert by_window[start].cells[res][cell][key].persons >= k, (ident, res, cell, key)
+    for a in aggregates:
+        assert small_released([frames[(a.window_start_ms, r)] for r in a.cells], a, k) == []
