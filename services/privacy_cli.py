@@ -23,7 +23,9 @@ def manifest(ctx: typer.Context) -> None:
     """Print the privacy manifest the gateway serves (from the current CITY_* settings)."""
     settings: Settings = ctx.obj
     w = settings.window
-    doc = build_manifest(settings.privacy, window_s=w.window_s, resolutions=w.resolutions, flow_res=w.flow_res)
+    doc = build_manifest(
+        settings.privacy, window_s=w.window_s, resolutions=w.resolutions, flow_res=w.flow_res
+    )
     typer.echo(json.dumps(doc, indent=2))
 
 

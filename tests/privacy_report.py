@@ -19,8 +19,12 @@ from tests.reference_aggregates import reference_window_aggregates
 def main(argv: list[str]) -> None:
     path = Path(argv[0]) if argv else Path("fixtures/shenzhen-10min.jsonl.gz")
     aggregates = reference_window_aggregates(read_events(path), Settings())
-    persons = sum(a.cells[a.base_res][c]["population.persons"].persons for a in aggregates
-                  for c in a.cells.get(a.base_res, {}) if "population.persons" in a.cells[a.base_res][c])
+    persons = sum(
+        a.cells[a.base_res][c]["population.persons"].persons
+        for a in aggregates
+        for c in a.cells.get(a.base_res, {})
+        if "population.persons" in a.cells[a.base_res][c]
+    )
     print(f"{path}: {len(aggregates)} windows, {persons} person-windows")
     rows = survival_report(aggregates)
     print(json.dumps(rows, indent=2) if "--json" in argv else format_report(rows))

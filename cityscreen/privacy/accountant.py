@@ -79,8 +79,9 @@ def budget(privacy: PrivacySettings, *, window_s: int, resolutions: list[int]) -
     windows = max(1, SECONDS_PER_DAY // window_s)
     eps_window = privacy.epsilon_per_window
     if privacy.dp_mechanism == "laplace":
-        return Budget("laplace", fams, eps_window / len(fams), 0.0, eps_window, eps_window * windows,
-                      windows, 0.0)
+        return Budget(
+            "laplace", fams, eps_window / len(fams), 0.0, eps_window, eps_window * windows, windows, 0.0
+        )
     delta = max(privacy.delta, 1e-12)
     rho_window = _epsilon_to_zcdp(eps_window, delta)
     rho_family = rho_window / len(fams)

@@ -39,8 +39,8 @@ def components(structure: Structure, suppressed: np.ndarray) -> list[tuple[list[
             if other != root:
                 parent[other] = root
     groups: dict[int, list[int]] = defaultdict(list)
-    for v in np.flatnonzero(suppressed):
-        groups[find(int(v))].append(int(v))
+    for v in (int(i) for i in np.flatnonzero(suppressed)):
+        groups[find(v)].append(v)
     eqs: dict[int, list[int]] = defaultdict(list)
     for e in touched:
         head, members = structure.equations[e]
@@ -149,9 +149,13 @@ def determined(structure: Structure, suppressed: np.ndarray) -> list[int]:
     """
     lo, hi = interval_bounds(structure, suppressed)
     pinned = suppressed & ((hi - lo) <= 1e-6 * np.maximum(1.0, np.abs(structure.value)))
+    seen: dict[bytes, np.ndarray] = {}  # count and amount (tap in and out) often share one pattern
     for vars_, eqs in components(structure, suppressed):
         if not eqs or all(_homogeneous(structure, suppressed, e) for e in eqs):
             continue
         a, _ = _system(structure, suppressed, vars_, eqs)
-        pinned[vars_] |= rank_determined(a)
+        key = repr(a.shape).encode() + a.astype(np.int8).tobytes()
+        if key not in seen:
+            seen[key] = rank_determined(a)
+        pinned[vars_] |= seen[key]
     return [int(v) for v in np.flatnonzero(pinned)]

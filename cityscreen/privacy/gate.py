@@ -23,9 +23,7 @@ from cityscreen.privacy.suppression import primary, suppress
 from cityscreen.settings import PrivacySettings
 
 
-def release(
-    aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int
-) -> list[Frame]:
+def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int) -> list[Frame]:
     """Frames for every resolution of the window (finest first); suppressed values are None."""
     resolutions = sorted(aggregate.cells, reverse=True)
     structure = build_structure(aggregate)
@@ -66,7 +64,14 @@ def _number(value: float) -> float:
 
 
 def _draw(
-    privacy: PrivacySettings, plan: Budget, scale: float, *, window_start_ms: int, res: int, cell: str, stat: str
+    privacy: PrivacySettings,
+    plan: Budget,
+    scale: float,
+    *,
+    window_start_ms: int,
+    res: int,
+    cell: str,
+    stat: str,
 ) -> float:
     if plan.mechanism == "laplace":
         u = keyed_uniform(privacy.dp_seed, window_start_ms=window_start_ms, res=res, cell=cell, stat=stat)
@@ -111,8 +116,13 @@ def _noisy_flows(aggregate: WindowAggregate, privacy: PrivacySettings, plan: Bud
         persons: float | None = None
         if scale is not None and f.persons >= k:
             noise = _draw(
-                privacy, plan, scale, window_start_ms=aggregate.window_start_ms, res=aggregate.flow_res,
-                cell=f"{f.origin}>{f.dest}", stat=f"flows.{f.kind}",
+                privacy,
+                plan,
+                scale,
+                window_start_ms=aggregate.window_start_ms,
+                res=aggregate.flow_res,
+                cell=f"{f.origin}>{f.dest}",
+                stat=f"flows.{f.kind}",
             )
             noisy = float(round(f.persons + noise))
             persons = noisy if noisy >= k else None

@@ -39,7 +39,7 @@ def _geometric(rng: random.Random, p: float) -> int:
     u = rng.random()
     while u == 0.0:
         u = rng.random()
-    return int(math.floor(math.log(u) / math.log1p(-p)))
+    return math.floor(math.log(u) / math.log1p(-p))
 
 
 def discrete_laplace(rng: random.Random, t: float) -> int:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
-from cityscreen.aggregates import STATISTICS, Measure, WindowAggregate, parse_stat_key, stat_key
+from cityscreen.aggregates import STATISTICS, Measure, WindowAggregate, stat_key
 from cityscreen.demography import BREAKDOWN_CATEGORIES
 from cityscreen.geo import parent_of
 
@@ -115,7 +116,7 @@ def build_structure(aggregate: WindowAggregate) -> Structure:
                     add(res, cell, key, present[key], metric, top)
 
     equations: list[tuple[int, tuple[int, ...]]] = [(h, tuple(ms)) for h, ms in breakdowns]
-    for finer, coarser in zip(resolutions, resolutions[1:], strict=False):
+    for finer, coarser in pairwise(resolutions):
         children: dict[tuple[str, str], list[int]] = defaultdict(list)
         for cell in aggregate.cells[finer]:
             parent = parent_of(cell, coarser)
@@ -136,4 +137,3 @@ def build_structure(aggregate: WindowAggregate) -> Structure:
         block=blocks,
         equations=equations,
     )
-

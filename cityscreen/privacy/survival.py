@@ -50,7 +50,10 @@ def _share(part: float, whole: float) -> float:
 
 
 def survival_report(
-    aggregates: list[WindowAggregate], *, ks: tuple[int, ...] = (10, 20), dp_modes: tuple[bool, ...] = (False, True)
+    aggregates: list[WindowAggregate],
+    *,
+    ks: tuple[int, ...] = (10, 20),
+    dp_modes: tuple[bool, ...] = (False, True),
 ) -> list[dict[str, Any]]:
     """Survival at each k, with and without differential privacy (other settings at their defaults)."""
     from cityscreen.privacy.gate import release
@@ -59,7 +62,7 @@ def survival_report(
     rows = []
     for k in ks:
         for dp in dp_modes:
-            privacy = PrivacySettings(min_persons=k, dp_enabled=dp)
+            privacy = PrivacySettings.model_validate({"min_persons": k, "dp_enabled": dp})
             pairs = [(a, release(a, privacy, published_ms=0)) for a in aggregates]
             for res, stats in survival(pairs).items():
                 rows.append({"k": k, "dp": dp, "res": res, **stats})
@@ -67,7 +70,10 @@ def survival_report(
 
 
 def format_report(rows: list[dict[str, Any]]) -> str:
-    head = f"{'k':>3} {'dp':>5} {'res':>3} {'cells':>7} {'cells kept':>10} {'persons kept':>12} {'breakdowns kept':>15}"
+    head = (
+        f"{'k':>3} {'dp':>5} {'res':>3} {'cells':>7} {'cells kept':>10} {'persons kept':>12} "
+        f"{'breakdowns kept':>15}"
+    )
     lines = [head]
     for r in rows:
         lines.append(

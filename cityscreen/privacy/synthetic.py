@@ -32,7 +32,9 @@ class _Acc:
     """Exact per-(res, cell, key) value, distinct persons, and per-person contribution."""
 
     def __init__(self) -> None:
-        self.per_person: dict[tuple[int, str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        self.per_person: dict[tuple[int, str, str], dict[int, float]] = defaultdict(
+            lambda: defaultdict(float)
+        )
 
     def add(self, res: int, cell: str, key: str, person: int, amount: float) -> None:
         self.per_person[(res, cell, key)][person] += amount
@@ -72,10 +74,13 @@ def synthetic_windows(
         flows: dict[tuple[str, str, str], set[int]] = defaultdict(set)
         present = rng.random(persons) < 0.85
         where = centres[home] + rng.normal(0, 1, size=(persons, 2)) * spread[home][:, None]
-        for p in np.flatnonzero(present):
-            p = int(p)
+        for p in (int(i) for i in np.flatnonzero(present)):
             cell = cell_for(float(where[p, 0]), float(where[p, 1]), base)
-            labels = {"gender": GENDERS[gender[p]], "age_band": AGE_BANDS[age[p]], "origin": ORIGIN_GROUPS[origin[p]]}
+            labels = {
+                "gender": GENDERS[gender[p]],
+                "age_band": AGE_BANDS[age[p]],
+                "origin": ORIGIN_GROUPS[origin[p]],
+            }
             for res in resolutions:
                 c = parent_of(cell, res)
                 acc.add(res, c, "population.persons", p, 1.0)
@@ -91,9 +96,14 @@ def synthetic_windows(
                     amount = float(round(rng.lognormal(3.5, 1.0), 2))
                     for res in resolutions:
                         c = parent_of(cell, res)
-                        for dim, val in ((None, None), ("category", cat), ("origin", labels["origin"])):
-                            acc.add(res, c, stat_key("payments", "count", dim, val), p, 1.0)
-                            acc.add(res, c, stat_key("payments", "amount_cny", dim, val), p, amount)
+                        parts: tuple[tuple[str | None, str | None], ...] = (
+                            (None, None),
+                            ("category", cat),
+                            ("origin", labels["origin"]),
+                        )
+                        for d, v in parts:
+                            acc.add(res, c, stat_key("payments", "count", d, v), p, 1.0)
+                            acc.add(res, c, stat_key("payments", "amount_cny", d, v), p, amount)
             if rng.random() < 0.2:
                 mode = "metro" if rng.random() < 0.7 else "bus"
                 line = LINES[mode][int(rng.integers(len(LINES[mode])))]
@@ -103,13 +113,18 @@ def synthetic_windows(
                 for tap, at in (("tap_in", cell), ("tap_out", out_cell)):
                     for res in resolutions:
                         c = parent_of(at, res)
-                        for dim, val in ((None, None), ("mode", mode), ("line", line)):
-                            acc.add(res, c, stat_key("transit", tap, dim, val), p, 1.0)
+                        taps: tuple[tuple[str | None, str | None], ...] = (
+                            (None, None),
+                            ("mode", mode),
+                            ("line", line),
+                        )
+                        for d, v in taps:
+                            acc.add(res, c, stat_key("transit", tap, d, v), p, 1.0)
                 flows[(here, parent_of(out_cell, flow_res), "transit")].add(p)
         touched: dict[int, set[tuple[int, str, str]]] = defaultdict(set)
         for key, contributions in acc.per_person.items():
-            for p in contributions:
-                touched[p].add(key)
+            for person in contributions:
+                touched[person].add(key)
         aggregate = WindowAggregate(
             window_start_ms=1_700_000_000_000 + w * window_s * 1000,
             window_s=window_s,

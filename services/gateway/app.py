@@ -26,11 +26,13 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
         client = redis_client
         if client is None:
             # many sockets may ask for a snapshot at once: wait for a pooled connection rather than fail
-            pool = aioredis.BlockingConnectionPool.from_url(settings.redis.url, max_connections=64, timeout=30)
+            pool = aioredis.BlockingConnectionPool.from_url(
+                settings.redis.url, max_connections=64, timeout=30
+            )
             client = aioredis.Redis(connection_pool=pool)
         app.state.redis = client
         app.state.hub = Hub(client)
-        app.state.hub.start()
+        app.state.hub.start(settings.gateway.heartbeat_s)
         try:
             yield
         finally:
@@ -64,6 +66,8 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
 
         @app.get("/", include_in_schema=False)
         async def not_built() -> PlainTextResponse:
-            return PlainTextResponse(f"web app not built at {dist}: run `make setup` (or `cd web && npm run build`)")
+            return PlainTextResponse(
+                f"web app not built at {dist}: run `make setup` (or `cd web && npm run build`)"
+            )
 
     return app

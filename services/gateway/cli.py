@@ -35,6 +35,7 @@ def api(ctx: typer.Context) -> None:
         ws_per_message_deflate=False,
         log_level="warning",
         lifespan="on",
+        ws="websockets-sansio",
     )
 
 
@@ -44,7 +45,9 @@ def loadtest_ws(
     clients: Annotated[int, typer.Option(min=1, help="websocket clients to open")] = 1000,
     seconds: Annotated[float, typer.Option(min=1, help="how long to measure")] = 30,
     out: Annotated[Path, typer.Option(help="JSON results file")] = Path("artifacts/loadtest-ws.json"),
-    url: Annotated[str | None, typer.Option(help="ws://host:port of a running gateway; default: start one")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="ws://host:port of a running gateway; default: start one")
+    ] = None,
     publish: Annotated[bool, typer.Option(help="publish synthetic frames to Redis at --hz")] = True,
     hz: Annotated[float, typer.Option(help="synthetic frames per second")] = 1.0,
     processes: Annotated[int, typer.Option(min=1, max=16, help="client processes")] = 2,
@@ -55,8 +58,14 @@ def loadtest_ws(
 
     settings: Settings = ctx.obj
     plan = LoadTestPlan(
-        clients=clients, seconds=seconds, out=out, url=url, publish=publish, hz=hz,
-        processes=processes, res=res if res is not None else settings.window.resolutions[-1],
+        clients=clients,
+        seconds=seconds,
+        out=out,
+        url=url,
+        publish=publish,
+        hz=hz,
+        processes=processes,
+        res=res if res is not None else settings.window.resolutions[-1],
     )
     result = run_loadtest(settings, plan)
     typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))

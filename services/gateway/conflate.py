@@ -43,11 +43,10 @@ class LatestQueue(Generic[T]):
             self._ready.clear()
         return item
 
-    async def get(self, timeout_s: float | None = None) -> T | None:
-        """The oldest kept item; None when `timeout_s` passes first."""
+    async def get(self) -> T:
+        """The oldest kept item, waiting for one (no timer: heartbeats are queued like any message)."""
         while not self._items:
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout_s)
-            except TimeoutError:
-                return None
-        return self.get_nowait()
+            await self._ready.wait()
+        item = self.get_nowait()
+        assert item is not None  # the queue was not empty and nothing else takes from it
+        return item

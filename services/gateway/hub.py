@@ -31,6 +31,7 @@ class Client:
     queue: LatestQueue[str]
     view: View | None = None
     sent: int = 0
+    last_sent_s: float = field(default_factory=time.monotonic)
 
 
 def encode_for_views(frame: Frame, views: set[View], kind: str = "frame") -> dict[View, str]:
@@ -46,7 +47,7 @@ class Hub:
     encodes: int = 0
     latest: dict[int, Frame] = field(default_factory=dict)  # newest delivered frame per res
     _last_published: dict[int, tuple[int, int]] = field(default_factory=dict)
-    _task: asyncio.Task[None] | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def snapshot(self, res: int) -> Frame | None:
         """The newest frame at `res`: the one last fanned out, else Redis (first subscriber at `res`)."""
@@ -112,14 +113,34 @@ class Hub:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="gateway-hub")
+    def beat(self, heartbeat_s: float) -> int:
+        """Queue a heartbeat for every client that has been sent nothing for `heartbeat_s`."""
+        now_s = time.monotonic()
+        idle = [c for c in self.clients if now_s - c.last_sent_s >= heartbeat_s and not len(c.queue)]
+        if idle:
+            text = encode_message("heartbeat", {"ts_ms": now_ms()})
+            for c in idle:
+                c.queue.put(text)
+        return len(idle)
+
+    async def run_heartbeats(self, heartbeat_s: float) -> None:
+        # one timer for all clients: a per-client timeout on every queue wait costs a task per message
+        while True:
+            await asyncio.sleep(heartbeat_s / 4)
+            self.beat(heartbeat_s)
+
+    def start(self, heartbeat_s: float) -> None:
+        self._tasks = [
+            asyncio.create_task(self.run(), name="gateway-hub"),
+            asyncio.create_task(self.run_heartbeats(heartbeat_s), name="gateway-heartbeats"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
 
 def now_ms() -> int:

@@ -26,7 +26,6 @@ from services.gateway.hub import Client, Hub
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.view import ViewError, encode_message, make_view, view_frame
 
-
 PACING_SLACK = 0.9
 
 
@@ -41,7 +40,9 @@ async def refuse(websocket: WebSocket, status: int, close_code: int, reason: str
 def access_problem(websocket: WebSocket, settings: Settings) -> tuple[int, int, str] | None:
     """(HTTP status, close code, reason) when the socket must be refused, else None."""
     gw = settings.gateway
-    if not auth.is_allowed_origin(websocket.headers.get("origin"), websocket.headers.get("host"), gw.allowed_origins):
+    if not auth.is_allowed_origin(
+        websocket.headers.get("origin"), websocket.headers.get("host"), gw.allowed_origins
+    ):
         return 403, auth.CLOSE_FORBIDDEN_ORIGIN, "origin not allowed: add it to CITY_GATEWAY__ALLOWED_ORIGINS"
     token = auth.websocket_token(websocket.query_params, websocket.scope.get("subprotocols", []))
     if not auth.is_valid_token(token, gw.operator_tokens):
@@ -121,22 +122,20 @@ async def handle_message(raw: str | bytes, client: Client, settings: Settings, h
 
 
 async def _send(websocket: WebSocket, client: Client, settings: Settings, metrics: GatewayMetrics) -> None:
-    gw = settings.gateway
     # 10% slack: a source publishing at exactly update_hz must not be held back a period by jitter,
     # which would ratchet every later frame's delay upwards
-    min_interval_s = PACING_SLACK / gw.update_hz
-    heartbeat = metrics.ws_messages_sent.labels(type="heartbeat")
-    data = metrics.ws_messages_sent.labels(type="data")
+    min_interval_s = PACING_SLACK / settings.gateway.update_hz
+    counters = {kind: metrics.ws_messages_sent.labels(type=kind) for kind in ("data", "heartbeat")}
     while True:
-        text = await client.queue.get(timeout_s=gw.heartbeat_s)
-        if text is None:
-            await websocket.send_text(encode_message("heartbeat", {"ts_ms": int(time.time() * 1000)}))
-            heartbeat.inc()
-            continue
+        text = await client.queue.get()
         started = time.monotonic()
         await websocket.send_text(text)
-        data.inc()
         client.sent += 1
+        client.last_sent_s = started
+        if text.startswith('{"type":"heartbeat"'):
+            counters["heartbeat"].inc()
+            continue
+        counters["data"].inc()
         if text.startswith('{"type":"frame"'):
             # updates are paced; replies (snapshot, pong, error) go out at once
             await asyncio.sleep(max(0.0, min_interval_s - (time.monotonic() - started)))

@@ -64,7 +64,9 @@ def raise_fd_limit(wanted: int) -> int:
     return target
 
 
-def summarize(delays_ms: list[float], *, clients: int, seconds: float, published: int, delivered: int) -> dict[str, Any]:
+def summarize(
+    delays_ms: list[float], *, clients: int, seconds: float, published: int, delivered: int
+) -> dict[str, Any]:
     """The report: frames delivered per second, delay percentiles, frames never delivered."""
     arr = np.asarray(delays_ms, dtype=float)
     return {
@@ -79,17 +81,32 @@ def summarize(delays_ms: list[float], *, clients: int, seconds: float, published
     }
 
 
-async def _client(url: str, token: str, subscribe: dict[str, Any], window: list[float], out: list[float], ready: asyncio.Semaphore, connected: list[int]) -> None:
+async def _client(
+    url: str,
+    token: str,
+    subscribe: dict[str, Any],
+    window: list[float],
+    out: list[float],
+    ready: asyncio.Semaphore,
+    connected: list[int],
+) -> None:
     from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
 
     decoder = msgspec.json.Decoder(_Stamp)
     async with ready:
-        ws = await connect(url, subprotocols=[WS_SUBPROTOCOL, f"bearer.{token}"], compression=None, max_size=None, open_timeout=60)  # type: ignore[list-item]
+        ws = await connect(
+            url,
+            subprotocols=[Subprotocol(WS_SUBPROTOCOL), Subprotocol(f"bearer.{token}")],
+            compression=None,
+            max_size=None,
+            open_timeout=60,
+        )
     connected[0] += 1
     async with ws:
         await ws.send(json.dumps(subscribe))
         while True:
-            text = await ws.recv()
+            text = await ws.recv(decode=False)  # bytes: skip UTF-8 validation, msgspec reads bytes
             now_ms = time.time() * 1000
             stamp = decoder.decode(text)
             if stamp.type != "frame" or not window:
@@ -108,7 +125,10 @@ def _client_process(url: str, token: str, n: int, subscribe: dict[str, Any], con
         window: list[float] = []
         delays: list[float] = []
         connected = [0]
-        tasks = [asyncio.create_task(_client(url, token, subscribe, window, delays, ready, connected)) for _ in range(n)]
+        tasks = [
+            asyncio.create_task(_client(url, token, subscribe, window, delays, ready, connected))
+            for _ in range(n)
+        ]
         while connected[0] < n:
             failed = [t for t in tasks if t.done() and t.exception() is not None]
             if failed:
@@ -131,17 +151,24 @@ def _client_process(url: str, token: str, n: int, subscribe: dict[str, Any], con
 def _gateway(settings: Settings) -> Iterator[str]:
     """Start `cityscreen api` on a free port; yields its ws:// URL."""
     port = free_port()
-    env = {**os.environ, **to_env(settings), "CITY_GATEWAY__PORT": str(port), "CITY_GATEWAY__HOST": "127.0.0.1"}
+    env = {
+        **os.environ,
+        **to_env(settings),
+        "CITY_GATEWAY__PORT": str(port),
+        "CITY_GATEWAY__HOST": "127.0.0.1",
+    }
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "api"], env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
+            ready_url = f"http://127.0.0.1:{port}/api/v1/health/ready"
+            with contextlib.suppress(OSError), urllib.request.urlopen(ready_url, timeout=1) as r:
+                if r.status == 200:
+                    break
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise CityScreenError(f"the gateway did not become ready on port {port}: see its output above")
+                raise CityScreenError(
+                    f"the gateway did not become ready on port {port}: see its output above"
+                )
             time.sleep(0.2)
         yield f"ws://127.0.0.1:{port}/ws/live"
     finally:
@@ -188,14 +215,19 @@ def run_loadtest(settings: Settings, plan: LoadTestPlan) -> dict[str, Any]:
         redis_url = settings.redis.url
         if plan.url is None and not _redis_reachable(redis_url):
             # no stack running: a throwaway Redis keeps the command self-contained
-            redis_url = stack.enter_context(redis_server(Path(tempfile.mkdtemp(prefix="cityscreen-loadtest-"))))
+            redis_url = stack.enter_context(
+                redis_server(Path(tempfile.mkdtemp(prefix="cityscreen-loadtest-")))
+            )
         settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": redis_url})})
         url = plan.url or stack.enter_context(_gateway(settings))
         token = settings.gateway.operator_tokens[0]
         subscribe = {"type": "subscribe", "res": plan.res, "layers": list(plan.layers)}
         ctx = mp.get_context("spawn")
         pipes, procs = [], []
-        share = [plan.clients // plan.processes + (i < plan.clients % plan.processes) for i in range(plan.processes)]
+        share = [
+            plan.clients // plan.processes + (i < plan.clients % plan.processes)
+            for i in range(plan.processes)
+        ]
         for n in share:
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_client_process, args=(url, token, n, subscribe, child), daemon=True)
@@ -226,7 +258,9 @@ def run_loadtest(settings: Settings, plan: LoadTestPlan) -> dict[str, Any]:
                 if proc.is_alive():
                     proc.terminate()
     in_window = [ms for ms in published if start_s * 1000 <= ms <= end_s * 1000]
-    result = summarize(delays, clients=plan.clients, seconds=plan.seconds, published=len(in_window), delivered=len(delays))
+    result = summarize(
+        delays, clients=plan.clients, seconds=plan.seconds, published=len(in_window), delivered=len(delays)
+    )
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     plan.out.write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -21,7 +21,9 @@ class GatewayMetrics:
             "cityscreen_ws_messages_sent_total", "websocket messages sent", ["type"], registry=r
         )
         self.ws_frames_conflated = Counter(
-            "cityscreen_ws_frames_conflated_total", "frames dropped for slow clients (latest wins)", registry=r
+            "cityscreen_ws_frames_conflated_total",
+            "frames dropped for slow clients (latest wins)",
+            registry=r,
         )
         self.http_unauthorized = Counter(
             "cityscreen_http_unauthorized_total", "REST calls refused for a missing or bad token", registry=r

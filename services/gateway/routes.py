@@ -22,7 +22,9 @@ BBoxQuery = Annotated[str | None, Query(description="west,south,east,north in de
 BreakdownQuery = Annotated[str | None, Query(description="a breakdown dimension, e.g. gender")]
 
 
-def parse_view(settings: SettingsDep, res: int, layers: str | None, bbox: str | None, breakdown: str | None) -> View:
+def parse_view(
+    settings: SettingsDep, res: int, layers: str | None, bbox: str | None, breakdown: str | None
+) -> View:
     try:
         return make_view(
             res,
@@ -82,8 +84,13 @@ async def manifest(settings: SettingsDep, redis: RedisDep) -> dict[str, Any]:
 
 @router.get("/frames/latest", tags=["frames"])
 async def latest(
-    _: OperatorDep, settings: SettingsDep, redis: RedisDep, res: int,
-    layers: LayersQuery = None, bbox: BBoxQuery = None, breakdown: BreakdownQuery = None,
+    _: OperatorDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    res: int,
+    layers: LayersQuery = None,
+    bbox: BBoxQuery = None,
+    breakdown: BreakdownQuery = None,
 ) -> dict[str, Any]:
     """The newest released frame at `res`, cut to the layers, bounding box and breakdown asked for."""
     view = parse_view(settings, res, layers, bbox, breakdown)
@@ -103,22 +110,34 @@ async def windows(_: OperatorDep, settings: SettingsDep, redis: RedisDep, res: i
 
 @router.get("/frames/{window_start_ms}", tags=["frames"])
 async def frame_at(
-    _: OperatorDep, settings: SettingsDep, redis: RedisDep, window_start_ms: int, res: int,
-    layers: LayersQuery = None, bbox: BBoxQuery = None, breakdown: BreakdownQuery = None,
+    _: OperatorDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    window_start_ms: int,
+    res: int,
+    layers: LayersQuery = None,
+    bbox: BBoxQuery = None,
+    breakdown: BreakdownQuery = None,
 ) -> dict[str, Any]:
     """One past window's frame at `res`, cut like `/frames/latest`."""
     view = parse_view(settings, res, layers, bbox, breakdown)
     frame = await store.frame_at(redis, res, window_start_ms)
     if frame is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"window {window_start_ms} at res {res} is not kept")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"window {window_start_ms} at res {res} is not kept"
+        )
     return view_frame(frame, view)
 
 
 @router.get("/cells/{cell}/history", tags=["frames"])
 async def history(
-    _: OperatorDep, settings: SettingsDep, redis: RedisDep, cell: str,
+    _: OperatorDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    cell: str,
     windows: Annotated[int, Query(ge=1, le=1440)] = 60,
-    layers: LayersQuery = None, breakdown: BreakdownQuery = None,
+    layers: LayersQuery = None,
+    breakdown: BreakdownQuery = None,
 ) -> dict[str, Any]:
     """The cell's stats over its last `windows` released windows, oldest first (null = suppressed)."""
     if not h3.is_valid_cell(cell):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -14,20 +14,24 @@ from cityscreen.privacy import build_manifest
 from cityscreen.settings import Settings
 
 
+def _frame(data: bytes | str | None) -> Frame | None:
+    if not data:
+        return None
+    return decode_frame(data if isinstance(data, bytes) else data.encode())
+
+
 async def latest_frame(redis: aioredis.Redis, res: int) -> Frame | None:
-    data = await redis.get(store_keys.latest_frame_key(res))
-    return decode_frame(data) if data else None
+    return _frame(await redis.get(store_keys.latest_frame_key(res)))
 
 
 async def frame_at(redis: aioredis.Redis, res: int, window_start_ms: int) -> Frame | None:
-    data = await redis.get(store_keys.frame_key(res, window_start_ms))
-    return decode_frame(data) if data else None
+    return _frame(await redis.get(store_keys.frame_key(res, window_start_ms)))
 
 
 async def recent_windows(redis: aioredis.Redis, res: int, count: int) -> list[int]:
     """The newest `count` window starts still kept at `res`, oldest first."""
     members = await redis.zrevrange(store_keys.frame_index_key(res), 0, max(count, 1) - 1)
-    return sorted(int(m) for m in members)
+    return sorted(int(cast(bytes, m)) for m in members)
 
 
 async def recent_frames(redis: aioredis.Redis, res: int, count: int) -> list[Frame]:
@@ -36,7 +40,7 @@ async def recent_frames(redis: aioredis.Redis, res: int, count: int) -> list[Fra
     if not starts:
         return []
     blobs = await redis.mget([store_keys.frame_key(res, s) for s in starts])
-    return [decode_frame(b) for b in blobs if b]
+    return [f for f in map(_frame, blobs) if f is not None]
 
 
 async def manifest(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:

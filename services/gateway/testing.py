@@ -53,24 +53,78 @@ def make_frame(**overrides: Any) -> Frame:
     return Frame(**fields)
 
 
+def _released(n: float, min_persons: int = 10) -> float | None:
+    return float(n) if n >= min_persons else None
+
+
+def _split(rng: random.Random, total: int, shares: dict[str, float]) -> dict[str, int]:
+    parts = {k: int(total * w * rng.uniform(0.6, 1.4)) for k, w in shares.items()}
+    first = next(iter(parts))
+    parts[first] = max(0, total - sum(v for k, v in parts.items() if k != first))
+    return parts
+
+
+ORIGIN_SHARES = {
+    "guangdong": 0.45,
+    "central": 0.2,
+    "southwest": 0.12,
+    "east": 0.1,
+    "north": 0.07,
+    "hk-mo-tw": 0.04,
+    "international": 0.02,
+}
+CATEGORY_SHARES = {
+    "food": 0.35,
+    "groceries": 0.2,
+    "retail": 0.15,
+    "transport": 0.1,
+    "entertainment": 0.1,
+    "services": 0.06,
+    "travel": 0.04,
+}
+
+
 def synthetic_frame(res: int, window_start_ms: int, *, rings: int = 6, seed: int = 0) -> Frame:
-    """A plausible full frame (population, payments, transit, some suppressed) published now."""
-    rng = random.Random(seed * 1_000_003 + window_start_ms)
+    """A plausible frame published now: population (gender, origin), payments (category), transit, flows.
+
+    Counts follow a skewed distribution, so some totals and many small breakdown parts fall under the
+    threshold and are released as null (suppressed), as the gate would.
+    """
+    rng = random.Random(seed * 1_000_003 + window_start_ms + res)
     cells: dict[str, dict[str, float | None]] = {}
     for cell in demo_cells(res, rings):
-        persons = rng.randint(0, 400)
+        persons = int(rng.expovariate(1 / 120))
         if persons == 0:
             continue
-        stats: dict[str, float | None] = {"population.persons": float(persons) if persons >= 10 else None}
-        females = rng.randint(0, persons)
-        for cat, n in (("F", females), ("M", persons - females)):
-            stats[f"population.persons|gender={cat}"] = float(n) if n >= 10 else None
-        stats["payments.count"] = float(rng.randint(10, 200))
-        stats["payments.amount_cny"] = round(rng.uniform(100, 9000), 2)
-        stats["transit.tap_in"] = float(rng.randint(10, 90))
+        stats: dict[str, float | None] = {"population.persons": _released(persons)}
+        if persons >= 10:
+            females = int(persons * rng.uniform(0.35, 0.65))
+            stats["population.persons|gender=F"] = _released(females)
+            stats["population.persons|gender=M"] = _released(persons - females)
+            for origin, n in _split(rng, persons, ORIGIN_SHARES).items():
+                stats[f"population.persons|origin={origin}"] = _released(n)
+        payers = int(persons * rng.uniform(0.1, 0.5))
+        if payers >= 10:
+            spend = round(payers * rng.uniform(20, 90), 2)
+            stats["payments.count"] = float(payers)
+            stats["payments.amount_cny"] = spend
+            for cat, share in CATEGORY_SHARES.items():
+                part = payers * share * rng.uniform(0.5, 1.5)
+                stats[f"payments.amount_cny|category={cat}"] = round(spend * share, 2) if part >= 10 else None
+        taps = int(persons * rng.uniform(0.05, 0.4))
+        if taps:
+            stats["transit.tap_in"] = _released(taps)
         cells[cell] = stats
     ids = sorted(cells)
-    flows = [ReleasedFlow(ids[i], ids[-1 - i], "transit", float(rng.randint(10, 60))) for i in range(min(5, len(ids) // 2))]
+    flows = [
+        ReleasedFlow(
+            ids[rng.randrange(len(ids))],
+            ids[rng.randrange(len(ids))],
+            rng.choice(["transit", "movement"]),
+            _released(rng.randint(5, 80)),
+        )
+        for _ in range(min(12, len(ids)))
+    ]
     return Frame(
         v=FRAME_VERSION,
         window_start_ms=window_start_ms,
@@ -79,7 +133,7 @@ def synthetic_frame(res: int, window_start_ms: int, *, rings: int = 6, seed: int
         published_ms=int(time.time() * 1000),
         privacy=FramePrivacy(min_persons=10, dp_enabled=False, epsilon=0.0),
         cells=cells,
-        flows=flows,
+        flows=[f for f in flows if f.origin != f.dest],
     )
 
 
@@ -99,9 +153,23 @@ def redis_server(workdir: Path) -> Iterator[str]:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--protected-mode", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 10

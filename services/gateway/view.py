@@ -89,9 +89,7 @@ def keep_stat(key: str, layers: frozenset[str], breakdown: str | None) -> bool:
     return layer in layers and (dimension is None or dimension == breakdown)
 
 
-def filter_cells(
-    cells: dict[str, dict[str, float | None]], view: View
-) -> dict[str, dict[str, float | None]]:
+def filter_cells(cells: dict[str, dict[str, float | None]], view: View) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for cell, stats in cells.items():
         if not cell_in_bbox(cell, view.bbox):
@@ -134,7 +132,9 @@ def encode_message(kind: str, body: dict[str, Any]) -> str:
     return _ENCODER.encode({"type": kind, **body}).decode()
 
 
-def cell_history(frames: list[Frame], cell: str, layers: frozenset[str], breakdown: str | None) -> list[dict[str, Any]]:
+def cell_history(
+    frames: list[Frame], cell: str, layers: frozenset[str], breakdown: str | None
+) -> list[dict[str, Any]]:
     """One entry per window, oldest first: the cell's stats (empty when the cell had no data)."""
     out = []
     for frame in sorted(frames, key=lambda f: f.window_start_ms):

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from cityscreen import store_keys
 from cityscreen.frames import Frame
-from cityscreen.settings import Settings
+from cityscreen.settings import load_settings
 from services.gateway.app import create_app
 from services.gateway.store import write_frame
 from services.gateway.testing import demo_cells, make_frame, redis_server
@@ -97,7 +97,7 @@ def make_client(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., TestCl
     clients: list[TestClient] = []
 
     def make(**gateway: Any) -> TestClient:
-        settings = Settings(
+        settings = load_settings(
             redis={"url": redis_url},
             gateway={"operator_tokens": [TOKEN], "web_dist": tmp_path / "no-dist", **gateway},
             generator={"city_file": tiny_city(tmp_path / "city.json")},
@@ -119,7 +119,7 @@ def test_health_and_ready(make_client: Callable[..., TestClient]) -> None:
 
 
 def test_ready_is_503_without_redis(tmp_path: Path) -> None:
-    settings = Settings(redis={"url": "redis://127.0.0.1:1/0"}, gateway={"web_dist": tmp_path})
+    settings = load_settings(redis={"url": "redis://127.0.0.1:1/0"}, gateway={"web_dist": tmp_path})
     with TestClient(create_app(settings)) as client:
         response = client.get("/api/v1/health/ready")
     assert response.status_code == 503
@@ -201,7 +201,7 @@ def test_city_config_metrics_openapi(make_client: Callable[..., TestClient]) -> 
 
 def test_serves_the_built_web_app(redis_url: str, tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("<title>CityScreen</title>")
-    settings = Settings(redis={"url": redis_url}, gateway={"web_dist": tmp_path})
+    settings = load_settings(redis={"url": redis_url}, gateway={"web_dist": tmp_path})
     with TestClient(create_app(settings)) as client:
         assert "CityScreen" in client.get("/").text
         assert client.get("/api/v1/health").status_code == 200

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from cityscreen import store_keys
 from cityscreen.frames import Frame
-from cityscreen.settings import Settings
+from cityscreen.settings import load_settings
 from services.gateway.app import create_app
 from services.gateway.store import write_frame
 from services.gateway.testing import make_frame, redis_server
@@ -59,7 +59,7 @@ def publish(redis_url: str) -> Iterator[Callable[[Frame], None]]:
 def client(redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
     gateway: dict[str, Any] = {"operator_tokens": [TOKEN], "web_dist": tmp_path, "max_message_bytes": 512}
     gateway.update(getattr(request, "param", {}))
-    settings = Settings(redis={"url": redis_url}, gateway=gateway)
+    settings = load_settings(redis={"url": redis_url}, gateway=gateway)
     with TestClient(create_app(settings)) as c:
         yield c
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from itertools import pairwise
 
 import h3
 import numpy as np
@@ -88,7 +89,7 @@ def _equations(frames: list[Frame]) -> tuple[dict[VarKey, float | None], list[li
                 if d in BREAKDOWN_CATEGORIES or parts:
                     eqs.append([((res, cell, key), 1.0)] + [((res, cell, p), -1.0) for p in parts])
     resolutions = sorted({f.res for f in frames}, reverse=True)
-    for finer, coarser in zip(resolutions, resolutions[1:], strict=False):
+    for finer, coarser in pairwise(resolutions):
         children: dict[tuple[str, str], list[VarKey]] = defaultdict(list)
         for (res, cell), keys in by_cell.items():
             if res == finer:

@@ -12,7 +12,7 @@ import os
 import random
 
 import pytest
-from privacy_helpers import crowd, make_aggregate, recovered, small_released, SIBLINGS
+from privacy_helpers import SIBLINGS, crowd, make_aggregate, recovered, small_released
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame, ReleasedFlow

@@ -40,7 +40,9 @@ def aggregates(events: list[RawEvent]) -> list[WindowAggregate]:
 
 @pytest.mark.parametrize("k", [10, 20])
 def test_fixture_release_resists_the_differencing_attacker(aggregates: list[WindowAggregate], k: int) -> None:
-    frames = [f for a in aggregates[:WINDOWS] for f in release(a, PrivacySettings(min_persons=k), published_ms=0)]
+    frames = [
+        f for a in aggregates[:WINDOWS] for f in release(a, PrivacySettings(min_persons=k), published_ms=0)
+    ]
     assert recovered(frames) == {}
 
 
@@ -53,7 +55,9 @@ def identifier(ev: RawEvent) -> str:
     return ev.card
 
 
-def touched(with_person: list[WindowAggregate], without: list[WindowAggregate]) -> set[tuple[int, int, str, str]]:
+def touched(
+    with_person: list[WindowAggregate], without: list[WindowAggregate]
+) -> set[tuple[int, int, str, str]]:
     """Every (window, res, cell, key) whose value or persons change when the person is left out."""
     out = set()
     after = {a.window_start_ms: a for a in without}
@@ -87,3 +91,30 @@ def test_followed_persons_are_never_in_a_released_value_under_k(
                 assert by_window[start].cells[res][cell][key].persons >= k, (ident, res, cell, key)
     for a in aggregates:
         assert small_released([frames[(a.window_start_ms, r)] for r in a.cells], a, k) == []
+
+
+def test_frames_carry_no_pseudonym_or_identifier(
+    events: list[RawEvent], aggregates: list[WindowAggregate]
+) -> None:
+    from cityscreen.frames import encode_frame
+    from cityscreen.pseudonym import pseudonymize
+
+    settings = Settings()
+    body = b"".join(
+        encode_frame(f)
+        for a in aggregates
+        for dp in (False, True)
+        for f in release(a, PrivacySettings(dp_enabled=dp), published_ms=0)
+    )
+    domains = {RawSim: "imsi", RawPayment: "account", RawTransit: "card"}
+    for ev in events[::50]:
+        ident = identifier(ev)
+        pseudonym = pseudonymize(
+            ident,
+            ts_ms=ev.ts_ms,
+            secret=settings.pseudonym_secret,
+            rotation_s=settings.pseudonym_rotation_s,
+            domain=domains[type(ev)],
+        )
+        assert pseudonym.encode() not in body
+        assert ident.encode() not in body

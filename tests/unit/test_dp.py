@@ -21,7 +21,10 @@ N = 20_000
 
 def keyed_laplace(scale: float, seed: str = "test-seed") -> np.ndarray:
     return np.array(
-        [laplace(keyed_uniform(seed, window_start_ms=0, res=8, cell=f"c{i}", stat="s"), scale) for i in range(N)]
+        [
+            laplace(keyed_uniform(seed, window_start_ms=0, res=8, cell=f"c{i}", stat="s"), scale)
+            for i in range(N)
+        ]
     )
 
 
@@ -58,8 +61,10 @@ def test_discrete_gaussian_noise_matches_the_mechanism() -> None:
     sigma = 4.0
     x = np.sort(
         np.array(
-            [discrete_gaussian(noise_rng("s", window_start_ms=0, res=8, cell=f"c{i}", stat="t"), sigma)
-             for i in range(N)]
+            [
+                discrete_gaussian(noise_rng("s", window_start_ms=0, res=8, cell=f"c{i}", stat="t"), sigma)
+                for i in range(N)
+            ]
         )
     )
     # for integers, compare the empirical CDF just after each value with the model CDF there
@@ -71,8 +76,9 @@ def test_discrete_gaussian_noise_matches_the_mechanism() -> None:
 
 
 def busy_city(window_start_ms: int = 1_700_000_000_000):
-    return make_aggregate({c: crowd(200) + crowd(150, "M", "45-54", "east") for c in SIBLINGS},
-                          window_start_ms=window_start_ms)
+    return make_aggregate(
+        {c: crowd(200) + crowd(150, "M", "45-54", "east") for c in SIBLINGS}, window_start_ms=window_start_ms
+    )
 
 
 def test_released_noise_is_the_configured_laplace() -> None:
@@ -96,7 +102,10 @@ def test_replay_gives_identical_frames_and_rereading_cannot_average_noise() -> N
     first = [encode_frame(f) for f in release(busy_city(), privacy, published_ms=7)]
     again = [encode_frame(f) for f in release(busy_city(), privacy, published_ms=7)]
     assert first == again
-    other = [encode_frame(f) for f in release(busy_city(), privacy.model_copy(update={"dp_seed": "x"}), published_ms=7)]
+    other = [
+        encode_frame(f)
+        for f in release(busy_city(), privacy.model_copy(update={"dp_seed": "x"}), published_ms=7)
+    ]
     assert other != first  # the noise depends on the secret seed
 
 
@@ -110,14 +119,16 @@ def test_dp_frames_declare_the_mechanism_and_epsilon() -> None:
 
 @pytest.mark.parametrize("value", [3, 9])
 def test_small_values_stay_suppressed_under_dp(value: int) -> None:
-    frame = release(make_aggregate({SIBLINGS[0]: crowd(value)}), PrivacySettings(dp_enabled=True), published_ms=0)[0]
+    frame = release(
+        make_aggregate({SIBLINGS[0]: crowd(value)}), PrivacySettings(dp_enabled=True), published_ms=0
+    )[0]
     assert frame.cells[SIBLINGS[0]]["population.persons"] is None
 
 
 def test_accountant_composes_every_statistic_a_person_touches() -> None:
     privacy = PrivacySettings(dp_enabled=True, epsilon_per_window=1.0)
     plan = budget(privacy, window_s=60, resolutions=[8, 7, 6])
-    # per resolution: population total + 3 breakdowns, payments 2 metrics x (total + 2), transit 2 x (total + 2)
+    # per resolution: population total + 3 breakdowns; payments and transit: 2 metrics x (total + 2)
     assert len(families([8, 7, 6], privacy)) == 3 * (4 + 6 + 6) + 2
     assert plan.epsilon_per_family * len(plan.families) == pytest.approx(1.0)
     assert plan.windows_per_day == 1440
@@ -128,7 +139,8 @@ def test_accountant_composes_every_statistic_a_person_touches() -> None:
 
 def test_gaussian_accounting_round_trips_and_composes_sublinearly() -> None:
     assert _zcdp_to_epsilon(_epsilon_to_zcdp(1.0, 1e-6), 1e-6) == pytest.approx(1.0)
-    plan = budget(PrivacySettings(dp_enabled=True, dp_mechanism="discrete_gaussian"), window_s=60,
-                  resolutions=[8, 7, 6])
+    plan = budget(
+        PrivacySettings(dp_enabled=True, dp_mechanism="discrete_gaussian"), window_s=60, resolutions=[8, 7, 6]
+    )
     assert 1.0 < plan.epsilon_per_day < 1440.0
     assert msgspec.json.encode(plan.epsilon_per_day)

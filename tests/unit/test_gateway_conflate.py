@@ -30,11 +30,6 @@ async def test_get_waits_for_put() -> None:
     assert await getter == "x"
 
 
-async def test_get_times_out_with_none() -> None:
-    q: LatestQueue[str] = LatestQueue(1)
-    assert await q.get(timeout_s=0.01) is None
-
-
 async def test_clear_empties_and_rearms() -> None:
     q: LatestQueue[str] = LatestQueue(3)
     q.put("a")

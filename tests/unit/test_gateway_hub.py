@@ -59,3 +59,14 @@ def test_older_or_repeated_frames_are_not_delivered() -> None:
     assert hub.deliver(make_frame(window_start_ms=60_000)) == 0
     assert hub.deliver(make_frame(window_start_ms=120_000, published_ms=1_800_000_000_000)) == 1
     assert hub.frames_in == 2
+
+
+def test_heartbeats_go_only_to_idle_clients_with_nothing_queued() -> None:
+    idle, busy, recent = make_client(), make_client(), make_client()
+    idle.last_sent_s = busy.last_sent_s = recent.last_sent_s - 60
+    busy.queue.put("pending frame")
+    hub = make_hub(idle, busy, recent)
+    assert hub.beat(heartbeat_s=15) == 1
+    beat = idle.queue.get_nowait()
+    assert beat is not None and beat.startswith('{"type":"heartbeat"')
+    assert len(busy.queue) == 1 and len(recent.queue) == 0

@@ -25,6 +25,7 @@ def test_dp_manifest_reports_epsilon_per_window_and_day_and_warns_when_large() -
     assert m["epsilon_per_day"] == 1440.0
     assert "warning" in m and "1.44e+03" in m["warning"]
     assert m["dp"]["statistics_per_person_per_window"] == 50
-    small = build_manifest(PrivacySettings(dp_enabled=True, epsilon_per_window=0.005), window_s=3600,
-                           resolutions=[8])
+    small = build_manifest(
+        PrivacySettings(dp_enabled=True, epsilon_per_window=0.005), window_s=3600, resolutions=[8]
+    )
     assert "warning" not in small and small["epsilon_per_day"] == 0.12
