@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "streams.cli",
     "services.gateway.cli",
     "services.up",
+    "services.privacy_cli",
 )
 
 app = typer.Typer(

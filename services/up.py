@@ -93,7 +93,7 @@ def read_status(redis_url: str, resolutions: list[int]) -> str:
 
     client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2)
     try:
-        stats = client.hgetall(store_keys.STATS_KEY)
+        stats = {str(k): str(v) for k, v in client.hgetall(store_keys.STATS_KEY).items()}
         kept = {res: int(client.zcard(store_keys.frame_index_key(res))) for res in resolutions}
     finally:
         client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -63,21 +64,24 @@ def survival_report(
     for k in ks:
         for dp in dp_modes:
             privacy = PrivacySettings.model_validate({"min_persons": k, "dp_enabled": dp})
+            started = time.perf_counter()
             pairs = [(a, release(a, privacy, published_ms=0)) for a in aggregates]
+            ms = round((time.perf_counter() - started) * 1000 / max(1, len(aggregates)))
             for res, stats in survival(pairs).items():
-                rows.append({"k": k, "dp": dp, "res": res, **stats})
+                rows.append({"k": k, "dp": dp, "res": res, **stats, "gate_ms_per_window": ms})
     return rows
 
 
 def format_report(rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'k':>3} {'dp':>5} {'res':>3} {'cells':>7} {'cells kept':>10} {'persons kept':>12} "
-        f"{'breakdowns kept':>15}"
+        f"{'breakdowns kept':>15} {'gate ms/window':>14}"
     )
     lines = [head]
     for r in rows:
         lines.append(
             f"{r['k']:>3} {'on' if r['dp'] else 'off':>5} {r['res']:>3} {r['cells']:>7} "
-            f"{r['cell_share']:>10.1%} {r['person_share']:>12.1%} {r['breakdown_share']:>15.1%}"
+            f"{r['cell_share']:>10.1%} {r['person_share']:>12.1%} {r['breakdown_share']:>15.1%} "
+            f"{r['gate_ms_per_window']:>14}"
         )
     return "\n".join(lines)

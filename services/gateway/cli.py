@@ -35,7 +35,6 @@ def api(ctx: typer.Context) -> None:
         ws_per_message_deflate=False,
         log_level="warning",
         lifespan="on",
-        ws="websockets-sansio",
     )
 
 

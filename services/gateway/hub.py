@@ -20,6 +20,7 @@ from cityscreen.frames import Frame
 from services.gateway import store
 from services.gateway.conflate import LatestQueue
 from services.gateway.view import View, encode_message, view_frame
+from services.gateway.wire import Message
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +29,15 @@ log = logging.getLogger(__name__)
 class Client:
     """One connected subscriber: its view (None until it subscribes) and its latest-wins queue."""
 
-    queue: LatestQueue[str]
+    queue: LatestQueue[Message]
     view: View | None = None
     sent: int = 0
     last_sent_s: float = field(default_factory=time.monotonic)
 
 
-def encode_for_views(frame: Frame, views: set[View], kind: str = "frame") -> dict[View, str]:
+def encode_for_views(frame: Frame, views: set[View], kind: str = "frame") -> dict[View, Message]:
     """Encode `frame` once for each view that watches its resolution."""
-    return {v: encode_message(kind, view_frame(frame, v)) for v in views if v.res == frame.res}
+    return {v: Message(encode_message(kind, view_frame(frame, v))) for v in views if v.res == frame.res}
 
 
 @dataclass(eq=False)
@@ -118,9 +119,9 @@ class Hub:
         now_s = time.monotonic()
         idle = [c for c in self.clients if now_s - c.last_sent_s >= heartbeat_s and not len(c.queue)]
         if idle:
-            text = encode_message("heartbeat", {"ts_ms": now_ms()})
+            beat = Message(encode_message("heartbeat", {"ts_ms": now_ms()}))
             for c in idle:
-                c.queue.put(text)
+                c.queue.put(beat)
         return len(idle)
 
     async def run_heartbeats(self, heartbeat_s: float) -> None:

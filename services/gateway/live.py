@@ -25,6 +25,7 @@ from services.gateway.conflate import LatestQueue
 from services.gateway.hub import Client, Hub
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.view import ViewError, encode_message, make_view, view_frame
+from services.gateway.wire import Message, raw_writer
 
 PACING_SLACK = 0.9
 
@@ -62,7 +63,7 @@ async def live_socket(websocket: WebSocket, settings: Settings, hub: Hub, metric
     metrics.ws_clients.inc()
     tasks = [
         asyncio.create_task(_receive(websocket, client, settings, hub)),
-        asyncio.create_task(_send(websocket, client, settings, metrics)),
+        asyncio.create_task(_send(websocket, client, settings)),
     ]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -75,6 +76,7 @@ async def live_socket(websocket: WebSocket, settings: Settings, hub: Hub, metric
         hub.remove(client)
         metrics.ws_clients.dec()
         metrics.ws_frames_conflated.inc(client.queue.dropped)
+        metrics.ws_messages_sent.inc(client.sent)
 
 
 async def _receive(websocket: WebSocket, client: Client, settings: Settings, hub: Hub) -> None:
@@ -89,7 +91,7 @@ async def _receive(websocket: WebSocket, client: Client, settings: Settings, hub
             return
         reply = await handle_message(raw, client, settings, hub)
         if reply is not None:
-            client.queue.put(reply)
+            client.queue.put(Message(reply))
 
 
 async def handle_message(raw: str | bytes, client: Client, settings: Settings, hub: Hub) -> str | None:
@@ -121,21 +123,29 @@ async def handle_message(raw: str | bytes, client: Client, settings: Settings, h
     return encode_message("snapshot", view_frame(frame, view))
 
 
-async def _send(websocket: WebSocket, client: Client, settings: Settings, metrics: GatewayMetrics) -> None:
+async def _send(websocket: WebSocket, client: Client, settings: Settings) -> None:
     # 10% slack: a source publishing at exactly update_hz must not be held back a period by jitter,
     # which would ratchet every later frame's delay upwards
     min_interval_s = PACING_SLACK / settings.gateway.update_hz
-    counters = {kind: metrics.ws_messages_sent.labels(type=kind) for kind in ("data", "heartbeat")}
+    next_frame_s = 0.0
+    send = websocket._send  # the raw ASGI send: Starlette's per-call checks add up over thousands of sockets
+    write = raw_writer(send)
     while True:
-        text = await client.queue.get()
-        started = time.monotonic()
-        await websocket.send_text(text)
+        message = await client.queue.get()
+        text = message.text
+        is_frame = text.startswith('{"type":"frame"')
+        if is_frame:
+            # updates are paced (latest wins meanwhile); replies (snapshot, pong, error) go out at once
+            wait_s = next_frame_s - time.monotonic()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+        if write is not None and is_frame:
+            if not write(message.framed):
+                client.queue.dropped += 1  # the socket has not taken the last frame yet: skip this one
+                continue
+        else:
+            await send({"type": "websocket.send", "text": text})
         client.sent += 1
-        client.last_sent_s = started
-        if text.startswith('{"type":"heartbeat"'):
-            counters["heartbeat"].inc()
-            continue
-        counters["data"].inc()
-        if text.startswith('{"type":"frame"'):
-            # updates are paced; replies (snapshot, pong, error) go out at once
-            await asyncio.sleep(max(0.0, min_interval_s - (time.monotonic() - started)))
+        client.last_sent_s = time.monotonic()
+        if is_frame:
+            next_frame_s = client.last_sent_s + min_interval_s

@@ -18,7 +18,9 @@ class GatewayMetrics:
             "cityscreen_ws_refused_total", "websockets refused before accept", ["reason"], registry=r
         )
         self.ws_messages_sent = Counter(
-            "cityscreen_ws_messages_sent_total", "websocket messages sent", ["type"], registry=r
+            "cityscreen_ws_messages_sent_total",
+            "websocket messages sent (counted when a socket closes)",
+            registry=r,
         )
         self.ws_frames_conflated = Counter(
             "cityscreen_ws_frames_conflated_total",

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cityscreen.settings import Settings
+from cityscreen.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def jar_cache_dir() -> Path:
 
 def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings for a test stack: its own data dir and free ports, whatever the environment says."""
-    base = Settings(data_dir=data_dir)
+    base: Settings = load_settings(data_dir=data_dir)
     return base.model_copy(
         update={
             "kafka": base.kafka.model_copy(update={"port": 0, "controller_port": 0}),

@@ -6,6 +6,7 @@ from services.gateway.conflate import LatestQueue
 from services.gateway.hub import Client, Hub
 from services.gateway.testing import make_frame
 from services.gateway.view import make_view
+from services.gateway.wire import Message
 
 RESOLUTIONS = [8, 7, 6]
 
@@ -29,7 +30,8 @@ def test_same_view_shares_one_encoding() -> None:
     assert hub.encodes == 2
     sent_a, sent_b = a.queue.get_nowait(), b.queue.get_nowait()
     assert sent_a is sent_b
-    assert sent_a != other.queue.get_nowait()
+    other_msg = other.queue.get_nowait()
+    assert sent_a is not None and other_msg is not None and sent_a.text != other_msg.text
 
 
 def test_other_resolutions_and_unsubscribed_clients_get_nothing() -> None:
@@ -48,7 +50,7 @@ def test_slow_client_keeps_latest_and_fast_client_is_unaffected() -> None:
         fast.queue.get_nowait()  # the fast client reads every frame
     assert slow.queue.dropped == 2 and fast.queue.dropped == 0
     latest = slow.queue.get_nowait()
-    assert latest is not None and '"window_start_ms":180000' in latest
+    assert latest is not None and '"window_start_ms":180000' in latest.text
 
 
 def test_older_or_repeated_frames_are_not_delivered() -> None:
@@ -64,9 +66,9 @@ def test_older_or_repeated_frames_are_not_delivered() -> None:
 def test_heartbeats_go_only_to_idle_clients_with_nothing_queued() -> None:
     idle, busy, recent = make_client(), make_client(), make_client()
     idle.last_sent_s = busy.last_sent_s = recent.last_sent_s - 60
-    busy.queue.put("pending frame")
+    busy.queue.put(Message("pending frame"))
     hub = make_hub(idle, busy, recent)
     assert hub.beat(heartbeat_s=15) == 1
     beat = idle.queue.get_nowait()
-    assert beat is not None and beat.startswith('{"type":"heartbeat"')
+    assert beat is not None and beat.text.startswith('{"type":"heartbeat"')
     assert len(busy.queue) == 1 and len(recent.queue) == 0
