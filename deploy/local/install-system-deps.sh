@@ -4,8 +4,12 @@
 # Needs apt-get (Debian/Ubuntu) for anything missing; elsewhere it names what to install and stops.
 set -euo pipefail
 want=("redis-server:redis-server" "mvn:maven" "java:openjdk-17-jre-headless")
-[ "${1:-run}" = "test" ] && want+=("chromium:chromium")
 missing=()
+if [ "${1:-run}" = "test" ]; then
+  want+=("chromium:chromium")
+  # the compose file is validated by `docker compose config` (no engine needed); Debian ships v1 only
+  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || missing+=("docker-compose")
+fi
 for pair in "${want[@]}"; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")

@@ -58,12 +58,18 @@ async def live_socket(websocket: WebSocket, settings: Settings, hub: Hub, metric
         await refuse(websocket, *problem)
         return
     await websocket.accept(subprotocol=auth.chosen_subprotocol(websocket.scope.get("subprotocols", [])))
-    client = Client(queue=LatestQueue(settings.gateway.queue_frames))
+    client = Client(
+        queue=LatestQueue(settings.gateway.queue_frames),
+        # 10% slack: a source publishing at exactly update_hz must not be held back a period by jitter,
+        # which would ratchet every later frame's delay upwards
+        min_interval_s=PACING_SLACK / settings.gateway.update_hz,
+        write=raw_writer(websocket._send),
+    )
     hub.add(client)
     metrics.ws_clients.inc()
     tasks = [
         asyncio.create_task(_receive(websocket, client, settings, hub)),
-        asyncio.create_task(_send(websocket, client, settings)),
+        asyncio.create_task(_send(websocket, client)),
     ]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -123,29 +129,29 @@ async def handle_message(raw: str | bytes, client: Client, settings: Settings, h
     return encode_message("snapshot", view_frame(frame, view))
 
 
-async def _send(websocket: WebSocket, client: Client, settings: Settings) -> None:
-    # 10% slack: a source publishing at exactly update_hz must not be held back a period by jitter,
-    # which would ratchet every later frame's delay upwards
-    min_interval_s = PACING_SLACK / settings.gateway.update_hz
-    next_frame_s = 0.0
+async def _send(websocket: WebSocket, client: Client) -> None:
+    """Send what the fan-out queued (replies, heartbeats, frames that found the socket busy or early)."""
     send = websocket._send  # the raw ASGI send: Starlette's per-call checks add up over thousands of sockets
-    write = raw_writer(send)
     while True:
         message = await client.queue.get()
+        client.busy = True
         text = message.text
         is_frame = text.startswith('{"type":"frame"')
         if is_frame:
             # updates are paced (latest wins meanwhile); replies (snapshot, pong, error) go out at once
-            wait_s = next_frame_s - time.monotonic()
+            wait_s = client.next_frame_s - time.monotonic()
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
-        if write is not None and is_frame:
-            if not write(message.framed):
-                client.queue.dropped += 1  # the socket has not taken the last frame yet: skip this one
-                continue
+        if client.write is not None and is_frame:
+            sent = client.write(message.framed)
         else:
             await send({"type": "websocket.send", "text": text})
+            sent = True
+        client.busy = False
+        if not sent:
+            client.queue.dropped += 1  # the socket has not taken the last frame yet: skip this one
+            continue
         client.sent += 1
         client.last_sent_s = time.monotonic()
         if is_frame:
-            next_frame_s = client.last_sent_s + min_interval_s
+            client.next_frame_s = client.last_sent_s + client.min_interval_s

@@ -72,3 +72,27 @@ def test_heartbeats_go_only_to_idle_clients_with_nothing_queued() -> None:
     beat = idle.queue.get_nowait()
     assert beat is not None and beat.text.startswith('{"type":"heartbeat"')
     assert len(busy.queue) == 1 and len(recent.queue) == 0
+
+
+def test_offer_writes_idle_due_sockets_at_once_and_queues_the_rest() -> None:
+    written: list[bytes] = []
+    direct = make_client()
+    direct.write = lambda frame: written.append(frame) is None
+    direct.min_interval_s = 0.9
+    early = make_client()
+    early.write = direct.write
+    early.next_frame_s = float("inf")
+    hub = make_hub(direct, early)
+    hub.deliver(make_frame(window_start_ms=60_000))
+    assert len(written) == 1 and direct.sent == 1 and len(direct.queue) == 0
+    assert len(early.queue) == 1  # not due yet: the sender task paces it
+    hub.deliver(make_frame(window_start_ms=120_000))  # direct is now inside its interval
+    assert len(written) == 1 and len(direct.queue) == 1
+
+
+def test_offer_counts_a_frame_a_full_socket_refused_as_dropped() -> None:
+    full = make_client()
+    full.write = lambda frame: False
+    hub = make_hub(full)
+    hub.deliver(make_frame())
+    assert full.queue.dropped == 1 and full.sent == 0
