@@ -107,7 +107,9 @@ def load_city(path: Path | None = None) -> City:
         raise CityScreenError(f"city file {where} is invalid: {exc} (format: docs/city-model.md)") from exc
     problems = city_problems(city)
     if problems:
-        raise CityScreenError(f"city file {where} is invalid: {'; '.join(problems)} (format: docs/city-model.md)")
+        raise CityScreenError(
+            f"city file {where} is invalid: {'; '.join(problems)} (format: docs/city-model.md)"
+        )
     return city
 
 
@@ -130,11 +132,19 @@ def city_problems(city: City) -> list[str]:
         if not all(box.contains(lat, lng) for lat, lng in points):
             problems.append(f"district {district.id}: centre or polygon outside the bbox")
     places = [
-        *(("station " + s.id, s.lat, s.lng) for line in city.metro_lines + city.bus_lines for s in line.stations),
+        *(
+            ("station " + s.id, s.lat, s.lng)
+            for line in city.metro_lines + city.bus_lines
+            for s in line.stations
+        ),
         *(("merchant cluster " + m.id, m.lat, m.lng) for m in city.merchant_clusters),
         *(("venue " + v.id, v.lat, v.lng) for v in city.venues),
     ]
-    problems += [f"{name} at ({lat}, {lng}) is outside the bbox" for name, lat, lng in places if not box.contains(lat, lng)]
+    problems += [
+        f"{name} at ({lat}, {lng}) is outside the bbox"
+        for name, lat, lng in places
+        if not box.contains(lat, lng)
+    ]
     for line in city.metro_lines + city.bus_lines:
         if len(line.stations) < 2:
             problems.append(f"line {line.id}: needs at least 2 stations")

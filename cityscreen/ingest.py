@@ -88,7 +88,9 @@ class Pseudonymizer:
         if state is None:
             if len(self._states) > 8:
                 self._states.clear()
-            state = self._states[period] = hmac.new(_period_key(self.secret, period), digestmod=hashlib.sha256)
+            state = self._states[period] = hmac.new(
+                _period_key(self.secret, period), digestmod=hashlib.sha256
+            )
         h = state.copy()
         h.update(key[1].encode())
         value = h.hexdigest()[:PSEUDONYM_HEX_CHARS]
@@ -148,7 +150,14 @@ class Validator:
         self.pseudonym = Pseudonymizer(config.secret, config.rotation_s)
 
     def process(
-        self, result: IngestResult, value: bytes | None, *, topic: str, partition: int, offset: int, now_ms: int
+        self,
+        result: IngestResult,
+        value: bytes | None,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        now_ms: int,
     ) -> None:
         """Add one record's clean events, dead letters and counts to `result`."""
         where = (topic, partition, offset, now_ms)
@@ -183,7 +192,7 @@ class Validator:
             self._dead(result, problem[0], problem[1], element, where)
             return
         clean = self.clean(raw)
-        key = (raw.__struct_config__.tag, partition_for(clean.person, self.config.partitions))  # type: ignore[attr-defined]
+        key = (str(raw.__struct_config__.tag), partition_for(clean.person, self.config.partitions))
         bucket = result.clean.get(key)
         if bucket is None:
             result.clean[key] = [clean]
@@ -199,7 +208,10 @@ class Validator:
             return OUT_OF_CITY, f"position ({raw.lat}, {raw.lng}) is outside the city bbox"
         skew_s = abs(raw.ts_ms - now_ms) / 1000
         if skew_s > self.config.max_skew_s:
-            return TS_SKEW, f"event time is {skew_s:.0f} s from now (max_event_skew_s={self.config.max_skew_s})"
+            return (
+                TS_SKEW,
+                f"event time is {skew_s:.0f} s from now (max_event_skew_s={self.config.max_skew_s})",
+            )
         if not raw.event_id or not _identifier(raw):
             return INVALID_VALUE, "event_id and the subscriber / account / card identifier must not be empty"
         if isinstance(raw, RawSim | RawPayment) and raw.origin not in ORIGIN_REGIONS:
@@ -243,8 +255,9 @@ def to_clean(raw: RawEvent, pseudonym: Pseudonymizer) -> CleanEvent:
         )  # fmt: skip
     if isinstance(raw, RawPayment):
         return PaymentEvent(
-            v=raw.v, event_id=raw.event_id, ts_ms=raw.ts_ms, person=pseudonym(raw.account, raw.ts_ms, "account"),
-            merchant_id=raw.merchant_id, category=raw.category, amount_cny=raw.amount_cny, lat=raw.lat,
+            v=raw.v, event_id=raw.event_id, ts_ms=raw.ts_ms,
+            person=pseudonym(raw.account, raw.ts_ms, "account"), merchant_id=raw.merchant_id,
+            category=raw.category, amount_cny=raw.amount_cny, lat=raw.lat,
             lng=raw.lng, origin=raw.origin,
         )  # fmt: skip
     return TransitEvent(

@@ -38,7 +38,7 @@ def build_ingest(
     records_per_take = max(1, settings.window.max_batch_events // settings.generator.batch_events)
 
     @app.agent(raw, name="cityscreen.ingest")
-    async def ingest(stream: faust.StreamT) -> None:
+    async def ingest(stream: Any) -> None:  # a faust Stream: take_events is not on StreamT
         async for events in stream.take_events(records_per_take, within=settings.window.flush_s):
             result = IngestResult()
             now_ms = int(time.time() * 1000)

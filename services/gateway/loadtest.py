@@ -3,6 +3,9 @@
 Delay is measured from a frame's `published_ms` to its receipt by a client. Drops are frames published
 during the measurement that a client never received (conflation or loss). Clients run in several
 processes so the measuring side does not become the bottleneck; each raises its open-file limit.
+
+Frames are released, not written: the CLI injects a publisher (the release sink, which applies the gate)
+and this module hands it seeded synthetic `WindowAggregate`s, so `published_ms` is stamped by the sink.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +30,19 @@ import msgspec
 import numpy as np
 import redis.asyncio as aioredis
 
+from cityscreen.aggregates import WindowAggregate
 from cityscreen.errors import CityScreenError
+from cityscreen.frames import Frame
 from cityscreen.settings import Settings, to_env
 from services.gateway.auth import WS_SUBPROTOCOL
-from services.gateway.store import write_frame
-from services.gateway.testing import free_port, redis_server, synthetic_frame
+from services.gateway.testing import demo_aggregate, free_port, redis_server
 
 CONNECT_CONCURRENCY = 200  # handshakes in flight per process: stays under the listen backlog
 GRACE_S = 3.0  # how long clients keep listening after the window for frames still in flight
+
+Publish = Callable[[WindowAggregate], Awaitable[list[Frame]]]  # the release sink's publish
+# (redis client, settings) -> publish: injected by the CLI, since this library must not import streams
+MakePublisher = Callable[[aioredis.Redis, Settings], Publish]
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class LoadTestPlan:
     processes: int = 2
     res: int = 6
     layers: tuple[str, ...] = ("population",)
+    persons: int = 1_000  # per synthetic window: the gate's time per window grows with it
 
 
 class _Stamp(msgspec.Struct):
@@ -176,9 +185,15 @@ def _gateway(settings: Settings) -> Iterator[str]:
         proc.wait(timeout=15)
 
 
-async def _publish(redis_url: str, res: int, hz: float, stop_s: float, history_s: int) -> list[int]:
-    """Write synthetic frames at `hz` (on a fixed schedule) until `stop_s`; returns their published_ms."""
-    client = aioredis.Redis.from_url(redis_url)
+async def _publish(
+    make_publisher: MakePublisher, settings: Settings, persons: int, hz: float, stop_s: float
+) -> list[int]:
+    """Release synthetic windows at `hz` (on a fixed schedule) until `stop_s`; returns their published_ms."""
+    client = aioredis.Redis.from_url(settings.redis.url)
+    publish = make_publisher(client, settings)
+    resolutions = tuple(settings.window.resolutions)
+    # a few distinct windows, re-stamped: building one costs about as much as gating it
+    crowds = [demo_aggregate(0, persons=persons, seed=i, resolutions=resolutions) for i in range(4)]
     published: list[int] = []
     period_s = 1.0 / hz
     next_s = time.time()
@@ -186,9 +201,10 @@ async def _publish(redis_url: str, res: int, hz: float, stop_s: float, history_s
     try:
         while time.time() < stop_s:
             window_ms += 60_000
-            frame = synthetic_frame(res, window_ms)
-            await write_frame(client, frame, history_s=history_s)
-            published.append(frame.published_ms)
+            aggregate = msgspec.structs.replace(crowds[len(published) % len(crowds)], window_start_ms=window_ms)
+            frames = await publish(aggregate)
+            if frames:
+                published.append(frames[0].published_ms)
             next_s += period_s
             await asyncio.sleep(max(0.0, next_s - time.time()))
     finally:
@@ -209,7 +225,7 @@ def _redis_reachable(url: str) -> bool:
     return asyncio.run(ping())
 
 
-def run_loadtest(settings: Settings, plan: LoadTestPlan) -> dict[str, Any]:
+def run_loadtest(settings: Settings, plan: LoadTestPlan, make_publisher: MakePublisher) -> dict[str, Any]:
     raise_fd_limit(plan.clients + 1024)
     with contextlib.ExitStack() as stack:
         redis_url = settings.redis.url
@@ -246,9 +262,7 @@ def run_loadtest(settings: Settings, plan: LoadTestPlan) -> dict[str, Any]:
                 p.send((start_s, end_s))
             published: list[int] = []
             if plan.publish:
-                published = asyncio.run(
-                    _publish(redis_url, plan.res, plan.hz, end_s, settings.redis.history_s)
-                )
+                published = asyncio.run(_publish(make_publisher, settings, plan.persons, plan.hz, end_s))
             delays: list[float] = []
             for p in pipes:
                 delays.extend(p.recv()["delays"])

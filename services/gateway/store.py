@@ -1,4 +1,6 @@
-"""Reads of released frames from Redis, in the layout of `cityscreen.store_keys` (written by the sink)."""
+"""Reads of released frames from Redis, in the layout of `cityscreen.store_keys`.
+
+Read-only: only the release sink (streams/release.py) writes frames, after the gate."""
 
 from __future__ import annotations
 
@@ -54,16 +56,3 @@ async def manifest(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:
     )
     return dict(msgspec.to_builtins(built))
 
-
-async def write_frame(redis: aioredis.Redis, frame: Frame, *, history_s: int) -> None:
-    """Store and announce one frame exactly as the release sink does (load tests and fixtures use it)."""
-    body = msgspec.json.encode(frame)
-    pipe = redis.pipeline(transaction=False)
-    pipe.set(store_keys.latest_frame_key(frame.res), body)
-    pipe.set(store_keys.frame_key(frame.res, frame.window_start_ms), body, ex=history_s)
-    pipe.zadd(store_keys.frame_index_key(frame.res), {str(frame.window_start_ms): frame.window_start_ms})
-    pipe.publish(
-        store_keys.NOTIFY_CHANNEL,
-        json.dumps({"res": frame.res, "window_start_ms": frame.window_start_ms}),
-    )
-    await pipe.execute()

@@ -1,4 +1,8 @@
-"""Test helpers shipped as API: synthetic frames for tests, the load test and demos without a pipeline."""
+"""Test helpers shipped as API: frames and exact window aggregates for tests, the load test and demos.
+
+Aggregates go to the release sink (`streams.release.ReleaseSink.publish`), which applies the gate: this
+module never writes to Redis. Frames (`make_frame`, `synthetic_frame`) are for pure unit tests only.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,20 @@ import shutil
 import socket
 import subprocess
 import time
+from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h3
+import numpy as np
 
+from cityscreen.aggregates import FlowAggregate, Measure, WindowAggregate, stat_key
+from cityscreen.demography import MERCHANT_CATEGORIES, ORIGIN_GROUPS
 from cityscreen.errors import CityScreenError
 from cityscreen.frames import FRAME_VERSION, Frame, FramePrivacy, ReleasedFlow
+from cityscreen.geo import cell_for, parent_of
 
 # Futian, Shenzhen: a point every test city and the bundled model cover.
 DEMO_CENTER = (22.5431, 114.0579)
@@ -134,6 +144,107 @@ def synthetic_frame(res: int, window_start_ms: int, *, rings: int = 6, seed: int
         privacy=FramePrivacy(min_persons=10, dp_enabled=False, epsilon=0.0),
         cells=cells,
         flows=[f for f in flows if f.origin != f.dest],
+    )
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person's part of a window: where they were last seen (a base-resolution cell) and what they did."""
+
+    cell: str
+    gender: str = "F"
+    origin: str = "guangdong"
+    spend_cny: float = 0.0  # one payment of this amount (0: did not pay)
+    category: str = "food"
+    tap_in: bool = False
+
+
+def make_aggregate(
+    people: list[Person],
+    *,
+    window_start_ms: int = 1_700_000_040_000,
+    window_s: int = 60,
+    resolutions: tuple[int, ...] = (8, 7, 6),
+    flow_res: int = 6,
+    flows: tuple[FlowAggregate, ...] = (),
+) -> WindowAggregate:
+    """The exact aggregate of `people` at every resolution (parents are sums of children, as the workers do)."""
+    base = max(resolutions)
+    per_person: dict[tuple[int, str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    for pid, p in enumerate(people):
+        if h3.get_resolution(p.cell) != base:
+            raise ValueError(f"person {pid} is in a res-{h3.get_resolution(p.cell)} cell, not res {base}")
+        keys = [
+            ("population.persons", 1.0),
+            (stat_key("population", "persons", "gender", p.gender), 1.0),
+            (stat_key("population", "persons", "origin", p.origin), 1.0),
+        ]
+        if p.spend_cny > 0:
+            for dim, cat in ((None, None), ("category", p.category), ("origin", p.origin)):
+                keys += [
+                    (stat_key("payments", "count", dim, cat), 1.0),
+                    (stat_key("payments", "amount_cny", dim, cat), p.spend_cny),
+                ]
+        if p.tap_in:
+            keys += [("transit.tap_in", 1.0), (stat_key("transit", "tap_in", "mode", "metro"), 1.0)]
+        for res in resolutions:
+            cell = parent_of(p.cell, res)
+            for key, amount in keys:
+                per_person[(res, cell, key)][pid] += amount
+    cells: dict[int, dict[str, dict[str, Measure]]] = {res: {} for res in resolutions}
+    for (res, cell, key), contributions in per_person.items():
+        values = contributions.values()
+        cells[res].setdefault(cell, {})[key] = Measure(float(sum(values)), len(contributions), max(values))
+    return WindowAggregate(
+        window_start_ms=window_start_ms,
+        window_s=window_s,
+        base_res=base,
+        flow_res=flow_res,
+        cells=cells,
+        flows=list(flows),
+    )
+
+
+def demo_aggregate(
+    window_start_ms: int,
+    *,
+    persons: int = 3_000,
+    seed: int = 0,
+    spread_deg: float = 0.03,
+    resolutions: tuple[int, ...] = (8, 7, 6),
+    flow_res: int = 6,
+) -> WindowAggregate:
+    """A seeded crowd around `DEMO_CENTER` (dense core, sparse edge): some cells fall under the threshold.
+
+    Modest by default (3,000 persons, a few hundred cells) so the gate keeps up with a 1 Hz publisher.
+    """
+    rng = np.random.default_rng([seed, window_start_ms // 1000])
+    base = max(resolutions)
+    where = np.asarray(DEMO_CENTER) + rng.normal(0, spread_deg, size=(persons, 2))
+    genders, origins = rng.integers(0, 2, persons), rng.integers(0, len(ORIGIN_GROUPS), persons)
+    pays, taps = rng.random(persons) < 0.3, rng.random(persons) < 0.25
+    people = [
+        Person(
+            cell=cell_for(round(float(where[i, 0]), 4), round(float(where[i, 1]), 4), base),
+            gender=("F", "M")[int(genders[i])],
+            origin=ORIGIN_GROUPS[int(origins[i])],
+            spend_cny=round(float(rng.lognormal(3.5, 0.6)), 2) if pays[i] else 0.0,
+            category=MERCHANT_CATEGORIES[int(rng.integers(0, len(MERCHANT_CATEGORIES)))],
+            tap_in=bool(taps[i]),
+        )
+        for i in range(persons)
+    ]
+    hubs = sorted({parent_of(p.cell, flow_res) for p in people})
+    flows = tuple(
+        FlowAggregate(o, d, "transit" if n % 2 else "movement", n)
+        for o, d, n in (
+            (hubs[int(rng.integers(len(hubs)))], hubs[int(rng.integers(len(hubs)))], int(rng.integers(3, 80)))
+            for _ in range(12)
+        )
+        if o != d
+    )
+    return make_aggregate(
+        people, window_start_ms=window_start_ms, resolutions=resolutions, flow_res=flow_res, flows=flows
     )
 
 

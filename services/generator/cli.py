@@ -57,7 +57,9 @@ def register(app: typer.Typer) -> None:
         asap: bool = typer.Option(False, "--asap", help="as fast as possible"),
         rate: float = typer.Option(0.0, "--rate", help="load test: target events/s (send-time stamps)"),
         ramp_s: float = typer.Option(0.0, "--ramp-s", help="seconds to ramp linearly up to --rate"),
-        duration_s: float = typer.Option(0.0, "--duration-s", help="simulated span; with --rate, wall seconds"),
+        duration_s: float = typer.Option(
+            0.0, "--duration-s", help="simulated span; with --rate, wall seconds"
+        ),
         start: str = typer.Option("now", "--start", help="event time of the start: now | today | ISO 8601"),
         city_file: Path = typer.Option(None, "--city", help="city model JSON (docs/city-model.md)"),
         seed: int = typer.Option(None, "--seed", help="random seed [settings: generator.seed]"),
@@ -80,7 +82,9 @@ def register(app: typer.Typer) -> None:
             span_s = duration_s or (365 * 86_400.0 if pace.speed == 1.0 else 86_400.0)
         batch_events = batch or settings.generator.batch_events
         sink: Sink = (
-            FileSink(out) if out else KafkaSink(kafka_bootstrap(settings), settings.kafka.partitions, batch_events)
+            FileSink(out)
+            if out
+            else KafkaSink(kafka_bootstrap(settings), settings.kafka.partitions, batch_events)
         )
         total = rate * (duration_s or 0) if rate else None
         report = _run(
@@ -117,9 +121,14 @@ def register(app: typer.Typer) -> None:
 
             n = asyncio.run(
                 record_from_kafka(
-                    kafka_bootstrap(settings), topic, out, from_beginning=from_beginning,
-                    max_events=max_events, idle_s=idle_s, progress=progress,
-                )  # fmt: skip
+                    kafka_bootstrap(settings),
+                    topic,
+                    out,
+                    from_beginning=from_beginning,
+                    max_events=max_events,
+                    idle_s=idle_s,
+                    progress=progress,
+                )
             )
             print(f"recorded {n} events to {out}")
             return
@@ -136,7 +145,9 @@ def register(app: typer.Typer) -> None:
         file: Path = typer.Argument(..., help="fixture file (JSON lines, optionally .gz)"),
         speed: float = typer.Option(1.0, "--speed", help="N times faster than recorded (1 = original pace)"),
         asap: bool = typer.Option(False, "--asap", help="as fast as possible"),
-        shift_days: str = typer.Option("auto", "--shift-days", help="auto | N: move event times by whole days"),
+        shift_days: str = typer.Option(
+            "auto", "--shift-days", help="auto | N: move event times by whole days"
+        ),
         batch: int = typer.Option(None, "--batch", help="events per Kafka record [generator.batch_events]"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
@@ -167,7 +178,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _simulation(
-    settings: Settings, city_file: Path | None, seed: int | None, persons: int | None, scenario: list[str], start: str
+    settings: Settings,
+    city_file: Path | None,
+    seed: int | None,
+    persons: int | None,
+    scenario: list[str],
+    start: str,
 ) -> tuple[Simulation, int]:
     city = load_city(city_file or settings.generator.city_file)
     scenarios = parse_scenarios(scenario)
@@ -191,7 +207,9 @@ def parse_start(start: str, city: City) -> int:
     try:
         when = datetime.fromisoformat(start)
     except ValueError as exc:
-        raise CityScreenError(f"--start {start!r}: use now, today or ISO 8601 (2026-11-17T08:00+08:00)") from exc
+        raise CityScreenError(
+            f"--start {start!r}: use now, today or ISO 8601 (2026-11-17T08:00+08:00)"
+        ) from exc
     return int((when if when.tzinfo else when.replace(tzinfo=tz)).timestamp() * 1000)
 
 

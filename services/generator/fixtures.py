@@ -36,8 +36,8 @@ def open_write(path: Path) -> IO[bytes]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".gz":
         raw = open(path, "wb")  # noqa: SIM115 - closed through the gzip wrapper's owner below
-        return _OwningGzip(raw)
-    return open(path, "wb")  # noqa: SIM115
+        return _OwningGzip(raw)  # type: ignore[return-value]
+    return open(path, "wb")
 
 
 class _OwningGzip(gzip.GzipFile):
@@ -78,7 +78,7 @@ def iter_lines(path: Path) -> Iterator[bytes]:
     if not path.exists():
         raise CityScreenError(f"fixture {path} not found: record one with `cityscreen record --out {path}`")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f, io.BufferedReader(f) as lines:  # type: ignore[operator]
+    with opener(path, "rb") as f, io.BufferedReader(f) as lines:
         for line in lines:
             line = line.strip()
             if line:

@@ -176,7 +176,9 @@ def build_population(city: City, persons: int, seed: int, *, extra_tourists: int
                 anchor=(round(anchor[0], 5), round(anchor[1], 5)) if anchor else None,
                 home_stop=None,
                 anchor_stop=None,
-                uses_transit=bool(rng.random() < (0.9 if role in ("visitor", "tourist", "student") else 0.62)),
+                uses_transit=bool(
+                    rng.random() < (0.9 if role in ("visitor", "tourist", "student") else 0.62)
+                ),
                 imsi="460" + ("00", "01", "11")[idx % 3] + _digits(idx, 10, id_offsets[0]),
                 msisdn="86" + ("138", "159", "186", "177")[idx % 4] + _digits(idx, 8, id_offsets[1]),
                 account="6217" + _digits(idx, 12, id_offsets[2]),
@@ -220,7 +222,9 @@ def _anchor(
         return _near(campus.lat, campus.lng, 1500, rng)
     if role != "worker":
         return None
-    district = home_d if rng.random() < 0.4 else city.districts[int(rng.choice(len(jobs), p=jobs / jobs.sum()))]
+    district = (
+        home_d if rng.random() < 0.4 else city.districts[int(rng.choice(len(jobs), p=jobs / jobs.sum()))]
+    )
     clusters = [m for m in city.merchant_clusters if _point_in_polygon(m.lat, m.lng, district.polygon)]
     if clusters and rng.random() < 0.5:
         w = np.array([m.weight for m in clusters])

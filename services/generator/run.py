@@ -87,7 +87,7 @@ async def pump(
     await sink.start()
     try:
         for n, event in enumerate(events):
-            kind = event.__struct_config__.tag  # type: ignore[attr-defined]
+            kind = str(event.__struct_config__.tag)
             now = time.monotonic()
             if pace.rate_eps:
                 due = t0 + pace.due_s(n)

@@ -78,7 +78,7 @@ def parse_scenarios(specs: list[str]) -> Scenarios:
             kwargs[key] = float(value) if known[key] == "float" else value
         chosen[name.strip()] = kind(**kwargs)
     scenarios = Scenarios(**chosen, names=tuple(specs))  # type: ignore[arg-type]
-    for window in ([scenarios.outage.start, scenarios.outage.end] if scenarios.outage else []):
+    for window in [scenarios.outage.start, scenarios.outage.end] if scenarios.outage else []:
         clock_ms(window)
     if scenarios.stadium:
         clock_ms(scenarios.stadium.start)

@@ -139,7 +139,9 @@ class Simulation:
                     t += SIM_PERIOD_MS
         rows.sort(key=lambda r: (r[0], r[1], r[2]))
         for t, idx, seq, ev in rows:
-            yield self._event(self.people[idx], ev, self._event_id(idx, (t + self.offset_ms) // DAY_MS, seq, t), year)
+            yield self._event(
+                self.people[idx], ev, self._event_id(idx, (t + self.offset_ms) // DAY_MS, seq, t), year
+            )
 
     def _event_id(self, idx: int, day: int, seq: int, t: int) -> str:
         # opaque: an event id must not reveal the person, which would link pseudonyms across periods
@@ -235,7 +237,9 @@ class Simulation:
             plan.add(t, "p", f"{venue.id}-{k:02d}", cat, amount, *self._offset(venue.lat, venue.lng, k, 250))
         self._go(plan, r, p, end + r.randint(0, 35) * MIN_MS, p.home, None, p.home_stop, transit_p=0.85)
 
-    def _outing(self, plan: Plan, r: random.Random, p: Person, t: float, spend: int, leisure: bool = False) -> None:
+    def _outing(
+        self, plan: Plan, r: random.Random, p: Person, t: float, spend: int, leisure: bool = False
+    ) -> None:
         if t > plan.base + 21 * HOUR_MS:
             return  # too late to go out: stay home
         clusters = self.city.merchant_clusters
@@ -247,10 +251,14 @@ class Simulation:
         for _ in range(spend):
             merchant = r.choice(self.merchants[m.id])
             amount = AMOUNT_MEDIAN_CNY[merchant[1]] * math.exp(r.gauss(0, 0.6)) * (1.5 if leisure else 1.0)
-            plan.add(plan.t + r.randint(5 * MIN_MS, stay_ms), "p", *merchant[:2], round(amount, 2), *merchant[2:])
+            plan.add(
+                plan.t + r.randint(5 * MIN_MS, stay_ms), "p", *merchant[:2], round(amount, 2), *merchant[2:]
+            )
         self._go(plan, r, p, plan.t + stay_ms, p.home, None, p.home_stop)
 
-    def _pay(self, plan: Plan, r: random.Random, t: float, at: tuple[float, float], cat: str, p: Person) -> None:
+    def _pay(
+        self, plan: Plan, r: random.Random, t: float, at: tuple[float, float], cat: str, p: Person
+    ) -> None:
         if p.age < 12:
             return
         cluster = self._cluster_near(*at)
@@ -312,7 +320,11 @@ class Simulation:
                 a, b, factor = _shuttle(a, outage.line), _shuttle(b, outage.line), 1.8
         ride_m = distance_m(a.lat, a.lng, b.lat, b.lng)
         if a.mode == "metro":
-            ride_ms = r.randint(1, 5) * MIN_MS + ride_m * 1.35 / 10.0 * 1000 + (4 * MIN_MS if a.line != b.line else 0)
+            ride_ms = (
+                r.randint(1, 5) * MIN_MS
+                + ride_m * 1.35 / 10.0 * 1000
+                + (4 * MIN_MS if a.line != b.line else 0)
+            )
         else:
             ride_ms = r.randint(2, 10) * MIN_MS + ride_m * 1.4 / 5.5 * 1000
         plan.add(t, "t", "in", a)
@@ -320,7 +332,9 @@ class Simulation:
         plan.add(t_out, "t", "out", b)
         return t_out + round(distance_m(b.lat, b.lng, *dest) / 1.3 * 1000)
 
-    def _moving(self, plan: Plan, t: int, a: tuple[float, float], b: tuple[float, float], dur_ms: float) -> int:
+    def _moving(
+        self, plan: Plan, t: int, a: tuple[float, float], b: tuple[float, float], dur_ms: float
+    ) -> int:
         """Handovers along the way: the phone attaches to new cells while its owner moves."""
         steps = int(dur_ms // HANDOVER_MS)
         for k in range(1, steps + 1):
@@ -352,9 +366,13 @@ class Simulation:
         """A fixed spot for merchant k of a place: merchants do not move between events."""
         angle, frac = k * 2.399963, math.sqrt(((k * 7919) % 1000) / 1000)
         d = radius_m * frac / 111_320.0
-        return round(lat + d * math.sin(angle), 5), round(lng + d * math.cos(angle) / math.cos(math.radians(lat)), 5)
+        return round(lat + d * math.sin(angle), 5), round(
+            lng + d * math.cos(angle) / math.cos(math.radians(lat)), 5
+        )
 
-    def _cluster_merchants(self, m: MerchantCluster, rng: random.Random) -> list[tuple[str, str, float, float]]:
+    def _cluster_merchants(
+        self, m: MerchantCluster, rng: random.Random
+    ) -> list[tuple[str, str, float, float]]:
         cats = sorted(m.categories)
         out = []
         for k in range(MERCHANTS_PER_CLUSTER):
@@ -382,5 +400,5 @@ def generate_raw_events(
     seed: int,
     scenarios: Scenarios | None = None,
 ) -> Iterator[RawEvent]:
-    """The library entry point: raw events of a seeded population, in event-time order, as fast as possible."""
+    """The library entry point: a seeded population's raw events, in event-time order, as fast as possible."""
     return Simulation(city, persons, seed, scenarios).events(start_ms, duration_s)

@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from cityscreen.errors import CityScreenError
 from cityscreen.events import INGEST_TOPICS, RawEvent, encode_many
@@ -53,7 +53,7 @@ class KafkaSink:
         self.topics = topics or INGEST_TOPICS
         self._buffers: dict[str, list[RawEvent]] = {}
         self._pending: list[asyncio.Future] = []
-        self._producer = None
+        self._producer: Any = None
         self._rr = 0
 
     async def start(self) -> None:
@@ -81,7 +81,7 @@ class KafkaSink:
             await self.drain()
 
     async def add(self, event: RawEvent) -> None:
-        kind = event.__struct_config__.tag  # type: ignore[attr-defined]
+        kind = str(event.__struct_config__.tag)
         buf = self._buffers.get(kind)
         if buf is None:
             buf = self._buffers[kind] = []
@@ -142,7 +142,8 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> N
         await admin.start()
     except KafkaConnectionError as exc:
         raise CityScreenError(
-            f"cannot reach Kafka at {bootstrap}: start it (`cityscreen stack start`) or set CITY_KAFKA__BOOTSTRAP"
+            f"cannot reach Kafka at {bootstrap}: "
+            "start it (`cityscreen stack start`) or set CITY_KAFKA__BOOTSTRAP"
         ) from exc
     try:
         existing = set(await admin.list_topics())

@@ -14,7 +14,12 @@ from cityscreen.errors import CityScreenError
 def test_bundled_shenzhen_is_complete() -> None:
     city = load_city()
     assert city.name == "Shenzhen" and city.utc_offset_h == 8
-    assert (city.bbox.min_lng, city.bbox.max_lng, city.bbox.min_lat, city.bbox.max_lat) == (113.75, 114.65, 22.45, 22.85)
+    assert (city.bbox.min_lng, city.bbox.max_lng, city.bbox.min_lat, city.bbox.max_lat) == (
+        113.75,
+        114.65,
+        22.45,
+        22.85,
+    )
     assert len(city.districts) == 10 and sum(d.population for d in city.districts) > 15_000_000
     assert len(city.metro_lines) >= 5 and all(len(line.stations) >= 10 for line in city.metro_lines)
     assert {v.kind for v in city.venues} >= {"stadium", "railway_station", "airport"}
@@ -46,5 +51,5 @@ def test_broken_city_files_are_refused_with_the_reason(tmp_path, city_dict, chan
 
 
 def test_missing_city_file_names_the_fix(tmp_path) -> None:
-    with pytest.raises(CityScreenError, match="docs/city-model.md"):
+    with pytest.raises(CityScreenError, match=r"docs/city-model\.md"):
         load_city(tmp_path / "nope.json")
