@@ -21,12 +21,24 @@ ORIGIN_REGIONS: dict[str, str] = {
     "INTL": "international",
 }
 ORIGIN_GROUPS: tuple[str, ...] = (
-    "guangdong", "central", "southwest", "east", "north", "hk-mo-tw", "international",
+    "guangdong",
+    "central",
+    "southwest",
+    "east",
+    "north",
+    "hk-mo-tw",
+    "international",
 )
 PROVINCE_CODES: tuple[str, ...] = tuple(ORIGIN_REGIONS)
 
 MERCHANT_CATEGORIES: tuple[str, ...] = (
-    "food", "groceries", "retail", "transport", "entertainment", "services", "travel",
+    "food",
+    "groceries",
+    "retail",
+    "transport",
+    "entertainment",
+    "services",
+    "travel",
 )
 TRANSIT_MODES: tuple[str, ...] = ("metro", "bus")
 
@@ -51,7 +63,8 @@ def age_band(birth_year: int, year: int) -> str:
     age = year - birth_year
     if age < 0:
         raise ValueError(f"birth_year {birth_year} is after the event year {year}")
-    for band, upper in (("0-17", 17), ("18-24", 24), ("25-34", 34), ("35-44", 44), ("45-54", 54), ("55-64", 64)):
+    uppers = (("0-17", 17), ("18-24", 24), ("25-34", 34), ("35-44", 44), ("45-54", 54), ("55-64", 64))
+    for band, upper in uppers:
         if age <= upper:
             return band
     return "65+"

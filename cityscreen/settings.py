@@ -28,14 +28,14 @@ class KafkaSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
-    url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL the gate writes and the gateway reads")
+    url: str = Field("redis://127.0.0.1:6379/0", description="Redis the gate writes, the gateway reads")
     port: int = Field(0, ge=0, le=65535, description="local redis-server port for `stack`; 0 = free")
     history_s: int = Field(3600, ge=60, description="how long released frames stay queryable in Redis")
 
 
 class WindowSettings(BaseModel):
     window_s: int = Field(60, ge=10, le=3600, description="event-time tumbling window length in seconds")
-    grace_s: int = Field(30, ge=0, le=3600, description="how late an event may arrive before it is dead-lettered")
+    grace_s: int = Field(30, ge=0, le=3600, description="lateness allowed before dead-lettering")
     h3_res: int = Field(8, ge=5, le=10, description="base H3 resolution of the aggregates")
     rollup_res: list[int] = Field([7, 6], description="coarser H3 resolutions rolled up from the base")
     flow_res: int = Field(6, ge=4, le=9, description="H3 resolution of origin-destination flows")
@@ -105,7 +105,7 @@ class GeneratorSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Everything CityScreen can be told. Secrets are refused when they are placeholders outside development."""
+    """Everything CityScreen can be told; placeholder secrets are refused outside development."""
 
     model_config = SettingsConfigDict(
         env_prefix="CITY_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -141,10 +141,12 @@ class Settings(BaseSettings):
         if any(t in PLACEHOLDER_SECRETS or t == DEV_OPERATOR_TOKEN for t in self.gateway.operator_tokens):
             problems.append(
                 "CITY_GATEWAY__OPERATOR_TOKENS holds a development token: set real tokens, "
-                'e.g. CITY_GATEWAY__OPERATOR_TOKENS=\'["<random>"]\''
+                "e.g. CITY_GATEWAY__OPERATOR_TOKENS='[\"<random>\"]'"
             )
         if self.privacy.dp_enabled and self.privacy.dp_seed == "cityscreen-dp":
-            problems.append("CITY_PRIVACY__DP_SEED is the default: set a secret seed so noise cannot be replayed")
+            problems.append(
+                "CITY_PRIVACY__DP_SEED is the default: set a secret seed so noise cannot be replayed"
+            )
         if problems:
             raise ValueError("refusing to start in production mode: " + "; ".join(problems))
         return self
