@@ -62,7 +62,9 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
     frames = app.topic(FRAMES_TOPIC, key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(DEADLETTER_TOPIC, key_serializer="raw", value_serializer="raw")
     # keys are json strings, values opaque bytes (msgpack written by the engine)
-    schema = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
+    schema: faust.Schema = faust.Schema(
+        key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+    )
     state_table = app.Table(
         "aggregate-state", default=None, schema=schema, partitions=settings.kafka.partitions
     )
@@ -119,7 +121,7 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
     @app.timer(interval=win.flush_s)
     async def close_idle() -> None:
         async with lock:
-            if app.tables.recovery.completed.is_set():
+            if app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
                 # restore assigned partitions even if nothing new arrives, so their windows still close
                 engine.load(tp.partition for tp in app.consumer.assignment() if tp.topic in KIND_BY_TOPIC)
             await emit(engine.close_due(idle_s=win.idle_close_s))

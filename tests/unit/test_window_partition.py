@@ -34,10 +34,15 @@ def make_sim() -> Callable[..., SimEvent]:
 
 def _all_topics_seen(st: PartitionState, ts_ms: int) -> None:
     """Advance the payment and transit watermarks too (windows close on the slowest topic)."""
-    pay = PaymentEvent(v=1, event_id=f"p{ts_ms}", ts_ms=ts_ms, person="cd" * 10, merchant_id="M", category="food",
-                       amount_cny=1.0, lat=22.54, lng=114.05, origin="GD")  # fmt: skip
-    tr = TransitEvent(v=1, event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, tap="in", station_id="S",
-                      line="L1", mode="metro", lat=22.54, lng=114.05)  # fmt: skip
+    where = {"lat": 22.54, "lng": 114.05}
+    pay = PaymentEvent(
+        v=1, event_id=f"p{ts_ms}", ts_ms=ts_ms, person="cd" * 10, merchant_id="M", category="food",
+        amount_cny=1.0, origin="GD", **where,
+    )  # fmt: skip
+    tr = TransitEvent(
+        v=1, event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, tap="in", station_id="S",
+        line="L1", mode="metro", **where,
+    )  # fmt: skip
     st.add_record("payment", st.applied_offset.get("payment", -1) + 1, [pay])
     st.add_record("transit", st.applied_offset.get("transit", -1) + 1, [tr])
 
