@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cityscreen.settings import Settings
+
+if TYPE_CHECKING:
+    from services.gateway.loadtest import Publish
 
 loadtest_app = typer.Typer(help="Load tests.", no_args_is_help=True)
 
@@ -51,6 +54,9 @@ def loadtest_ws(
     hz: Annotated[float, typer.Option(help="synthetic frames per second")] = 1.0,
     processes: Annotated[int, typer.Option(min=1, max=16, help="client processes")] = 2,
     res: Annotated[int | None, typer.Option(help="resolution the clients subscribe to")] = None,
+    persons: Annotated[
+        int, typer.Option(min=10, help="persons per synthetic window (the gate's time grows with it)")
+    ] = 1_000,
 ) -> None:
     """Open N websocket clients, measure delivered frames/s, delay from published_ms, and drops."""
     from services.gateway.loadtest import LoadTestPlan, run_loadtest
@@ -65,6 +71,17 @@ def loadtest_ws(
         hz=hz,
         processes=processes,
         res=res if res is not None else settings.window.resolutions[-1],
+        persons=persons,
     )
-    result = run_loadtest(settings, plan)
+    result = run_loadtest(settings, plan, sink_publisher)
     typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+
+
+def sink_publisher(redis: Any, settings: Settings) -> Publish:
+    """The release sink's publish (it applies the gate); the load test has no frames topic to feed."""
+    from streams.release import ReleaseSink
+
+    async def no_frames_topic(key: bytes, value: bytes) -> None:
+        return None
+
+    return ReleaseSink(redis, no_frames_topic, settings).publish

@@ -201,7 +201,8 @@ async def _publish(
     try:
         while time.time() < stop_s:
             window_ms += 60_000
-            aggregate = msgspec.structs.replace(crowds[len(published) % len(crowds)], window_start_ms=window_ms)
+            crowd = crowds[len(published) % len(crowds)]
+            aggregate = msgspec.structs.replace(crowd, window_start_ms=window_ms)
             frames = await publish(aggregate)
             if frames:
                 published.append(frames[0].published_ms)

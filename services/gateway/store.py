@@ -55,4 +55,3 @@ async def manifest(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:
         settings.privacy, window_s=settings.window.window_s, resolutions=settings.window.resolutions
     )
     return dict(msgspec.to_builtins(built))
-

@@ -168,7 +168,7 @@ def make_aggregate(
     flow_res: int = 6,
     flows: tuple[FlowAggregate, ...] = (),
 ) -> WindowAggregate:
-    """The exact aggregate of `people` at every resolution (parents are sums of children, as the workers do)."""
+    """The exact aggregate of `people` at every resolution (parents sum their children, as in the workers)."""
     base = max(resolutions)
     per_person: dict[tuple[int, str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for pid, p in enumerate(people):

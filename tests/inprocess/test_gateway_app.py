@@ -16,8 +16,8 @@ from cityscreen import store_keys
 from cityscreen.frames import Frame
 from cityscreen.settings import load_settings
 from services.gateway.app import create_app
-from services.gateway.store import write_frame
 from services.gateway.testing import demo_cells, make_frame, redis_server
+from tests.gateway_support import write_frame
 
 TOKEN = "test-operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

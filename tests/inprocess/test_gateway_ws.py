@@ -18,8 +18,8 @@ from cityscreen import store_keys
 from cityscreen.frames import Frame
 from cityscreen.settings import load_settings
 from services.gateway.app import create_app
-from services.gateway.store import write_frame
 from services.gateway.testing import make_frame, redis_server
+from tests.gateway_support import write_frame
 
 TOKEN = "ws-operator-token"
 PROTOCOLS = ["cityscreen.v1", f"bearer.{TOKEN}"]

@@ -2,7 +2,7 @@
 
 Where the frames come from is chosen by CITY_TEST_BROWSER_FEED:
 - `direct` (default): the gateway process (`cityscreen api`) on a throwaway redis-server, with frames
-  written to Redis in the release sink's layout once a second (`services.gateway.store.write_frame`);
+  written to Redis in the release sink's layout once a second (`tests.gateway_support.write_frame`);
 - `pipeline`: a private Kafka + Redis stack fed by the shipped fixture through the real ingest and
   aggregate workers (`cityscreen replay fixtures/shenzhen-10min.jsonl.gz --asap`).
 Assertions compare what the page draws with the frame Redis holds for the window shown, never with
@@ -32,11 +32,11 @@ import redis.asyncio as aioredis
 from cityscreen import store_keys
 from cityscreen.frames import Frame, decode_frame
 from cityscreen.settings import Settings, load_settings, to_env
-from services.gateway.store import write_frame
 from services.gateway.testing import free_port, redis_server, synthetic_frame
 from services.stack import ManagedProcess, start_stack
 from services.stack import spawn as spawn_process
 from services.stack.testing import REPO_ROOT, isolated_settings, jar_cache_dir
+from tests.gateway_support import write_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(600)]
 
