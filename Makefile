@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup setup-test run test lint typecheck unit inprocess integration web-test bench loadtest clean
+.PHONY: setup setup-test run test lint typecheck unit inprocess integration web-test loadtest clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -42,9 +42,6 @@ web-test: web/node_modules/.installed
 
 test: setup-test lint typecheck web-test
 	$(BIN)/pytest tests
-
-bench: setup
-	$(BIN)/cityscreen bench pipeline --out artifacts/bench-pipeline.json
 
 loadtest: setup
 	$(BIN)/cityscreen loadtest ws --clients 5000 --seconds 60 --out artifacts/loadtest-ws.json
