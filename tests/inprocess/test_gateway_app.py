@@ -16,17 +16,11 @@ from cityscreen import store_keys
 from cityscreen.frames import Frame
 from cityscreen.settings import load_settings
 from services.gateway.app import create_app
-from services.gateway.testing import demo_cells, make_frame, redis_server
+from services.gateway.testing import demo_cells, make_frame
 from tests.gateway_support import write_frame
 
 TOKEN = "test-operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from cityscreen import store_keys
 from cityscreen.frames import Frame
 from cityscreen.settings import load_settings
 from services.gateway.app import create_app
-from services.gateway.testing import make_frame, redis_server
+from services.gateway.testing import make_frame
 from tests.gateway_support import write_frame
 
 TOKEN = "ws-operator-token"
@@ -26,12 +26,6 @@ PROTOCOLS = ["cityscreen.v1", f"bearer.{TOKEN}"]
 SUBSCRIBE = {"type": "subscribe", "res": 7, "layers": ["population", "flows"], "breakdown": None}
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
 
 
 @pytest.fixture
