@@ -23,10 +23,10 @@ from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import Closed, Engine
 from streams.aggregate.partial import PartialMessage, decode_message, encode_message
 from streams.app import create_app
+from streams.internal_topics import BOOK_TABLE, PARTIALS_TOPIC, STATE_TABLE, ensure_internal_topics
 from streams.release import ReleaseSink
 from streams.release_book import ReleaseBook, finalize_window
 
-PARTIALS_TOPIC = "cityscreen.partials.v1"  # internal: exact partials, never leaves the workers
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
 
 
@@ -65,28 +65,40 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
     schema: faust.Schema = faust.Schema(
         key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
     )
-    state_table = app.Table(
-        "aggregate-state", default=None, schema=schema, partitions=settings.kafka.partitions
-    )
-    book_table = app.Table("release-book", default=None, schema=schema, partitions=1)
+
+    # key_type / value_type as well as the schema: Faust builds the changelog topic's serializers from
+    # the types, and without them recovery decodes the msgpack values as JSON and stalls
+    def bytes_table(name: str, partitions: int) -> Any:
+        return app.Table(name, default=None, schema=schema, key_type=str, value_type=bytes,
+                         partitions=partitions)  # fmt: skip
+
+    state_table = bytes_table(STATE_TABLE, settings.kafka.partitions)
+    book_table = bytes_table(BOOK_TABLE, 1)
     engine = Engine(AggConfig.from_settings(settings), TableLog(state_table))
     lock = asyncio.Lock()
     redis = aioredis.Redis.from_url(settings.redis.url)
 
     async def send_frame(key: bytes, value: bytes) -> None:
-        await (await frames.send(key=key, value=value))
+        await (await frames.send(key=key, value=value, force=True))
 
     sink = ReleaseSink(redis, send_frame, settings)
 
+    # Every send below passes force=True: inside an agent Faust otherwise attaches the message to the
+    # current event and publishes it only when that event is acked, so awaiting its delivery here would
+    # wait on ourselves (the stall that kept `make run` from ever releasing a frame).
     async def emit(closed: list[Closed]) -> None:
         for c in closed:
             # each partial says only its own window is final: a crash between two sends then cannot
             # make the release agent treat the later window as complete for this partition
             for part in c.partials:
                 msg = PartialMessage(c.partition, part.window_start_ms, part)
-                await (await partials.send(key=str(c.partition).encode(), value=encode_message(msg)))
+                await (
+                    await partials.send(key=str(c.partition).encode(), value=encode_message(msg), force=True)
+                )
             progress = PartialMessage(c.partition, c.closed_through_ms, None)
-            await (await partials.send(key=str(c.partition).encode(), value=encode_message(progress)))
+            await (
+                await partials.send(key=str(c.partition).encode(), value=encode_message(progress), force=True)
+            )
             engine.commit_close(c)
 
     async def dead_letter(late: list[tuple[str, CleanEvent]]) -> None:
@@ -94,7 +106,7 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
             body = msgspec.json.encode(
                 {"reason": "late", "topic": topic, "event": msgspec.json.decode(encode(event))}
             )
-            await deadletter.send(key=None, value=body)
+            await deadletter.send(key=None, value=body, force=True)
         await sink.count(late_events=len(late), dead_lettered=len(late))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
@@ -166,6 +178,7 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
 
 def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") -> None:
     """Run the aggregate worker until SIGTERM / Ctrl-C."""
+    ensure_internal_topics(settings.kafka.bootstrap, app_id, settings.kafka.partitions)
     app = build_worker(settings, app_id=app_id)
     worker = faust.Worker(app, loglevel="WARNING")
     worker.execute_from_commandline()

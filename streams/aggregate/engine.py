@@ -18,6 +18,7 @@ from cityscreen.events import CleanEvent, decode_clean_many
 from streams.aggregate.close import AggConfig
 from streams.aggregate.partial import Partial
 from streams.aggregate.partition import PartitionState
+from streams.aggregate.rows import KINDS
 
 SNAPSHOT = "snap"
 
@@ -60,12 +61,15 @@ class Engine:
         self._seq: dict[int, int] = {}
         self._delta_newest: dict[int, dict[str, int]] = {}  # partition -> delta key -> newest window
         self._touched: set[int] = set()
-        self._active_at: dict[int, float] = {}
+        # wall-clock time of the last record per partition and topic kind (idleness, never event time)
+        self._active_at: dict[int, dict[str, float]] = {}
+        self._since: dict[int, float] = {}  # when this worker took the partition
 
     def state(self, partition: int) -> PartitionState:
         st = self.states.get(partition)
         if st is None:
             st = self.states[partition] = self._restore(partition)
+            self._since[partition] = self.clock()
         return st
 
     def load(self, partitions: Iterable[int]) -> None:
@@ -92,16 +96,15 @@ class Engine:
 
     def apply(self, partition: int, kind: str, offset: int, value: bytes) -> list[CleanEvent]:
         """Apply one record; returns its late events."""
-        self._touched.add(partition)
-        self._active_at[partition] = self.clock()
-        return self.state(partition).add_record(kind, offset, decode_clean_many(value))
+        return self.apply_events(partition, kind, offset, decode_clean_many(value))
 
     def apply_events(
         self, partition: int, kind: str, offset: int, events: list[CleanEvent]
     ) -> list[CleanEvent]:
+        st = self.state(partition)
         self._touched.add(partition)
-        self._active_at[partition] = self.clock()
-        return self.state(partition).add_record(kind, offset, events)
+        self._active_at.setdefault(partition, {})[kind] = self.clock()
+        return st.add_record(kind, offset, events)
 
     def persist(self) -> None:
         """Write one delta per partition touched since the last call."""
@@ -116,14 +119,21 @@ class Engine:
             self._delta_newest.setdefault(p, {})[key] = newest
         self._touched.clear()
 
+    def quiet_kinds(self, partition: int, idle_s: float) -> frozenset[str]:
+        """Topic kinds of a partition with no record for `idle_s` (counted from when we took it)."""
+        now, since = self.clock(), self._since.get(partition, self.clock())
+        active = self._active_at.get(partition, {})
+        return frozenset(k for k in KINDS if now - active.get(k, since) >= idle_s)
+
     def close_due(self, idle_s: float | None = None) -> list[Closed]:
-        """Close due windows of every partition (all windows of partitions idle for `idle_s`)."""
-        now = self.clock()
+        """Close due windows of every partition. With `idle_s`, a topic kind quiet for that long stops
+        holding its partition's watermark back, and a partition whose every kind is quiet closes all
+        its open windows."""
         out = []
         for p, st in sorted(self.states.items()):
-            idle = idle_s is not None and now - self._active_at.get(p, now) >= idle_s
+            quiet = self.quiet_kinds(p, idle_s) if idle_s is not None else frozenset()
             before = st.closed_through_ms
-            partials = st.close_due(idle=idle)
+            partials = st.close_due(idle=len(quiet) == len(KINDS), quiet=quiet)
             if st.closed_through_ms is not None and st.closed_through_ms != before:
                 out.append(Closed(p, partials, st.closed_through_ms))
         return out
@@ -143,6 +153,8 @@ class Engine:
         for p in partitions:
             self.states.pop(p, None)
             self._delta_newest.pop(p, None)
+            self._active_at.pop(p, None)
+            self._since.pop(p, None)
             self._touched.discard(p)
 
 

@@ -86,16 +86,21 @@ class PartitionState:
         self._delta_late[w] = self._delta_late.get(w, 0) + 1
 
     # ------------------------------------------------------------ closing
-    def due_through_ms(self) -> int | None:
-        """The latest window start whose end + grace every topic's watermark has passed."""
-        if len(self.watermark_ms) < len(KINDS):
+    def due_through_ms(self, quiet: frozenset[str] = frozenset()) -> int | None:
+        """The latest window start whose end + grace every topic's watermark has passed.
+
+        Topics in `quiet` (no record for a while, e.g. transit at 3 a.m.) do not hold the watermark
+        back; anything they deliver later for a closed window is late, like any late event.
+        """
+        considered = [k for k in KINDS if k not in quiet]
+        if not considered or any(k not in self.watermark_ms for k in considered):
             return None  # a topic not yet seen may still hold events of the oldest window
-        wm = min(self.watermark_ms.values())
+        wm = min(self.watermark_ms[k] for k in considered)
         return window_of(wm - self.cfg.grace_ms, self.cfg.window_ms) - self.cfg.window_ms
 
-    def close_due(self, *, idle: bool = False) -> list[Partial]:
+    def close_due(self, *, idle: bool = False, quiet: frozenset[str] = frozenset()) -> list[Partial]:
         """Close every due window (all open ones when idle), oldest first; advances closed-through."""
-        through = max(self.windows) if idle and self.windows else self.due_through_ms()
+        through = max(self.windows) if idle and self.windows else self.due_through_ms(quiet)
         if through is None or (self.closed_through_ms is not None and through <= self.closed_through_ms):
             return []
         out = []

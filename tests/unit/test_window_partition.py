@@ -128,3 +128,34 @@ def test_a_crash_loses_nothing_and_counts_nothing_twice(crash_after: int) -> Non
     key = lambda p: (p.window_start_ms, p.partition)  # noqa: E731
     assert len(batches) > crash_after
     assert msgspec.msgpack.encode(sorted(got, key=key)) == msgspec.msgpack.encode(sorted(expected, key=key))
+
+
+def test_a_quiet_topic_stops_holding_the_watermark_back(make_sim: Callable[..., SimEvent]) -> None:
+    """At night a partition may see SIM events for minutes and no transit at all: once a topic kind has
+    been quiet for `idle_s` (wall clock), windows close on the other kinds' watermarks."""
+    now = [0.0]
+    engine = Engine(CFG, DictLog(), clock=lambda: now[0])
+    for i in range(6):  # SIM only, one event every 30 s of event time, 5 minutes in all
+        engine.apply_events(0, "sim", i, [make_sim(W0 + i * 30_000)])
+    engine.persist()
+    assert engine.close_due() == []  # payment and transit never seen: they may still hold old events
+    now[0] = 4.0
+    assert engine.close_due(idle_s=5.0) == []  # not quiet long enough
+    now[0] = 6.0
+    engine.apply_events(0, "sim", 6, [make_sim(W0 + 180_000)])  # SIM stays active; only the others are quiet
+    assert engine.quiet_kinds(0, 5.0) == frozenset({"payment", "transit"})
+    closed = engine.close_due(idle_s=5.0)
+    # watermark W0 + 180 s, grace 30 s: windows W0 and W0 + 60 s are due, W0 + 120 s is still open
+    assert [p.window_start_ms for c in closed for p in c.partials] == [W0, W0 + 60_000]
+    assert closed[0].closed_through_ms == W0 + 60_000
+    for c in closed:
+        engine.commit_close(c)
+    late = engine.apply_events(0, "transit", 0, [_transit(W0 + 10_000)])
+    assert len(late) == 1  # a quiet topic waking up with an event of a closed window: late, never reopened
+
+
+def _transit(ts_ms: int) -> TransitEvent:
+    return TransitEvent(
+        v=1, event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, tap="in", station_id="S1", line="1",
+        mode="metro", lat=22.54, lng=114.05,
+    )  # fmt: skip

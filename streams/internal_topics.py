@@ -1,0 +1,61 @@
+"""Create the aggregate worker's internal topics before Faust subscribes to them.
+
+Faust declares these topics itself, but only after its consumer has subscribed: the consumer then sees
+them missing and waits for its next metadata refresh (five minutes by default) before it reads them, so
+no window would be released for minutes after a cold start. Creating them first removes that wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+PARTIALS_TOPIC = "cityscreen.partials.v1"  # internal: exact partials, never leaves the workers
+STATE_TABLE = "aggregate-state"
+BOOK_TABLE = "release-book"
+COMPACT = {"cleanup.policy": "compact"}
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    return f"{app_id}-{table}-changelog"  # Faust's naming
+
+
+def internal_topics(app_id: str, partitions: int) -> list[tuple[str, int, dict[str, str]]]:
+    """(name, partitions, configs) of every topic the aggregate worker reads besides the clean ones."""
+    return [
+        (PARTIALS_TOPIC, 1, {}),
+        (changelog_topic(app_id, STATE_TABLE), partitions, COMPACT),
+        (changelog_topic(app_id, BOOK_TABLE), 1, COMPACT),
+        (f"{app_id}-__assignor-__leader", 1, {}),
+    ]
+
+
+def ensure_internal_topics(bootstrap: str, app_id: str, partitions: int, timeout_s: float = 30.0) -> None:
+    asyncio.run(_ensure(bootstrap, internal_topics(app_id, partitions), time.monotonic() + timeout_s))
+
+
+async def _ensure(bootstrap: str, topics: list[tuple[str, int, dict[str, str]]], deadline: float) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        while True:
+            existing = set(await admin.list_topics())
+            missing = [t for t in topics if t[0] not in existing]
+            if not missing:
+                return
+            response = await admin.create_topics(
+                [NewTopic(n, num_partitions=p, replication_factor=1, topic_configs=c) for n, p, c in missing]
+            )
+            # 36 = TOPIC_ALREADY_EXISTS (a concurrent worker won); other errors retry until the deadline
+            errors = [(name, code) for name, code, *_ in response.topic_errors if code not in (0, 36)]
+            if not errors:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Kafka refused to create the worker's internal topics {errors}; check the broker log"
+                )
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
