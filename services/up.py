@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import typer
@@ -33,6 +33,7 @@ class UpOptions:
     speed: float | None = None
     rate: float | None = None
     generate: bool = True
+    start_ms: int | None = None  # simulated start for --speed; None: now
 
 
 def cityscreen_argv(*args: str) -> list[str]:
@@ -57,8 +58,41 @@ def child_commands(options: UpOptions) -> dict[str, list[str]]:
         else:
             speed = DEFAULT_SPEED if options.speed is None else options.speed
             generate += ["--speed", f"{speed:g}"]
+            if options.start_ms is not None:
+                generate += ["--start", iso_utc(options.start_ms)]
         commands["generator"] = generate
     return commands
+
+
+def iso_utc(ts_ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat()
+
+
+def resume_start_ms(newest_window_ms: int | None, settings: Settings, now_ms: int) -> int | None:
+    """Where an accelerated run resumes its simulated clock, or None to start at now.
+
+    A --speed run runs ahead of the wall clock. Restarted at "now" over the same topics, its events
+    would all fall into windows the workers already closed and be dead-lettered as late until it caught
+    up. So it resumes two windows plus the grace past the newest released window instead.
+    """
+    if newest_window_ms is None:
+        return None
+    w = settings.window
+    resume = newest_window_ms + (2 * w.window_s + w.grace_s) * 1000
+    return resume if resume > now_ms else None
+
+
+def newest_window_ms(redis_url: str, resolution: int) -> int | None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    try:
+        newest = client.zrange(store_keys.frame_index_key(resolution), -1, -1, withscores=True)
+    finally:
+        client.close()
+    return int(newest[0][1]) if newest else None
 
 
 def with_gateway_port(settings: Settings) -> Settings:
@@ -158,6 +192,14 @@ def run_up(settings: Settings, options: UpOptions) -> None:
         children: list[ManagedProcess] = []
         try:
             live = with_gateway_port(stack.settings)
+            if options.generate and options.rate is None and options.start_ms is None:
+                newest = newest_window_ms(live.redis.url, live.window.h3_res)
+                start_ms = resume_start_ms(newest, live, int(time.time() * 1000))
+                if start_ms is not None:
+                    print(
+                        f"resuming simulated time at {iso_utc(start_ms)} (after the last frame)", flush=True
+                    )
+                    options = replace(options, start_ms=start_ms)
             log_dir = logs_dir(stack.data_dir)
             children = start_children(live, options, log_dir)
             api = next(c for c in children if c.name == "api")

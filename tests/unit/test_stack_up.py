@@ -14,7 +14,9 @@ from services.up import (
     UpOptions,
     child_commands,
     format_status,
+    iso_utc,
     live_map_url,
+    resume_start_ms,
     with_gateway_port,
 )
 
@@ -87,3 +89,16 @@ def test_status_line_shows_counters_and_frames_kept() -> None:
     line = format_status({"windows_published": "3", "events_in": "1200"}, {6: 3, 8: 2, 7: 3})
     assert line == "[status] events_in=1200 windows_published=3 | frames kept: r8=2 r7=3 r6=3"
     assert "no counters yet" in format_status({}, {8: 0})
+
+
+def test_an_accelerated_restart_resumes_after_the_newest_frame() -> None:
+    """Restarted at "now", a --speed run that had run ahead would only produce late events."""
+    settings = Settings()  # 60 s windows, 30 s grace
+    now_ms = 1_800_000_000_000
+    ahead = now_ms + 3_600_000  # the last run got an hour ahead of the wall clock
+    resume = resume_start_ms(ahead, settings, now_ms)
+    assert resume == ahead + 150_000
+    assert resume_start_ms(None, settings, now_ms) is None  # nothing released yet: start now
+    assert resume_start_ms(now_ms - 3_600_000, settings, now_ms) is None  # behind the clock: now
+    argv = child_commands(UpOptions(start_ms=resume))["generator"]
+    assert argv[argv.index("--start") + 1] == iso_utc(resume)
