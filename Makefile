@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup setup-test run test lint typecheck unit inprocess integration web-test loadtest clean
+.PHONY: setup setup-test run test lint typecheck unit inprocess integration web-test loadtest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -45,6 +45,9 @@ test: setup-test lint typecheck web-test
 
 loadtest: setup
 	$(BIN)/cityscreen loadtest ws --clients 5000 --seconds 60 --out artifacts/loadtest-ws.json
+
+bench: setup
+	$(BIN)/cityscreen bench pipeline --events 2000000 --out artifacts/bench-pipeline.json
 
 clean:
 	rm -rf $(VENV) web/node_modules web/dist .data artifacts

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "services.gateway.cli",
     "services.up",
     "services.privacy_cli",
+    "services.bench.cli",
 )
 
 app = typer.Typer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from cityscreen.settings import Settings
+from streams.internal_topics import MAX_RECORD_BYTES
 
 
 def create_app(settings: Settings, *, app_id: str = "cityscreen") -> faust.App:
@@ -18,4 +19,5 @@ def create_app(settings: Settings, *, app_id: str = "cityscreen") -> faust.App:
         topic_allow_declare=True,
         web_enabled=False,
         datadir=str(datadir),
+        producer_max_request_size=MAX_RECORD_BYTES,  # frames can exceed 1 MB (streams/internal_topics.py)
     )

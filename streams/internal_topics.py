@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-PARTIALS_TOPIC = "cityscreen.partials.v1"  # internal: exact partials, never leaves the workers
 STATE_TABLE = "aggregate-state"
 BOOK_TABLE = "release-book"
 COMPACT = {"cleanup.policy": "compact"}
+# A fine-resolution frame of a dense city is over Kafka's 1 MB default (the shipped fixture's res-8 frames
+# are about 1.1 MB of JSON): the frames topic and the worker's producer (streams/app.py) allow this much.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+
+def partials_topic(app_id: str) -> str:
+    """Internal: exact partials, never leaves the workers. Per group: a group's release agent reads its
+    topic from the beginning, and must never release partials another group computed."""
+    return f"{app_id}-partials"
 
 
 def changelog_topic(app_id: str, table: str) -> str:
@@ -23,18 +32,27 @@ def changelog_topic(app_id: str, table: str) -> str:
 def internal_topics(app_id: str, partitions: int) -> list[tuple[str, int, dict[str, str]]]:
     """(name, partitions, configs) of every topic the aggregate worker reads besides the clean ones."""
     return [
-        (PARTIALS_TOPIC, 1, {}),
+        (partials_topic(app_id), 1, {}),
         (changelog_topic(app_id, STATE_TABLE), partitions, COMPACT),
         (changelog_topic(app_id, BOOK_TABLE), 1, COMPACT),
         (f"{app_id}-__assignor-__leader", 1, {}),
     ]
 
 
-def ensure_internal_topics(bootstrap: str, app_id: str, partitions: int, timeout_s: float = 30.0) -> None:
-    asyncio.run(_ensure(bootstrap, internal_topics(app_id, partitions), time.monotonic() + timeout_s))
+def ensure_internal_topics(
+    bootstrap: str, app_id: str, partitions: int, timeout_s: float = 30.0, large_topics: tuple[str, ...] = ()
+) -> None:
+    """Create the internal topics; let existing `large_topics` take records up to MAX_RECORD_BYTES."""
+    topics = internal_topics(app_id, partitions)
+    asyncio.run(_ensure(bootstrap, topics, time.monotonic() + timeout_s, large_topics))
 
 
-async def _ensure(bootstrap: str, topics: list[tuple[str, int, dict[str, str]]], deadline: float) -> None:
+async def _ensure(
+    bootstrap: str,
+    topics: list[tuple[str, int, dict[str, str]]],
+    deadline: float,
+    large_topics: tuple[str, ...],
+) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
@@ -44,6 +62,7 @@ async def _ensure(bootstrap: str, topics: list[tuple[str, int, dict[str, str]]],
             existing = set(await admin.list_topics())
             missing = [t for t in topics if t[0] not in existing]
             if not missing:
+                await _allow_large_records(admin, large_topics)
                 return
             response = await admin.create_topics(
                 [NewTopic(n, num_partitions=p, replication_factor=1, topic_configs=c) for n, p, c in missing]
@@ -51,6 +70,7 @@ async def _ensure(bootstrap: str, topics: list[tuple[str, int, dict[str, str]]],
             # 36 = TOPIC_ALREADY_EXISTS (a concurrent worker won); other errors retry until the deadline
             errors = [(name, code) for name, code, *_ in response.topic_errors if code not in (0, 36)]
             if not errors:
+                await _allow_large_records(admin, large_topics)
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -59,3 +79,13 @@ async def _ensure(bootstrap: str, topics: list[tuple[str, int, dict[str, str]]],
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+async def _allow_large_records(admin: Any, topics: tuple[str, ...]) -> None:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    existing = set(await admin.list_topics())
+    config = {"max.message.bytes": str(MAX_RECORD_BYTES)}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, t, configs=config) for t in topics if t in existing]
+    if resources:
+        await admin.alter_configs(resources)

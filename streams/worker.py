@@ -11,11 +11,16 @@ Two agents per process (docs/streams.md):
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
 import faust
 import msgspec
 import redis.asyncio as aioredis
+from threadpoolctl import threadpool_limits
 
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC, CleanEvent, encode
 from cityscreen.settings import Settings
@@ -23,7 +28,7 @@ from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import Closed, Engine
 from streams.aggregate.partial import PartialMessage, decode_message, encode_message
 from streams.app import create_app
-from streams.internal_topics import BOOK_TABLE, PARTIALS_TOPIC, STATE_TABLE, ensure_internal_topics
+from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import ReleaseSink
 from streams.release_book import ReleaseBook, finalize_window
 
@@ -53,11 +58,13 @@ class TableLog:
         return sorted((k[len(prefix) :], v) for k, v in self.table.data.items() if k.startswith(prefix))
 
 
-def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") -> faust.App:
+def build_worker(
+    settings: Settings, *, app_id: str = "cityscreen-aggregate", gate_pool: Executor | None = None
+) -> faust.App:
     app = create_app(settings, app_id=app_id)
     win = settings.window
     clean = app.topic(*CLEAN_TOPICS.values(), key_serializer="raw", value_serializer="raw")
-    partials = app.topic(PARTIALS_TOPIC, partitions=1, internal=True, key_serializer="raw",
+    partials = app.topic(partials_topic(app_id), partitions=1, internal=True, key_serializer="raw",
                          value_serializer="raw")  # fmt: skip
     frames = app.topic(FRAMES_TOPIC, key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(DEADLETTER_TOPIC, key_serializer="raw", value_serializer="raw")
@@ -81,7 +88,7 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
     async def send_frame(key: bytes, value: bytes) -> None:
         await (await frames.send(key=key, value=value, force=True))
 
-    sink = ReleaseSink(redis, send_frame, settings)
+    sink = ReleaseSink(redis, send_frame, settings, gate_pool=gate_pool)
 
     # Every send below passes force=True: inside an agent Faust otherwise attaches the message to the
     # current event and publishes it only when that event is acked, so awaiting its delivery here would
@@ -117,6 +124,7 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
     async def aggregate(stream: Any) -> None:
         async for events in stream.take_events(win.max_batch_events, within=win.flush_s):
             async with lock:
+                started = time.monotonic()
                 late: list[tuple[str, CleanEvent]] = []
                 n = 0
                 for event in events:
@@ -129,14 +137,27 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
                     await dead_letter(late)
                 await sink.count(records=n)
                 await emit(engine.close_due())
+                engine.pause_idle(time.monotonic() - started)
 
     @app.timer(interval=win.flush_s)
     async def close_idle() -> None:
+        if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+            return
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic in KIND_BY_TOPIC]
+        # the broker's end offsets: a topic is quiet only once everything written to it was applied
+        ends = await app.consumer.highwaters(*assigned) if assigned else {}
+        end_of = {(tp.partition, KIND_BY_TOPIC[tp.topic]): end for tp, end in ends.items()}
+
+        def caught_up(partition: int, kind: str) -> bool:
+            end = end_of.get((partition, kind))
+            return end is not None and engine.applied_offset(partition, kind) + 1 >= end
+
         async with lock:
-            if app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
-                # restore assigned partitions even if nothing new arrives, so their windows still close
-                engine.load(tp.partition for tp in app.consumer.assignment() if tp.topic in KIND_BY_TOPIC)
-            await emit(engine.close_due(idle_s=win.idle_close_s))
+            # restore assigned partitions even if nothing new arrives, so their windows still close
+            engine.load(tp.partition for tp in assigned)
+            started = time.monotonic()
+            await emit(engine.close_due(idle_s=win.idle_close_s, caught_up=caught_up))
+            engine.pause_idle(time.monotonic() - started)
 
     book: dict[str, ReleaseBook] = {}
 
@@ -178,7 +199,15 @@ def build_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") ->
 
 def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") -> None:
     """Run the aggregate worker until SIGTERM / Ctrl-C."""
-    ensure_internal_topics(settings.kafka.bootstrap, app_id, settings.kafka.partitions)
-    app = build_worker(settings, app_id=app_id)
-    worker = faust.Worker(app, loglevel="WARNING")
-    worker.execute_from_commandline()
+    # One BLAS thread: the gate's small eigh problems run 7x slower with OpenBLAS's thread pool, and
+    # far slower still when other processes (the broker, a second worker) want the same two cores.
+    threadpool_limits(1)
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # and in the gate's process, which imports numpy afresh
+    # frames of a dense city exceed Kafka's 1 MB default record size (streams/internal_topics.py)
+    kafka = settings.kafka
+    ensure_internal_topics(kafka.bootstrap, app_id, kafka.partitions, large_topics=(FRAMES_TOPIC,))
+    # spawn, not fork: the parent runs threads (aiokafka, Faust) that a forked child would inherit mid-lock
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as gate_pool:
+        app = build_worker(settings, app_id=app_id, gate_pool=gate_pool)
+        worker = faust.Worker(app, loglevel="WARNING")
+        worker.execute_from_commandline()

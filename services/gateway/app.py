@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from cityscreen.settings import Settings
-from services.gateway.hub import Hub
+from services.gateway.hub import PACING_SLACK, Hub
 from services.gateway.live import live_socket
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.routes import router
@@ -31,7 +31,7 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
             )
             client = aioredis.Redis(connection_pool=pool)
         app.state.redis = client
-        app.state.hub = Hub(client)
+        app.state.hub = Hub(client, min_interval_s=PACING_SLACK / settings.gateway.update_hz)
         app.state.hub.start(settings.gateway.heartbeat_s)
         try:
             yield

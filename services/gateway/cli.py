@@ -57,10 +57,16 @@ def loadtest_ws(
     persons: Annotated[
         int, typer.Option(min=10, help="persons per synthetic window (the gate's time grows with it)")
     ] = 1_000,
+    client: Annotated[
+        str, typer.Option(help="lean (receipt timed at the socket) | library (a cross-check)")
+    ] = "lean",
 ) -> None:
     """Open N websocket clients, measure delivered frames/s, delay from published_ms, and drops."""
-    from services.gateway.loadtest import LoadTestPlan, run_loadtest
+    from cityscreen.errors import CityScreenError
+    from services.gateway.loadtest import CLIENTS, LoadTestPlan, run_loadtest
 
+    if client not in CLIENTS:
+        raise CityScreenError(f"--client {client!r}: choose one of {sorted(CLIENTS)}")
     settings: Settings = ctx.obj
     plan = LoadTestPlan(
         clients=clients,
@@ -72,6 +78,7 @@ def loadtest_ws(
         processes=processes,
         res=res if res is not None else settings.window.resolutions[-1],
         persons=persons,
+        client=client,
     )
     result = run_loadtest(settings, plan, sink_publisher)
     typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))

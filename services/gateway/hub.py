@@ -25,6 +25,10 @@ from services.gateway.wire import Message
 
 log = logging.getLogger(__name__)
 
+# Frames are paced to at most update_hz, with 10% slack: a source publishing at exactly update_hz must
+# not be held back a period by jitter, which would ratchet every later frame's delay upwards.
+PACING_SLACK = 0.9
+
 
 @dataclass(eq=False)
 class Client:
@@ -59,11 +63,6 @@ class Client:
         self.queue.put(message)
 
 
-def encode_for_views(frame: Frame, views: set[View], kind: str = "frame") -> dict[View, Message]:
-    """Encode `frame` once for each view that watches its resolution."""
-    return {v: Message(encode_message(kind, view_frame(frame, v))) for v in views if v.res == frame.res}
-
-
 @dataclass(eq=False)
 class Hub:
     redis: aioredis.Redis
@@ -71,6 +70,16 @@ class Hub:
     frames_in: int = 0
     encodes: int = 0
     latest: dict[int, Frame] = field(default_factory=dict)  # newest delivered frame per res
+    # clients by the resolution they watch: a notify for a resolution nobody watches costs nothing,
+    # and a frame visits only its watchers rather than every socket
+    watchers: dict[int, set[Client]] = field(default_factory=dict)
+    # pacing for everyone at once: a frame due sooner than this after the last fan-out at its resolution
+    # waits on one timer (latest wins), instead of thousands of per-client queues and sleeping tasks
+    min_interval_s: float = 0.0
+    conflated: int = 0  # frames replaced by a newer one while waiting for their turn
+    _next_fanout_s: dict[int, float] = field(default_factory=dict)
+    _pending: dict[int, Frame] = field(default_factory=dict)
+    _timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
     _last_published: dict[int, tuple[int, int]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -86,25 +95,63 @@ class Hub:
 
     def add(self, client: Client) -> None:
         self.clients.add(client)
+        if client.view is not None:
+            self.watchers.setdefault(client.view.res, set()).add(client)
+
+    def watch(self, client: Client, view: View) -> None:
+        """Point `client` at `view` (a new subscription replaces the old one)."""
+        if client.view is not None:
+            self.watchers.get(client.view.res, set()).discard(client)
+        client.view = view
+        if client in self.clients:
+            self.watchers.setdefault(view.res, set()).add(client)
 
     def remove(self, client: Client) -> None:
         self.clients.discard(client)
+        if client.view is not None:
+            self.watchers.get(client.view.res, set()).discard(client)
 
     def deliver(self, frame: Frame) -> int:
-        """Queue `frame` for every client watching its resolution; returns how many got it."""
+        """Offer `frame` to every client watching its resolution; returns how many got it now (0 when the
+        frame is older than the last one, or waits for its turn under `min_interval_s`)."""
         stamp = (frame.window_start_ms, frame.published_ms)
         if self._last_published.get(frame.res, (-1, -1)) >= stamp:
             return 0  # an older or repeated announcement: never step a client back in time
         self._last_published[frame.res] = stamp
         self.latest[frame.res] = frame
         self.frames_in += 1
-        watching = [c for c in self.clients if c.view is not None and c.view.res == frame.res]
-        encoded = encode_for_views(frame, {c.view for c in watching if c.view is not None})
-        self.encodes += len(encoded)
         now_s = time.monotonic()
+        due_s = self._next_fanout_s.get(frame.res, 0.0)
+        if now_s < due_s:
+            if frame.res in self._pending:
+                self.conflated += 1
+            self._pending[frame.res] = frame
+            if frame.res not in self._timers:
+                loop = asyncio.get_running_loop()
+                self._timers[frame.res] = loop.call_later(due_s - now_s, self._flush, frame.res)
+            return 0
+        return self._fan_out(frame, now_s)
+
+    def _flush(self, res: int) -> None:
+        self._timers.pop(res, None)
+        frame = self._pending.pop(res, None)
+        if frame is not None:
+            self._fan_out(frame, time.monotonic())
+
+    def _fan_out(self, frame: Frame, now_s: float) -> int:
+        """Encode `frame` once per view among its watchers and offer the same bytes to each of them."""
+        if self.min_interval_s:
+            self._next_fanout_s[frame.res] = now_s + self.min_interval_s
+        watching = self.watchers.get(frame.res, set())
+        encoded: dict[View, Message] = {}
         for c in watching:
-            assert c.view is not None  # narrowed above
-            c.offer(encoded[c.view], now_s)
+            view = c.view
+            assert view is not None  # only subscribed clients are indexed
+            message = encoded.get(view)
+            if message is None:
+                message = encoded[view] = Message(encode_message("frame", view_frame(frame, view)))
+            c.offer(message, now_s)
+        self.encodes += len(encoded)
         return len(watching)
 
     async def handle_notify(self, payload: bytes | str) -> None:
@@ -113,7 +160,7 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed notify payload %r", payload)
             return
-        if not any(c.view is not None and c.view.res == res for c in self.clients):
+        if not self.watchers.get(res):
             self.latest.pop(res, None)  # nobody watches: the cached snapshot would go stale
             return
         frame = await store.latest_frame(self.redis, res)
@@ -162,6 +209,9 @@ class Hub:
         ]
 
     async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

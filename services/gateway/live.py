@@ -22,12 +22,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from cityscreen.settings import Settings
 from services.gateway import auth
 from services.gateway.conflate import LatestQueue
-from services.gateway.hub import Client, Hub
+from services.gateway.hub import PACING_SLACK, Client, Hub
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.view import ViewError, encode_message, make_view, view_frame
 from services.gateway.wire import Message, raw_writer
-
-PACING_SLACK = 0.9
 
 
 async def refuse(websocket: WebSocket, status: int, close_code: int, reason: str) -> None:
@@ -60,8 +58,6 @@ async def live_socket(websocket: WebSocket, settings: Settings, hub: Hub, metric
     await websocket.accept(subprotocol=auth.chosen_subprotocol(websocket.scope.get("subprotocols", [])))
     client = Client(
         queue=LatestQueue(settings.gateway.queue_frames),
-        # 10% slack: a source publishing at exactly update_hz must not be held back a period by jitter,
-        # which would ratchet every later frame's delay upwards
         min_interval_s=PACING_SLACK / settings.gateway.update_hz,
         write=raw_writer(websocket._send),
     )
@@ -121,7 +117,7 @@ async def handle_message(raw: str | bytes, client: Client, settings: Settings, h
         )
     except (ViewError, TypeError, ValueError) as exc:
         return encode_message("error", {"message": str(exc)})
-    client.view = view
+    hub.watch(client, view)
     client.queue.clear()  # frames of the old view are of no use now
     frame = await hub.snapshot(view.res)
     if frame is None:

@@ -1,8 +1,11 @@
 """`cityscreen loadtest ws`: N real websocket clients against a gateway with frames flowing at a set rate.
 
-Delay is measured from a frame's `published_ms` to its receipt by a client. Drops are frames published
-during the measurement that a client never received (conflation or loss). Clients run in several
-processes so the measuring side does not become the bottleneck; each raises its open-file limit.
+Delay is measured from a frame's `published_ms` (stamped by the release sink once the frame is gated
+and complete, just before it is stored and announced) to the moment a client's event loop receives its
+bytes. Drops are frames published during the measurement that a client never received (conflation or
+loss). Clients run in several processes so the measuring side does not become the bottleneck; each raises
+its open-file limit. The clients are real websocket connections (handshake, masking, pings answered) on a
+lean protocol (`services.gateway.wsclient`), so a process of thousands measures the gateway, not itself.
 
 Frames are released, not written: the CLI injects a publisher (the release sink, which applies the gate)
 and this module hands it seeded synthetic `WindowAggregate`s, so `published_ms` is stamped by the sink.
@@ -34,6 +37,7 @@ from cityscreen.aggregates import WindowAggregate
 from cityscreen.errors import CityScreenError
 from cityscreen.frames import Frame
 from cityscreen.settings import Settings, to_env
+from services.gateway import wsclient
 from services.gateway.auth import WS_SUBPROTOCOL
 from services.gateway.testing import demo_aggregate, free_port, redis_server
 
@@ -57,6 +61,7 @@ class LoadTestPlan:
     res: int = 6
     layers: tuple[str, ...] = ("population",)
     persons: int = 1_000  # per synthetic window: the gate's time per window grows with it
+    client: str = "lean"  # "lean" (wsclient) or "library" (the websockets library, a cross-check)
 
 
 class _Stamp(msgspec.Struct):
@@ -99,6 +104,40 @@ async def _client(
     ready: asyncio.Semaphore,
     connected: list[int],
 ) -> None:
+    decoder = msgspec.json.Decoder(_Stamp)
+
+    def on_message(payload: bytes, now_s: float) -> None:
+        # the receive time is taken when the event loop hands over the bytes (see wsclient)
+        if not window or not payload.startswith(b'{"type":"frame"'):
+            return
+        published_ms = decoder.decode(payload).published_ms
+        if window[0] * 1000 <= published_ms <= window[1] * 1000:
+            out.append(now_s * 1000 - published_ms)
+
+    async with ready:
+        ws = await wsclient.connect(url, [WS_SUBPROTOCOL, f"bearer.{token}"], on_message)
+    connected[0] += 1
+    try:
+        ws.send_text(json.dumps(subscribe))
+        await ws.closed
+    finally:
+        ws.close()
+
+
+async def _library_client(
+    url: str,
+    token: str,
+    subscribe: dict[str, Any],
+    window: list[float],
+    out: list[float],
+    ready: asyncio.Semaphore,
+    connected: list[int],
+) -> None:
+    """The same client on the websockets library (`--client library`): a cross-check of the lean one.
+
+    Its receive time is taken when its task runs, after the library's per-message work, so thousands
+    per process add their own queueing to the delay.
+    """
     from websockets.asyncio.client import connect
     from websockets.typing import Subprotocol
 
@@ -115,17 +154,23 @@ async def _client(
     async with ws:
         await ws.send(json.dumps(subscribe))
         while True:
-            text = await ws.recv(decode=False)  # bytes: skip UTF-8 validation, msgspec reads bytes
+            payload = await ws.recv(decode=False)
             now_ms = time.time() * 1000
-            stamp = decoder.decode(text)
-            if stamp.type != "frame" or not window:
-                continue
-            t0_ms, t1_ms = window[0] * 1000, window[1] * 1000
-            if t0_ms <= stamp.published_ms <= t1_ms:
+            stamp = decoder.decode(payload)
+            if (
+                stamp.type == "frame"
+                and window
+                and window[0] * 1000 <= stamp.published_ms <= window[1] * 1000
+            ):
                 out.append(now_ms - stamp.published_ms)
 
 
-def _client_process(url: str, token: str, n: int, subscribe: dict[str, Any], conn: Any) -> None:
+CLIENTS = {"lean": _client, "library": _library_client}
+
+
+def _client_process(
+    url: str, token: str, n: int, subscribe: dict[str, Any], conn: Any, kind: str = "lean"
+) -> None:
     """Child process: open `n` clients, report when connected, record delays in the window it is sent."""
     raise_fd_limit(n + 256)
 
@@ -135,7 +180,7 @@ def _client_process(url: str, token: str, n: int, subscribe: dict[str, Any], con
         delays: list[float] = []
         connected = [0]
         tasks = [
-            asyncio.create_task(_client(url, token, subscribe, window, delays, ready, connected))
+            asyncio.create_task(CLIENTS[kind](url, token, subscribe, window, delays, ready, connected))
             for _ in range(n)
         ]
         while connected[0] < n:
@@ -247,7 +292,9 @@ def run_loadtest(settings: Settings, plan: LoadTestPlan, make_publisher: MakePub
         ]
         for n in share:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_client_process, args=(url, token, n, subscribe, child), daemon=True)
+            proc = ctx.Process(
+                target=_client_process, args=(url, token, n, subscribe, child, plan.client), daemon=True
+            )
             proc.start()
             pipes.append(parent)
             procs.append(proc)

@@ -84,7 +84,9 @@ def cell_in_bbox(cell: str, bbox: BBox | None) -> bool:
     return bbox is None or bbox.contains(*_center(cell))
 
 
+@lru_cache(maxsize=65_536)
 def keep_stat(key: str, layers: frozenset[str], breakdown: str | None) -> bool:
+    # cached: a frame repeats the same few hundred keys in every cell, and views repeat across frames
     layer, _metric, dimension, _category = parse_stat_key(key)
     return layer in layers and (dimension is None or dimension == breakdown)
 

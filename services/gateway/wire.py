@@ -60,9 +60,26 @@ def _open_check(owner: Any) -> Callable[[], bool] | None:
     return None
 
 
+def server_send(asgi_send: Any, depth: int = 8) -> Any:
+    """The server's own send behind middleware wrappers (closures over a `send`), else `asgi_send`.
+
+    Starlette hands the app its exception middleware's `sender` closure, not uvicorn's bound method; the
+    fast path needs the latter to find the connection.
+    """
+    send = asgi_send
+    for _ in range(depth):
+        if getattr(send, "__self__", None) is not None:
+            return send
+        code, cells = getattr(send, "__code__", None), getattr(send, "__closure__", None)
+        if code is None or not cells or "send" not in code.co_freevars:
+            break
+        send = cells[code.co_freevars.index("send")].cell_contents
+    return asgi_send
+
+
 def raw_writer(asgi_send: Any) -> Callable[[bytes], bool] | None:
     """A `write(frame) -> sent?` for the socket behind `asgi_send`, or None when the fast path is unsafe."""
-    owner = getattr(asgi_send, "__self__", None)
+    owner = getattr(server_send(asgi_send), "__self__", None)
     transport = getattr(owner, "transport", None)
     is_open = _open_check(owner)
     if is_open is None or transport is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from cityscreen.errors import CityScreenError
-from cityscreen.events import INGEST_TOPICS, RawEvent, encode_many
+from cityscreen.events import INGEST_TOPICS, RawEvent, encode_many, topic_partitions
 from cityscreen.settings import KafkaSettings, Settings
 from services.generator.fixtures import encode_line, open_write
 
@@ -54,7 +54,6 @@ class KafkaSink:
         self._buffers: dict[str, list[RawEvent]] = {}
         self._pending: list[asyncio.Future] = []
         self._producer: Any = None
-        self._rr = 0
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
@@ -75,8 +74,9 @@ class KafkaSink:
 
     async def send_bytes(self, topic: str, value: bytes) -> None:
         assert self._producer is not None
-        self._rr = (self._rr + 1) % self.partitions  # raw topics are not keyed: spread records evenly
-        self._pending.append(await self._producer.send(topic, value, partition=self._rr))
+        # no key and no partition: the producer spreads records over however many partitions the topic
+        # has (one for the raw topics, see cityscreen.events.INGEST_TOPIC_PARTITIONS)
+        self._pending.append(await self._producer.send(topic, value))
         if len(self._pending) >= 200:
             await self.drain()
 
@@ -149,6 +149,6 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> N
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+            await admin.create_topics([NewTopic(t, topic_partitions(t, partitions), 1) for t in missing])
     finally:
         await admin.close()

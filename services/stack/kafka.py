@@ -211,6 +211,8 @@ def start_broker(
 async def _ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int, deadline: float) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    from cityscreen.events import topic_partitions
+
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()
     try:
@@ -221,7 +223,10 @@ async def _ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int,
             if not missing:
                 return
             response = await admin.create_topics(
-                [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                [
+                    NewTopic(t, num_partitions=topic_partitions(t, partitions), replication_factor=1)
+                    for t in missing
+                ]
             )
             # 36 = TOPIC_ALREADY_EXISTS (a concurrent creator won); other errors retry until the deadline.
             errors = [(name, code) for name, code, *_ in response.topic_errors if code not in (0, 36)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 
 from cityscreen.aggregates import stat_key
 from cityscreen.geo import parent_of
@@ -82,15 +83,59 @@ class _Acc:
     """Per (res, cell, key): value and per-person contributions, reduced to (value, persons, top)."""
 
     def __init__(self) -> None:
-        self.data: dict[tuple[int, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.data: dict[tuple[int, str, str], dict[str, int]] = {}
 
-    def add(self, res: int, cell: str, key: str, person: str, value: int) -> None:
-        self.data[(res, cell, key)][person] += value
+    def add_all(
+        self, places: tuple[tuple[int, str], ...], keys: tuple[str, ...], person: str, value: int
+    ) -> None:
+        data = self.data
+        for res, c in places:
+            for key in keys:
+                per = data.get((res, c, key))
+                if per is None:
+                    data[(res, c, key)] = {person: value}
+                else:
+                    per[person] = per.get(person, 0) + value
 
     def into(self, cells: dict[int, dict[str, dict[str, tuple[int, int, int]]]]) -> None:
         for (res, cell, key), per in self.data.items():
             vals = per.values()
             cells.setdefault(res, {}).setdefault(cell, {})[key] = (sum(vals), len(per), max(vals))
+
+
+# Memoised keys and parents: a window has millions of (event x resolution x key) additions but only a
+# few thousand distinct cells and categories, so these turn string building and H3 calls into lookups.
+@cache
+def _places(cell: str, resolutions: tuple[int, ...]) -> tuple[tuple[int, str], ...]:
+    return tuple((res, parent_of(cell, res)) for res in resolutions)
+
+
+@cache
+def _pop_keys(gender: str, age: str, origin: str) -> tuple[str, ...]:
+    return (
+        "population.persons",
+        stat_key("population", "persons", "gender", gender),
+        stat_key("population", "persons", "age_band", age),
+        stat_key("population", "persons", "origin", origin),
+    )
+
+
+@cache
+def _pay_keys(metric: str, category: str, origin: str) -> tuple[str, ...]:
+    return (
+        stat_key("payments", metric),
+        stat_key("payments", metric, "category", category),
+        stat_key("payments", metric, "origin", origin),
+    )
+
+
+@cache
+def _tap_keys(metric: str, mode: str, line: str) -> tuple[str, ...]:
+    return (
+        stat_key("transit", metric),
+        stat_key("transit", metric, "mode", mode),
+        stat_key("transit", metric, "line", line),
+    )
 
 
 def close_window(
@@ -105,33 +150,28 @@ def close_window(
 ) -> Partial:
     """The partial of one window; updates `carry` (call windows of a partition in order)."""
     cells: dict[int, dict[str, dict[str, tuple[int, int, int]]]] = {}
-    res_all = cfg.resolutions
+    res_all = tuple(cfg.resolutions)
 
-    # population: last SIM event per person
+    # population: last SIM event per person. Each person counts once, in one cell per resolution, so
+    # a statistic's value and persons are the same count and its top contribution is 1.
     last: dict[str, Row] = {}
     for r in sorted(sims, key=lambda r: (r[0], r[1])):
         last[r[2]] = r
-    pop = _Acc()
-    for person, (_, _, _, cell, gender, age, origin) in last.items():
-        for res in res_all:
-            c = parent_of(cell, res)
-            for key in (
-                "population.persons",
-                stat_key("population", "persons", "gender", gender),
-                stat_key("population", "persons", "age_band", age),
-                stat_key("population", "persons", "origin", origin),
-            ):
-                pop.add(res, c, key, person, 1)
-    pop.into(cells)
+    pop: dict[tuple[int, str, str], int] = {}
+    for _, _, _, cell, gender, age, origin in last.values():
+        keys = _pop_keys(gender, age, origin)
+        for res, c in _places(cell, res_all):
+            for key in keys:
+                k = (res, c, key)
+                pop[k] = pop.get(k, 0) + 1
+    for (res, c, key), n in pop.items():
+        cells.setdefault(res, {}).setdefault(c, {})[key] = (n, n, 1)
 
     pay = _Acc()
     for _, _, person, cell, category, fen, origin in _bounded(payments, cfg.max_contributions):
-        for res in res_all:
-            c = parent_of(cell, res)
-            for metric, v in (("count", 1), ("amount_cny", fen)):
-                pay.add(res, c, stat_key("payments", metric), person, v)
-                pay.add(res, c, stat_key("payments", metric, "category", category), person, v)
-                pay.add(res, c, stat_key("payments", metric, "origin", origin), person, v)
+        places = _places(cell, res_all)
+        pay.add_all(places, _pay_keys("count", category, origin), person, 1)
+        pay.add_all(places, _pay_keys("amount_cny", category, origin), person, fen)
     pay.into(cells)
 
     taps = _Acc()
@@ -140,11 +180,7 @@ def close_window(
     for group in (ins, outs):
         for _, _, person, cell, tap, mode, line in _bounded(group, cfg.max_contributions):
             metric = "tap_in" if tap == "in" else "tap_out"
-            for res in res_all:
-                c = parent_of(cell, res)
-                taps.add(res, c, stat_key("transit", metric), person, 1)
-                taps.add(res, c, stat_key("transit", metric, "mode", mode), person, 1)
-                taps.add(res, c, stat_key("transit", metric, "line", line), person, 1)
+            taps.add_all(_places(cell, res_all), _tap_keys(metric, mode, line), person, 1)
     taps.into(cells)
 
     flows = _flows(sims, transits, carry, cfg)

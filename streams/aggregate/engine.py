@@ -21,6 +21,7 @@ from streams.aggregate.partition import PartitionState
 from streams.aggregate.rows import KINDS
 
 SNAPSHOT = "snap"
+CaughtUp = Callable[[int, str], bool]  # (partition, kind) -> every record written so far has been applied
 
 
 class PartitionLog(Protocol):
@@ -119,19 +120,40 @@ class Engine:
             self._delta_newest.setdefault(p, {})[key] = newest
         self._touched.clear()
 
-    def quiet_kinds(self, partition: int, idle_s: float) -> frozenset[str]:
-        """Topic kinds of a partition with no record for `idle_s` (counted from when we took it)."""
+    def quiet_kinds(
+        self, partition: int, idle_s: float, caught_up: CaughtUp = lambda p, k: True
+    ) -> frozenset[str]:
+        """Topic kinds of a partition with no record for `idle_s` (counted from when we took it) and
+        nothing left to read: a topic whose records wait unread behind a busier one is slow, not quiet,
+        and closing on it would turn its events late (a fast replay would lose whole windows)."""
         now, since = self.clock(), self._since.get(partition, self.clock())
         active = self._active_at.get(partition, {})
-        return frozenset(k for k in KINDS if now - active.get(k, since) >= idle_s)
+        return frozenset(k for k in KINDS if now - active.get(k, since) >= idle_s and caught_up(partition, k))
 
-    def close_due(self, idle_s: float | None = None) -> list[Closed]:
+    def applied_offset(self, partition: int, kind: str) -> int:
+        """The offset of the last record of (partition, kind) reflected in the state; -1 if none."""
+        return self.state(partition).applied_offset.get(kind, -1)
+
+    def pause_idle(self, busy_s: float) -> None:
+        """Stop the idle clocks for `busy_s`: time the worker spent computing, not waiting for records.
+
+        Without this, a close that keeps the event loop busy for longer than `idle_s` makes every topic
+        look quiet to the next timer tick, which would then close windows whose records are still
+        waiting in the consumer, and count them as late.
+        """
+        for kinds in self._active_at.values():
+            for k in kinds:
+                kinds[k] += busy_s
+        for p in self._since:
+            self._since[p] += busy_s
+
+    def close_due(self, idle_s: float | None = None, caught_up: CaughtUp = lambda p, k: True) -> list[Closed]:
         """Close due windows of every partition. With `idle_s`, a topic kind quiet for that long stops
         holding its partition's watermark back, and a partition whose every kind is quiet closes all
         its open windows."""
         out = []
         for p, st in sorted(self.states.items()):
-            quiet = self.quiet_kinds(p, idle_s) if idle_s is not None else frozenset()
+            quiet = self.quiet_kinds(p, idle_s, caught_up) if idle_s is not None else frozenset()
             before = st.closed_through_ms
             partials = st.close_due(idle=len(quiet) == len(KINDS), quiet=quiet)
             if st.closed_through_ms is not None and st.closed_through_ms != before:

@@ -23,7 +23,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from cityscreen import ingest
-from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS
+from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS, topic_partitions
 from cityscreen.settings import to_env
 from cityscreen.store_keys import STATS_KEY
 from services.stack import LocalStack, ManagedProcess
@@ -71,7 +71,7 @@ def read_topic(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
-            parts = [TopicPartition(topic, p) for p in range(partitions)]
+            parts = [TopicPartition(topic, p) for p in range(topic_partitions(topic, partitions))]
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             ends = await consumer.end_offsets(parts)

@@ -1,5 +1,6 @@
 """Fan-out: one encode per view, latest wins per client, never back in time."""
 
+import asyncio
 from typing import Any
 
 from services.gateway.conflate import LatestQueue
@@ -96,3 +97,28 @@ def test_offer_counts_a_frame_a_full_socket_refused_as_dropped() -> None:
     hub = make_hub(full)
     hub.deliver(make_frame())
     assert full.queue.dropped == 1 and full.sent == 0
+
+
+def test_a_new_subscription_moves_the_client_to_its_resolution() -> None:
+    client = make_client(res=7)
+    hub = make_hub(client)
+    hub.watch(client, make_view(6, resolutions=RESOLUTIONS))
+    assert hub.deliver(make_frame(res=7)) == 0
+    assert hub.deliver(make_frame(res=6)) == 1
+    hub.remove(client)
+    assert hub.deliver(make_frame(res=6, window_start_ms=120_000)) == 0
+
+
+async def test_frames_sooner_than_the_interval_wait_on_one_timer_and_latest_wins() -> None:
+    client = make_client()
+    hub = make_hub(client)
+    hub.min_interval_s = 0.05
+    assert hub.deliver(make_frame(window_start_ms=60_000)) == 1
+    assert hub.deliver(make_frame(window_start_ms=120_000)) == 0  # too soon: waits
+    assert hub.deliver(make_frame(window_start_ms=180_000)) == 0  # replaces the waiting one
+    assert hub.conflated == 1 and len(client.queue) == 1
+    await asyncio.sleep(0.2)
+    assert len(client.queue) == 2
+    client.queue.get_nowait()
+    paced = client.queue.get_nowait()
+    assert paced is not None and '"window_start_ms":180000' in paced.text

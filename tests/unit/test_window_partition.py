@@ -159,3 +159,27 @@ def _transit(ts_ms: int) -> TransitEvent:
         v=1, event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, tap="in", station_id="S1", line="1",
         mode="metro", lat=22.54, lng=114.05,
     )  # fmt: skip
+
+
+def test_a_topic_with_unread_records_is_slow_not_quiet(make_sim: Callable[..., SimEvent]) -> None:
+    """A fast replay can deliver minutes of SIM before the first transit record is read: closing on the
+    SIM watermark then would make that transit late. Quiet needs nothing left to read, too."""
+    now = [0.0]
+    engine = Engine(CFG, DictLog(), clock=lambda: now[0])
+    for i in range(8):
+        engine.apply_events(0, "sim", i, [make_sim(W0 + i * 30_000)])
+    engine.persist()
+    now[0] = 10.0
+    unread = {"payment": 0, "transit": 3}  # end offsets; transit has 3 records not yet applied
+    caught_up = lambda p, k: engine.applied_offset(p, k) + 1 >= unread.get(k, 0)  # noqa: E731
+    # SIM and payment are quiet (read to the end, nothing new for 10 s); transit is merely unread
+    assert engine.quiet_kinds(0, 5.0, caught_up) == frozenset({"sim", "payment"})
+    assert engine.close_due(idle_s=5.0, caught_up=caught_up) == []
+    engine.apply_events(0, "transit", 2, [_transit(W0 + 20_000)])  # read at last: not late
+    assert W0 in engine.states[0].windows and engine.states[0].windows[W0].rows["transit"]
+    # now transit's own watermark (W0 + 20 s) holds the partition back: nothing can close yet
+    assert [p for c in engine.close_due(idle_s=5.0, caught_up=caught_up) for p in c.partials] == []
+    now[0] = 16.0  # all three caught up and transit quiet again; SIM quiet too: everything closes
+    assert engine.quiet_kinds(0, 5.0, caught_up) == frozenset({"sim", "payment", "transit"})
+    closed = engine.close_due(idle_s=5.0, caught_up=caught_up)
+    assert closed and closed[0].partials[0].window_start_ms == W0

@@ -131,7 +131,7 @@ function followView(force = false) {
 
 async function refreshWindows() {
   const { window_starts_ms } = await api(`frames/windows?res=${state.res}`, { auth: true });
-  state.windows = window_starts_ms;
+  state.windows = debug.windows = window_starts_ms;
   const s = $('scrubber');
   s.max = String(window_starts_ms.length);
   if (state.scrubIndex === null) s.value = s.max;
@@ -197,6 +197,8 @@ function bindControls() {
     sel.disabled = !cats.length;
     state.category = null;
     resubscribe();
+    // a paused window is fetched again with the new breakdown (the live feed brings its own)
+    if (state.scrubIndex !== null) scrub().catch(console.error);
   });
   $('category').addEventListener('change', (e) => { state.category = e.target.value || null; render(); });
   $('scrubber').addEventListener('input', () => scrub().catch(console.error));

@@ -1,0 +1,1 @@
+"""Benchmarks: the pipeline throughput benchmark and the live-mode latency run (commands, not tests)."""

@@ -1,0 +1,67 @@
+"""`cityscreen bench pipeline|live`: the throughput benchmark and the live-mode latency run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from cityscreen.settings import Settings
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def register(app: typer.Typer) -> None:
+    bench = typer.Typer(
+        help="Benchmarks (commands, not tests): they print ratios and write JSON.", no_args_is_help=True
+    )
+    app.add_typer(bench, name="bench")
+
+    @bench.command("pipeline")
+    def pipeline(
+        ctx: typer.Context,
+        events: int = typer.Option(2_000_000, "--events", help="events loaded and aggregated"),
+        out: Path = typer.Option(Path("artifacts/bench-pipeline.json"), "--out", help="result JSON"),
+        base_persons: int = typer.Option(250_000, "--base-persons", help="simulated persons (replicated)"),
+        span_s: int = typer.Option(300, "--span-s", help="event-time span of the load"),
+        peer_events: int = typer.Option(200_000, "--peer-events", help="most events given to the peer"),
+        peer_seconds: float = typer.Option(45.0, "--peer-seconds", help="longest peer measurement"),
+        workers: int = typer.Option(1, "--workers", help="aggregate workers in one group (1 or 2)"),
+        use_running: bool = typer.Option(False, "--use-running", help="the running stack, not a fresh one"),
+    ) -> None:
+        """Load N generator events into Kafka, then measure limit, peer and ours on them; write JSON."""
+        from services.bench.pipeline import PipelineOptions, run_pipeline, write_result
+
+        settings: Settings = ctx.obj
+        opts = PipelineOptions(
+            events=events,
+            base_persons=base_persons,
+            span_s=span_s,
+            peer_events=peer_events,
+            peer_seconds=peer_seconds,
+            workers=workers,
+            use_running=use_running,
+        )
+        write_result(out, run_pipeline(settings, opts, _say), _say)
+
+    @bench.command("live")
+    def live(
+        ctx: typer.Context,
+        rate: float = typer.Option(20_000, "--rate", help="generator events per second (wall clock)"),
+        seconds: float = typer.Option(300, "--seconds", help="how long the generator runs"),
+        out: Path = typer.Option(Path("artifacts/bench-live.json"), "--out", help="result JSON"),
+        sample_s: float = typer.Option(5.0, "--sample-s", help="seconds between consumer-lag samples"),
+        persons: int = typer.Option(None, "--persons", help="generator population [generator.persons]"),
+        use_running: bool = typer.Option(False, "--use-running", help="the running stack, not a fresh one"),
+    ) -> None:
+        """Generator at a fixed rate in real time through ingest and aggregate: delay and consumer lag."""
+        from services.bench.live import LiveOptions, run_live, write_live
+
+        settings: Settings = ctx.obj
+        opts = LiveOptions(
+            rate_eps=rate, seconds=seconds, sample_s=sample_s, persons=persons, use_running=use_running
+        )
+        write_live(out, run_live(settings, opts, _say), _say)

@@ -1,0 +1,225 @@
+"""`cityscreen bench live`: the generator at a fixed rate in real time through the real ingest and
+aggregate workers; delay from event time to frame published, and consumer lag over time.
+
+Definitions (also written into the JSON):
+- event delay: published_ms - ts_ms per event. The rate-mode generator stamps each event with its send
+  time at a fixed rate, so a window's events are spread evenly over the part of the window the run
+  covered; every window contributes one value per 10 ms of that part (i.e. per event, weighted by its
+  event count), and p50/p99 are taken over all of them.
+- window delay: published_ms - window end (window_start + window_s), per window.
+- lag: end offset - committed offset, summed over the group's input topics, sampled every --sample-s.
+  Flat = over the second half of the run it grows by less than 5% of the rate records are written to
+  the group's input topics, both in records/s (see report.lag_is_flat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis as redis_sync
+
+from cityscreen.events import CLEAN_TOPICS, INGEST_TOPICS
+from cityscreen.settings import Settings, to_env
+from services.bench import probes
+from services.bench.pipeline import Say, _alive
+from services.bench.report import event_delays_ms, lag_is_flat, percentile, second_half, slope_per_s
+from services.bench.stack import bench_stack
+from services.stack.procs import spawn
+
+INGEST_GROUP = "cityscreen-ingest"
+AGGREGATE_GROUP = "cityscreen-aggregate"
+SAMPLE_MS = 10  # one delay value per 10 ms of a window's covered event time
+
+
+@dataclass
+class LiveOptions:
+    rate_eps: float = 20_000
+    seconds: float = 300
+    sample_s: float = 5.0
+    persons: int | None = None
+    use_running: bool = False
+
+
+def run_live(settings: Settings, opts: LiveOptions, say: Say) -> dict[str, object]:
+    with bench_stack(settings, "live", opts.use_running, say) as s:
+        return _run(s, opts, say)
+
+
+def _run(s: Settings, opts: LiveOptions, say: Say) -> dict[str, object]:
+    env = {**os.environ, **to_env(s)}
+    logs = s.data_dir / "bench-logs"
+    cli = [sys.executable, "-m", "services.cli"]
+    r = redis_sync.Redis.from_url(s.redis.url)
+    base_res, window_ms = max(s.window.resolutions), s.window.window_s * 1000
+    known = set(probes.published_windows(r, base_res))
+    workers = [
+        spawn("live-ingest", [*cli, "worker", "--role", "ingest"], log_dir=logs, env=env),
+        spawn(
+            "live-aggregate",
+            [*cli, "worker", "--role", "aggregate", "--group", AGGREGATE_GROUP],
+            log_dir=logs,
+            env=env,
+        ),
+    ]
+    gen = None
+    try:
+        for group in (INGEST_GROUP, AGGREGATE_GROUP):
+
+            def joined(g: str = group) -> bool:
+                return asyncio.run(probes.group_members(s.kafka.bootstrap, g))[0] == "Stable"
+
+            workers[0].wait_ready(joined, timeout_s=120, what=f"joined ({group})")
+        say(f"[live] workers ready; generator at {opts.rate_eps:,.0f} events/s for {opts.seconds:.0f} s ...")
+        gen_argv = [
+            *cli,
+            "generate",
+            "--rate",
+            str(opts.rate_eps),
+            "--duration-s",
+            str(opts.seconds),
+            "--no-progress",
+        ] + (["--persons", str(opts.persons)] if opts.persons else [])
+        gen = spawn("live-generator", gen_argv, log_dir=logs, env=env)
+        first_ms: int | None = None
+        end_ms: int | None = None
+        lags: dict[str, list[tuple[float, float]]] = {INGEST_GROUP: [], AGGREGATE_GROUP: []}
+        ends: dict[str, list[tuple[float, float]]] = {INGEST_GROUP: [], AGGREGATE_GROUP: []}
+        published: dict[int, int] = {}
+        t0, next_sample = time.monotonic(), time.monotonic()
+        deadline = t0 + opts.seconds + 180 + (window_ms + s.window.grace_s * 1000) / 1000
+        while time.monotonic() < deadline:
+            for w in workers:
+                _alive(w)
+            now_ms = int(time.time() * 1000)
+            if first_ms is None and probes.stats(r).get("ingest.accepted", 0) > 0:
+                first_ms = now_ms  # the first event reached ingest (stamped a moment before)
+            if end_ms is None and gen.returncode is not None:
+                end_ms = now_ms
+                say(f"[live] generator done: {gen.tail(1).strip()}")
+            for start in probes.published_windows(r, base_res):
+                if start not in known and start not in published:
+                    p_ms = probes.published_ms(r, base_res, start)
+                    if p_ms is not None:
+                        published[start] = p_ms
+            if time.monotonic() >= next_sample:
+                next_sample += opts.sample_s
+                t_s = time.monotonic() - t0
+                bs = s.kafka.bootstrap
+                ingest, ingest_end = asyncio.run(
+                    probes.group_lag(bs, INGEST_GROUP, list(INGEST_TOPICS.values()))
+                )
+                agg, agg_end = asyncio.run(probes.group_lag(bs, AGGREGATE_GROUP, list(CLEAN_TOPICS.values())))
+                if end_ms is None:  # lag flatness is about the time the load runs
+                    for group, lag, end in (
+                        (INGEST_GROUP, ingest, ingest_end),
+                        (AGGREGATE_GROUP, agg, agg_end),
+                    ):
+                        lags[group].append((t_s, lag))
+                        ends[group].append((t_s, end))
+                say(
+                    f"[live] {t_s:5.0f} s  lag ingest {ingest:,} records, aggregate {agg:,} records, "
+                    f"{len(published)} windows published"
+                )
+            if end_ms is not None and first_ms is not None and window_of(end_ms - 1, window_ms) in published:
+                break
+            time.sleep(0.25)
+        stats = probes.stats(r)
+        gen_line = gen.tail(1).strip()
+    finally:
+        for p in [gen, *workers]:
+            if p is not None:
+                p.stop()
+    return live_result(opts, s, first_ms, end_ms, published, lags, ends, stats, gen_line)
+
+
+def window_of(ts_ms: int, window_ms: int) -> int:
+    return ts_ms - ts_ms % window_ms
+
+
+def live_result(
+    opts: LiveOptions,
+    s: Settings,
+    first_ms: int | None,
+    end_ms: int | None,
+    published: dict[int, int],
+    lags: dict[str, list[tuple[float, float]]],
+    ends: dict[str, list[tuple[float, float]]],
+    stats: dict[str, int],
+    gen_line: str,
+) -> dict[str, object]:
+    window_ms = s.window.window_s * 1000
+    delays: list[float] = []
+    windows = []
+    for w, p_ms in sorted(published.items()):
+        lo, hi = max(w, first_ms or w), min(w + window_ms, end_ms or w + window_ms)
+        if hi > lo:
+            delays.extend(event_delays_ms(lo, hi, p_ms, max(1, (hi - lo) // SAMPLE_MS)))
+        windows.append(
+            {"window_start_ms": w, "published_ms": p_ms, "delay_after_end_ms": p_ms - (w + window_ms)}
+        )
+    after_end = [float(x["delay_after_end_ms"]) for x in windows]
+    lag_doc: dict[str, Any] = {}
+    for group, samples in lags.items():
+        half = second_half(samples)
+        lag_doc[group] = {
+            "flat": lag_is_flat(samples, ends[group]),
+            "slope_records_per_s_second_half": round(slope_per_s(half), 1),
+            "input_records_per_s_second_half": round(slope_per_s(second_half(ends[group])), 1),
+            "max_second_half": max(v for _, v in half) if half else None,
+            "samples": [[round(t, 1), v] for t, v in samples],
+        }
+    return {
+        "rate_eps": opts.rate_eps,
+        "seconds": opts.seconds,
+        "generator": gen_line,
+        "event_delay_ms": {
+            "p50": percentile(delays, 50),
+            "p99": percentile(delays, 99),
+            "definition": "published_ms - ts_ms per event, events spread evenly over the "
+            "covered part of each window (fixed-rate generator stamps send time)",
+        },
+        "window_delay_ms": {
+            "p50": percentile(after_end, 50),
+            "p99": percentile(after_end, 99),
+            "max": max(after_end) if after_end else None,
+            "definition": "published_ms - (window_start_ms + window_s*1000) per window",
+        },
+        "lag": lag_doc,
+        "lag_definition": "end offset - committed offset summed over the group's input topics (records; "
+        "ingest records hold generator.batch_events events, clean records up to 1000)",
+        "windows": windows,
+        "stats": stats,
+        "settings": {
+            "window_s": s.window.window_s,
+            "grace_s": s.window.grace_s,
+            "idle_close_s": s.window.idle_close_s,
+            "partitions": s.kafka.partitions,
+            "stack": "running" if opts.use_running else "fresh",
+        },
+        "machine": {"cores": os.cpu_count()},
+    }
+
+
+def write_live(path: Path, result: dict[str, object], say: Say) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    ev, win, lag = result["event_delay_ms"], result["window_delay_ms"], result["lag"]
+    say(f"event delay (published - event time): p50 {_ms(ev['p50'])}  p99 {_ms(ev['p99'])}")  # type: ignore[index]
+    say(f"window delay (published - window end): p50 {_ms(win['p50'])}  p99 {_ms(win['p99'])}")  # type: ignore[index]
+    for group, doc in lag.items():  # type: ignore[attr-defined]
+        say(
+            f"lag {group}: flat={doc['flat']} max(2nd half)={doc['max_second_half']} "
+            f"slope={doc['slope_records_per_s_second_half']}/s"
+        )
+    say(f"wrote {path}")
+
+
+def _ms(x: object) -> str:
+    return f"{x / 1000:.1f} s" if isinstance(x, int | float) else "n/a"

@@ -1,0 +1,136 @@
+"""The benchmarks' pure arithmetic: rates, ratios against the targets, percentiles, lag flatness, JSON.
+
+Nothing here touches Kafka or Redis, so every rule the benchmark prints is unit-tested.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Targets of issue 4 on the 2-core machine with the broker on the same box.
+TARGET_OURS_EPS = 200_000.0
+TARGET_OURS_PER_PEER = 20.0
+TARGET_OURS_PER_LIMIT = 0.5
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float
+    target: float
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.target
+
+    def line(self) -> str:
+        verdict = "PASS" if self.passed else "MISS"
+        return f"{self.name:<14} {_fmt(self.value):>12}  target >= {_fmt(self.target):<10} {verdict}"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
+
+
+def rate_eps(events: int, seconds: float) -> float:
+    """Events per second; 0 when nothing was timed (an aborted phase), never a division by zero."""
+    return events / seconds if seconds > 0 else 0.0
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else math.inf if a > 0 else 0.0
+
+
+def checks(limit_eps: float, peer_eps: float, ours_eps: float) -> list[Check]:
+    """The three targets, in the order the benchmark prints them."""
+    return [
+        Check("ours_eps", ours_eps, TARGET_OURS_EPS),
+        Check("ours/peer", ratio(ours_eps, peer_eps), TARGET_OURS_PER_PEER),
+        Check("ours/limit", ratio(ours_eps, limit_eps), TARGET_OURS_PER_LIMIT),
+    ]
+
+
+def pipeline_result(limit_eps: float, peer_eps: float, ours_eps: float, **extra: object) -> dict[str, object]:
+    """The JSON document: exactly limit_eps, peer_eps, ours_eps at the top, then ratios, targets, extras."""
+    cs = checks(limit_eps, peer_eps, ours_eps)
+    doc: dict[str, object] = {
+        "limit_eps": round(limit_eps, 1),
+        "peer_eps": round(peer_eps, 1),
+        "ours_eps": round(ours_eps, 1),
+        "ratios": {"ours_per_peer": _json_num(cs[1].value), "ours_per_limit": _json_num(cs[2].value)},
+        "targets": {
+            "ours_eps": TARGET_OURS_EPS,
+            "ours_per_peer": TARGET_OURS_PER_PEER,
+            "ours_per_limit": TARGET_OURS_PER_LIMIT,
+        },
+        "passed": {c.name: c.passed for c in cs},
+    }
+    doc.update(extra)
+    return doc
+
+
+def _json_num(x: float) -> float | None:
+    return round(x, 3) if math.isfinite(x) else None
+
+
+def summary_lines(limit_eps: float, peer_eps: float, ours_eps: float) -> list[str]:
+    lines = [
+        f"limit_eps      {limit_eps:>12,.0f}  (plain aiokafka consumer, decode only)",
+        f"peer_eps       {peer_eps:>12,.0f}  (textbook Faust agent, per-event table update)",
+        f"ours_eps       {ours_eps:>12,.0f}  (aggregate worker, until the last frame is published)",
+    ]
+    return lines + [c.line() for c in checks(limit_eps, peer_eps, ours_eps)]
+
+
+# ---------------------------------------------------------------- live mode
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks; None when empty."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def event_delays_ms(first_ts_ms: int, end_ts_ms: int, published_ms: int, samples: int) -> list[float]:
+    """Delays (published_ms - ts_ms) of a window's events when they are spread evenly over
+    [first_ts_ms, end_ts_ms), as the fixed-rate generator sends them: one value per 1/samples of it."""
+    step = (end_ts_ms - first_ts_ms) / samples if samples > 0 else 0
+    return [published_ms - (first_ts_ms + (i + 0.5) * step) for i in range(samples)]
+
+
+def slope_per_s(samples: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of (t_s, value) samples, in value units per second (0 for < 2 samples)."""
+    n = len(samples)
+    if n < 2:
+        return 0.0
+    mt = sum(t for t, _ in samples) / n
+    mv = sum(v for _, v in samples) / n
+    var = sum((t - mt) ** 2 for t, _ in samples)
+    if var == 0:
+        return 0.0
+    return sum((t - mt) * (v - mv) for t, v in samples) / var
+
+
+def second_half(samples: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The samples taken in the second half of the sampled time span."""
+    if not samples:
+        return []
+    mid = (samples[0][0] + samples[-1][0]) / 2
+    return [x for x in samples if x[0] >= mid]
+
+
+def lag_is_flat(
+    lag: Sequence[tuple[float, float]], written: Sequence[tuple[float, float]], max_share: float = 0.05
+) -> bool:
+    """Lag is flat when, over the second half of the run, it grows by less than `max_share` of the rate
+    at which records are written (both in records/s, from (t_s, lag) and (t_s, end offsets) samples):
+    a consumer that keeps up has a bounded backlog, one that falls behind by 5% or more is not flat."""
+    lag_half, written_half = second_half(lag), second_half(written)
+    if len(lag_half) < 2 or len(written_half) < 2:
+        return False
+    input_rate = slope_per_s(written_half)
+    return input_rate > 0 and slope_per_s(lag_half) < max_share * input_rate

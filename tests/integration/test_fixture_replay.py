@@ -1,0 +1,109 @@
+"""The whole replay path on real processes: `cityscreen replay <shipped fixture> --asap` -> ingest worker
+-> aggregate worker -> Redis and the frames topic, twice, each time on a fresh stack.
+
+The pipeline's exact aggregates (rebuilt from the internal partials topic: Redis and the frames topic
+hold only gated frames) equal the committed expected file, the frames in Redis and on the frames
+topic equal the gate applied to it, and the second run is byte-identical to the first.
+
+The stack has the default partitions: one per raw topic (so each kind reaches the ingest edge in the
+fixture's order, see cityscreen.events.INGEST_TOPIC_PARTITIONS) and four per clean topic, so the
+aggregates are merged from four partitions' partials. No event may be late.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+
+from cityscreen.city import load_city
+from services.generator.fixtures import read_events
+from tests.fixture_expected import FIXTURE, inside_city, load_expected
+from tests.pipeline_capture import exact_aggregates, topic_frames
+from tests.reference_aggregates import reference_window_aggregates
+from tests.streams_support import expected_frames, published_frames, windows_published
+
+pytestmark = pytest.mark.integration
+
+DAY_S = 86_400
+
+
+def _skew_for_fixture(first_ts_ms: int) -> int:
+    """max_event_skew_s for this test's ingest worker only: the fixture's recorded times are in the past,
+    and `--shift-days 0` keeps them so both runs aggregate exactly the committed events and windows."""
+    return int(time.time() - first_ts_ms / 1000) + DAY_S
+
+
+def _replay_once(
+    stack_factory: Callable[..., Any], spawn: Callable[..., Any], wait_for: Callable[..., Any], run: str
+) -> dict[str, Any]:
+    expected = load_expected()
+    stack = stack_factory(
+        max_event_skew_s=_skew_for_fixture(expected[0].window_start_ms),
+    )
+    settings = stack.settings
+    client = redis.Redis.from_url(settings.redis.url)
+    workers: list[Any] = []
+    try:
+        workers.append(spawn("worker", "--role", "ingest", settings=settings, name=f"ingest-{run}"))
+        workers.append(spawn("worker", "--role", "aggregate", settings=settings, name=f"aggregate-{run}"))
+        replay = spawn("replay", str(FIXTURE), "--asap", "--shift-days", "0", "--no-progress",
+                       settings=settings, name=f"replay-{run}")  # fmt: skip
+        wait_for(lambda: not replay.is_alive(), timeout_s=120, what="the replay to finish")
+        assert replay.returncode == 0, replay.tail()
+        windows = len(expected)
+        wait_for(lambda: windows_published(client) >= windows, timeout_s=180, what=f"{windows} windows")
+        raw_stats: dict[bytes, bytes] = client.hgetall("city:stats")  # type: ignore[assignment]
+        stats = {k.decode(): int(v) for k, v in raw_stats.items()}
+        return {
+            "stats": stats,
+            "aggregates": exact_aggregates(settings),
+            "redis": published_frames(client, settings),
+            "topic": topic_frames(settings),
+            "settings": settings,
+        }
+    finally:
+        client.close()
+        for worker in workers:  # while their broker still runs, so they shut down cleanly
+            worker.stop()
+        stack.stop()  # before the second run's stack starts: two brokers at once crowd a 2-core box
+
+
+def test_replaying_the_fixture_twice_gives_the_expected_and_identical_aggregates(
+    stack_factory: Callable[..., Any], spawn: Callable[..., Any], wait_for: Callable[..., Any]
+) -> None:
+    expected = load_expected()
+    first = _replay_once(stack_factory, spawn, wait_for, "a")
+    settings = first["settings"]
+
+    accepted = inside_city(read_events(FIXTURE), load_city(None).bbox)
+    assert reference_window_aggregates(accepted, settings) == expected
+
+    # (a) every event passed the edge but the out-of-city ones, and the aggregates are the reference's
+    assert first["stats"]["ingest.accepted"] == 26_390
+    assert first["stats"]["deadletter.out_of_city"] == 4
+    assert first["stats"].get("late_events", 0) == 0
+    assert first["aggregates"] == expected
+    gated = expected_frames(expected, settings)
+    assert len(gated) == len(expected) * len(settings.window.resolutions)
+    assert first["redis"] == gated
+    assert first["topic"] == sorted((f"{r}:{w}".encode(), body) for (r, w), body in gated.items())
+    assert windows_published_once(first)
+
+    # (b) a second, independent run: byte-identical exact aggregates and frames
+    second = _replay_once(stack_factory, spawn, wait_for, "b")
+    counted = ("ingest.accepted", "deadletter.out_of_city", "windows_published", "late_events")
+    assert {k: second["stats"].get(k) for k in counted} == {k: first["stats"].get(k) for k in counted}
+    assert [msgspec.json.encode(a) for a in second["aggregates"]] == [
+        msgspec.json.encode(a) for a in first["aggregates"]
+    ]
+    assert second["redis"] == first["redis"]
+    assert second["topic"] == first["topic"]
+
+
+def windows_published_once(run: dict[str, Any]) -> bool:
+    return run["stats"]["windows_published"] == len(run["aggregates"])

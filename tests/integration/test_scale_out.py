@@ -1,0 +1,106 @@
+"""Scale-out: two aggregate worker processes in one consumer group publish the same frames (and the same
+exact aggregates) as one worker, and as the gate applied to the plain reference.
+
+Each run has its own stack, so the two runs share nothing: not the clean topics, not the group's
+internal topics, not Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+
+from cityscreen.events import CLEAN_TOPICS
+from cityscreen.settings import WindowSettings
+from tests.pipeline_capture import exact_aggregates, group_assignment
+from tests.reference_aggregates import reference_window_aggregates
+from tests.streams_support import (
+    expected_frames,
+    make_raw_events,
+    produce_clean,
+    published_frames,
+    to_clean,
+    windows_published,
+)
+
+pytestmark = pytest.mark.integration
+
+GROUP = "cityscreen-aggregate"  # the worker's default group
+
+
+def _clean_partitions(assignment: dict[str, dict[str, list[int]]]) -> dict[str, set[int]]:
+    """member -> clean-topic partitions it holds (the same partition number on all three topics)."""
+    return {
+        member: {p for topic, parts in topics.items() if topic in CLEAN_TOPICS.values() for p in parts}
+        for member, topics in assignment.items()
+    }
+
+
+def _run(
+    workers: int,
+    stack_factory: Callable[..., Any],
+    spawn: Callable[..., Any],
+    wait_for: Callable[..., Any],
+) -> dict[str, Any]:
+    # idle_close_s: a topic quiet this long stops holding the watermark; generous so that a busy box
+    # (rebalance, recovery) cannot turn on-time events late
+    stack = stack_factory(window=WindowSettings(idle_close_s=15.0))
+    settings = stack.settings
+    client = redis.Redis.from_url(settings.redis.url)
+    partitions = set(range(settings.kafka.partitions))
+    procs: list[Any] = []
+    try:
+        for i in range(workers):
+            procs.append(spawn("worker", "--role", "aggregate", settings=settings, name=f"w{workers}-{i}"))
+
+        def settled() -> dict[str, set[int]] | None:
+            held = _clean_partitions(group_assignment(settings, GROUP))
+            spread = len(held) == workers and all(held.values())
+            return held if spread and set().union(*held.values()) == partitions else None
+
+        before = wait_for(settled, timeout_s=120, what=f"{workers} group members sharing the partitions")
+        raw = make_raw_events(persons=400, minutes=4)
+        clean = [to_clean(r, settings) for r in raw]
+        asyncio.run(produce_clean(settings.kafka.bootstrap, clean, settings.kafka.partitions))
+        reference = reference_window_aggregates(raw, settings)
+        windows = len(reference)
+        wait_for(lambda: windows_published(client) >= windows, timeout_s=180, what=f"{windows} windows")
+        return {
+            "before": before,
+            "after": _clean_partitions(group_assignment(settings, GROUP)),
+            "reference": reference,
+            "expected": expected_frames(reference, settings),
+            "frames": published_frames(client, settings),
+            "aggregates": exact_aggregates(settings),
+            "windows_published": windows_published(client),
+        }
+    finally:
+        client.close()
+        for proc in procs:  # while their broker still runs, so they shut down cleanly
+            proc.stop()
+        stack.stop()
+
+
+def test_two_workers_publish_the_same_frames_as_one(
+    stack_factory: Callable[..., Any], spawn: Callable[..., Any], wait_for: Callable[..., Any]
+) -> None:
+    one = _run(1, stack_factory, spawn, wait_for)
+    two = _run(2, stack_factory, spawn, wait_for)
+
+    # both workers held clean partitions while the events were processed, and still do
+    for held in (two["before"], two["after"]):
+        assert len(held) == 2 and all(held.values()), held
+        assert sorted(p for ps in held.values() for p in ps) == list(range(4)), held
+
+    assert one["frames"] == one["expected"]
+    assert two["frames"] == one["frames"]
+    assert two["aggregates"] == one["aggregates"] == one["reference"]
+    assert [msgspec.json.encode(a) for a in two["aggregates"]] == [
+        msgspec.json.encode(a) for a in one["aggregates"]
+    ]
+    assert two["windows_published"] == one["windows_published"] == len(one["reference"])

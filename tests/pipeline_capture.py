@@ -1,0 +1,97 @@
+"""Test support: read back what a real aggregate worker group produced, straight from Kafka.
+
+- `exact_aggregates`: the exact window aggregates, rebuilt from the internal partials topic a group's
+  aggregate agents write (first copy per window and partition, as the release agent merges them).
+  Redis and the frames topic only ever hold gated frames, so this is the one place the pipeline's
+  exact aggregates can be compared.
+- `topic_frames`: the frames on `city.frames.v1`, published_ms zeroed.
+- `group_assignment`: which partitions each member of a consumer group holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from cityscreen.aggregates import WindowAggregate
+from cityscreen.events import FRAMES_TOPIC, topic_partitions
+from cityscreen.frames import decode_frame, encode_frame
+from cityscreen.settings import Settings
+from streams.aggregate.partial import Partial, decode_message, merge_partials
+from streams.internal_topics import partials_topic
+from streams.release_book import finalize_window
+
+
+async def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes | None, bytes]]:
+    """Every record of `topic` from the beginning to the current end, partition by partition."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(topic_partitions(topic, partitions))]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        out: list[tuple[bytes | None, bytes]] = []
+        for tp in parts:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                out.extend((m.key, m.value) for m in batch.get(tp, []) if m.value is not None)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def exact_aggregates(settings: Settings, group: str = "cityscreen-aggregate") -> list[WindowAggregate]:
+    records = asyncio.run(_read_all(settings.kafka.bootstrap, partials_topic(group), 1))
+    first: dict[int, dict[int, Partial]] = {}
+    for _, value in records:
+        msg = decode_message(value)
+        if msg.partial is not None:
+            first.setdefault(msg.partial.window_start_ms, {}).setdefault(msg.partition, msg.partial)
+    out = []
+    for window in sorted(first):
+        merged = merge_partials(first[window][p] for p in sorted(first[window]))
+        assert merged is not None
+        out.append(finalize_window(merged, settings))
+    return out
+
+
+def topic_frames(settings: Settings) -> list[tuple[bytes, bytes]]:
+    """(key, frame JSON with published_ms zeroed) in topic order (the frames topic has one key per frame)."""
+    out = []
+    for key, value in asyncio.run(
+        _read_all(settings.kafka.bootstrap, FRAMES_TOPIC, settings.kafka.partitions)
+    ):
+        frame = decode_frame(value)
+        frame.published_ms = 0
+        out.append((key or b"", encode_frame(frame)))
+    return sorted(out)
+
+
+async def _assignment(bootstrap: str, group: str) -> dict[str, dict[str, list[int]]]:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses: list[Any] = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    members: dict[str, dict[str, list[int]]] = {}
+    for response in responses:
+        for described in response.to_object()["groups"]:
+            for member in described["members"]:
+                if not member["member_assignment"]:
+                    members[member["member_id"]] = {}
+                    continue
+                assignment = ConsumerProtocolMemberAssignment.decode(member["member_assignment"])
+                members[member["member_id"]] = {t: sorted(ps) for t, ps in assignment.assignment}
+    return members
+
+
+def group_assignment(settings: Settings, group: str) -> dict[str, dict[str, list[int]]]:
+    """member id -> topic -> partitions, as the group coordinator last assigned them."""
+    return asyncio.run(_assignment(settings.kafka.bootstrap, group))
