@@ -13,10 +13,13 @@ from typing import Any
 
 STATE_TABLE = "aggregate-state"
 BOOK_TABLE = "release-book"
-COMPACT = {"cleanup.policy": "compact"}
 # A fine-resolution frame of a dense city is over Kafka's 1 MB default (the shipped fixture's res-8 frames
 # are about 1.1 MB of JSON): the frames topic and the worker's producer (streams/app.py) allow this much.
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+# A partition's partial of a dense window, and one batch's delta in the state changelog, can pass 1 MB
+# as well (a 2M-event benchmark crashed on the changelog): every internal topic takes large records.
+LARGE = {"max.message.bytes": str(MAX_RECORD_BYTES)}
+COMPACT = {"cleanup.policy": "compact", **LARGE}
 
 
 def partials_topic(app_id: str) -> str:
@@ -32,7 +35,7 @@ def changelog_topic(app_id: str, table: str) -> str:
 def internal_topics(app_id: str, partitions: int) -> list[tuple[str, int, dict[str, str]]]:
     """(name, partitions, configs) of every topic the aggregate worker reads besides the clean ones."""
     return [
-        (partials_topic(app_id), 1, {}),
+        (partials_topic(app_id), 1, LARGE),
         (changelog_topic(app_id, STATE_TABLE), partitions, COMPACT),
         (changelog_topic(app_id, BOOK_TABLE), 1, COMPACT),
         (f"{app_id}-__assignor-__leader", 1, {}),

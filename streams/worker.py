@@ -28,6 +28,7 @@ from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import Closed, Engine
 from streams.aggregate.partial import PartialMessage, decode_message, encode_message
 from streams.app import create_app
+from streams.ingest import RECORD_EVENTS
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import ReleaseSink
 from streams.release_book import ReleaseBook, finalize_window
@@ -122,7 +123,9 @@ def build_worker(
 
     @app.agent(clean)
     async def aggregate(stream: Any) -> None:
-        async for events in stream.take_events(win.max_batch_events, within=win.flush_s):
+        # take_events counts records, and each clean record holds up to RECORD_EVENTS events
+        records_per_take = max(1, win.max_batch_events // RECORD_EVENTS)
+        async for events in stream.take_events(records_per_take, within=win.flush_s):
             async with lock:
                 started = time.monotonic()
                 late: list[tuple[str, CleanEvent]] = []
