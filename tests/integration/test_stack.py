@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from cityscreen.errors import CityScreenError
-from cityscreen.events import ALL_TOPICS
+from cityscreen.events import ALL_TOPICS, CLEAN_TOPICS, INGEST_TOPICS, topic_partitions
 from cityscreen.settings import to_env
 from services.stack import LocalStack, start_stack
 from services.stack.procs import pid_alive
@@ -29,7 +29,7 @@ from services.stack.testing import REPO_ROOT, isolated_settings, jar_cache_dir
 pytestmark = pytest.mark.integration
 
 
-async def test_every_topic_exists_with_the_configured_partitions(stack: LocalStack) -> None:
+async def test_every_topic_exists_with_its_partitions(stack: LocalStack) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
     await admin.start()
     try:
@@ -37,7 +37,10 @@ async def test_every_topic_exists_with_the_configured_partitions(stack: LocalSta
     finally:
         await admin.close()
     partitions = {t["topic"]: len(t["partitions"]) for t in described if t["error_code"] == 0}
-    assert partitions == {topic: stack.settings.kafka.partitions for topic in ALL_TOPICS}
+    configured = stack.settings.kafka.partitions
+    assert partitions == {topic: topic_partitions(topic, configured) for topic in ALL_TOPICS}
+    assert {partitions[t] for t in INGEST_TOPICS.values()} == {1}  # raw topics: one, so order holds
+    assert {partitions[t] for t in CLEAN_TOPICS.values()} == {configured}
 
 
 async def test_a_record_produced_is_consumed(stack: LocalStack) -> None:
