@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC, CleanEvent, encode
 from cityscreen.settings import Settings
+from streams.aggregate.chunked import ChunkedLog
 from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import Closed, Engine
 from streams.aggregate.partial import PartialMessage, decode_message, encode_message
@@ -82,7 +83,7 @@ def build_worker(
 
     state_table = bytes_table(STATE_TABLE, settings.kafka.partitions)
     book_table = bytes_table(BOOK_TABLE, 1)
-    engine = Engine(AggConfig.from_settings(settings), TableLog(state_table))
+    engine = Engine(AggConfig.from_settings(settings), ChunkedLog(TableLog(state_table)))
     lock = asyncio.Lock()
     redis = aioredis.Redis.from_url(settings.redis.url)
 
