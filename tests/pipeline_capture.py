@@ -14,37 +14,22 @@ import asyncio
 from typing import Any
 
 from cityscreen.aggregates import WindowAggregate
-from cityscreen.events import FRAMES_TOPIC, topic_partitions
+from cityscreen.events import FRAMES_TOPIC
 from cityscreen.frames import decode_frame, encode_frame
 from cityscreen.settings import Settings
+from services.generator.consume import read_to_end
 from streams.aggregate.partial import Partial, decode_message, merge_partials
 from streams.internal_topics import partials_topic
 from streams.release_book import finalize_window
 
 
-async def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes | None, bytes]]:
-    """Every record of `topic` from the beginning to the current end, partition by partition."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(topic, p) for p in range(topic_partitions(topic, partitions))]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        out: list[tuple[bytes | None, bytes]] = []
-        for tp in parts:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                out.extend((m.key, m.value) for m in batch.get(tp, []) if m.value is not None)
-        return out
-    finally:
-        await consumer.stop()
+def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) of every record of `topic` from the beginning to the current end."""
+    return [(r.key, r.value) for r in asyncio.run(read_to_end(bootstrap, [topic], partitions))]
 
 
 def exact_aggregates(settings: Settings, group: str = "cityscreen-aggregate") -> list[WindowAggregate]:
-    records = asyncio.run(_read_all(settings.kafka.bootstrap, partials_topic(group), 1))
+    records = _read_all(settings.kafka.bootstrap, partials_topic(group), 1)
     first: dict[int, dict[int, Partial]] = {}
     for _, value in records:
         msg = decode_message(value)
@@ -61,9 +46,7 @@ def exact_aggregates(settings: Settings, group: str = "cityscreen-aggregate") ->
 def topic_frames(settings: Settings) -> list[tuple[bytes, bytes]]:
     """(key, frame JSON with published_ms zeroed) in topic order (the frames topic has one key per frame)."""
     out = []
-    for key, value in asyncio.run(
-        _read_all(settings.kafka.bootstrap, FRAMES_TOPIC, settings.kafka.partitions)
-    ):
+    for key, value in _read_all(settings.kafka.bootstrap, FRAMES_TOPIC, settings.kafka.partitions):
         frame = decode_frame(value)
         frame.published_ms = 0
         out.append((key or b"", encode_frame(frame)))

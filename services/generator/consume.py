@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from cityscreen.events import INGEST_TOPICS
+from cityscreen.events import INGEST_TOPICS, topic_partitions
 from services.generator.fixtures import open_write
 
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
@@ -65,3 +67,28 @@ async def record_from_kafka(
         bar.close()
         await consumer.stop()
     return n
+
+
+async def read_to_end(
+    bootstrap: str, topics: Iterable[str], partitions: int, timeout_ms: int = 2000
+) -> list[Any]:
+    """Every record with a value now on `topics`, from the beginning to their current ends (no consumer
+    group), topic by topic and partition by partition; aiokafka ConsumerRecords (topic, key, value)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)  # fmt: skip
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in range(topic_partitions(t, partitions))]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        out: list[Any] = []
+        for tp in parts:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=timeout_ms)
+                out.extend(m for m in batch.get(tp, []) if m.value is not None)
+        return out
+    finally:
+        await consumer.stop()

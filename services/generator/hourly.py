@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from cityscreen.events import INGEST_TOPICS, topic_partitions
+from cityscreen.events import INGEST_TOPICS
+from services.generator.consume import read_to_end
 
 KINDS = tuple(INGEST_TOPICS)  # sim, payment, transit
 HourCounts = dict[str, Counter[str]]  # "YYYY-MM-DD HH" local -> kind -> events
@@ -74,29 +75,6 @@ def format_table(counts: HourCounts, *, markdown: bool = False) -> str:
     )
 
 
-async def read_raw_topics(bootstrap: str, partitions: int, idle_ms: int = 2000) -> list[tuple[str, bytes]]:
-    """Every record now on the three raw topics, from the beginning to their current ends."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)  # fmt: skip
-    await consumer.start()
-    try:
-        parts = [TopicPartition(t, p) for t in INGEST_TOPICS.values()
-                 for p in range(topic_partitions(t, partitions))]  # fmt: skip
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        out: list[tuple[str, bytes]] = []
-        for tp in parts:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=idle_ms)
-                out.extend((tp.topic, m.value) for m in batch.get(tp, []) if m.value is not None)
-        return out
-    finally:
-        await consumer.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
     from cityscreen.city import load_city
     from cityscreen.settings import load_settings
@@ -111,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     offset = args.utc_offset_h
     if offset is None:
         offset = load_city(settings.generator.city_file).utc_offset_h
-    records = asyncio.run(read_raw_topics(args.bootstrap, args.partitions))
+    raw = asyncio.run(read_to_end(args.bootstrap, INGEST_TOPICS.values(), args.partitions))
+    records = [(r.topic, r.value) for r in raw]
     print(format_table(count_hours(records, offset), markdown=args.markdown))
     return 0
 

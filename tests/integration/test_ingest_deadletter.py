@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from cityscreen import ingest
-from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS, topic_partitions
+from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS
 from cityscreen.settings import to_env
 from cityscreen.store_keys import STATS_KEY
+from services.generator.consume import read_to_end
 from services.stack import LocalStack, ManagedProcess
 from services.stack import spawn as spawn_process
 from services.stack.testing import REPO_ROOT
@@ -66,28 +67,7 @@ def make_event(kind: str = "sim", **overrides: Any) -> dict[str, Any]:
 
 def read_topic(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
     """Every record value on `topic` up to its current end (no consumer group)."""
-
-    async def run() -> list[bytes]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            parts = [TopicPartition(topic, p) for p in range(topic_partitions(topic, partitions))]
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            ends = await consumer.end_offsets(parts)
-            values: list[bytes] = []
-            remaining = {tp for tp in parts if ends[tp] > 0}
-            while remaining:
-                batch = await consumer.getmany(timeout_ms=1000)
-                for tp, records in batch.items():
-                    values.extend(r.value for r in records if r.value is not None)
-                    if records and records[-1].offset + 1 >= ends[tp]:
-                        remaining.discard(tp)
-            return values
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
+    return [r.value for r in asyncio.run(read_to_end(bootstrap, [topic], partitions))]
 
 
 def produce(bootstrap: str, records: list[tuple[str, bytes]]) -> None:
