@@ -95,6 +95,12 @@ def summarize(
     }
 
 
+def _record_delay(out: list[float], window: list[float], published_ms: int, received_ms: float) -> None:
+    """Keep a frame's delivery delay if it was published inside the measurement window."""
+    if window and window[0] * 1000 <= published_ms <= window[1] * 1000:
+        out.append(received_ms - published_ms)
+
+
 async def _client(
     url: str,
     token: str,
@@ -108,11 +114,8 @@ async def _client(
 
     def on_message(payload: bytes, now_s: float) -> None:
         # the receive time is taken when the event loop hands over the bytes (see wsclient)
-        if not window or not payload.startswith(b'{"type":"frame"'):
-            return
-        published_ms = decoder.decode(payload).published_ms
-        if window[0] * 1000 <= published_ms <= window[1] * 1000:
-            out.append(now_s * 1000 - published_ms)
+        if payload.startswith(b'{"type":"frame"'):
+            _record_delay(out, window, decoder.decode(payload).published_ms, now_s * 1000)
 
     async with ready:
         ws = await wsclient.connect(url, [WS_SUBPROTOCOL, f"bearer.{token}"], on_message)
@@ -157,12 +160,8 @@ async def _library_client(
             payload = await ws.recv(decode=False)
             now_ms = time.time() * 1000
             stamp = decoder.decode(payload)
-            if (
-                stamp.type == "frame"
-                and window
-                and window[0] * 1000 <= stamp.published_ms <= window[1] * 1000
-            ):
-                out.append(now_ms - stamp.published_ms)
+            if stamp.type == "frame":
+                _record_delay(out, window, stamp.published_ms, now_ms)
 
 
 CLIENTS = {"lean": _client, "library": _library_client}
