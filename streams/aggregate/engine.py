@@ -81,16 +81,14 @@ class Engine:
     def _restore(self, partition: int) -> PartitionState:
         snap, deltas, newest = None, [], {}
         seq = 0
-        for key, value in self.log.items(partition):
+        for key, value in self.log.items(partition):  # once: a chunked snapshot is joined per call
             if key == SNAPSHOT:
                 snap = value
             else:
                 deltas.append(value)
                 seq = max(seq, int(key[2:]))
-        st = PartitionState.restore(partition, self.cfg, snap, deltas)
-        for key, value in self.log.items(partition):
-            if key != SNAPSHOT:
                 newest[key] = _newest_of(value)
+        st = PartitionState.restore(partition, self.cfg, snap, deltas)
         self._seq[partition] = seq
         self._delta_newest[partition] = newest
         return st
