@@ -65,7 +65,7 @@ async def _ensure(
             existing = set(await admin.list_topics())
             missing = [t for t in topics if t[0] not in existing]
             if not missing:
-                await _allow_large_records(admin, large_topics)
+                await _allow_large_records(admin, [t for t in large_topics if t in existing])
                 return
             response = await admin.create_topics(
                 [NewTopic(n, num_partitions=p, replication_factor=1, topic_configs=c) for n, p, c in missing]
@@ -73,7 +73,7 @@ async def _ensure(
             # 36 = TOPIC_ALREADY_EXISTS (a concurrent worker won); other errors retry until the deadline
             errors = [(name, code) for name, code, *_ in response.topic_errors if code not in (0, 36)]
             if not errors:
-                await _allow_large_records(admin, large_topics)
+                await _allow_large_records(admin, [t for t in large_topics if t in existing])
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -84,11 +84,9 @@ async def _ensure(
         await admin.close()
 
 
-async def _allow_large_records(admin: Any, topics: tuple[str, ...]) -> None:
+async def _allow_large_records(admin: Any, topics: list[str]) -> None:
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    existing = set(await admin.list_topics())
-    config = {"max.message.bytes": str(MAX_RECORD_BYTES)}
-    resources = [ConfigResource(ConfigResourceType.TOPIC, t, configs=config) for t in topics if t in existing]
+    resources = [ConfigResource(ConfigResourceType.TOPIC, t, configs=LARGE) for t in topics]
     if resources:
         await admin.alter_configs(resources)
