@@ -27,10 +27,15 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("artifacts/bench-pipeline.json"), "--out", help="result JSON"),
         base_persons: int = typer.Option(250_000, "--base-persons", help="simulated persons (replicated)"),
         span_s: int = typer.Option(300, "--span-s", help="event-time span of the load"),
-        peer_events: int = typer.Option(200_000, "--peer-events", help="most events given to the peer"),
+        peer_events: int = typer.Option(
+            0, "--peer-events", help="events also written one per record for limit and peer (0: all)"
+        ),
         peer_seconds: float = typer.Option(45.0, "--peer-seconds", help="longest peer measurement"),
         workers: int = typer.Option(1, "--workers", help="aggregate workers in one group (1 or 2)"),
         use_running: bool = typer.Option(False, "--use-running", help="the running stack, not a fresh one"),
+        idle_close_s: float = typer.Option(
+            1.0, "--idle-close-s", help="window.idle_close_s of the workers: the last window closes on it"
+        ),
     ) -> None:
         """Load N generator events into Kafka, then measure limit, peer and ours on them; write JSON."""
         from services.bench.pipeline import PipelineOptions, run_pipeline, write_result
@@ -44,6 +49,7 @@ def register(app: typer.Typer) -> None:
             peer_seconds=peer_seconds,
             workers=workers,
             use_running=use_running,
+            idle_close_s=idle_close_s,
         )
         write_result(out, run_pipeline(settings, opts, _say), _say)
 

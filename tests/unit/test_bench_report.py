@@ -23,8 +23,8 @@ from services.bench.report import (
 
 
 def make_result(limit_eps: float = 400_000.0, peer_eps: float = 5_000.0, ours_eps: float = 250_000.0,
-                **extra: object) -> dict[str, object]:  # fmt: skip
-    return pipeline_result(limit_eps, peer_eps, ours_eps, **extra)
+                limit_batched_eps: float = 1_000_000.0, **extra: object) -> dict[str, object]:  # fmt: skip
+    return pipeline_result(limit_eps, peer_eps, ours_eps, limit_batched_eps=limit_batched_eps, **extra)
 
 
 def test_result_starts_with_exactly_the_three_rates_and_is_json() -> None:
@@ -40,8 +40,11 @@ def test_result_starts_with_exactly_the_three_rates_and_is_json() -> None:
 
 
 def test_ratios_are_ours_over_peer_and_limit() -> None:
-    doc = make_result(limit_eps=400_000, peer_eps=5_000, ours_eps=250_000)
-    assert doc["ratios"] == {"ours_per_peer": 50.0, "ours_per_limit": 0.625}
+    doc = make_result(limit_eps=400_000, peer_eps=5_000, ours_eps=250_000, limit_batched_eps=1_000_000)
+    assert doc["ratios"] == {"ours_per_peer": 50.0, "ours_per_limit": 0.625, "ours_per_limit_batched": 0.25}
+    assert doc["limit_batched_eps"] == 1_000_000
+    assert doc["passed_batched_limit"] is False
+    assert make_result(ours_eps=500_000, limit_batched_eps=1_000_000)["passed_batched_limit"] is True
 
 
 @pytest.mark.parametrize(
@@ -61,9 +64,10 @@ def test_each_target_passes_at_or_above_and_misses_below(
 
 
 def test_summary_prints_pass_and_miss() -> None:
-    lines = summary_lines(400_000, 5_000, 150_000)
-    verdicts = [line.split()[-1] for line in lines[-3:]]
-    assert verdicts == ["MISS", "PASS", "MISS"]
+    lines = summary_lines(400_000, 5_000, 150_000, 1_000_000)
+    verdicts = [line.split()[-1] for line in lines[-4:]]
+    assert verdicts == ["MISS", "PASS", "MISS", "MISS"]
+    assert any(line.startswith("ours/limit_b") for line in lines[-4:])
 
 
 def test_a_zero_peer_gives_no_ratio_rather_than_a_crash() -> None:
