@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cityscreen.privacy.audit import determined
+from cityscreen.privacy.auditor import Auditor
 from cityscreen.privacy.structure import AMOUNT_METRICS, Structure
 
 MAX_AUDIT_ROUNDS = 25
@@ -27,49 +27,73 @@ def primary(structure: Structure, min_persons: int, dominance_share: float) -> n
 
 
 class _Fixpoint:
-    def __init__(self, structure: Structure, suppressed: np.ndarray, k: int, share: float) -> None:
+    """The repair loop over plain Python lists (numpy scalars are slow one at a time); `sup` stays the
+    mask the caller sees. Sums of amounts are the ones numpy does (left to right under 8 terms)."""
+
+    def __init__(
+        self, structure: Structure, suppressed: np.ndarray, k: int, share: float, auditor: Auditor
+    ) -> None:
         self.s = structure
         self.sup = suppressed
+        self.hidden: list[bool] = suppressed.tolist()
         self.k = k
         self.share = share
-        self.eqs_of = structure.equations_of()
+        # the equations of variable v, ascending (as Structure.equations_of lists them)
+        self.inc_eq: list[int] = auditor.inc_eq.tolist()
+        self.inc_ptr: list[int] = auditor.inc_ptr.tolist()
         self.is_amount = [m in AMOUNT_METRICS for m in structure.metric]
+        self.value: list[float] = structure.value.tolist()
+        self.persons: list[int] = structure.persons.tolist()
+        self.top: list[float] = structure.top.tolist()
 
     def _residual_ok(self, suppressed_members: list[int]) -> bool:
         if len(suppressed_members) < 2:
             return False
-        persons = int(self.s.persons[suppressed_members].sum())
+        persons = 0
+        for m in suppressed_members:
+            persons += self.persons[m]
         if persons < self.k:
             return False
         if self.is_amount[suppressed_members[0]]:
-            value = float(self.s.value[suppressed_members].sum())
-            top = float(self.s.top[suppressed_members].max())
+            if len(suppressed_members) < 8:  # numpy sums fewer than 8 terms left to right, like this
+                value = 0.0
+                for m in suppressed_members:
+                    value += self.value[m]
+            else:  # numpy's pairwise sum, as the plain version did
+                value = float(self.s.value[suppressed_members].sum())
+            top = max(self.top[m] for m in suppressed_members)
             return top <= self.share * value
         return True
 
     def _smallest(self, candidates: list[int]) -> int | None:
         if not candidates:
             return None
-        return min(candidates, key=lambda v: (self.s.value[v], self.s.persons[v], v))
+        value, persons = self.value, self.persons
+        return min(candidates, key=lambda v: (value[v], persons[v], v))
+
+    def eqs_of(self, v: int) -> list[int]:
+        return self.inc_eq[self.inc_ptr[v] : self.inc_ptr[v + 1]]
 
     def suppress(self, v: int, pending: list[int]) -> None:
-        if not self.sup[v]:
+        if not self.hidden[v]:
+            self.hidden[v] = True
             self.sup[v] = True
-            pending.extend(self.eqs_of[v])
+            pending.extend(self.eqs_of(v))
 
     def run(self, pending: list[int]) -> None:
+        flag = self.hidden
+        equations = self.s.equations
         while pending:
             e = pending.pop()
-            head, members = self.s.equations[e]
-            hidden = [m for m in members if self.sup[m]]
-            shown = [m for m in members if not self.sup[m]]
-            if not self.sup[head]:
+            head, members = equations[e]
+            hidden = [m for m in members if flag[m]]
+            if not flag[head]:
                 if hidden and not self._residual_ok(hidden):
-                    pick = self._smallest(shown)
+                    pick = self._smallest([m for m in members if not flag[m]])
                     self.suppress(head if pick is None else pick, pending)
                     pending.append(e)
             elif not hidden:
-                pick = self._smallest(shown)
+                pick = self._smallest(list(members))
                 if pick is not None:
                     self.suppress(pick, pending)
 
@@ -77,10 +101,11 @@ class _Fixpoint:
 def suppress(structure: Structure, min_persons: int, dominance_share: float) -> np.ndarray:
     """The suppression mask: primary suppressions plus every complementary one they need."""
     sup = primary(structure, min_persons, dominance_share)
-    fix = _Fixpoint(structure, sup, min_persons, dominance_share)
+    auditor = Auditor(structure)  # same answers as audit.determined, cached across the rounds
+    fix = _Fixpoint(structure, sup, min_persons, dominance_share, auditor)
     fix.run(list(range(len(structure.equations))))
     for _ in range(MAX_AUDIT_ROUNDS):
-        leaks = determined(structure, sup)
+        leaks = auditor.determined(sup)
         if not leaks:
             return sup
         pending: list[int] = []
@@ -88,21 +113,20 @@ def suppress(structure: Structure, min_persons: int, dominance_share: float) -> 
             _widen(fix, v, pending)
         fix.run(pending)
     # Still leaking after many repairs: hide every linked value of the affected blocks (always safe).
-    for v in determined(structure, sup):
-        block = structure.block[v]
-        for u, b in enumerate(structure.block):
-            if b == block:
-                sup[u] = True
+    leaking = {structure.block[v] for v in auditor.determined(sup)}
+    for u, b in enumerate(structure.block):
+        if b in leaking:
+            sup[u] = True
     return sup
 
 
 def _widen(fix: _Fixpoint, v: int, pending: list[int]) -> None:
     """Suppress one more released value next to a recoverable one, in the equation with the smallest."""
     best: int | None = None
-    for e in fix.eqs_of[v]:
+    for e in fix.eqs_of(v):
         head, members = fix.s.equations[e]
-        cand = fix._smallest([u for u in (head, *members) if not fix.sup[u]])
-        if cand is not None and (best is None or fix.s.value[cand] < fix.s.value[best]):
+        cand = fix._smallest([u for u in (head, *members) if not fix.hidden[u]])
+        if cand is not None and (best is None or fix.value[cand] < fix.value[best]):
             best = cand
     if best is not None:
         fix.suppress(best, pending)

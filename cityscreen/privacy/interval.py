@@ -1,0 +1,137 @@
+"""`audit.interval_bounds` over the audit rounds of one suppression, redoing only the blocks whose mask
+changed, with the same bounds.
+
+Why they are the same:
+- A pass evaluates every live row from the bounds of the previous pass (padded to the same width, so
+  numpy sums each row with the same pairwise tree, whichever other rows share the array). Lower bounds
+  only rise and upper bounds only fall, so a row whose variables did not move since it was last
+  evaluated gives what it gave then, which the bounds already hold: only rows next to a moved variable
+  need evaluating (the worklist).
+- Rows never leave their structural block, so each block follows its own trajectory, fixed by its
+  mask. The global loop stops after the first pass T (at most _MAX_PASSES) where no block reports a
+  change over 1e-9 (a suppressed bound, or a row result pushing past a released value). So per block
+  we keep what each pass reported and what moved; the bounds are the start plus every move up to T.
+  A block that stops moving reports, at every later pass, just its rows that push against a released
+  value (the same rows give the same results).
+- Only the sign of a zero can differ: max(0.0, -0.0) keeps whichever comes first, and the order of the
+  rows differs. Sums, negation, max, min and comparisons give every nonzero result and every test the
+  same either way, so all bounds are equal as numbers and `determined` is the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cityscreen.privacy.audit import _MAX_PASSES, _bounds_from_rest
+
+
+class IntervalBounds:
+    """Bounds for successive masks; `idx`/`pos` the padded equation table, `block` each row's block."""
+
+    def __init__(self, value: np.ndarray, idx: np.ndarray, pos: np.ndarray, row_block: np.ndarray) -> None:
+        self.n = len(value)
+        self.value = value
+        self.value_ext = np.append(value, 0.0)
+        self.idx, self.pos = idx, pos
+        self.valid = idx < self.n
+        _, self.row_block = np.unique(row_block, return_inverse=True)  # blocks numbered 0..B-1
+        self.blocks = int(self.row_block.max()) + 1 if len(idx) else 0
+        self.var_block = np.full(self.n + 1, -1, dtype=np.int64)  # -1: in no equation (never moves)
+        self.var_block[idx[self.valid]] = np.broadcast_to(self.row_block[:, None], idx.shape)[self.valid]
+        flat_v = idx[self.valid]
+        flat_e = np.broadcast_to(np.arange(len(idx))[:, None], idx.shape)[self.valid]
+        order = np.argsort(flat_v, kind="stable")
+        self.inc_eq = flat_e[order]  # the rows of each variable (CSR)
+        self.inc_ptr = np.searchsorted(flat_v[order], np.arange(self.n + 1))
+        self.prev: np.ndarray | None = None
+        self.flags = np.zeros((_MAX_PASSES, self.blocks), dtype=bool)  # block reported a change at pass
+        self.moves = (
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            np.zeros(0),
+        )  # t, var, lo, hi
+
+    def bounds(self, suppressed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        suppressed = np.asarray(suppressed, dtype=bool)
+        lo = np.where(suppressed, 0.0, self.value)
+        hi = np.where(suppressed, np.inf, self.value)
+        if not len(self.idx):
+            return lo, hi
+        redo = np.ones(self.blocks, dtype=bool)
+        if self.prev is not None:
+            redo[:] = False
+            blk = self.var_block[np.flatnonzero(suppressed != self.prev)]
+            redo[blk[blk >= 0]] = True
+        self.prev = suppressed.copy()
+        if redo.any():
+            self._redo(suppressed, redo, lo, hi)
+        reported = self.flags.any(axis=1)
+        quiet = np.flatnonzero(~reported)
+        last = int(quiet[0]) + 1 if len(quiet) else _MAX_PASSES  # the pass the global loop stops after
+        t, v, mlo, mhi = self.moves
+        keep = t <= last
+        t, v, mlo, mhi = t[keep], v[keep], mlo[keep], mhi[keep]
+        order = np.lexsort((t, v))
+        v, mlo, mhi = v[order], mlo[order], mhi[order]
+        final = np.append(v[1:] != v[:-1], True) if len(v) else np.zeros(0, dtype=bool)
+        lo[v[final]] = mlo[final]  # each variable's last move up to that pass
+        hi[v[final]] = mhi[final]
+        return lo, hi
+
+    def _redo(self, suppressed: np.ndarray, redo: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        t, v, mlo, mhi = self.moves
+        kept = ~redo[self.var_block[v]]
+        logs = [(t[kept], v[kept], mlo[kept], mhi[kept])]
+        self.flags[:, redo] = False
+        sup_ext = np.append(suppressed, False)
+        live = np.flatnonzero((sup_ext[self.idx] & self.valid).any(axis=1) & redo[self.row_block])
+        row_of_eq = np.full(len(self.idx) + 1, -1, dtype=np.int64)
+        row_of_eq[live] = np.arange(len(live))
+        idx, pos, row_block = self.idx[live], self.pos[live], self.row_block[live]
+        unknown = sup_ext[idx]  # the padding slot is not suppressed
+        released = ~unknown & self.valid[live]
+        val_e = self.value_ext[idx]
+        lo_ext, hi_ext = np.append(lo, 0.0), np.append(hi, 0.0)  # n = padding slot, as in audit.py
+        pushes = np.zeros(len(idx), dtype=bool)  # rows whose last result pushes against a released value
+        active = np.arange(len(idx))
+        mark_var = np.zeros(self.n + 1, dtype=bool)
+        mark_row = np.zeros(len(idx) + 1, dtype=bool)
+        for step in range(_MAX_PASSES):
+            sub, p = idx[active], pos[active]
+            lo_e, hi_e = lo_ext[sub], hi_ext[sub]
+            t_lo = np.where(p, lo_e, -hi_e)
+            t_hi = np.where(p, hi_e, -lo_e)
+            new_lo, new_hi = _bounds_from_rest(t_lo, t_hi)
+            v_lo = np.where(p, new_lo, -new_hi)
+            v_hi = np.where(p, new_hi, -new_lo)
+            rel, ve = released[active], val_e[active]
+            pushes[active] = (rel & ((v_lo > ve + 1e-9) | (v_hi < ve - 1e-9))).any(axis=1)
+            on = unknown[active]
+            targets = sub[on]
+            old_lo, old_hi = lo_ext[targets], hi_ext[targets]
+            np.maximum.at(lo_ext, targets, v_lo[on])
+            np.minimum.at(hi_ext, targets, v_hi[on])
+            now_lo, now_hi = lo_ext[targets], hi_ext[targets]
+            big = (now_lo > old_lo + 1e-9) | (now_hi < old_hi - 1e-9)
+            self.flags[step, self.var_block[targets[big]]] = True
+            self.flags[step, row_block[pushes]] = True
+            moved = (now_lo.view(np.int64) != old_lo.view(np.int64)) | (
+                now_hi.view(np.int64) != old_hi.view(np.int64)
+            )
+            if not moved.any():
+                # nothing moves again: every later pass reports just the pushing rows
+                self.flags[step + 1 :, row_block[pushes]] = True
+                break
+            mark_var[targets[moved]] = True
+            mv = np.flatnonzero(mark_var)
+            mark_var[mv] = False
+            logs.append((np.full(len(mv), step + 1, dtype=np.int64), mv, lo_ext[mv], hi_ext[mv]))
+            starts, stops = self.inc_ptr[mv], self.inc_ptr[mv + 1]
+            counts = stops - starts
+            offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+            mark_row[row_of_eq[self.inc_eq[offsets]]] = True  # -1 (not live) marks the spare last slot
+            mark_row[-1] = False
+            active = np.flatnonzero(mark_row)
+            mark_row[active] = False
+        self.moves = tuple(np.concatenate(parts) for parts in zip(*logs, strict=True))  # type: ignore[assignment]
