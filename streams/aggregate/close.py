@@ -14,15 +14,27 @@ Rules (docs/streams.md):
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
 
 from cityscreen.aggregates import stat_key
 from cityscreen.geo import parent_of
 from cityscreen.settings import Settings
+from streams.aggregate.flows import Carry, window_flows
 from streams.aggregate.partial import Partial
 from streams.aggregate.rows import Row
+
+__all__ = ["AggConfig", "Carry", "close_columns", "close_window", "columns"]
+
+_TS_EID = itemgetter(0, 1)
+Columns = list[list[Any]]  # ts, event id, person, cell, and three category columns (see rows.py)
+_Levels = dict[int, dict[str, dict[str, tuple[int, int, int]]]]
 
 
 @dataclass(frozen=True)
@@ -51,23 +63,9 @@ class AggConfig:
         )
 
 
-@dataclass
-class Carry:
-    """Per-person state that spans windows: last SIM flow cell and open trip, each with its time."""
-
-    last_cell: dict[str, tuple[str, int]] = field(default_factory=dict)
-    open_trip: dict[str, tuple[str, int]] = field(default_factory=dict)
-
-    def prune(self, now_ms: int, ttl_ms: int) -> None:
-        for d in (self.last_cell, self.open_trip):
-            stale = [p for p, (_, ts) in d.items() if now_ms - ts > ttl_ms]
-            for p in stale:
-                del d[p]
-
-
 def _bounded(rows: list[Row], limit: int | None) -> list[Row]:
     """Rows in time order; with a limit, at most `limit` per person (the earliest)."""
-    ordered = sorted(rows, key=lambda r: (r[0], r[1]))
+    ordered = sorted(rows, key=_TS_EID)
     if limit is None:
         return ordered
     seen: dict[str, int] = defaultdict(int)
@@ -77,30 +75,6 @@ def _bounded(rows: list[Row], limit: int | None) -> list[Row]:
             seen[r[2]] += 1
             kept.append(r)
     return kept
-
-
-class _Acc:
-    """Per (res, cell, key): value and per-person contributions, reduced to (value, persons, top)."""
-
-    def __init__(self) -> None:
-        self.data: dict[tuple[int, str, str], dict[str, int]] = {}
-
-    def add_all(
-        self, places: tuple[tuple[int, str], ...], keys: tuple[str, ...], person: str, value: int
-    ) -> None:
-        data = self.data
-        for res, c in places:
-            for key in keys:
-                per = data.get((res, c, key))
-                if per is None:
-                    data[(res, c, key)] = {person: value}
-                else:
-                    per[person] = per.get(person, 0) + value
-
-    def into(self, cells: dict[int, dict[str, dict[str, tuple[int, int, int]]]]) -> None:
-        for (res, cell, key), per in self.data.items():
-            vals = per.values()
-            cells.setdefault(res, {}).setdefault(cell, {})[key] = (sum(vals), len(per), max(vals))
 
 
 # Memoised keys and parents: a window has millions of (event x resolution x key) additions but only a
@@ -148,73 +122,226 @@ def close_window(
     cfg: AggConfig,
     late_events: int = 0,
 ) -> Partial:
-    """The partial of one window; updates `carry` (call windows of a partition in order)."""
-    cells: dict[int, dict[str, dict[str, tuple[int, int, int]]]] = {}
+    """The partial of one window from its rows; updates `carry` (call windows of a partition in order)."""
+    return close_columns(window_start_ms, partition, columns(sims), payments, transits, carry, cfg,
+                         late_events)  # fmt: skip
+
+
+def columns(rows: Sequence[Row]) -> Columns:
+    """Rows as seven columns (see rows.py)."""
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(7)]
+
+
+def close_columns(
+    window_start_ms: int,
+    partition: int,
+    sims: Columns,
+    payments: list[Row],
+    transits: list[Row],
+    carry: Carry,
+    cfg: AggConfig,
+    late_events: int = 0,
+) -> Partial:
+    """The partial of one window, SIM rows given as columns (they are nine in ten events).
+
+    Statistics and their keys are inserted in the order in which the rows, in (time, event id) order,
+    first reach them, so that a partial is the same bytes however it was computed."""
     res_all = tuple(cfg.resolutions)
+    levels: _Levels = {res: {} for res in res_all}
 
-    # population: last SIM event per person. Each person counts once, in one cell per resolution, so
-    # a statistic's value and persons are the same count and its top contribution is 1.
-    last: dict[str, Row] = {}
-    for r in sorted(sims, key=lambda r: (r[0], r[1])):
-        last[r[2]] = r
-    pop: dict[tuple[int, str, str], int] = {}
-    for _, _, _, cell, gender, age, origin in last.values():
-        keys = _pop_keys(gender, age, origin)
-        for res, c in _places(cell, res_all):
-            for key in keys:
-                k = (res, c, key)
-                pop[k] = pop.get(k, 0) + 1
-    for (res, c, key), n in pop.items():
-        cells.setdefault(res, {}).setdefault(c, {})[key] = (n, n, 1)
+    # SIM columns stay in arrival order: only the shared cell and category values are put in time
+    # order, because only the order in which combinations first appear depends on it
+    ts, eid, person, cell, gender, age, origin = sims
+    n = len(ts)
+    order = time_order(ts, eid) if n > 1 else list(range(n))
+    multi = _several(person, order)
+    combo_cols: list[Sequence[str]]
+    if n > 1:
+        take = itemgetter(*order)
+        combo_cols = [take(c) for c in (cell, gender, age, origin)]
+    else:
+        combo_cols = [cell, gender, age, origin]
+    if multi:
+        # a person with several events counts where first seen, with the values of their last row
+        pos = np.empty(n, dtype=np.int64)
+        pos[np.array(order, dtype=np.int64)] = np.arange(n)
+        patched: list[list[str]] = [list(c) for c in combo_cols]
+        drop = []
+        for rows in multi.values():
+            first, final = int(pos[rows[0]]), rows[-1]
+            for c, col in zip(patched, (cell, gender, age, origin), strict=True):
+                c[first] = col[final]
+            drop += [int(pos[i]) for i in rows[1:]]
+        for c in patched:
+            for i in sorted(drop, reverse=True):
+                del c[i]
+        combo_cols = list(patched)
+    combos = Counter(zip(*combo_cols, strict=True))
+    _population(levels, combos, res_all)
 
-    pay = _Acc()
-    for _, _, person, cell, category, fen, origin in _bounded(payments, cfg.max_contributions):
-        places = _places(cell, res_all)
-        pay.add_all(places, _pay_keys("count", category, origin), person, 1)
-        pay.add_all(places, _pay_keys("amount_cny", category, origin), person, fen)
-    pay.into(cells)
+    limit = cfg.max_contributions
+    pay_groups: dict[tuple[str, str, str], dict[str, list[int]]] = {}
+    for _, _, payer, pcell, category, fen, porigin in _bounded(payments, limit):
+        _add(pay_groups, (pcell, category, porigin), payer, (1, fen))
+    _into(levels, _tally(pay_groups, _pay_group_keys, res_all))
 
-    taps = _Acc()
     ins = [r for r in transits if r[4] == "in"]
     outs = [r for r in transits if r[4] == "out"]
-    for group in (ins, outs):
-        for _, _, person, cell, tap, mode, line in _bounded(group, cfg.max_contributions):
-            metric = "tap_in" if tap == "in" else "tap_out"
-            taps.add_all(_places(cell, res_all), _tap_keys(metric, mode, line), person, 1)
-    taps.into(cells)
+    for group, keys_of in ((ins, _tap_in_keys), (outs, _tap_out_keys)):
+        tap_groups: dict[tuple[str, str, str], dict[str, list[int]]] = {}
+        for _, _, rider, tcell, _, mode, line in _bounded(group, limit):
+            _add(tap_groups, (tcell, mode, line), rider, (1,))
+        _into(levels, _tally(tap_groups, keys_of, res_all))
 
-    flows = _flows(sims, transits, carry, cfg)
+    transits_sorted = sorted(transits, key=_TS_EID)
+    first_ts = ts[order[0]] if n else None
+    flows = window_flows(person, ts, cell, first_ts, multi, transits_sorted, carry, cfg.flow_res,
+                         cfg.trip_ttl_ms, cfg.max_contributions)  # fmt: skip
     carry.prune(window_start_ms + cfg.window_ms, cfg.trip_ttl_ms)
+    cells = {res: lv for res, lv in levels.items() if lv}
     return Partial(window_start_ms, partition, cells, flows, late_events)
 
 
-def _flows(
-    sims: list[Row], transits: list[Row], carry: Carry, cfg: AggConfig
-) -> list[tuple[str, str, str, int]]:
-    pairs: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    per_person: dict[tuple[str, str], int] = defaultdict(int)
-    limit = cfg.max_contributions
+def _several(person: Sequence[str], order: list[int]) -> dict[str, list[int]]:
+    """Persons with several rows -> their row indexes in time order (rare: one SIM event per person per
+    window is the rule)."""
+    n = len(person)
+    last = dict(zip(person, range(n), strict=True))
+    if len(last) == n:
+        return {}
+    not_last = set(range(n)).difference(last.values())
+    multi: dict[str, list[int]] = {}
+    for i in not_last:
+        multi.setdefault(person[i], []).append(i)
+    pos = np.empty(n, dtype=np.int64)
+    pos[np.array(order, dtype=np.int64)] = np.arange(n)
+    for p, rows in multi.items():
+        rows.append(last[p])
+        rows.sort(key=lambda i: int(pos[i]))
+    return multi
 
-    def add(origin: str, dest: str, kind: str, person: str) -> None:
-        if origin == dest or person in pairs[(origin, dest, kind)]:
-            return
-        if limit is not None and per_person[(kind, person)] >= limit:
-            return
-        per_person[(kind, person)] += 1
-        pairs[(origin, dest, kind)].add(person)
 
-    for ts, _, person, cell, tap, _, _ in sorted(transits, key=lambda r: (r[0], r[1])):
-        fcell = parent_of(cell, cfg.flow_res)
-        if tap == "in":
-            carry.open_trip[person] = (fcell, ts)
-            continue
-        trip = carry.open_trip.pop(person, None)
-        if trip is not None and ts - trip[1] <= cfg.trip_ttl_ms:
-            add(trip[0], fcell, "transit", person)
-    for ts, _, person, cell, *_ in sorted(sims, key=lambda r: (r[0], r[1])):
-        fcell = parent_of(cell, cfg.flow_res)
-        prev = carry.last_cell.get(person)
-        if prev is not None and ts - prev[1] <= cfg.trip_ttl_ms:
-            add(prev[0], fcell, "movement", person)
-        carry.last_cell[person] = (fcell, ts)
-    return [(o, d, k, len(ps)) for (o, d, k), ps in sorted(pairs.items())]
+def time_order(ts: Sequence[int], eid: Sequence[str]) -> list[int]:
+    """Row indexes in (time, event id, arrival) order. Sorting the times is done by numpy; only rows
+    that share a time (a record often has many) are then ordered by event id."""
+    arr = np.array(ts, dtype=np.int64)
+    order_arr = np.argsort(arr, kind="stable")
+    order: list[int] = order_arr.tolist()
+    sts = arr[order_arr]
+    same = sts[1:] == sts[:-1]
+    if same.any():
+        edges = np.diff(np.concatenate(([False], same, [False])).astype(np.int8))
+        starts = np.flatnonzero(edges == 1).tolist()
+        ends = (np.flatnonzero(edges == -1) + 1).tolist()
+        by_eid = eid.__getitem__
+        for a, b in zip(starts, ends, strict=True):
+            order[a:b] = sorted(order[a:b], key=by_eid)  # stable: equal ids stay in arrival order
+    return order
+
+
+def _population(
+    levels: _Levels, combos: Mapping[tuple[str, str, str, str], int], res_all: tuple[int, ...]
+) -> None:
+    """Each person counts once, in one cell per resolution, so a statistic's value and persons are the
+    same count and its top contribution is 1. Persons are counted per (cell, categories) combination
+    first: a window has about a hundred thousand persons but only a few thousand combinations."""
+    counts: dict[int, dict[str, dict[str, int]]] = {res: {} for res in res_all}
+    for (cell, gender, age, origin), n in combos.items():
+        keys = _pop_keys(gender, age, origin)
+        for res, c in _places(cell, res_all):
+            lv = counts[res]
+            d = lv.get(c)
+            if d is None:
+                d = lv[c] = {}
+            for key in keys:
+                d[key] = d.get(key, 0) + n
+    for res, lv in counts.items():
+        out = levels[res]
+        for c, d in lv.items():
+            out[c] = {key: (n, n, 1) for key, n in d.items()}
+
+
+def _add(groups: dict[Any, dict[str, list[int]]], group: Any, person: str, values: tuple[int, ...]) -> None:
+    g = groups.get(group)
+    if g is None:
+        groups[group] = {person: list(values)}
+        return
+    pv = g.get(person)
+    if pv is None:
+        g[person] = list(values)
+    else:
+        for i, v in enumerate(values):
+            pv[i] += v
+
+
+_NONE = float("-inf")  # "no top yet": every statistic ends up with at least one person
+
+
+def _tally(
+    groups: dict[Any, dict[str, list[int]]],
+    keys_of: Callable[[Any], tuple[tuple[str, ...], ...]],
+    res_all: tuple[int, ...],
+) -> _Levels:
+    """(value, persons, top person's value) per resolution, cell and key of rows grouped by (cell,
+    categories) and person, one value per metric. A person in one group adds to the group's totals;
+    a person in several groups (rare) is summed per statistic first."""
+    acc: dict[int, dict[str, dict[str, list[Any]]]] = {res: {} for res in res_all}
+    counts = Counter(p for g in groups.values() for p in g)
+    multi = {p for p, n in counts.items() if n > 1}
+    per_multi: dict[str, dict[tuple[int, str, str], int]] = {p: {} for p in multi}
+    for group, per in groups.items():
+        places = _places(group[0], res_all)
+        singles = [pv for p, pv in per.items() if p not in multi] if multi else list(per.values())
+        for m, keys in enumerate(keys_of(group)):
+            vals = [pv[m] for pv in singles]
+            v, n, top = (sum(vals), len(vals), max(vals)) if vals else (0, 0, _NONE)
+            for res, c in places:
+                lv = acc[res]
+                d = lv.get(c)
+                if d is None:
+                    d = lv[c] = {}
+                for key in keys:
+                    x = d.get(key)
+                    if x is None:
+                        d[key] = [v, n, top]
+                    else:
+                        x[0] += v
+                        x[1] += n
+                        if top > x[2]:
+                            x[2] = top
+            for p in multi.intersection(per):
+                mine = per_multi[p]
+                for res, c in places:
+                    for key in keys:
+                        mine[(res, c, key)] = mine.get((res, c, key), 0) + per[p][m]
+    for mine in per_multi.values():
+        for (res, c, key), v in mine.items():
+            x = acc[res][c][key]
+            x[0] += v
+            x[1] += 1
+            if v > x[2]:
+                x[2] = v
+    return acc  # type: ignore[return-value]
+
+
+def _into(levels: _Levels, acc: _Levels) -> None:
+    for res, lv in acc.items():
+        out = levels[res]
+        for c, d in lv.items():
+            target = out.get(c)
+            if target is None:
+                target = out[c] = {}
+            for key, x in d.items():
+                target[key] = (x[0], x[1], x[2])
+
+
+def _pay_group_keys(group: tuple[str, str, str]) -> tuple[tuple[str, ...], ...]:
+    return _pay_keys("count", group[1], group[2]), _pay_keys("amount_cny", group[1], group[2])
+
+
+def _tap_in_keys(group: tuple[str, str, str]) -> tuple[tuple[str, ...], ...]:
+    return (_tap_keys("tap_in", group[1], group[2]),)
+
+
+def _tap_out_keys(group: tuple[str, str, str]) -> tuple[tuple[str, ...], ...]:
+    return (_tap_keys("tap_out", group[1], group[2]),)

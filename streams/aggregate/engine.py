@@ -14,8 +14,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
+
 from cityscreen.events import CleanEvent, decode_clean_many
 from streams.aggregate.close import AggConfig
+from streams.aggregate.codec import delta_windows
+from streams.aggregate.gcpause import gc_paused
 from streams.aggregate.partial import Partial
 from streams.aggregate.partition import PartitionState
 from streams.aggregate.rows import KINDS
@@ -103,12 +107,14 @@ class Engine:
         st = self.state(partition)
         self._touched.add(partition)
         self._active_at.setdefault(partition, {})[kind] = self.clock()
-        return st.add_record(kind, offset, events)
+        with gc_paused():
+            return st.add_record(kind, offset, events)
 
     def persist(self) -> None:
         """Write one delta per partition touched since the last call."""
         for p in sorted(self._touched):
-            taken = self.states[p].take_delta()
+            with gc_paused():
+                taken = self.states[p].take_delta()
             if taken is None:
                 continue
             data, newest = taken
@@ -153,7 +159,8 @@ class Engine:
         for p, st in sorted(self.states.items()):
             quiet = self.quiet_kinds(p, idle_s, caught_up) if idle_s is not None else frozenset()
             before = st.closed_through_ms
-            partials = st.close_due(idle=len(quiet) == len(KINDS), quiet=quiet)
+            with gc_paused():
+                partials = st.close_due(idle=len(quiet) == len(KINDS), quiet=quiet)
             if st.closed_through_ms is not None and st.closed_through_ms != before:
                 out.append(Closed(p, partials, st.closed_through_ms))
         return out
@@ -179,7 +186,5 @@ class Engine:
 
 
 def _newest_of(delta: bytes) -> int:
-    import msgspec
-
     d = msgspec.msgpack.decode(delta)
-    return max([w for _, w, _ in d["rows"]] + list(d["late"]))
+    return max(delta_windows(d) + list(d["late"]))

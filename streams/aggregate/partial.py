@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
+from functools import lru_cache
 
 import msgspec
 
 from cityscreen.aggregates import FlowAggregate, Measure, WindowAggregate, parse_stat_key, stat_key
 from cityscreen.demography import BREAKDOWN_CATEGORIES
+from streams.aggregate.gcpause import gc_paused
 
 # value, persons, top_person_value (amounts in fen)
 Cell = dict[str, tuple[int, int, int]]
@@ -35,6 +37,7 @@ class PartialMessage(msgspec.Struct, array_like=True):
     partial: Partial | None = None
 
 
+_KEY_SETS = 65_536  # distinct key sets of a cell remembered (a window has a few hundred)
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder(PartialMessage)
 
@@ -49,6 +52,11 @@ def decode_message(data: bytes) -> PartialMessage:
 
 def merge_partials(partials: Iterable[Partial]) -> Partial | None:
     """Add up partials of one window from distinct partitions (None when there are none)."""
+    with gc_paused():
+        return _merge(partials)
+
+
+def _merge(partials: Iterable[Partial]) -> Partial | None:
     merged: Partial | None = None
     flows: dict[tuple[str, str, str], int] = {}
     for part in partials:
@@ -58,14 +66,16 @@ def merge_partials(partials: Iterable[Partial]) -> Partial | None:
         for res, cells in part.cells.items():
             mcells = merged.cells.setdefault(res, {})
             for cell, stats in cells.items():
-                mstats = mcells.setdefault(cell, {})
-                for key, (value, persons, top) in stats.items():
+                mstats = mcells.get(cell)
+                if mstats is None:
+                    mcells[cell] = dict(stats)
+                    continue
+                for key, v in stats.items():
                     old = mstats.get(key)
-                    mstats[key] = (
-                        (value, persons, top)
-                        if old is None
-                        else (old[0] + value, old[1] + persons, max(old[2], top))
-                    )
+                    if old is None:
+                        mstats[key] = v
+                    else:
+                        mstats[key] = (old[0] + v[0], old[1] + v[1], old[2] if old[2] >= v[2] else v[2])
         for origin, dest, kind, persons in part.flows:
             flows[(origin, dest, kind)] = flows.get((origin, dest, kind), 0) + persons
     if merged is not None:
@@ -73,35 +83,52 @@ def merge_partials(partials: Iterable[Partial]) -> Partial | None:
     return merged
 
 
-def _complete(stats: Cell) -> Cell:
-    """Zero-fill every fixed breakdown of a metric present in the cell (an empty category is data too)."""
-    out = dict(stats)
-    for key in stats:
+@lru_cache(maxsize=_KEY_SETS)
+def _zero_fill(keys: frozenset[str]) -> tuple[str, ...]:
+    """The breakdown keys to zero-fill in a cell holding `keys` (cells share a few key sets)."""
+    out: dict[str, None] = {}
+    for key in keys:
         layer, metric, dimension, _ = parse_stat_key(key)
         if dimension is not None:
             continue
         for dim, cats in BREAKDOWN_CATEGORIES.items():
-            probe = [k for k in stats if k.startswith(f"{layer}.{metric}|{dim}=")]
-            if not probe:
+            if not any(k.startswith(f"{layer}.{metric}|{dim}=") for k in keys):
                 continue
             for cat in cats:
-                out.setdefault(stat_key(layer, metric, dim, cat), (0, 0, 0))
+                out[stat_key(layer, metric, dim, cat)] = None
+    return tuple(k for k in out if k not in keys)
+
+
+@lru_cache(maxsize=_KEY_SETS)
+def _layout(keys: frozenset[str]) -> tuple[tuple[str, bool], ...]:
+    """A completed cell's keys in sorted order, each with whether it is an amount (fen)."""
+    return tuple((k, k.startswith("payments.amount_cny")) for k in sorted(keys.union(_zero_fill(keys))))
+
+
+_ZERO = (0, 0, 0)
+
+
+def _measures(stats: Cell) -> dict[str, Measure]:
+    get = stats.get
+    out = {}
+    for key, is_amount in _layout(frozenset(stats)):
+        value, persons, top = get(key, _ZERO)
+        if is_amount:
+            out[key] = Measure(value / 100, persons, top / 100)
+        else:
+            out[key] = Measure(float(value), persons, float(top))
     return out
-
-
-def _measure(key: str, value: int, persons: int, top: int) -> Measure:
-    if key.startswith("payments.amount_cny"):
-        return Measure(value / 100, persons, top / 100)
-    return Measure(float(value), persons, float(top))
 
 
 def finalize(partial: Partial, *, window_s: int, base_res: int, flow_res: int) -> WindowAggregate:
     """The exact `WindowAggregate` of a merged partial, breakdowns completed, keys in sorted order."""
+    with gc_paused():
+        return _finalize(partial, window_s=window_s, base_res=base_res, flow_res=flow_res)
+
+
+def _finalize(partial: Partial, *, window_s: int, base_res: int, flow_res: int) -> WindowAggregate:
     cells = {
-        res: {
-            cell: {key: _measure(key, *v) for key, v in sorted(_complete(stats).items())}
-            for cell, stats in sorted(partial.cells[res].items())
-        }
+        res: {cell: _measures(stats) for cell, stats in sorted(partial.cells[res].items())}
         for res in sorted(partial.cells, reverse=True)
     }
     flows = [FlowAggregate(o, d, k, n) for o, d, k, n in partial.flows]  # type: ignore[arg-type]

@@ -15,23 +15,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import msgspec
 
 from cityscreen.events import CleanEvent
-from streams.aggregate.close import AggConfig, Carry, close_window
+from streams.aggregate.close import AggConfig, Carry, close_columns
+from streams.aggregate.codec import delta_chunks, encode_chunk
 from streams.aggregate.partial import Partial
-from streams.aggregate.rows import KINDS, Row, row_of, window_of
+from streams.aggregate.rows import KINDS, Row, columns_of, window_of
 
+Part = tuple[tuple[Any, ...], ...]  # seven columns of one record's rows in one window
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder()
 
 
 @dataclass
 class WindowRows:
-    rows: dict[str, list[Row]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    """A window's rows: per kind, a list of record parts, each seven column tuples (tuples of plain
+    values are left alone by the cyclic garbage collector; long lists would be traversed at every
+    full collection)."""
+
+    parts: dict[str, list[Part]] = field(default_factory=lambda: {k: [] for k in KINDS})
     late_events: int = 0
+
+    def columns(self, kind: str) -> list[list[Any]]:
+        parts = self.parts[kind]
+        if len(parts) == 1:
+            return [list(c) for c in parts[0]]
+        return [list(chain.from_iterable(p[j] for p in parts)) for j in range(7)]
+
+    @property
+    def rows(self) -> dict[str, list[Row]]:
+        return {k: list(zip(*self.columns(k), strict=True)) for k in KINDS}
 
 
 @dataclass
@@ -43,7 +60,7 @@ class PartitionState:
     applied_offset: dict[str, int] = field(default_factory=dict)
     closed_through_ms: int | None = None
     carry: Carry = field(default_factory=Carry)
-    _delta: list[tuple[str, int, Row]] = field(default_factory=list)
+    _delta: list[tuple[str, int, Part]] = field(default_factory=list)
     _delta_late: dict[int, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------ applying
@@ -56,8 +73,18 @@ class PartitionState:
         win_ms, span_ms = cfg.window_ms, cfg.window_ms + cfg.grace_ms
         wm = self.watermark_ms.get(kind, -(2**62))
         closed = self.closed_through_ms if self.closed_through_ms is not None else -(2**62)
+        if events:
+            times = [e.ts_ms for e in events]
+            lo, hi = min(times), max(times)
+            w = lo - lo % win_ms
+            # the usual record: every event in one open window, none late (the watermark only grows
+            # inside the record, and never past this window's end + grace)
+            if hi < w + win_ms and w > closed and w + span_ms > wm:
+                self._add_rows(kind, w, columns_of(kind, events, cfg.base_res, cfg.clip_cny, times))
+                self.watermark_ms[kind] = max(wm, hi)
+                return []
         late: list[CleanEvent] = []
-        windows, delta = self.windows, self._delta
+        groups: dict[int, list[CleanEvent]] = {}
         for event in events:
             ts = event.ts_ms
             w = ts - ts % win_ms
@@ -69,14 +96,19 @@ class PartitionState:
                 continue
             if ts > wm:
                 wm = ts
-            row = row_of(event, cfg.base_res, cfg.clip_cny)
-            wr = windows.get(w)
-            if wr is None:
-                wr = windows[w] = WindowRows()
-            wr.rows[kind].append(row)
-            delta.append((kind, w, row))
+            groups.setdefault(w, []).append(event)
+        for w, evs in groups.items():
+            self._add_rows(kind, w, columns_of(kind, evs, cfg.base_res, cfg.clip_cny))
         self.watermark_ms[kind] = wm
         return late
+
+    def _add_rows(self, kind: str, w: int, cols: list[list[Any]]) -> None:
+        part = tuple(map(tuple, cols))
+        wr = self.windows.get(w)
+        if wr is None:
+            wr = self.windows[w] = WindowRows()
+        wr.parts[kind].append(part)
+        self._delta.append((kind, w, part))
 
     def _count_late(self, w: int) -> None:
         wr = self.windows.get(w)
@@ -106,10 +138,10 @@ class PartitionState:
         out = []
         for w in sorted(x for x in self.windows if x <= through):
             wr = self.windows.pop(w)
-            r = wr.rows
+            pays, transits = (list(zip(*wr.columns(k), strict=True)) for k in ("payment", "transit"))
             out.append(
-                close_window(w, self.partition, r["sim"], r["payment"], r["transit"], self.carry, self.cfg,
-                             wr.late_events)
+                close_columns(w, self.partition, wr.columns("sim"), pays, transits, self.carry, self.cfg,
+                              wr.late_events)
             )  # fmt: skip
         self.closed_through_ms = through
         return out
@@ -123,7 +155,7 @@ class PartitionState:
         newest = max([w for _, w, _ in self._delta] + list(self._delta_late))
         data = _ENC.encode(
             {
-                "rows": self._delta,
+                "chunks": [encode_chunk(kind, w, cols) for kind, w, cols in self._delta],
                 "late": self._delta_late,
                 "wm": self.watermark_ms,
                 "off": self.applied_offset,
@@ -161,9 +193,9 @@ class PartitionState:
         closed = state.closed_through_ms if state.closed_through_ms is not None else -(2**62)
         for raw in deltas:
             d: Mapping[str, Any] = _DEC.decode(raw)
-            for kind, w, row in d["rows"]:
+            for kind, w, cols in delta_chunks(d):
                 if w > closed:
-                    state.windows.setdefault(w, WindowRows()).rows[kind].append(tuple(row))
+                    state.windows.setdefault(w, WindowRows()).parts[kind].append(tuple(map(tuple, cols)))
             for w, n in d["late"].items():
                 if w > closed:
                     state.windows.setdefault(w, WindowRows()).late_events += n
