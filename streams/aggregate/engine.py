@@ -1,10 +1,11 @@
 """The aggregate engine: routes records to partition states and keeps their durable log consistent.
 
 Storage is a key-value log per partition (a changelog-backed Faust table in the worker, a dict in tests):
-`snap` holds the partition snapshot and `d:<seq>` one delta per batch. The order of writes is what makes
-a SIGKILL harmless: deltas are written after every batch (before Faust commits the batch's offsets); at
-a close the partials are delivered first, then the snapshot, then the deltas it made redundant are
-deleted.
+`snap` holds the partition snapshot, `d:<seq>` one delta per batch, and `c:<closed-through>` the carry
+entries (last SIM cell, open trip) that one close changed. The order of writes is what makes a SIGKILL
+harmless: deltas are written after every batch (before Faust commits the batch's offsets); at a close
+the partials are delivered first, then its carry delta, then the snapshot, then the deltas it made
+redundant are deleted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from streams.aggregate.partition import PartitionState
 from streams.aggregate.rows import KINDS
 
 SNAPSHOT = "snap"
+CARRY = "c:"  # + closed-through: the carry entries one close changed
 CaughtUp = Callable[[int, str], bool]  # (partition, kind) -> every record written so far has been applied
 
 
@@ -65,6 +67,7 @@ class Engine:
         self.states: dict[int, PartitionState] = {}
         self._seq: dict[int, int] = {}
         self._delta_newest: dict[int, dict[str, int]] = {}  # partition -> delta key -> newest window
+        self._carry_keys: dict[int, list[int]] = {}  # partition -> closed-through of its carry deltas
         self._touched: set[int] = set()
         # wall-clock time of the last record per partition and topic kind (idleness, never event time)
         self._active_at: dict[int, dict[str, float]] = {}
@@ -84,22 +87,28 @@ class Engine:
 
     def _restore(self, partition: int) -> PartitionState:
         snap, deltas, newest = None, [], {}
+        carries: list[tuple[int, bytes]] = []
         seq = 0
         for key, value in self.log.items(partition):  # once: a chunked snapshot is joined per call
             if key == SNAPSHOT:
                 snap = value
+            elif key.startswith(CARRY):
+                carries.append((int(key[len(CARRY) :]), value))
             else:
                 deltas.append(value)
                 seq = max(seq, int(key[2:]))
                 newest[key] = _newest_of(value)
-        st = PartitionState.restore(partition, self.cfg, snap, deltas)
+        st = PartitionState.restore(partition, self.cfg, snap, deltas, carries)
+        self._carry_keys[partition] = sorted(carries_through for carries_through, _ in carries)
         self._seq[partition] = seq
         self._delta_newest[partition] = newest
         return st
 
     def apply(self, partition: int, kind: str, offset: int, value: bytes) -> list[CleanEvent]:
         """Apply one record; returns its late events."""
-        return self.apply_events(partition, kind, offset, decode_clean_many(value))
+        with gc_paused():
+            events = decode_clean_many(value)
+        return self.apply_events(partition, kind, offset, events)
 
     def apply_events(
         self, partition: int, kind: str, offset: int, events: list[CleanEvent]
@@ -166,20 +175,34 @@ class Engine:
         return out
 
     def commit_close(self, closed: Closed) -> None:
-        """After the partials are delivered: snapshot, then drop the deltas the snapshot covers."""
-        st = self.states[closed.partition]
+        """After the partials are delivered: the carry delta, the snapshot, then drop the deltas the
+        snapshot covers and the carry deltas older than the trip TTL (every entry in them is stale)."""
+        p, through = closed.partition, closed.closed_through_ms
+        st = self.states[p]
         self.persist()
-        self.log.put(closed.partition, SNAPSHOT, st.snapshot())
-        newest = self._delta_newest.get(closed.partition, {})
-        for key in [k for k, w in newest.items() if w <= closed.closed_through_ms]:
-            self.log.put(closed.partition, key, None)
+        with gc_paused():
+            carry = st.take_carry_delta()
+        self.log.put(p, f"{CARRY}{through:015d}", carry)
+        keys = self._carry_keys.setdefault(p, [])
+        if through not in keys:
+            keys.append(through)
+        self.log.put(p, SNAPSHOT, st.snapshot())
+        newest = self._delta_newest.get(p, {})
+        for key in [k for k, w in newest.items() if w <= through]:
+            self.log.put(p, key, None)
             del newest[key]
+        # entries of a carry delta are older than its close; events still to come are newer than
+        # `through`, so once the delta is a whole TTL older than that, none of its entries can pair
+        for old in [w for w in keys if w < through - self.cfg.trip_ttl_ms]:
+            self.log.put(p, f"{CARRY}{old:015d}", None)
+            keys.remove(old)
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget partitions moved to another worker (their log moved with them)."""
         for p in partitions:
             self.states.pop(p, None)
             self._delta_newest.pop(p, None)
+            self._carry_keys.pop(p, None)
             self._active_at.pop(p, None)
             self._since.pop(p, None)
             self._touched.discard(p)

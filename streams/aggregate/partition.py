@@ -62,6 +62,7 @@ class PartitionState:
     carry: Carry = field(default_factory=Carry)
     _delta: list[tuple[str, int, Part]] = field(default_factory=list)
     _delta_late: dict[int, int] = field(default_factory=dict)
+    _carry_touched: set[str] = field(default_factory=set)  # persons whose carry changed since the last take
 
     # ------------------------------------------------------------ applying
     def add_record(self, kind: str, offset: int, events: Sequence[CleanEvent]) -> list[CleanEvent]:
@@ -139,10 +140,13 @@ class PartitionState:
         for w in sorted(x for x in self.windows if x <= through):
             wr = self.windows.pop(w)
             pays, transits = (list(zip(*wr.columns(k), strict=True)) for k in ("payment", "transit"))
+            sims = wr.columns("sim")
+            # closing sets (or pops) the carry of exactly these persons: SIM cells and transit trips
+            self._carry_touched.update(sims[2])
+            self._carry_touched.update(r[2] for r in transits)
             out.append(
-                close_columns(w, self.partition, wr.columns("sim"), pays, transits, self.carry, self.cfg,
-                              wr.late_events)
-            )  # fmt: skip
+                close_columns(w, self.partition, sims, pays, transits, self.carry, self.cfg, wr.late_events)
+            )
         self.closed_through_ms = through
         return out
 
@@ -165,32 +169,60 @@ class PartitionState:
         return data, newest
 
     def snapshot(self) -> bytes:
-        """Everything but the open windows' rows (those live in the deltas)."""
+        """Everything but the open windows' rows (those live in the deltas) and the carry (in its
+        own deltas, `take_carry_delta`)."""
         return _ENC.encode(
-            {
-                "closed": self.closed_through_ms,
-                "wm": self.watermark_ms,
-                "off": self.applied_offset,
-                "last": self.carry.last_cell,
-                "trip": self.carry.open_trip,
-            }
+            {"closed": self.closed_through_ms, "wm": self.watermark_ms, "off": self.applied_offset}
+        )
+
+    def take_carry_delta(self) -> bytes:
+        """The carry entries of every person whose carry changed since the last call (None = removed).
+
+        Only the persons of the closed windows, not the whole carry: a megacity's carry holds every
+        person seen within the trip TTL, and rewriting all of it at every close was most of the
+        changelog's bytes. Entries the carry pruned are not removed here: a stale entry and a missing
+        one give the same flows (every use checks the TTL)."""
+        last, trip = self.carry.last_cell, self.carry.open_trip
+        touched, self._carry_touched = self._carry_touched, set()
+        return _ENC.encode(
+            {"last": {p: last.get(p) for p in touched}, "trip": {p: trip.get(p) for p in touched}}
         )
 
     @classmethod
     def restore(
-        cls, partition: int, cfg: AggConfig, snapshot: bytes | None, deltas: Sequence[bytes]
+        cls,
+        partition: int,
+        cfg: AggConfig,
+        snapshot: bytes | None,
+        deltas: Sequence[bytes],
+        carry_deltas: Sequence[tuple[int, bytes]] = (),
     ) -> PartitionState:
+        """The state from the latest snapshot, the carry deltas of closes it covers (in order) and the
+        row deltas of windows still open."""
         state = cls(partition, cfg)
         if snapshot is not None:
             snap: Mapping[str, Any] = _DEC.decode(snapshot)
             state.closed_through_ms = snap["closed"]
             state.watermark_ms = dict(snap["wm"])
             state.applied_offset = dict(snap["off"])
+            # snapshots written before carry deltas existed hold the whole carry: it goes into the
+            # next carry delta, since the next snapshot no longer holds it
             state.carry = Carry(
-                {p: (c, t) for p, (c, t) in snap["last"].items()},
-                {p: (c, t) for p, (c, t) in snap["trip"].items()},
+                {p: (c, t) for p, (c, t) in snap.get("last", {}).items()},
+                {p: (c, t) for p, (c, t) in snap.get("trip", {}).items()},
             )
+            state._carry_touched = set(state.carry.last_cell) | set(state.carry.open_trip)
         closed = state.closed_through_ms if state.closed_through_ms is not None else -(2**62)
+        for through, raw in sorted(carry_deltas):
+            if through > closed:
+                continue  # written by a close whose snapshot never landed: that close is redone
+            c: Mapping[str, Any] = _DEC.decode(raw)
+            for name, target in (("last", state.carry.last_cell), ("trip", state.carry.open_trip)):
+                for p, entry in c[name].items():
+                    if entry is None:
+                        target.pop(p, None)
+                    else:
+                        target[p] = (entry[0], entry[1])
         for raw in deltas:
             d: Mapping[str, Any] = _DEC.decode(raw)
             for kind, w, cols in delta_chunks(d):
