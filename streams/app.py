@@ -7,9 +7,6 @@ import faust
 from cityscreen.settings import Settings
 from streams.internal_topics import MAX_RECORD_BYTES
 
-FETCH_BYTES = 16 * 1024 * 1024
-PRODUCER_BATCH_BYTES = 1024 * 1024
-
 
 def create_app(settings: Settings, *, app_id: str = "cityscreen") -> faust.App:
     datadir = settings.data_dir / "faust" / app_id
@@ -23,8 +20,4 @@ def create_app(settings: Settings, *, app_id: str = "cityscreen") -> faust.App:
         web_enabled=False,
         datadir=str(datadir),
         producer_max_request_size=MAX_RECORD_BYTES,  # frames can exceed 1 MB (streams/internal_topics.py)
-        # clean records hold 1000 events (~160 KB): Faust's 1 MiB per-partition fetch took six of them
-        # per round trip, and its 16 KiB producer batches cut every changelog delta into pieces
-        consumer_max_fetch_size=FETCH_BYTES,
-        producer_max_batch_size=PRODUCER_BATCH_BYTES,
     )
