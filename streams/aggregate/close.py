@@ -154,7 +154,7 @@ def close_columns(
     ts, eid, person, cell, gender, age, origin = sims
     n = len(ts)
     order = time_order(ts, eid) if n > 1 else list(range(n))
-    multi = _several(person, order)
+    multi, pos = _several(person, order)
     combo_cols: list[Sequence[str]]
     if n > 1:
         take = itemgetter(*order)
@@ -163,8 +163,6 @@ def close_columns(
         combo_cols = [cell, gender, age, origin]
     if multi:
         # a person with several events counts where first seen, with the values of their last row
-        pos = np.empty(n, dtype=np.int64)
-        pos[np.array(order, dtype=np.int64)] = np.arange(n)
         patched: list[list[str]] = [list(c) for c in combo_cols]
         drop = []
         for rows in multi.values():
@@ -202,13 +200,13 @@ def close_columns(
     return Partial(window_start_ms, partition, cells, flows, late_events)
 
 
-def _several(person: Sequence[str], order: list[int]) -> dict[str, list[int]]:
+def _several(person: Sequence[str], order: list[int]) -> tuple[dict[str, list[int]], np.ndarray]:
     """Persons with several rows -> their row indexes in time order (rare: one SIM event per person per
-    window is the rule)."""
+    window is the rule), and each row's position in `order` (empty when nobody has several rows)."""
     n = len(person)
     last = dict(zip(person, range(n), strict=True))
     if len(last) == n:
-        return {}
+        return {}, np.empty(0, dtype=np.int64)
     not_last = set(range(n)).difference(last.values())
     multi: dict[str, list[int]] = {}
     for i in not_last:
@@ -218,7 +216,7 @@ def _several(person: Sequence[str], order: list[int]) -> dict[str, list[int]]:
     for p, rows in multi.items():
         rows.append(last[p])
         rows.sort(key=lambda i: int(pos[i]))
-    return multi
+    return multi, pos
 
 
 def time_order(ts: Sequence[int], eid: Sequence[str]) -> list[int]:

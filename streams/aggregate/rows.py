@@ -1,8 +1,8 @@
-"""Binning: clean events to compact rows (window, base cell, released categories), one tuple per event.
+"""Binning: clean events to compact rows (window, base cell, released categories), built as columns.
 
-Rows are plain tuples so that a batch of tens of thousands of events is binned with one tight loop and
-can be persisted (msgpack) and replayed unchanged. The H3 lookup is cached: towers, stations and shops
-repeat, so almost every lookup is a dictionary hit.
+A record's rows are seven columns of plain values, so that a batch of tens of thousands of events is
+binned with a few tight loops and can be persisted (streams/aggregate/codec.py) and replayed unchanged.
+The H3 lookup is cached: towers, stations and shops repeat, so almost every lookup is a dictionary hit.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cityscreen.demography import ORIGIN_REGIONS
-from cityscreen.events import CleanEvent, PaymentEvent, SimEvent, TransitEvent
+from cityscreen.events import CleanEvent, PaymentEvent, SimEvent
 from cityscreen.geo import cell_for
 
 KIND_SIM, KIND_PAYMENT, KIND_TRANSIT = "sim", "payment", "transit"
@@ -26,11 +26,6 @@ TransitRow = tuple[int, str, str, str, str, str, str]
 Row = tuple[Any, ...]
 
 
-def region_of(origin: str) -> str:
-    """The released origin region; the clean topics may carry the province code or the region itself."""
-    return ORIGIN_REGIONS.get(origin, origin)
-
-
 def to_fen(amount_cny: float, clip_cny: float | None) -> int:
     """Amounts are summed as integer fen so that totals are exact whatever order partitions merge in."""
     if clip_cny is not None and amount_cny > clip_cny:
@@ -42,27 +37,6 @@ def window_of(ts_ms: int, window_ms: int) -> int:
     return ts_ms - ts_ms % window_ms
 
 
-def row_of(event: CleanEvent, res: int, clip_cny: float | None) -> Row:
-    """One event's row (see the row types above)."""
-    cell = cell_for(event.lat, event.lng, res)
-    if isinstance(event, SimEvent):
-        return (
-            event.ts_ms, event.event_id, event.person, cell,
-            event.gender, event.age_band, region_of(event.origin),
-        )  # fmt: skip
-    if isinstance(event, PaymentEvent):
-        return (
-            event.ts_ms, event.event_id, event.person, cell,
-            event.category, to_fen(event.amount_cny, clip_cny), region_of(event.origin),
-        )  # fmt: skip
-    assert isinstance(event, TransitEvent)
-    return (event.ts_ms, event.event_id, event.person, cell, event.tap, event.mode, event.line)
-
-
-def rows_of(events: Sequence[CleanEvent], res: int, clip_cny: float | None) -> list[Row]:
-    return [row_of(e, res, clip_cny) for e in events]
-
-
 def kind_of(event: CleanEvent) -> str:
     if isinstance(event, SimEvent):
         return KIND_SIM
@@ -70,8 +44,10 @@ def kind_of(event: CleanEvent) -> str:
 
 
 class _Regions(dict[str, str]):
+    """The released origin region; the clean topics may carry the province code or the region itself."""
+
     def __missing__(self, origin: str) -> str:
-        return origin  # region_of: an unknown code is its own region
+        return origin  # an unknown code is its own region
 
 
 _REGIONS = _Regions(ORIGIN_REGIONS)
@@ -96,7 +72,7 @@ def cells_of(lats: list[float], lngs: list[float], res: int) -> list[str]:
 def columns_of(
     kind: str, events: Sequence[Any], res: int, clip_cny: float | None, times: list[int] | None = None
 ) -> list[list[Any]]:
-    """The rows of events of one kind as seven columns, the same values as `row_of` (`times`: their
+    """The rows of events of one kind as seven columns, laid out as the row types above (`times`: their
     times, when the caller has them already)."""
     cols: list[list[Any]] = [
         [e.ts_ms for e in events] if times is None else times,
