@@ -33,6 +33,7 @@ from streams.ingest import RECORD_EVENTS
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import ReleaseSink
 from streams.release_book import ReleaseBook, finalize_window
+from streams.stall import Behind, OffsetGuard, StallWatch
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
 
@@ -122,6 +123,24 @@ def build_worker(
     async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         engine.drop({tp.partition for tp in revoked if tp.topic in KIND_BY_TOPIC})
 
+    guard = OffsetGuard()
+
+    async def admitted(m: Any, kind: str, now: float) -> bool:
+        """Whether to apply this record (streams/stall.py: records Faust lost are read again)."""
+        action, at = guard.admit(m.partition, kind, m.offset, engine.applied_offset(m.partition, kind), now)
+        if action == "seek":
+            app.log.warning(
+                f"{m.topic}[{m.partition}]: offset {m.offset} arrived but {at} was never delivered; "
+                f"seeking back to {at} (records the Kafka client fetched and Faust dropped)"
+            )
+            await app.consumer.seek(m.tp, at)
+        elif action == "hole":
+            app.log.warning(
+                f"{m.topic}[{m.partition}]: offsets {at} to {m.offset - 1} no longer exist (retention); "
+                f"reading from {m.offset}"
+            )
+        return action in ("apply", "hole")
+
     @app.agent(clean)
     async def aggregate(stream: Any) -> None:
         # take_events counts records, and each clean record holds up to RECORD_EVENTS events
@@ -133,9 +152,12 @@ def build_worker(
                 n = 0
                 for event in events:
                     m = event.message
-                    got = engine.apply(m.partition, KIND_BY_TOPIC[m.topic], m.offset, event.value)
-                    late.extend((m.topic, e) for e in got)
-                    n += 1
+                    kind = KIND_BY_TOPIC[m.topic]
+                    if await admitted(m, kind, started):
+                        late.extend(
+                            (m.topic, e) for e in engine.apply(m.partition, kind, m.offset, event.value)
+                        )
+                        n += 1
                 engine.persist()
                 if late:
                     await dead_letter(late)
@@ -143,14 +165,20 @@ def build_worker(
                 await emit(engine.close_due())
                 engine.pause_idle(time.monotonic() - started)
 
+    stall = StallWatch()
+
     @app.timer(interval=win.flush_s)
     async def close_idle() -> None:
         if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return
         assigned = [tp for tp in app.consumer.assignment() if tp.topic in KIND_BY_TOPIC]
-        # the broker's end offsets: a topic is quiet only once everything written to it was applied
-        ends = await app.consumer.highwaters(*assigned) if assigned else {}
-        end_of = {(tp.partition, KIND_BY_TOPIC[tp.topic]): end for tp, end in ends.items()}
+        # the end offsets the broker reported with the client's latest fetch of each partition (None
+        # before the first): a topic is quiet only once everything written to it was applied. Not
+        # `consumer.highwaters()`: that request queues behind the consumer thread's long-poll fetch and
+        # took about a second per tick. A fetch is always in flight for a read-out partition, so these
+        # are as fresh as an explicit request, and idleness is required on top.
+        ends = {tp: app.consumer.highwater(tp) for tp in assigned}
+        end_of = {(tp.partition, KIND_BY_TOPIC[tp.topic]): end for tp, end in ends.items() if end is not None}
 
         def caught_up(partition: int, kind: str) -> bool:
             end = end_of.get((partition, kind))
@@ -159,6 +187,14 @@ def build_worker(
         async with lock:
             # restore assigned partitions even if nothing new arrives, so their windows still close
             engine.load(tp.partition for tp in assigned)
+            applied = {pk: engine.applied_offset(*pk) for pk in end_of}
+            behind = [(p, k, applied[p, k], end) for (p, k), end in end_of.items() if applied[p, k] + 1 < end]
+            verdict = stall.check(
+                time.monotonic(), sum(applied.values()), behind, lambda lag: _fetch_state(app, lag)
+            )
+            if verdict.warning:
+                app.log.warning(verdict.warning)
+            await _reseek(app, verdict.reseek)
             started = time.monotonic()
             await emit(engine.close_due(idle_s=win.idle_close_s, caught_up=caught_up))
             engine.pause_idle(time.monotonic() - started)
@@ -199,6 +235,40 @@ def build_worker(
         await sink.publish_manifest()
 
     return app
+
+
+def _fetch_state(app: faust.App, lagging: list[Behind]) -> str:
+    """Faust's and aiokafka's view of the lagging partitions (private attributes: diagnostics only)."""
+    consumer = app.consumer
+    parts = []
+    for name in ("_active_partitions", "_paused_partitions", "_buffered_partitions"):
+        tps = getattr(consumer, name, None) or set()
+        names = sorted(f"{KIND_BY_TOPIC[t.topic]}[{t.partition}]" for t in tps if t.topic in KIND_BY_TOPIC)
+        parts.append(f"{name.strip('_').split('_')[0]}: {' '.join(names) or '-'}")
+    flow = "on" if getattr(consumer, "flow_active", True) else "off"
+    positions = []
+    try:
+        client = consumer._thread._consumer  # type: ignore[attr-defined]
+        read, committed = consumer._read_offset, consumer._committed_offset  # type: ignore[attr-defined]
+        for p, kind, _, _ in lagging:
+            tp = next(t for t in consumer.assignment() if t.partition == p and t.topic == CLEAN_TOPICS[kind])
+            st = client._subscription.subscription.assignment.state_value(tp)
+            positions.append(
+                f"{kind}[{p}] fetch position {st._position} paused {st._paused} highwater {st.highwater}"
+                f" read {read.get(tp)} committed {committed.get(tp)}"
+            )
+    except Exception as exc:  # diagnostics must never take the worker down
+        positions.append(f"(positions unavailable: {exc!r})")
+    return f"Faust fetch state {'; '.join(parts)}; flow {flow}; {'; '.join(positions)}"
+
+
+async def _reseek(app: faust.App, lagging: list[Behind]) -> None:
+    """Seek lagging clean partitions back to their first unapplied offset (streams/stall.py says why)."""
+    by_name = {(tp.topic, tp.partition): tp for tp in app.consumer.assignment()}
+    for p, kind, applied, _ in lagging:
+        tp = by_name.get((CLEAN_TOPICS[kind], p))
+        if tp is not None:  # revoked meanwhile: its new owner reads it from the committed offset
+            await app.consumer.seek(tp, applied + 1)
 
 
 def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") -> None:

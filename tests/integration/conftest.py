@@ -18,11 +18,11 @@ Fixtures:
   groups and ids, or `stack_factory` when a test needs topics nobody else touched.
 - `stack_factory` (function): `stack_factory(**settings_overrides)` starts a private stack (about 5 s), in
   its own tmp dir, stopped after the test. For golden tests and restart tests.
-- `spawn` (function): `spawn(*cli_args, settings=None, name=None, env=None)` runs `cityscreen <cli_args>`
-  as `python -m services.cli` with `to_env(settings or stack.settings)`; returns a `ManagedProcess`
-  (`.is_alive()`, `.tail()`, `.log_path`, `.stop()`, `.wait_ready(probe, timeout_s=...)`). Every child is
-  stopped (SIGTERM, then SIGKILL) at teardown and the end of its log is printed, which pytest shows when
-  the test fails.
+- `spawn` (function): `spawn(*cli_args, settings=None, name=None, env=None, module="services.cli")` runs
+  `cityscreen <cli_args>` as `python -m services.cli` (or another module with the same command line)
+  with `to_env(settings or stack.settings)`; returns a `ManagedProcess` (`.is_alive()`, `.tail()`,
+  `.log_path`, `.stop()`, `.wait_ready(probe, timeout_s=...)`). Every child is stopped (SIGTERM, then
+  SIGKILL) at teardown and the end of its log is printed, which pytest shows when the test fails.
 - `fresh_redis` (function): a sync `redis.Redis` client on the stack's Redis after FLUSHDB.
 - `free_port` (function): `free_port()` gives an unused loopback port, e.g. for the gateway.
 - `wait_for` (function): `wait_for(probe, timeout_s=30, what="...")` polls until `probe()` is truthy and
@@ -87,12 +87,13 @@ def spawn(stack: LocalStack, tmp_path: Path) -> Iterator[Callable[..., ManagedPr
         settings: Settings | None = None,
         name: str | None = None,
         env: dict[str, str] | None = None,
+        module: str = "services.cli",
     ) -> ManagedProcess:
         child_env = {**os.environ, **to_env(settings or stack.settings), **(env or {})}
         child_name = name or "-".join(a.lstrip("-") for a in cli_args[:3]) or "cityscreen"
         proc = spawn_process(
             f"{child_name}-{len(children)}",
-            [sys.executable, "-m", "services.cli", *cli_args],
+            [sys.executable, "-m", module, *cli_args],
             log_dir=tmp_path / "logs",
             env=child_env,
             cwd=REPO_ROOT,

@@ -1,0 +1,62 @@
+"""Records that faust-streaming fetches and then loses (around rebalances) are read again: the worker
+still publishes exactly the golden frames, whether later records of the partition follow the loss (a
+hole in the offsets) or not (the partition's last record: nothing ever arrives after it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from cityscreen.events import CLEAN_TOPICS
+from tests.reference_aggregates import reference_window_aggregates
+from tests.streams_support import (
+    expected_frames,
+    make_raw_events,
+    produce_clean,
+    published_frames,
+    to_clean,
+    windows_published,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def _end_offsets(bootstrap: str, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+def test_records_lost_after_the_fetch_are_read_again(
+    stack_factory: Callable[..., Any], spawn: Callable[..., Any], wait_for: Callable[..., Any]
+) -> None:
+    stack = stack_factory()
+    settings = stack.settings
+    raw = make_raw_events(persons=400, minutes=4)
+    expected = expected_frames(reference_window_aggregates(raw, settings), settings)
+    windows = len({w for _, w in expected})
+    asyncio.run(produce_clean(settings.kafka.bootstrap, [to_clean(r, settings) for r in raw],
+                              settings.kafka.partitions))  # fmt: skip
+    sim, transit = TopicPartition(CLEAN_TOPICS["sim"], 1), TopicPartition(CLEAN_TOPICS["transit"], 0)
+    ends = asyncio.run(_end_offsets(settings.kafka.bootstrap, [sim, transit]))
+    assert ends[sim] > 4 and ends[transit] > 1
+    drops = [(sim, 3), (transit, ends[transit] - 1)]  # a hole mid-stream, and a partition's last record
+    lossy = ",".join(f"{tp.topic}:{tp.partition}:{offset}" for tp, offset in drops)
+
+    worker = spawn("worker", "--role", "aggregate", settings=settings, module="tests.lossy_worker",
+                   env={"LOSSY_DROP": lossy})  # fmt: skip
+    client = redis.Redis.from_url(settings.redis.url)
+    wait_for(lambda: windows_published(client) >= windows, timeout_s=120, what=f"all {windows} windows")
+    assert published_frames(client, settings) == expected
+    log = worker.log_path.read_text()
+    assert log.count("lossy: dropped") == 2, "the fault was not injected: the test proves nothing"
+    assert "seeking back to 3" in log and f"seeking back to {ends[transit] - 1}" not in log
+    assert "Seeking these partitions back" in log  # the lost last record: found by the stall watch
