@@ -11,8 +11,11 @@ Two agents per process (docs/streams.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -36,6 +39,7 @@ from streams.release_book import ReleaseBook, finalize_window
 from streams.stall import Behind, OffsetGuard, StallWatch
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class TableLog:
@@ -271,6 +275,14 @@ async def _reseek(app: faust.App, lagging: list[Behind]) -> None:
             await app.consumer.seek(tp, applied + 1)
 
 
+def _die_with_worker(worker_pid: int) -> None:
+    """Gate process start: the kernel ends it when the worker dies, even by SIGKILL (no orphan left)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != worker_pid:  # the worker died before this ran
+        os._exit(1)
+
+
 def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") -> None:
     """Run the aggregate worker until SIGTERM / Ctrl-C."""
     # One BLAS thread: the gate's small eigh problems run 7x slower with OpenBLAS's thread pool, and
@@ -281,7 +293,8 @@ def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggreg
     kafka = settings.kafka
     ensure_internal_topics(kafka.bootstrap, app_id, kafka.partitions, large_topics=(FRAMES_TOPIC,))
     # spawn, not fork: the parent runs threads (aiokafka, Faust) that a forked child would inherit mid-lock
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as gate_pool:
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, spawn, initializer=_die_with_worker, initargs=(os.getpid(),)) as gate_pool:
         app = build_worker(settings, app_id=app_id, gate_pool=gate_pool)
         worker = faust.Worker(app, loglevel="WARNING")
         worker.execute_from_commandline()

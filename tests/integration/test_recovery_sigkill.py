@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from services.stack.procs import pid_alive
 from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import (
     START_MS,
@@ -48,8 +49,11 @@ def test_sigkill_mid_window_then_restart_yields_golden_frames(
     asyncio.run(produce_clean(settings.kafka.bootstrap, first, settings.kafka.partitions))
     worker = spawn("worker", "--role", "aggregate", settings=patient, name="before-kill")
     wait_for(lambda: windows_published(client) >= 2, timeout_s=120, what="the first two windows")
+    children = _children(worker.pid)
+    assert children, "the worker runs its gate in a child process"
     os.kill(worker.pid, signal.SIGKILL)
     wait_for(lambda: not worker.is_alive(), what="the worker to die")
+    wait_for(lambda: not any(pid_alive(c) for c in children), what="the worker's children to end with it")
     assert windows_published(client) < windows
 
     asyncio.run(produce_clean(settings.kafka.bootstrap, second, settings.kafka.partitions))
@@ -57,3 +61,15 @@ def test_sigkill_mid_window_then_restart_yields_golden_frames(
     wait_for(lambda: windows_published(client) >= windows, timeout_s=180, what=f"all {windows} windows")
     assert published_frames(client, settings) == expected
     assert windows_published(client) == windows  # no window published twice
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry))
+        except (ValueError, OSError, IndexError):
+            continue
+    return out
