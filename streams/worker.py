@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections import Counter
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
@@ -101,18 +102,21 @@ def build_worker(
     # current event and publishes it only when that event is acked, so awaiting its delivery here would
     # wait on ourselves (the stall that kept `make run` from ever releasing a frame).
     async def emit(closed: list[Closed]) -> None:
+        # every message is sent before any delivery is awaited (one partition: the producer keeps their
+        # order), then each close is committed once its partials are known delivered
+        delivered = []
         for c in closed:
             # each partial says only its own window is final: a crash between two sends then cannot
             # make the release agent treat the later window as complete for this partition
+            key = str(c.partition).encode()
             for part in c.partials:
                 msg = PartialMessage(c.partition, part.window_start_ms, part)
-                await (
-                    await partials.send(key=str(c.partition).encode(), value=encode_message(msg), force=True)
-                )
+                delivered.append(await partials.send(key=key, value=encode_message(msg), force=True))
             progress = PartialMessage(c.partition, c.closed_through_ms, None)
-            await (
-                await partials.send(key=str(c.partition).encode(), value=encode_message(progress), force=True)
-            )
+            delivered.append(await partials.send(key=key, value=encode_message(progress), force=True))
+        for fut in delivered:
+            await fut
+        for c in closed:
             engine.commit_close(c)
 
     async def dead_letter(late: list[tuple[str, CleanEvent]]) -> None:
@@ -128,6 +132,7 @@ def build_worker(
         engine.drop({tp.partition for tp in revoked if tp.topic in KIND_BY_TOPIC})
 
     guard = OffsetGuard()
+    unsaid: Counter[str] = Counter()  # worker counters not yet in Redis
 
     async def admitted(m: Any, kind: str, now: float) -> bool:
         """Whether to apply this record (streams/stall.py: records Faust lost are read again)."""
@@ -165,7 +170,7 @@ def build_worker(
                 engine.persist()
                 if late:
                     await dead_letter(late)
-                await sink.count(records=n)
+                unsaid["records"] += n  # into the stats hash at the next timer tick, not per batch
                 await emit(engine.close_due())
                 engine.pause_idle(time.monotonic() - started)
 
@@ -173,6 +178,10 @@ def build_worker(
 
     @app.timer(interval=win.flush_s)
     async def close_idle() -> None:
+        if unsaid:
+            counts = dict(unsaid)
+            unsaid.clear()
+            await sink.count(**counts)
         if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return
         assigned = [tp for tp in app.consumer.assignment() if tp.topic in KIND_BY_TOPIC]

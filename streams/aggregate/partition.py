@@ -183,9 +183,13 @@ class PartitionState:
         changelog's bytes. Entries the carry pruned are not removed here: a stale entry and a missing
         one give the same flows (every use checks the TTL)."""
         last, trip = self.carry.last_cell, self.carry.open_trip
-        touched, self._carry_touched = self._carry_touched, set()
+        touched, self._carry_touched = list(self._carry_touched), set()
+        # built by zip/map, not a comprehension: a close touches ~100k persons per partition
         return _ENC.encode(
-            {"last": {p: last.get(p) for p in touched}, "trip": {p: trip.get(p) for p in touched}}
+            {
+                "last": dict(zip(touched, map(last.get, touched), strict=True)),
+                "trip": dict(zip(touched, map(trip.get, touched), strict=True)),
+            }
         )
 
     @classmethod
