@@ -79,6 +79,12 @@ class PrivacySettings(BaseModel):
         2000.0, gt=0, description="payment amounts are clipped to this before summing (DP sensitivity bound)"
     )
     dp_seed: str = Field("cityscreen-dp", description="keys the per-cell noise stream; secret in production")
+    gate_processes: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="processes an aggregate worker gates windows in (windows that complete together)",
+    )
 
 
 class GatewaySettings(BaseModel):

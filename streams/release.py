@@ -76,11 +76,28 @@ class ReleaseSink:
 
     async def publish(self, aggregate: WindowAggregate) -> list[Frame]:
         """Gate, then store and announce every resolution's frame; returns what was published."""
-        if not isinstance(aggregate, WindowAggregate):
-            raise TypeError("the release sink accepts only a WindowAggregate (it applies the gate itself)")
-        if await self.is_published(aggregate.window_start_ms):
-            return []
-        frames = await self._gate(aggregate)
+        return (await self.publish_all([aggregate]))[0]
+
+    async def publish_all(self, aggregates: list[WindowAggregate]) -> list[list[Frame]]:
+        """Gate several windows at once (in parallel in the gate pool), then store and announce them in
+        window order: each frame's fused indicators read the previous window's frame from Redis."""
+        for aggregate in aggregates:
+            if not isinstance(aggregate, WindowAggregate):
+                raise TypeError(
+                    "the release sink accepts only a WindowAggregate (it applies the gate itself)"
+                )
+        ordered = sorted(aggregates, key=lambda a: a.window_start_ms)
+        todo = [a for a in ordered if not await self.is_published(a.window_start_ms)]
+        gated = dict(
+            zip((a.window_start_ms for a in todo), await asyncio.gather(*map(self._gate, todo)), strict=True)
+        )
+        out = []
+        for aggregate in ordered:
+            frames = gated.get(aggregate.window_start_ms)
+            out.append([] if frames is None else await self._store(aggregate, frames))
+        return out
+
+    async def _store(self, aggregate: WindowAggregate, frames: list[Frame]) -> list[Frame]:
         history_s = self.settings.redis.history_s
         oldest_ms = aggregate.window_start_ms - history_s * 1000
         for frame in frames:

@@ -214,6 +214,14 @@ def build_worker(
 
     book: dict[str, ReleaseBook] = {}
 
+    def book_put(key: str, value: bytes | None) -> None:
+        # explicitly, like TableLog: `table[key] = ...` needs a current event, which `stream.take` has not
+        if value is None:
+            book_table.data.pop(key, None)
+        else:
+            book_table.data[key] = value
+        book_table.send_changelog(0, key, value, key_serializer="json", value_serializer="raw")
+
     def load_book() -> ReleaseBook:
         if "b" not in book:
             meta = book_table.get("meta")
@@ -229,19 +237,22 @@ def build_worker(
 
     @app.agent(partials)
     async def release(stream: Any) -> None:
-        async for value in stream:
+        # in batches: a partition that closes several windows at once sends their partials together,
+        # and the windows they complete are then gated in parallel (ReleaseSink.publish_all)
+        async for values in stream.take(256, within=0.05):
             rb = load_book()
-            msg = decode_message(value)
-            rb.add(msg)
-            if msg.partial is not None:
-                book_table[f"part/{msg.partial.window_start_ms}/{msg.partition}"] = value
-            for merged in rb.take_complete():
-                await sink.publish(finalize_window(merged, settings))
+            for value in values:
+                msg = decode_message(value)
+                rb.add(msg)
+                if msg.partial is not None:
+                    book_put(f"part/{msg.partial.window_start_ms}/{msg.partition}", value)
+            complete = rb.take_complete()
+            await sink.publish_all([finalize_window(merged, settings) for merged in complete])
+            for merged in complete:
                 for key in [k for k in book_table if k.startswith(f"part/{merged.window_start_ms}/")]:
-                    del book_table[key]
-            book_table["meta"] = msgspec.msgpack.encode(
-                {"closed": rb.state.closed_through, "released": rb.state.released_through}
-            )
+                    book_put(key, None)
+            meta = {"closed": rb.state.closed_through, "released": rb.state.released_through}
+            book_put("meta", msgspec.msgpack.encode(meta))
 
     @app.task
     async def manifest() -> None:
@@ -303,7 +314,10 @@ def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggreg
     ensure_internal_topics(kafka.bootstrap, app_id, kafka.partitions, large_topics=(FRAMES_TOPIC,))
     # spawn, not fork: the parent runs threads (aiokafka, Faust) that a forked child would inherit mid-lock
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, spawn, initializer=_die_with_worker, initargs=(os.getpid(),)) as gate_pool:
+    processes = settings.privacy.gate_processes
+    with ProcessPoolExecutor(
+        processes, spawn, initializer=_die_with_worker, initargs=(os.getpid(),)
+    ) as gate_pool:
         app = build_worker(settings, app_id=app_id, gate_pool=gate_pool)
         worker = faust.Worker(app, loglevel="WARNING")
         worker.execute_from_commandline()

@@ -3,6 +3,7 @@ frames of the gate called in process."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from cityscreen.frames import encode_frame
@@ -36,3 +37,82 @@ async def test_the_pooled_gate_releases_exactly_what_the_in_process_gate_does() 
     assert pooled == direct
     assert any(b"null" in f for f in direct), "the aggregate must exercise suppression"
     assert any(b'"payments.amount_cny' in f for f in direct)
+
+
+class _Redis:
+    """The few Redis calls the sink makes, in memory."""
+
+    def __init__(self) -> None:
+        self.kv: dict[str, bytes] = {}
+        self.zsets: dict[str, dict[str, float]] = {}
+
+    async def zscore(self, key: str, member: str) -> float | None:
+        return self.zsets.get(key, {}).get(member)
+
+    async def get(self, key: str) -> bytes | None:
+        return self.kv.get(key)
+
+    async def set(self, key: str, value: bytes, ex: int | None = None) -> None:
+        self.kv[key] = value
+
+    async def publish(self, channel: str, message: str) -> None:
+        pass
+
+    def pipeline(self, transaction: bool = False) -> _Redis._Pipe:
+        return _Redis._Pipe(self)
+
+    class _Pipe:
+        def __init__(self, redis: _Redis) -> None:
+            self.redis, self.ops = redis, []  # type: ignore[var-annotated]
+
+        def set(self, key: str, value: bytes, ex: int | None = None) -> None:
+            self.redis.kv[key] = value
+
+        def zadd(self, key: str, mapping: dict[str, float]) -> None:
+            self.redis.zsets.setdefault(key, {}).update(mapping)
+
+        def zremrangebyscore(self, key: str, low: str, high: float) -> None:
+            pass
+
+        def hincrby(self, key: str, field: str, n: int) -> None:
+            pass
+
+        async def execute(self) -> None:
+            pass
+
+
+class _TogetherPool(ThreadPoolExecutor):
+    """A pool whose tasks each wait until two have started: gating one window after the other fails."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.barrier = threading.Barrier(2, timeout=10)
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        def together():  # type: ignore[no-untyped-def]
+            self.barrier.wait()
+            return fn(*args, **kwargs)
+
+        return super().submit(together)
+
+
+async def test_windows_completed_together_are_gated_in_parallel_and_stored_in_window_order() -> None:
+    sent: list[bytes] = []
+
+    async def send(key: bytes, value: bytes) -> None:
+        sent.append(key)
+
+    settings = Settings()
+    first, second = _aggregate(), _aggregate()
+    second.window_start_ms = first.window_start_ms + 60_000
+    redis = _Redis()
+    with _TogetherPool() as pool:
+        sink = ReleaseSink(redis, send, settings, clock_ms=lambda: 123, gate_pool=pool)
+        published = await sink.publish_all([second, first])
+        again = await sink.publish_all([first])
+    assert [len(frames) for frames in published] == [3, 3] and again == [[]]
+    windows = [int(k.split(b":")[1]) for k in sent]
+    assert windows == sorted(windows) and set(windows) == {first.window_start_ms, second.window_start_ms}
+    # the second window's fused indicators saw the first window's frame (stored before it was fused)
+    changes = [["population_change" in ind for ind in f.fused.values()] for f in published[0] + published[1]]
+    assert not any(any(c) for c in changes[:3]) and all(any(c) for c in changes[3:])
