@@ -11,11 +11,8 @@ Two agents per process (docs/streams.md):
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import multiprocessing
 import os
-import signal
 import time
 from collections import Counter
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -27,6 +24,7 @@ import redis.asyncio as aioredis
 from threadpoolctl import threadpool_limits
 
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC, CleanEvent, encode
+from cityscreen.lifetime import die_with_parent
 from cityscreen.settings import Settings
 from streams.aggregate.chunked import ChunkedLog
 from streams.aggregate.close import AggConfig
@@ -40,7 +38,6 @@ from streams.release_book import ReleaseBook, finalize_window
 from streams.stall import Behind, OffsetGuard, StallWatch
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class TableLog:
@@ -295,14 +292,6 @@ async def _reseek(app: faust.App, lagging: list[Behind]) -> None:
             await app.consumer.seek(tp, applied + 1)
 
 
-def _die_with_worker(worker_pid: int) -> None:
-    """Gate process start: the kernel ends it when the worker dies, even by SIGKILL (no orphan left)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != worker_pid:  # the worker died before this ran
-        os._exit(1)
-
-
 def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggregate") -> None:
     """Run the aggregate worker until SIGTERM / Ctrl-C."""
     # One BLAS thread: the gate's small eigh problems run 7x slower with OpenBLAS's thread pool, and
@@ -316,7 +305,7 @@ def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggreg
     spawn = multiprocessing.get_context("spawn")
     processes = settings.privacy.gate_processes
     with ProcessPoolExecutor(
-        processes, spawn, initializer=_die_with_worker, initargs=(os.getpid(),)
+        processes, spawn, initializer=die_with_parent, initargs=(os.getpid(),)
     ) as gate_pool:
         app = build_worker(settings, app_id=app_id, gate_pool=gate_pool)
         worker = faust.Worker(app, loglevel="WARNING")

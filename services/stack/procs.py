@@ -4,7 +4,7 @@ stop it (and everything it started) cleanly, and explain a failure with the tail
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import os
 import re
 import signal
@@ -15,10 +15,10 @@ from pathlib import Path
 from types import TracebackType
 
 from cityscreen.errors import CityScreenError
+from cityscreen.lifetime import die_with_parent
 
 TAIL_LINES = 20
 _JAVA_FRAME = re.compile(r"^\s+(at |\.\.\. \d+ more)")
-_PR_SET_PDEATHSIG = 1
 
 
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
@@ -34,18 +34,6 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
     # Java stack frames would fill the tail; the exception line above them is the one that explains.
     kept = [line for line in data.decode("utf-8", "replace").splitlines() if not _JAVA_FRAME.match(line)]
     return "\n".join(kept[-lines:])
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """preexec hook: the kernel sends SIGTERM to the child when its parent dies, so nothing is orphaned."""
-
-    def hook() -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent_pid:  # the parent died before the hook ran
-            os._exit(1)
-
-    return hook
 
 
 def pid_alive(pid: int) -> bool:
@@ -168,7 +156,7 @@ def spawn(
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()) if attached else None,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()) if attached else None,
             )
         except FileNotFoundError as exc:
             raise CityScreenError(f"cannot start {name}: {argv[0]} not found on PATH") from exc
