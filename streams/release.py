@@ -88,14 +88,11 @@ class ReleaseSink:
                 )
         ordered = sorted(aggregates, key=lambda a: a.window_start_ms)
         todo = [a for a in ordered if not await self.is_published(a.window_start_ms)]
-        gated = dict(
-            zip((a.window_start_ms for a in todo), await asyncio.gather(*map(self._gate, todo)), strict=True)
-        )
-        out = []
-        for aggregate in ordered:
-            frames = gated.get(aggregate.window_start_ms)
-            out.append([] if frames is None else await self._store(aggregate, frames))
-        return out
+        gated = await asyncio.gather(*map(self._gate, todo))
+        stored = {
+            a.window_start_ms: await self._store(a, frames) for a, frames in zip(todo, gated, strict=True)
+        }
+        return [stored.get(a.window_start_ms, []) for a in ordered]
 
     async def _store(self, aggregate: WindowAggregate, frames: list[Frame]) -> list[Frame]:
         history_s = self.settings.redis.history_s

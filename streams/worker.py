@@ -40,6 +40,17 @@ from streams.stall import Behind, OffsetGuard, StallWatch
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
 
 
+def table_put(table: Any, partition: int, key: str, value: bytes | None) -> None:
+    """Write (None: delete) a key of a bytes table and its changelog partition explicitly: Faust's
+    `table[key] = ...` takes the partition from the current event, which a batch of several partitions,
+    or `stream.take`, does not have."""
+    if value is None:
+        table.data.pop(key, None)
+    else:
+        table.data[key] = value
+    table.send_changelog(partition, key, value, key_serializer="json", value_serializer="raw")
+
+
 class TableLog:
     """The engine's per-partition log in a Faust table, written to the changelog partition of the data.
 
@@ -51,12 +62,7 @@ class TableLog:
         self.table = table
 
     def put(self, partition: int, key: str, value: bytes | None) -> None:
-        full = f"{partition}/{key}"
-        if value is None:
-            self.table.data.pop(full, None)
-        else:
-            self.table.data[full] = value
-        self.table.send_changelog(partition, full, value, key_serializer="json", value_serializer="raw")
+        table_put(self.table, partition, f"{partition}/{key}", value)
 
     def items(self, partition: int) -> list[tuple[str, bytes]]:
         prefix = f"{partition}/"
@@ -190,15 +196,16 @@ def build_worker(
         ends = {tp: app.consumer.highwater(tp) for tp in assigned}
         end_of = {(tp.partition, KIND_BY_TOPIC[tp.topic]): end for tp, end in ends.items() if end is not None}
 
-        def caught_up(partition: int, kind: str) -> bool:
-            end = end_of.get((partition, kind))
-            return end is not None and engine.applied_offset(partition, kind) + 1 >= end
-
         async with lock:
             # restore assigned partitions even if nothing new arrives, so their windows still close
             engine.load(tp.partition for tp in assigned)
             applied = {pk: engine.applied_offset(*pk) for pk in end_of}
             behind = [(p, k, applied[p, k], end) for (p, k), end in end_of.items() if applied[p, k] + 1 < end]
+            unread = {(p, k) for p, k, _, _ in behind}
+
+            def caught_up(partition: int, kind: str) -> bool:
+                return (partition, kind) in end_of and (partition, kind) not in unread
+
             verdict = stall.check(
                 time.monotonic(), sum(applied.values()), behind, lambda lag: _fetch_state(app, lag)
             )
@@ -212,12 +219,7 @@ def build_worker(
     book: dict[str, ReleaseBook] = {}
 
     def book_put(key: str, value: bytes | None) -> None:
-        # explicitly, like TableLog: `table[key] = ...` needs a current event, which `stream.take` has not
-        if value is None:
-            book_table.data.pop(key, None)
-        else:
-            book_table.data[key] = value
-        book_table.send_changelog(0, key, value, key_serializer="json", value_serializer="raw")
+        table_put(book_table, 0, key, value)  # one partition
 
     def load_book() -> ReleaseBook:
         if "b" not in book:
