@@ -2,7 +2,8 @@
 
 Wire format: JSON. A Kafka record's value is either one event object (what external producers send,
 one event per record) or a JSON array of event objects (what CityScreen's own producers send, to cut
-per-record overhead). Both decode with `decode_raw_many` / `decode_clean_many`.
+per-record overhead). Both decode with `decode_raw_many` / `decode_clean_many`. The ingest edge writes
+the clean topics in a columnar format instead (`cityscreen.clean_batch`), which reads JSON too.
 
 Two families:
 - raw events, on the `city.ingest.*` topics, carry raw identifiers (IMSI, MSISDN, card or account

@@ -14,6 +14,18 @@ def cell_for(lat: float, lng: float, res: int) -> str:
 
 
 @lru_cache(maxsize=262_144)
+def cell_id_for(lat: float, lng: float, res: int) -> int:
+    """The H3 cell holding a position, as its 64-bit index (what clean batches carry)."""
+    return int(h3.str_to_int(cell_for(lat, lng, res)))
+
+
+@lru_cache(maxsize=262_144)
+def cell_name(cell_id: int) -> str:
+    """The hex string of a 64-bit H3 index (frames name cells this way)."""
+    return str(h3.int_to_str(cell_id))
+
+
+@lru_cache(maxsize=262_144)
 def parent_of(cell: str, res: int) -> str:
     """The ancestor of `cell` at the coarser resolution `res` (the cell itself at its own resolution)."""
     return cell if h3.get_resolution(cell) == res else h3.cell_to_parent(cell, res)

@@ -14,12 +14,13 @@ from typing import Any
 import faust
 
 from cityscreen.city import load_city
-from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS, encode_many
+from cityscreen.clean_batch import encode_batch
+from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS
 from cityscreen.ingest import IngestResult, Validator, config_from_settings, encode_dead, require_secret
 from cityscreen.settings import Settings
 from cityscreen.store_keys import STATS_KEY
 
-RECORD_EVENTS = 1000  # clean events per output record: ~250 kB, well under Kafka's 1 MB default
+RECORD_EVENTS = 1000  # clean events per output record: ~45 kB as a clean batch
 Publish = Callable[[IngestResult], Awaitable[None]]
 CountStats = Callable[[Counter[str]], Awaitable[None]]
 
@@ -55,8 +56,9 @@ def build_ingest(
 
 
 def kafka_publisher(app: faust.App, settings: Settings) -> Publish:
-    """Clean events as JSON arrays, one record per person-keyed partition; dead letters one per record."""
-    partitions = settings.kafka.partitions
+    """Clean events as clean batches (cityscreen.clean_batch), one record per person-keyed partition and
+    up to RECORD_EVENTS events; dead letters one per record."""
+    partitions, res = settings.kafka.partitions, settings.window.h3_res
     clean = {
         kind: app.topic(name, value_serializer="raw", key_serializer="raw", partitions=partitions)
         for kind, name in CLEAN_TOPICS.items()
@@ -66,7 +68,9 @@ def kafka_publisher(app: faust.App, settings: Settings) -> Publish:
     async def publish(result: IngestResult) -> None:
         for (kind, partition), events in result.clean.items():
             for i in range(0, len(events), RECORD_EVENTS):
-                await clean[kind].send(value=encode_many(events[i : i + RECORD_EVENTS]), partition=partition)
+                await clean[kind].send(
+                    value=encode_batch(kind, events[i : i + RECORD_EVENTS], res), partition=partition
+                )
         for letter in result.dead:
             await dead.send(value=encode_dead(letter))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -37,6 +38,15 @@ def gate_packed(aggregate: bytes, privacy: PrivacySettings, published_ms: int) -
 
 
 SendFrame = Callable[[bytes, bytes], Awaitable[None]]  # (key, value) -> delivered to the frames topic
+
+
+Gating = tuple[WindowAggregate, "asyncio.Future[list[Frame] | None]"]
+
+
+def warm_gate() -> int:
+    """Run once in each gate process at worker start: unpickling this function imports the gate, so
+    the seconds of imports (numpy, the auditor) do not delay the first window released."""
+    return os.getpid()
 
 
 class ReleaseSink:
@@ -81,18 +91,35 @@ class ReleaseSink:
     async def publish_all(self, aggregates: list[WindowAggregate]) -> list[list[Frame]]:
         """Gate several windows at once (in parallel in the gate pool), then store and announce them in
         window order: each frame's fused indicators read the previous window's frame from Redis."""
+        stored = await self.store_gated(self.gate_soon(aggregates))
+        return [
+            stored.get(a.window_start_ms, []) for a in sorted(aggregates, key=lambda a: a.window_start_ms)
+        ]
+
+    def gate_soon(self, aggregates: list[WindowAggregate]) -> list[Gating]:
+        """Start gating windows now, each in the gate pool; `store_gated` then stores them in the order
+        returned: window order. A window already published (a replay after a crash) is not gated again."""
         for aggregate in aggregates:
             if not isinstance(aggregate, WindowAggregate):
                 raise TypeError(
                     "the release sink accepts only a WindowAggregate (it applies the gate itself)"
                 )
         ordered = sorted(aggregates, key=lambda a: a.window_start_ms)
-        todo = [a for a in ordered if not await self.is_published(a.window_start_ms)]
-        gated = await asyncio.gather(*map(self._gate, todo))
-        stored = {
-            a.window_start_ms: await self._store(a, frames) for a, frames in zip(todo, gated, strict=True)
-        }
-        return [stored.get(a.window_start_ms, []) for a in ordered]
+        return [(a, asyncio.ensure_future(self._gate_new(a))) for a in ordered]
+
+    async def store_gated(self, gatings: list[Gating]) -> dict[int, list[Frame]]:
+        """Store and announce gated windows in the order given (window order), as each gate finishes."""
+        stored = {}
+        for aggregate, gating in gatings:
+            frames = await gating
+            if frames is not None:
+                stored[aggregate.window_start_ms] = await self._store(aggregate, frames)
+        return stored
+
+    async def _gate_new(self, aggregate: WindowAggregate) -> list[Frame] | None:
+        if await self.is_published(aggregate.window_start_ms):
+            return None
+        return await self._gate(aggregate)
 
     async def _store(self, aggregate: WindowAggregate, frames: list[Frame]) -> list[Frame]:
         history_s = self.settings.redis.history_s

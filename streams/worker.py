@@ -23,7 +23,8 @@ import msgspec
 import redis.asyncio as aioredis
 from threadpoolctl import threadpool_limits
 
-from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC, CleanEvent, encode
+from cityscreen.clean_batch import BatchError
+from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC
 from cityscreen.lifetime import die_with_parent
 from cityscreen.settings import Settings
 from streams.aggregate.chunked import ChunkedLog
@@ -33,7 +34,7 @@ from streams.aggregate.partial import PartialMessage, decode_message, encode_mes
 from streams.app import create_app
 from streams.ingest import RECORD_EVENTS
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
-from streams.release import ReleaseSink
+from streams.release import Gating, ReleaseSink, warm_gate
 from streams.release_book import ReleaseBook, finalize_window
 from streams.stall import Behind, OffsetGuard, StallWatch
 
@@ -122,13 +123,20 @@ def build_worker(
         for c in closed:
             engine.commit_close(c)
 
-    async def dead_letter(late: list[tuple[str, CleanEvent]]) -> None:
+    async def dead_letter(late: list[tuple[str, dict[str, Any]]]) -> None:
         for topic, event in late:
-            body = msgspec.json.encode(
-                {"reason": "late", "topic": topic, "event": msgspec.json.decode(encode(event))}
-            )
+            body = msgspec.json.encode({"reason": "late", "topic": topic, "event": event})
             await deadletter.send(key=None, value=body, force=True)
         await sink.count(late_events=len(late), dead_lettered=len(late))
+
+    async def undecodable(m: Any, kind: str, exc: Exception) -> None:
+        """A clean record that is not clean events of its topic's kind: dead-lettered, never retried."""
+        engine.skip(m.partition, kind, m.offset)
+        where = {"topic": m.topic, "partition": m.partition, "offset": m.offset}
+        body = msgspec.json.encode({"reason": "undecodable_clean_record", "detail": str(exc)[:200], **where})
+        await deadletter.send(key=None, value=body, force=True)
+        await sink.count(dead_lettered=1, undecodable_records=1)
+        app.log.error(f"{m.topic}[{m.partition}]@{m.offset}: dead-lettered, not clean {kind} events: {exc}")
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
@@ -160,15 +168,18 @@ def build_worker(
         async for events in stream.take_events(records_per_take, within=win.flush_s):
             async with lock:
                 started = time.monotonic()
-                late: list[tuple[str, CleanEvent]] = []
+                late: list[tuple[str, dict[str, Any]]] = []
                 n = 0
                 for event in events:
                     m = event.message
                     kind = KIND_BY_TOPIC[m.topic]
                     if await admitted(m, kind, started):
-                        late.extend(
-                            (m.topic, e) for e in engine.apply(m.partition, kind, m.offset, event.value)
-                        )
+                        try:
+                            late_rows = engine.apply(m.partition, kind, m.offset, event.value)
+                        except (BatchError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                            await undecodable(m, kind, exc)
+                            continue
+                        late.extend((m.topic, row) for row in late_rows)
                         n += 1
                 engine.persist()
                 if late:
@@ -234,11 +245,28 @@ def build_worker(
             book["b"] = rb
         return book["b"]
 
+    async def settle(previous: asyncio.Future[None] | None, gatings: list[Gating], meta: bytes) -> None:
+        """After the previous batch's windows: store this batch's gated windows, drop their partials
+        from the book, then record what was released (never before it is stored)."""
+        if previous is not None:
+            await previous
+        await sink.store_gated(gatings)
+        for aggregate, _ in gatings:
+            for key in [k for k in book_table if k.startswith(f"part/{aggregate.window_start_ms}/")]:
+                book_put(key, None)
+        book_put("meta", meta)
+
+    settling: list[asyncio.Future[None]] = []  # the latest batch's settle; each awaits the one before
+
     @app.agent(partials)
     async def release(stream: Any) -> None:
-        # in batches: a partition that closes several windows at once sends their partials together,
-        # and the windows they complete are then gated in parallel (ReleaseSink.publish_all)
+        # in batches: a partition that closes several windows at once sends their partials together.
+        # Gating starts at once, in the gate pool, and the agent goes on reading: a window completed
+        # meanwhile is gated in parallel instead of waiting for the windows before it. Storing stays
+        # in window order (fused indicators read the previous window's frame).
         async for values in stream.take(256, within=0.05):
+            if settling and settling[0].done():
+                settling.pop().result()  # a failed store stops the agent, with its error
             rb = load_book()
             for value in values:
                 msg = decode_message(value)
@@ -246,12 +274,10 @@ def build_worker(
                 if msg.partial is not None:
                     book_put(f"part/{msg.partial.window_start_ms}/{msg.partition}", value)
             complete = rb.take_complete()
-            await sink.publish_all([finalize_window(merged, settings) for merged in complete])
-            for merged in complete:
-                for key in [k for k in book_table if k.startswith(f"part/{merged.window_start_ms}/")]:
-                    book_put(key, None)
+            gatings = sink.gate_soon([finalize_window(merged, settings) for merged in complete])
             meta = {"closed": rb.state.closed_through, "released": rb.state.released_through}
-            book_put("meta", msgspec.msgpack.encode(meta))
+            previous = settling.pop() if settling else None
+            settling.append(asyncio.ensure_future(settle(previous, gatings, msgspec.msgpack.encode(meta))))
 
     @app.task
     async def manifest() -> None:
@@ -309,6 +335,8 @@ def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggreg
     with ProcessPoolExecutor(
         processes, spawn, initializer=die_with_parent, initargs=(os.getpid(),)
     ) as gate_pool:
+        for started in [gate_pool.submit(warm_gate) for _ in range(processes)]:
+            started.result()
         app = build_worker(settings, app_id=app_id, gate_pool=gate_pool)
         worker = faust.Worker(app, loglevel="WARNING")
         worker.execute_from_commandline()

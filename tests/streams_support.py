@@ -4,10 +4,15 @@ that runs the real engine over clean events partition by partition (no Kafka).""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import random
 from collections.abc import Iterable, Sequence
 
+import h3
+import numpy as np
+
 from cityscreen.aggregates import WindowAggregate
+from cityscreen.clean_batch import CleanBatch, decode_batch, encode_batch, kind_of
 from cityscreen.demography import MERCHANT_CATEGORIES, PROVINCE_CODES, age_band
 from cityscreen.events import (
     CleanEvent,
@@ -21,13 +26,14 @@ from cityscreen.events import (
     partition_for,
 )
 from cityscreen.pseudonym import pseudonymize
-from cityscreen.settings import Settings
+from cityscreen.settings import Settings, WindowSettings
 from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import DictLog, Engine
 from streams.aggregate.partial import merge_partials
-from streams.aggregate.rows import kind_of
+from streams.aggregate.rows import EMPTY, VOCAB, Chunk
 from streams.release_book import finalize_window
 
+DEFAULT_RES = WindowSettings.model_fields["h3_res"].default
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 # a few places in central Shenzhen (lat, lng)
 PLACES = [(22.5431 + 0.004 * i, 114.0579 + 0.005 * j) for i in range(4) for j in range(4)]
@@ -149,10 +155,43 @@ def run_engine(
     return out
 
 
+def batch_of(kind: str, events: Sequence[CleanEvent], res: int = DEFAULT_RES) -> CleanBatch:
+    """Clean events as the decoded clean batch the aggregators read."""
+    return decode_batch(encode_batch(kind, events, res))
+
+
+def person_key(name: str) -> int:
+    """A 64-bit person key for a hand-made row (any string names a person)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
+
+
+def rows_chunk(kind: str, rows: Sequence[tuple[int, str, str, str, str | int, str]]) -> Chunk:
+    """Hand-made rows (ts_ms, person, base cell, a, b, c) as the aggregators' columns (rows.COLUMNS):
+    categories as strings, payments' b in fen."""
+    if not rows:
+        return EMPTY
+    ts, person, cell, a, b, c = zip(*rows, strict=True)
+    return Chunk(
+        ts=np.array(ts, np.int64),
+        person=np.array([person_key(p) for p in person], np.uint64),
+        cell=np.array([h3.str_to_int(x) for x in cell], np.uint64),
+        a=VOCAB.codes(a),
+        b=np.array(b, np.int64) if kind == "payment" else VOCAB.codes(b),  # type: ignore[arg-type]
+        c=VOCAB.codes(c),
+    )
+
+
 async def produce_clean(
-    bootstrap: str, events: Sequence[CleanEvent], partitions: int, per_record: int = 50
+    bootstrap: str,
+    events: Sequence[CleanEvent],
+    partitions: int,
+    per_record: int = 50,
+    *,
+    as_json: bool = False,
+    res: int = DEFAULT_RES,
 ) -> int:
-    """Write clean events to the clean topics as JSON-array records, one partition per person."""
+    """Write clean events to the clean topics, one partition per person: as clean batches, the format the
+    ingest edge writes, or (`as_json`) as JSON arrays, which the aggregators also read."""
     from aiokafka import AIOKafkaProducer
 
     from cityscreen.events import CLEAN_TOPICS, encode_many
@@ -162,7 +201,8 @@ async def produce_clean(
     n = 0
     try:
         for p, kind, _, evs in split_records(events, partitions, per_record):
-            await producer.send(CLEAN_TOPICS[kind], encode_many(evs), partition=p)  # type: ignore[arg-type]
+            value = encode_many(evs) if as_json else encode_batch(kind, evs, res)
+            await producer.send(CLEAN_TOPICS[kind], value, partition=p)
             n += 1
         await producer.flush()
     finally:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from cityscreen.city import City
+from cityscreen.clean_batch import encode_batch
 from cityscreen.events import (
     CLEAN_TOPICS,
     INGEST_SIM_TOPIC,
@@ -141,7 +142,8 @@ def clean_batches(
         for (kind, partition), events in result.clean.items():
             ordered.extend(events)
             for i in range(0, len(events), RECORD_EVENTS):
-                records.append((CLEAN_TOPICS[kind], partition, encode_many(events[i : i + RECORD_EVENTS])))
+                value = encode_batch(kind, events[i : i + RECORD_EVENTS], settings.window.h3_res)
+                records.append((CLEAN_TOPICS[kind], partition, value))
         ordered.sort(key=lambda e: e.ts_ms)
         for e in ordered:
             stats.windows.add(e.ts_ms - e.ts_ms % window_ms)

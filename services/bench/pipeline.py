@@ -148,7 +148,7 @@ def _run(s: Settings, opts: PipelineOptions, say: Say) -> dict[str, object]:
             "span_s": plan.span_s,
             "first_ts_ms": stats.first_ts_ms,
             "last_ts_ms": stats.last_ts_ms,
-            "clean_format": "JSON arrays of 1000 clean events per record, partitioned by person",
+            "clean_format": "clean batches (cityscreen.clean_batch), 1000 events per record, keyed by person",
             "single_format": "one clean event per record (JSON): every event, or the first --peer-events",
         },
         settings={

@@ -1,71 +1,71 @@
-"""The bytes of a delta: each record's rows as compact columns, and back.
+"""The bytes of a delta chunk: a window's rows of one kind from one record, as packed columns, and back.
 
-Every delta byte is written twice (the state table and its Kafka changelog), so the columns are
-packed where it is cheap: times relative to their window, pseudonyms (hex digests) as raw bytes, and
-the few distinct cells and categories of a record as an index into a list of them.
+Every delta byte is written twice (the state table and its Kafka changelog), so the columns are packed
+where it is cheap: times relative to their window as int32, person keys as uint64, the record's few
+distinct cells and categories as a list of them plus one small index per row. Category codes are the
+worker's own (`VOCAB`), so a delta carries the strings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from streams.aggregate.rows import KIND_PAYMENT
+import numpy as np
 
-_HEX_CHARS = 20  # a pseudonym (cityscreen.pseudonym.PSEUDONYM_HEX_CHARS)
+from streams.aggregate.rows import KIND_PAYMENT, VOCAB, Chunk
 
-
-def _pack_hex(values: Sequence[str]) -> bytes | Sequence[str]:
-    """Lower-case hex strings of one length as their bytes; anything else unchanged."""
-    joined = "".join(values)
-    if len(joined) != _HEX_CHARS * len(values) or joined != joined.lower():
-        return values
-    try:
-        packed = bytes.fromhex(joined)
-    except ValueError:
-        return values
-    # fromhex skips whitespace: the length proves there was none
-    return packed if len(packed) * 2 == len(joined) else values
+FORMAT = 2  # deltas and snapshots of this layout; older ones hold JSON-era rows (engine refuses them)
 
 
-def _unpack_hex(packed: bytes | list[str]) -> list[str]:
-    if not isinstance(packed, bytes):
-        return packed
-    text = packed.hex()
-    return [text[i : i + _HEX_CHARS] for i in range(0, len(text), _HEX_CHARS)]
+def index_dtype(n: int) -> str:
+    """The smallest unsigned little-endian dtype that indexes `n` distinct values."""
+    return "<u1" if n <= 256 else "<u2" if n <= 65_536 else "<u4"
 
 
-def _pack_codes(values: Sequence[Any]) -> Sequence[Any]:
-    """[distinct values, their indexes as bytes] when there are few of them, else the values."""
-    index = {v: i for i, v in enumerate(dict.fromkeys(values))}
-    if len(index) > 255:
-        return values
-    return [list(index), bytes(map(index.__getitem__, values))]
+def _pack_codes(codes: np.ndarray) -> list[Any]:
+    """[the distinct strings, each row's index into them]."""
+    present = np.zeros(len(VOCAB.strings), np.int64)
+    present[codes] = 1
+    used = np.flatnonzero(present)
+    index = np.cumsum(present) - 1
+    return [[VOCAB.strings[c] for c in used.tolist()], index[codes].astype(index_dtype(len(used))).tobytes()]
 
 
-def _unpack_codes(packed: list[Any]) -> list[Any]:
-    if len(packed) == 2 and isinstance(packed[1], bytes):
-        return list(map(packed[0].__getitem__, packed[1]))
-    return packed
+def _unpack_codes(packed: list[Any]) -> np.ndarray:
+    values, index = packed
+    return VOCAB.codes(values)[np.frombuffer(index, index_dtype(len(values)))]
 
 
-def encode_chunk(kind: str, w: int, cols: Sequence[Sequence[Any]]) -> list[Any]:
-    ts, eid, person, cell, a, b, c = cols
+def encode_chunk(kind: str, w: int, chunk: Chunk) -> list[Any]:
+    cells, cell_index = np.unique(chunk.cell, return_inverse=True)
+    b = chunk.b.astype("<i8").tobytes() if kind == KIND_PAYMENT else _pack_codes(chunk.b)
     return [
-        kind, w, [t - w for t in ts], eid, _pack_hex(person), _pack_codes(cell), _pack_codes(a),
-        b if kind == KIND_PAYMENT else _pack_codes(b), _pack_codes(c),
+        kind, w, (chunk.ts - w).astype("<i4").tobytes(), chunk.person.astype("<u8").tobytes(),
+        [cells.astype("<u8").tobytes(), cell_index.astype(index_dtype(len(cells))).tobytes()],
+        _pack_codes(chunk.a), b, _pack_codes(chunk.c),
     ]  # fmt: skip
 
 
-def delta_chunks(delta: Mapping[str, Any]) -> Iterator[tuple[str, int, list[list[Any]]]]:
-    """(kind, window, columns) of each record part in a decoded delta."""
-    for kind, w, ts, eid, person, cell, a, b, c in delta.get("chunks", ()):
-        cols = [[t + w for t in ts], eid, _unpack_hex(person), _unpack_codes(cell), _unpack_codes(a),
-                b if kind == KIND_PAYMENT else _unpack_codes(b), _unpack_codes(c)]  # fmt: skip
-        yield kind, w, cols
-    for kind, w, row in delta.get("rows", ()):  # written before deltas were columnar
-        yield kind, w, [[v] for v in row]
+def decode_chunk(packed: list[Any]) -> tuple[str, int, Chunk]:
+    kind, w, ts, person, (cells, cell_index), a, b, c = packed
+    uniq = np.frombuffer(cells, "<u8")
+    chunk = Chunk(
+        ts=np.frombuffer(ts, "<i4").astype(np.int64) + w,
+        person=np.frombuffer(person, "<u8").astype(np.uint64),
+        cell=uniq[np.frombuffer(cell_index, index_dtype(len(uniq)))].astype(np.uint64),
+        a=_unpack_codes(a),
+        b=np.frombuffer(b, "<i8").astype(np.int64) if kind == KIND_PAYMENT else _unpack_codes(b),
+        c=_unpack_codes(c),
+    )
+    return kind, w, chunk
+
+
+def delta_chunks(delta: Mapping[str, Any]) -> Iterator[tuple[str, int, Chunk]]:
+    """(kind, window, rows) of each chunk of a decoded delta."""
+    for packed in delta.get("chunks", ()):
+        yield decode_chunk(packed)
 
 
 def delta_windows(delta: Mapping[str, Any]) -> list[int]:
-    return [ch[1] for ch in delta.get("chunks", ())] + [r[1] for r in delta.get("rows", ())]
+    return [ch[1] for ch in delta.get("chunks", ())]

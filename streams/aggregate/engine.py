@@ -11,13 +11,14 @@ redundant are deleted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
-from cityscreen.events import CleanEvent, decode_clean_many
+from cityscreen.clean_batch import BatchError, decode_record, encode_batch
+from cityscreen.events import CleanEvent
 from streams.aggregate.close import AggConfig
 from streams.aggregate.codec import delta_windows
 from streams.aggregate.gcpause import gc_paused
@@ -104,20 +105,35 @@ class Engine:
         self._delta_newest[partition] = newest
         return st
 
-    def apply(self, partition: int, kind: str, offset: int, value: bytes) -> list[CleanEvent]:
-        """Apply one record; returns its late events."""
-        with gc_paused():
-            events = decode_clean_many(value)
-        return self.apply_events(partition, kind, offset, events)
+    def apply(self, partition: int, kind: str, offset: int, value: bytes) -> list[dict[str, Any]]:
+        """Apply one record (a clean batch, or clean JSON); returns its late events as dicts.
 
-    def apply_events(
-        self, partition: int, kind: str, offset: int, events: list[CleanEvent]
-    ) -> list[CleanEvent]:
+        Raises BatchError (or msgspec's errors) for a record that is not clean events of this kind;
+        the caller dead-letters it and calls `skip`."""
+        batches = decode_record(value, self.cfg.base_res)
+        wrong = [b.kind for b in batches if b.kind != kind]
+        if wrong:
+            raise BatchError(f"{wrong[0]} events in a record of the {kind} topic")
         st = self.state(partition)
         self._touched.add(partition)
         self._active_at.setdefault(partition, {})[kind] = self.clock()
+        if not batches:  # an empty JSON array
+            st.skip(kind, offset)
+            return []
         with gc_paused():
-            return st.add_record(kind, offset, events)
+            late = st.add_record(kind, offset, batches[0])
+        return batches[0].rows(late.tolist()) if len(late) else []
+
+    def apply_events(
+        self, partition: int, kind: str, offset: int, events: Sequence[CleanEvent]
+    ) -> list[dict[str, Any]]:
+        """Apply clean events as one record (tests, tools)."""
+        return self.apply(partition, kind, offset, encode_batch(kind, events, self.cfg.base_res))
+
+    def skip(self, partition: int, kind: str, offset: int) -> None:
+        """Count a record as applied without applying it (a dead-lettered one)."""
+        self.state(partition).skip(kind, offset)
+        self._touched.add(partition)
 
     def persist(self) -> None:
         """Write one delta per partition touched since the last call."""
@@ -210,4 +226,4 @@ class Engine:
 
 def _newest_of(delta: bytes) -> int:
     d = msgspec.msgpack.decode(delta)
-    return max(delta_windows(d) + list(d["late"]))
+    return max(delta_windows(d) + list(d["late"]), default=-(2**62))

@@ -1,92 +1,142 @@
-"""Binning: clean events to compact rows (window, base cell, released categories), built as columns.
+"""Binning: clean batches to compact numpy columns (time, person key, base cell, category codes).
 
-A record's rows are seven columns of plain values, so that a batch of tens of thousands of events is
-binned with a few tight loops and can be persisted (streams/aggregate/codec.py) and replayed unchanged.
-The H3 lookup is cached: towers, stations and shops repeat, so almost every lookup is a dictionary hit.
+A `Chunk` is one kind's rows, in arrival order, as six arrays: a window's rows are a few chunks, a close
+concatenates them, and every count is then a sort or a bincount instead of a loop over events.
+Categories are worker-wide integer codes (`VOCAB`); codes never leave the process: persisted deltas
+carry the strings (streams/aggregate/codec.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
+import h3
+import numpy as np
+
+from cityscreen.clean_batch import CleanBatch
 from cityscreen.demography import ORIGIN_REGIONS
-from cityscreen.events import CleanEvent, PaymentEvent, SimEvent
-from cityscreen.geo import cell_for
+from cityscreen.geo import cell_name, parent_of
 
 KIND_SIM, KIND_PAYMENT, KIND_TRANSIT = "sim", "payment", "transit"
 KINDS: tuple[str, ...] = (KIND_SIM, KIND_PAYMENT, KIND_TRANSIT)
-
-# (ts_ms, event_id, person, base_cell, gender, age_band, origin_region)
-SimRow = tuple[int, str, str, str, str, str, str]
-# (ts_ms, event_id, person, base_cell, category, amount_fen, origin_region)
-PaymentRow = tuple[int, str, str, str, str, int, str]
-# (ts_ms, event_id, person, base_cell, tap, mode, line)
-TransitRow = tuple[int, str, str, str, str, str, str]
-Row = tuple[Any, ...]
+# the batch columns behind a chunk's a, b, c (payments' b is the amount, in fen)
+COLUMNS = {
+    KIND_SIM: ("gender", "age_band", "origin"),
+    KIND_PAYMENT: ("category", "amount", "origin"),
+    KIND_TRANSIT: ("tap", "mode", "line"),
+}
 
 
-def to_fen(amount_cny: float, clip_cny: float | None) -> int:
-    """Amounts are summed as integer fen so that totals are exact whatever order partitions merge in."""
-    if clip_cny is not None and amount_cny > clip_cny:
-        amount_cny = clip_cny
-    return round(amount_cny * 100)
+class Vocab:
+    """Worker-wide integer codes of category strings."""
+
+    def __init__(self) -> None:
+        self.strings: list[str] = []
+        self._codes: dict[str, int] = {}
+
+    def code(self, value: str) -> int:
+        c = self._codes.get(value)
+        if c is None:
+            c = self._codes[value] = len(self.strings)
+            self.strings.append(value)
+        return c
+
+    def codes(self, values: Sequence[str]) -> np.ndarray:
+        return np.fromiter(map(self.code, values), np.int32, len(values))
+
+
+VOCAB = Vocab()
+_EMPTY_I64 = np.empty(0, np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class Chunk:
+    """Rows of one kind in arrival order: `a`, `b`, `c` per `COLUMNS` (codes, or fen for amounts)."""
+
+    ts: np.ndarray  # int64 ms
+    person: np.ndarray  # uint64 person key (cityscreen.clean_batch.CleanBatch.person_keys)
+    cell: np.ndarray  # uint64 H3 index at the base resolution
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def take(self, index: np.ndarray) -> Chunk:
+        return Chunk(*(col[index] for col in self.arrays()))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return self.ts, self.person, self.cell, self.a, self.b, self.c
+
+    @staticmethod
+    def concat(chunks: Sequence[Chunk]) -> Chunk:
+        if len(chunks) == 1:
+            return chunks[0]
+        if not chunks:
+            return EMPTY
+        return Chunk(*(np.concatenate(cols) for cols in zip(*(c.arrays() for c in chunks), strict=True)))
+
+
+EMPTY = Chunk(_EMPTY_I64, np.empty(0, np.uint64), np.empty(0, np.uint64), *(np.empty(0, np.int32),) * 3)
+
+
+class CoarseCells(ValueError):
+    """Clean batches whose cells are coarser than the aggregates' base resolution."""
+
+
+_PARENT_IDS: dict[tuple[int, int], int] = {}
+
+
+def parent_ids(cells: np.ndarray, res: int) -> np.ndarray:
+    """Each 64-bit H3 index's ancestor at `res` (memoised per distinct cell: a city has thousands)."""
+    uniq, inverse = np.unique(cells, return_inverse=True)
+    out = np.empty(len(uniq), np.uint64)
+    for i, cell in enumerate(uniq.tolist()):
+        parent = _PARENT_IDS.get((cell, res))
+        if parent is None:
+            parent = _PARENT_IDS[(cell, res)] = int(h3.str_to_int(parent_of(cell_name(cell), res)))
+        out[i] = parent
+    return out[inverse]
+
+
+def to_fen(amount_cny: np.ndarray, clip_cny: float | None) -> np.ndarray:
+    """Amounts are summed as integer fen so that totals are exact whatever order partitions merge in
+    (rounded half to even, as Python's round)."""
+    if clip_cny is not None:
+        amount_cny = np.minimum(amount_cny, clip_cny)
+    return np.rint(amount_cny * 100).astype(np.int64)
 
 
 def window_of(ts_ms: int, window_ms: int) -> int:
     return ts_ms - ts_ms % window_ms
 
 
-def kind_of(event: CleanEvent) -> str:
-    if isinstance(event, SimEvent):
-        return KIND_SIM
-    return KIND_PAYMENT if isinstance(event, PaymentEvent) else KIND_TRANSIT
+def _coded(batch: CleanBatch, name: str, regions: bool = False) -> np.ndarray:
+    values, codes = batch.cats[name]
+    if regions:  # the clean topics carry the province code; the region is what is released
+        values = [ORIGIN_REGIONS.get(v, v) for v in values]
+    return VOCAB.codes(values)[codes]
 
 
-class _Regions(dict[str, str]):
-    """The released origin region; the clean topics may carry the province code or the region itself."""
-
-    def __missing__(self, origin: str) -> str:
-        return origin  # an unknown code is its own region
-
-
-_REGIONS = _Regions(ORIGIN_REGIONS)
-_CELLS: dict[int, dict[tuple[float, float], str]] = {}  # res -> (lat, lng) -> cell
-_CELL_MEMO_MAX = 262_144
-
-
-def cells_of(lats: list[float], lngs: list[float], res: int) -> list[str]:
-    """The cells of many positions (memoised: towers, stations and shops repeat)."""
-    memo = _CELLS.setdefault(res, {})
-    out = list(map(memo.get, zip(lats, lngs, strict=True)))
-    if None in out:
-        if len(memo) > _CELL_MEMO_MAX:
-            memo.clear()
-        for lat, lng in zip(lats, lngs, strict=True):
-            if (lat, lng) not in memo:
-                memo[(lat, lng)] = cell_for(lat, lng, res)
-        out = list(map(memo.__getitem__, zip(lats, lngs, strict=True)))
-    return out  # type: ignore[return-value]
-
-
-def columns_of(
-    kind: str, events: Sequence[Any], res: int, clip_cny: float | None, times: list[int] | None = None
-) -> list[list[Any]]:
-    """The rows of events of one kind as seven columns, laid out as the row types above (`times`: their
-    times, when the caller has them already)."""
-    cols: list[list[Any]] = [
-        [e.ts_ms for e in events] if times is None else times,
-        [e.event_id for e in events],
-        [e.person for e in events],
-        cells_of([e.lat for e in events], [e.lng for e in events], res),
-    ]
+def chunk_of(batch: CleanBatch, base_res: int, clip_cny: float | None) -> Chunk:
+    """A clean batch's rows, cells at `base_res`."""
+    cell = batch.cell
+    if batch.res > base_res:
+        cell = parent_ids(cell, base_res)
+    elif batch.res < base_res:
+        raise CoarseCells(
+            f"clean {batch.kind} records carry H3 cells at resolution {batch.res}, coarser than the "
+            f"aggregates' base resolution {base_res}: give the ingest edge and the aggregate workers the "
+            f"same CITY_WINDOW__H3_RES, and replay the raw topics if it changed"
+        )
+    kind = batch.kind
     if kind == KIND_SIM:
-        cols += [[e.gender for e in events], [e.age_band for e in events]]
-        cols.append(list(map(_REGIONS.__getitem__, [e.origin for e in events])))
+        a, b, c = _coded(batch, "gender"), _coded(batch, "age_band"), _coded(batch, "origin", True)
     elif kind == KIND_PAYMENT:
-        cols.append([e.category for e in events])
-        cols.append([to_fen(e.amount_cny, clip_cny) for e in events])
-        cols.append(list(map(_REGIONS.__getitem__, [e.origin for e in events])))
+        assert batch.amount_cny is not None
+        a, b, c = _coded(batch, "category"), to_fen(batch.amount_cny, clip_cny), _coded(batch, "origin", True)
     else:
-        cols += [[e.tap for e in events], [e.mode for e in events], [e.line for e in events]]
-    return cols
+        a, b, c = _coded(batch, "tap"), _coded(batch, "mode"), _coded(batch, "line")
+    return Chunk(batch.ts_ms.astype(np.int64), batch.person_keys, cell.astype(np.uint64), a, b, c)

@@ -23,6 +23,7 @@ import redis
 from aiokafka import AIOKafkaProducer
 
 from cityscreen import ingest
+from cityscreen.clean_batch import decode_batch
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS
 from cityscreen.settings import to_env
 from cityscreen.store_keys import STATS_KEY
@@ -87,9 +88,7 @@ def clean_event_ids(bootstrap: str, partitions: int) -> set[str]:
     ids: set[str] = set()
     for topic in CLEAN_TOPICS.values():
         for value in read_topic(bootstrap, topic, partitions):
-            decoded = json.loads(value)
-            for event in decoded if isinstance(decoded, list) else [decoded]:
-                ids.add(event["event_id"])
+            ids.update(decode_batch(value).event_ids())  # the ingest edge writes clean batches only
     return ids
 
 

@@ -1,6 +1,6 @@
 """The carry (last SIM cell, open trip per person) is persisted as per-close deltas: a crash at any write
-of a close, an old whole-carry snapshot, and the deletion of carry deltas past the trip TTL all give the
-flows of an uninterrupted run."""
+of a close and the deletion of carry deltas past the trip TTL both give the flows of an uninterrupted
+run."""
 
 from __future__ import annotations
 
@@ -127,33 +127,6 @@ def test_carry_deltas_older_than_the_trip_ttl_are_deleted_and_not_needed() -> No
     assert len(set(carry_keys)) < closed // cfg.window_ms - min(carry_keys) // cfg.window_ms + 2
     restarted = Engine(cfg, log, clock=lambda: 0.0)
     restarted.load([0, 1])
-    _run(restarted, batches[half:], got)
-    _finish(restarted, got)
-    assert _first_copies(got) == _first_copies(_reference(cfg, batches))
-
-
-def test_an_old_snapshot_holding_the_whole_carry_is_carried_into_the_deltas() -> None:
-    settings = _settings()
-    cfg = AggConfig.from_settings(settings)
-    batches = _batches(settings, minutes=8)
-    log = DictLog()
-    got: list[Partial] = []
-    engine = Engine(cfg, log, clock=lambda: 0.0)
-    half = len(batches) // 2
-    _run(engine, batches[:half], got)
-    # rewrite the log as the previous format did: the whole carry inside the snapshot, no carry deltas
-    for p, st in engine.states.items():
-        part = log.data[p]
-        old = msgspec.msgpack.decode(part[SNAPSHOT])
-        old.update(last=st.carry.last_cell, trip=st.carry.open_trip)
-        part[SNAPSHOT] = msgspec.msgpack.encode(old)
-        for key in [k for k in part if k.startswith(CARRY)]:
-            del part[key]
-    for _ in range(2):  # restart twice: the second restore reads only what the first one rewrote
-        restarted = Engine(cfg, log, clock=lambda: 0.0)
-        restarted.load([0, 1])
-        _run(restarted, batches[half : half + 2], got)
-        half += 2
     _run(restarted, batches[half:], got)
     _finish(restarted, got)
     assert _first_copies(got) == _first_copies(_reference(cfg, batches))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from cityscreen.geo import cell_for, parent_of
 from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig, Carry, close_window
-from streams.aggregate.rows import Row
+from streams.aggregate.close import AggConfig, Carry, close_chunks
+from streams.aggregate.rows import EMPTY
+from tests.streams_support import rows_chunk
 
 A = cell_for(22.5431, 114.0579, 8)
 B = cell_for(22.6431, 114.2579, 8)  # far enough to be another flow cell
@@ -20,25 +19,13 @@ def cfg(**privacy: object) -> AggConfig:
     return AggConfig.from_settings(Settings(privacy=privacy))  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def sim() -> Callable[..., Row]:
-    def make(person: str = "p1", cell: str = A, ts: int = W0, eid: str = "e", **kw: str) -> Row:
-        return (
-            ts,
-            eid,
-            person,
-            cell,
-            kw.get("gender", "F"),
-            kw.get("age", "25-34"),
-            kw.get("origin", "east"),
-        )
-
-    return make
+def sim(person: str = "p1", cell: str = A, ts: int = W0, gender: str = "F") -> tuple:
+    return (ts, person, cell, gender, "25-34", "east")
 
 
-def test_population_counts_each_person_once_in_their_last_cell(sim: Callable[..., Row]) -> None:
-    rows = [sim("p1", A, W0 + 5, "a"), sim("p1", B, W0 + 9, "b"), sim("p2", A, W0 + 1, "c")]
-    part = close_window(W0, 0, rows, [], [], Carry(), cfg())
+def test_population_counts_each_person_once_in_their_last_cell() -> None:
+    rows = rows_chunk("sim", [sim("p1", B, W0 + 9), sim("p1", A, W0 + 5), sim("p2", A, W0 + 1)])
+    part = close_chunks(W0, 0, rows, EMPTY, EMPTY, Carry(), cfg())
     base = part.cells[8]
     assert base[A]["population.persons"] == (1, 1, 1)
     assert base[B]["population.persons"] == (1, 1, 1)
@@ -47,12 +34,12 @@ def test_population_counts_each_person_once_in_their_last_cell(sim: Callable[...
 
 
 def test_payments_sum_amounts_in_fen_and_track_the_top_payer() -> None:
-    pays: list[Row] = [
-        (W0, "1", "p1", A, "food", 1050, "east"),
-        (W0 + 1, "2", "p1", A, "food", 50, "east"),
-        (W0 + 2, "3", "p2", A, "retail", 300, "north"),
-    ]
-    part = close_window(W0, 0, [], pays, [], Carry(), cfg())
+    pays = rows_chunk("payment", [
+        (W0, "p1", A, "food", 1050, "east"),
+        (W0 + 1, "p1", A, "food", 50, "east"),
+        (W0 + 2, "p2", A, "retail", 300, "north"),
+    ])  # fmt: skip
+    part = close_chunks(W0, 0, EMPTY, pays, EMPTY, Carry(), cfg())
     stats = part.cells[8][A]
     assert stats["payments.amount_cny"] == (1400, 2, 1100)
     assert stats["payments.count"] == (3, 2, 2)
@@ -63,10 +50,12 @@ def test_payments_sum_amounts_in_fen_and_track_the_top_payer() -> None:
 
 @pytest.mark.parametrize(("limit", "expected_count"), [(None, 3), (1, 1), (2, 2)])
 def test_dp_bound_keeps_the_earliest_events_per_person(limit: int | None, expected_count: int) -> None:
-    pays: list[Row] = [(W0 + i, str(i), "p1", A, "food", 100, "east") for i in (3, 1, 2)]
+    pays = rows_chunk("payment", [(W0 + i, "p1", A, "food", 100 * i, "east") for i in (3, 1, 2)])
     config = cfg(dp_enabled=True, max_contributions_per_window=limit) if limit else cfg()
-    part = close_window(W0, 0, [], pays, [], Carry(), config)
+    part = close_chunks(W0, 0, EMPTY, pays, EMPTY, Carry(), config)
     assert part.cells[8][A]["payments.count"][0] == expected_count
+    # the earliest: amounts 100, then 200, then 300
+    assert part.cells[8][A]["payments.amount_cny"][0] == sum(range(100, 100 * expected_count + 1, 100))
 
 
 @pytest.mark.parametrize(
@@ -75,11 +64,27 @@ def test_dp_bound_keeps_the_earliest_events_per_person(limit: int | None, expect
 )
 def test_transit_flow_pairs_tap_out_with_last_tap_in(gap_ms: int, dest: str, flows: int) -> None:
     carry = Carry()
-    tap_in: Row = (W0, "i", "p1", A, "in", "metro", "L1")
-    close_window(W0, 0, [], [], [tap_in], carry, cfg())
+    tap_in = rows_chunk("transit", [(W0, "p1", A, "in", "metro", "L1")])
+    close_chunks(W0, 0, EMPTY, EMPTY, tap_in, carry, cfg())
     out_ts = W0 + gap_ms
     w = out_ts - out_ts % 60_000
-    tap_out: Row = (out_ts, "o", "p1", dest, "out", "metro", "L1")
-    part = close_window(w, 0, [], [], [tap_out], carry, cfg())
+    tap_out = rows_chunk("transit", [(out_ts, "p1", dest, "out", "metro", "L1")])
+    part = close_chunks(w, 0, EMPTY, EMPTY, tap_out, carry, cfg())
     assert len([f for f in part.flows if f[2] == "transit"]) == flows
     assert part.cells[8][dest]["transit.tap_out|line=L1"] == (1, 1, 1)
+
+
+def test_a_second_tap_out_has_no_open_trip_and_a_later_tap_in_replaces_the_first() -> None:
+    taps = rows_chunk("transit", [
+        (W0 + 1, "p1", A, "in", "metro", "L1"),
+        (W0 + 2, "p1", B, "out", "metro", "L1"),
+        (W0 + 3, "p1", A, "out", "metro", "L1"),  # no open trip: no flow B -> A
+        (W0 + 4, "p2", B, "in", "metro", "L1"),
+        (W0 + 5, "p2", A, "in", "metro", "L1"),  # replaces the tap-in at B
+        (W0 + 6, "p2", B, "out", "metro", "L1"),
+    ])  # fmt: skip
+    carry = Carry()
+    part = close_chunks(W0, 0, EMPTY, EMPTY, taps, carry, cfg())
+    a6, b6 = parent_of(A, 6), parent_of(B, 6)
+    assert part.flows == sorted([(a6, b6, "transit", 2)])
+    assert len(carry.open_trip) == 0  # both trips ended

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from cityscreen.city import load_city
-from cityscreen.events import CLEAN_TOPICS, RawPayment, RawSim, RawTransit, decode_clean_many, partition_for
+from cityscreen.clean_batch import decode_batch
+from cityscreen.events import CLEAN_TOPICS, RawPayment, RawSim, RawTransit, partition_for
 from cityscreen.settings import Settings
 from services.bench.data import (
     RECORD_EVENTS,
@@ -59,10 +60,10 @@ def test_clean_batches_are_partitioned_by_person_and_count_every_event() -> None
     seen = 0
     for batch in batches:
         for topic, partition, value in batch.records:
-            events = decode_clean_many(value)
-            assert 0 < len(events) <= RECORD_EVENTS
-            assert all(partition_for(e.person, settings.kafka.partitions) == partition for e in events)
-            assert all(e.__struct_config__.tag == kind_of[topic] for e in events)
-            seen += len(events)
+            batch_ = decode_batch(value)
+            assert 0 < batch_.n <= RECORD_EVENTS and batch_.res == settings.window.h3_res
+            assert all(partition_for(p, settings.kafka.partitions) == partition for p in batch_.persons())
+            assert batch_.kind == kind_of[topic]
+            seen += batch_.n
     assert seen == 3000
     assert len({e.person for b in batches for e in b.events}) > 300  # replicas are distinct persons

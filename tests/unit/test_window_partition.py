@@ -13,7 +13,7 @@ from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import DictLog, Engine
 from streams.aggregate.partial import Partial
 from streams.aggregate.partition import PartitionState
-from tests.streams_support import make_raw_events, split_records, to_clean
+from tests.streams_support import batch_of, make_raw_events, split_records, to_clean
 
 W0 = 1_767_225_600_000
 CFG = AggConfig.from_settings(Settings())  # 60 s windows, 30 s grace
@@ -43,8 +43,8 @@ def _all_topics_seen(st: PartitionState, ts_ms: int) -> None:
         v=1, event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, tap="in", station_id="S",
         line="L1", mode="metro", **where,
     )  # fmt: skip
-    st.add_record("payment", st.applied_offset.get("payment", -1) + 1, [pay])
-    st.add_record("transit", st.applied_offset.get("transit", -1) + 1, [tr])
+    st.add_record("payment", st.applied_offset.get("payment", -1) + 1, batch_of("payment", [pay]))
+    st.add_record("transit", st.applied_offset.get("transit", -1) + 1, batch_of("transit", [tr]))
 
 
 @pytest.mark.parametrize(
@@ -61,31 +61,33 @@ def test_an_event_is_late_only_past_its_windows_grace(
 ) -> None:
     st = PartitionState(0, CFG)
     event_ts = W0 + 10_000
-    st.add_record("sim", 0, [make_sim(W0 + 60_000 + late_by_ms)])  # the watermark, relative to the window end
-    late = st.add_record("sim", 1, [make_sim(event_ts)])
-    assert (late == [make_sim(event_ts)]) is is_late
+    st.add_record("sim", 0, batch_of("sim", [make_sim(W0 + 60_000 + late_by_ms)]))  # the watermark
+    late = st.add_record("sim", 1, batch_of("sim", [make_sim(event_ts)]))
+    assert late.tolist() == ([0] if is_late else [])
 
 
 def test_windows_close_on_the_slowest_topic_and_never_reopen(make_sim: Callable[..., SimEvent]) -> None:
     st = PartitionState(0, CFG)
-    st.add_record("sim", 0, [make_sim(W0 + 1_000), make_sim(W0 + 95_000)])
+    st.add_record("sim", 0, batch_of("sim", [make_sim(W0 + 1_000), make_sim(W0 + 95_000)]))
     assert st.close_due() == []  # payment and transit not seen yet
     _all_topics_seen(st, W0 + 95_000)
     closed = st.close_due()
     assert [p.window_start_ms for p in closed] == [W0]
     # an event of the closed window is late even on a topic whose own watermark is behind
-    late = st.add_record("payment", 5, [PaymentEvent(v=1, event_id="x", ts_ms=W0 + 2_000, person="cd" * 10,
-        merchant_id="M", category="food", amount_cny=1.0, lat=22.54, lng=114.05, origin="GD")])  # fmt: skip
+    pay = PaymentEvent(v=1, event_id="x", ts_ms=W0 + 2_000, person="cd" * 10, merchant_id="M",
+                       category="food",
+                       amount_cny=1.0, lat=22.54, lng=114.05, origin="GD")  # fmt: skip
+    late = st.add_record("payment", 5, batch_of("payment", [pay]))
     assert len(late) == 1
     assert W0 not in st.windows
 
 
 def test_records_at_or_below_the_applied_offset_are_skipped(make_sim: Callable[..., SimEvent]) -> None:
     st = PartitionState(0, CFG)
-    st.add_record("sim", 7, [make_sim(W0 + 1_000)])
-    st.add_record("sim", 7, [make_sim(W0 + 2_000, person="cd" * 10)])
-    st.add_record("sim", 3, [make_sim(W0 + 3_000, person="ef" * 10)])
-    assert len(st.windows[W0].rows["sim"]) == 1
+    st.add_record("sim", 7, batch_of("sim", [make_sim(W0 + 1_000)]))
+    st.add_record("sim", 7, batch_of("sim", [make_sim(W0 + 2_000, person="cd" * 10)]))
+    st.add_record("sim", 3, batch_of("sim", [make_sim(W0 + 3_000, person="ef" * 10)]))
+    assert len(st.windows[W0].chunk("sim")) == 1
 
 
 def _closed_partials(engine: Engine, idle: bool = False) -> list[Partial]:
@@ -176,7 +178,7 @@ def test_a_topic_with_unread_records_is_slow_not_quiet(make_sim: Callable[..., S
     assert engine.quiet_kinds(0, 5.0, caught_up) == frozenset({"sim", "payment"})
     assert engine.close_due(idle_s=5.0, caught_up=caught_up) == []
     engine.apply_events(0, "transit", 2, [_transit(W0 + 20_000)])  # read at last: not late
-    assert W0 in engine.states[0].windows and engine.states[0].windows[W0].rows["transit"]
+    assert W0 in engine.states[0].windows and len(engine.states[0].windows[W0].chunk("transit"))
     # now transit's own watermark (W0 + 20 s) holds the partition back: nothing can close yet
     assert [p for c in engine.close_due(idle_s=5.0, caught_up=caught_up) for p in c.partials] == []
     now[0] = 16.0  # all three caught up and transit quiet again; SIM quiet too: everything closes
