@@ -70,7 +70,8 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
     last_cell: dict[str, tuple[str, int]] = {}
     open_trip: dict[str, tuple[str, int]] = {}
     for w in sorted(set(on_time) | set(late)):
-        events = sorted(on_time.get(w, []), key=lambda t: (t[0], t[1]))
+        # a person's events by time, then arrival (a stable sort: ties keep the feed's order)
+        events = sorted(on_time.get(w, []), key=lambda t: t[0])
         # (res, cell, key) -> person -> contribution (amounts in fen)
         contrib: dict[tuple[int, str, str], dict[str, int]] = {}
 

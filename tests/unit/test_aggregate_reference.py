@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from cityscreen.events import RawSim, RawTransit
 from cityscreen.settings import Settings
 from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import make_raw_events, run_engine, split_records, to_clean
@@ -39,3 +40,21 @@ def test_dp_bounds_change_the_aggregates() -> None:
     plain = reference_window_aggregates(raw, Settings())
     bounded = reference_window_aggregates(raw, Settings(privacy=DP))  # type: ignore[arg-type]
     assert msgspec.json.encode(plain) != msgspec.json.encode(bounded)
+
+
+def test_ties_on_time_follow_arrival_order() -> None:
+    """A person's events at the same millisecond count in the order they arrived: the later arrival is
+    the last SIM cell (and the later tap-in is the open trip), whatever their event ids."""
+    raw = make_raw_events(persons=60, minutes=3, late=0)
+    tied = []
+    for i, ev in enumerate(raw):
+        tied.append(ev)
+        if i % 7 == 0 and isinstance(ev, (RawSim, RawTransit)):
+            # same person and time, another place, an event id that sorts first
+            tied.append(msgspec.structs.replace(ev, event_id="0" + ev.event_id, lat=ev.lat + 0.02))
+    settings = Settings(kafka={"partitions": 2})  # type: ignore[arg-type]
+    expected = reference_window_aggregates(tied, settings)
+    got = run_engine(split_records([to_clean(r, settings) for r in tied], 2, 5), settings)
+    assert len(tied) - len(raw) > 20
+    assert msgspec.json.encode(got) == msgspec.json.encode(expected)
+    assert msgspec.json.encode(expected) != msgspec.json.encode(reference_window_aggregates(raw, settings))
