@@ -190,7 +190,9 @@ def build_worker(
 
     stall = StallWatch()
 
-    @app.timer(interval=win.flush_s)
+    # a partition idle for idle_close_s is noticed within a quarter of it (and within flush_s): a
+    # coarser tick would add up to a whole tick to the last window's release at the end of a feed
+    @app.timer(interval=min(win.flush_s, win.idle_close_s / 4))
     async def close_idle() -> None:
         if unsaid:
             counts = dict(unsaid)

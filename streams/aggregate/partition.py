@@ -232,5 +232,6 @@ def _check_format(value: Mapping[str, Any], what: str) -> None:
         raise StateFormatError(
             f"the aggregate state holds a {what} of an older layout (format {value.get('format', 1)}, "
             f"this version reads {FORMAT}): run the workers under a new consumer group "
-            f"(`cityscreen worker --group NEW_NAME`), which reads the clean topics from the start"
+            f"(`cityscreen worker --group NEW_NAME`), which reads the clean topics from the start, or "
+            f"start the local stack afresh (`cityscreen up --fresh`)"
         )
