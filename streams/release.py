@@ -1,7 +1,8 @@
 """The release sink: the ONLY code that writes frames to Redis and to the frames topic.
 
-It accepts nothing but an exact `WindowAggregate` and calls the privacy gate itself, so no value can
-reach Redis or `city.frames.v1` without passing `cityscreen.privacy.release`. Fused indicators are then
+It accepts nothing but an exact `WindowAggregate`, or a complete window's partials (which the gate process
+merges into one), and calls the privacy gate itself, so no value can reach Redis or `city.frames.v1`
+without passing `cityscreen.privacy.release`. Fused indicators are then
 added from released values only. Publishing is idempotent per window: a window already in the frame
 index (a replay after a crash) is not published again.
 """
@@ -25,6 +26,7 @@ from cityscreen.frames import Frame, decode_frame, encode_frame
 from cityscreen.privacy import build_manifest, release
 from cityscreen.settings import PrivacySettings, Settings
 from streams.fused import fused_indicators
+from streams.release_book import merge_window
 
 _PACK = msgspec.msgpack.Encoder()
 _AGGREGATE = msgspec.msgpack.Decoder(WindowAggregate)
@@ -37,10 +39,17 @@ def gate_packed(aggregate: bytes, privacy: PrivacySettings, published_ms: int) -
     return [_PACK.encode(f) for f in frames]
 
 
+def gate_partials(blobs: list[bytes], settings: Settings, published_ms: int) -> list[bytes]:
+    """The gate process's whole job for a complete window: merge its partials into the exact aggregate,
+    gate it, pack the frames. The event loop then only stores them."""
+    frames = release(merge_window(blobs, settings), settings.privacy, published_ms=published_ms)
+    return [_PACK.encode(f) for f in frames]
+
+
 SendFrame = Callable[[bytes, bytes], Awaitable[None]]  # (key, value) -> delivered to the frames topic
 
 
-Gating = tuple[WindowAggregate, "asyncio.Future[list[Frame] | None]"]
+Gating = tuple[int, "asyncio.Future[list[Frame] | None]"]  # window start, its gated frames (None: published)
 
 
 def warm_gate() -> int:
@@ -63,13 +72,19 @@ class ReleaseSink:
         # the worker's event loop keeps aggregating; the sink still calls it, so nothing bypasses it
         self.gate_pool = gate_pool
 
-    async def _gate(self, aggregate: WindowAggregate) -> list[Frame]:
+    async def _gate(self, aggregate: WindowAggregate | list[bytes]) -> list[Frame]:
         privacy, published_ms = self.settings.privacy, self.clock_ms()
-        if self.gate_pool is None:
+        if isinstance(aggregate, list):  # a window's partials: merged where they are gated
+            gate = functools.partial(gate_partials, aggregate, self.settings, published_ms)
+        elif self.gate_pool is None:
             return release(aggregate, privacy, published_ms=published_ms)
-        # msgpack both ways: pickling a dense window's nested structs costs the event loop about 25x more
-        gate = functools.partial(gate_packed, _PACK.encode(aggregate), privacy, published_ms)
-        packed = await asyncio.get_running_loop().run_in_executor(self.gate_pool, gate)
+        else:
+            # msgpack both ways: pickling a dense window's nested structs costs the loop about 25x more
+            gate = functools.partial(gate_packed, _PACK.encode(aggregate), privacy, published_ms)
+        if self.gate_pool is None:
+            packed = gate()
+        else:
+            packed = await asyncio.get_running_loop().run_in_executor(self.gate_pool, gate)
         return [_FRAME.decode(f) for f in packed]
 
     async def publish_manifest(self) -> None:
@@ -105,25 +120,35 @@ class ReleaseSink:
                     "the release sink accepts only a WindowAggregate (it applies the gate itself)"
                 )
         ordered = sorted(aggregates, key=lambda a: a.window_start_ms)
-        return [(a, asyncio.ensure_future(self._gate_new(a))) for a in ordered]
+        return [
+            (a.window_start_ms, asyncio.ensure_future(self._gate_new(a.window_start_ms, a))) for a in ordered
+        ]
+
+    def gate_partials_soon(self, windows: list[tuple[int, list[bytes]]]) -> list[Gating]:
+        """The same for complete windows given as their partials (ReleaseBook.take_complete): the gate
+        process merges them into the exact aggregate, then gates it."""
+        ordered = sorted(windows)
+        return [(w, asyncio.ensure_future(self._gate_new(w, list(blobs)))) for w, blobs in ordered]
 
     async def store_gated(self, gatings: list[Gating]) -> dict[int, list[Frame]]:
         """Store and announce gated windows in the order given (window order), as each gate finishes."""
         stored = {}
-        for aggregate, gating in gatings:
+        for window_start_ms, gating in gatings:
             frames = await gating
             if frames is not None:
-                stored[aggregate.window_start_ms] = await self._store(aggregate, frames)
+                stored[window_start_ms] = await self._store(window_start_ms, frames)
         return stored
 
-    async def _gate_new(self, aggregate: WindowAggregate) -> list[Frame] | None:
-        if await self.is_published(aggregate.window_start_ms):
+    async def _gate_new(
+        self, window_start_ms: int, aggregate: WindowAggregate | list[bytes]
+    ) -> list[Frame] | None:
+        if await self.is_published(window_start_ms):
             return None
         return await self._gate(aggregate)
 
-    async def _store(self, aggregate: WindowAggregate, frames: list[Frame]) -> list[Frame]:
+    async def _store(self, window_start_ms: int, frames: list[Frame]) -> list[Frame]:
         history_s = self.settings.redis.history_s
-        oldest_ms = aggregate.window_start_ms - history_s * 1000
+        oldest_ms = window_start_ms - history_s * 1000
         for frame in frames:
             frame.fused = fused_indicators(frame, await self._previous(frame))
             # stamped once gated and complete: published_ms -> receipt is delivery delay, not gate time

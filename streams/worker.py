@@ -30,12 +30,12 @@ from cityscreen.settings import Settings
 from streams.aggregate.chunked import ChunkedLog
 from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import Closed, Engine
-from streams.aggregate.partial import PartialMessage, decode_message, encode_message
+from streams.aggregate.partial import PartialMessage, decode_header, encode_message
 from streams.app import create_app
 from streams.ingest import RECORD_EVENTS
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import Gating, ReleaseSink, warm_gate
-from streams.release_book import ReleaseBook, finalize_window
+from streams.release_book import ReleaseBook
 from streams.stall import Behind, OffsetGuard, StallWatch
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
@@ -243,7 +243,7 @@ def build_worker(
                 rb.state.closed_through = {int(k): v for k, v in m["closed"].items()}
                 rb.state.released_through = m["released"]
             for key in sorted(k for k in book_table if k.startswith("part/")):
-                rb.add(decode_message(book_table[key]))
+                rb.add(decode_header(book_table[key]))
             book["b"] = rb
         return book["b"]
 
@@ -253,8 +253,8 @@ def build_worker(
         if previous is not None:
             await previous
         await sink.store_gated(gatings)
-        for aggregate, _ in gatings:
-            for key in [k for k in book_table if k.startswith(f"part/{aggregate.window_start_ms}/")]:
+        for window_start_ms, _ in gatings:
+            for key in [k for k in book_table if k.startswith(f"part/{window_start_ms}/")]:
                 book_put(key, None)
         book_put("meta", meta)
 
@@ -271,12 +271,11 @@ def build_worker(
                 settling.pop().result()  # a failed store stops the agent, with its error
             rb = load_book()
             for value in values:
-                msg = decode_message(value)
-                rb.add(msg)
-                if msg.partial is not None:
-                    book_put(f"part/{msg.partial.window_start_ms}/{msg.partition}", value)
-            complete = rb.take_complete()
-            gatings = sink.gate_soon([finalize_window(merged, settings) for merged in complete])
+                head = decode_header(value)  # the partial itself stays compressed until it is merged
+                rb.add(head)
+                if head.blob is not None:
+                    book_put(f"part/{head.window_start_ms}/{head.partition}", value)
+            gatings = sink.gate_partials_soon(rb.take_complete())
             meta = {"closed": rb.state.closed_through, "released": rb.state.released_through}
             previous = settling.pop() if settling else None
             settling.append(asyncio.ensure_future(settle(previous, gatings, msgspec.msgpack.encode(meta))))

@@ -37,17 +37,41 @@ class PartialMessage(msgspec.Struct, array_like=True):
     partial: Partial | None = None
 
 
+class MessageHeader(msgspec.Struct, array_like=True):
+    """A partials-topic record as the release agent reads it: the partial stays compressed bytes
+    (`blob`), decoded only where the window is merged (the gate process, streams/release.py)."""
+
+    partition: int
+    closed_through_ms: int
+    window_start_ms: int | None  # of the partial, when there is one
+    blob: bytes | None  # the partial: zlib-compressed msgpack
+
+
 _KEY_SETS = 65_536  # distinct key sets of a cell remembered (a window has a few hundred)
 _ENC = msgspec.msgpack.Encoder()
-_DEC = msgspec.msgpack.Decoder(PartialMessage)
+_HEADER = msgspec.msgpack.Decoder(MessageHeader)
+_PARTIAL = msgspec.msgpack.Decoder(Partial)
 
 
 def encode_message(message: PartialMessage) -> bytes:
-    return zlib.compress(_ENC.encode(message), 1)
+    part = message.partial
+    blob = None if part is None else zlib.compress(_ENC.encode(part), 1)
+    window = None if part is None else part.window_start_ms
+    return _ENC.encode(MessageHeader(message.partition, message.closed_through_ms, window, blob))
+
+
+def decode_header(data: bytes) -> MessageHeader:
+    return _HEADER.decode(data)
+
+
+def decode_partial(blob: bytes) -> Partial:
+    return _PARTIAL.decode(zlib.decompress(blob))
 
 
 def decode_message(data: bytes) -> PartialMessage:
-    return _DEC.decode(zlib.decompress(data))
+    head = decode_header(data)
+    partial = None if head.blob is None else decode_partial(head.blob)
+    return PartialMessage(head.partition, head.closed_through_ms, partial)
 
 
 def merge_partials(partials: Iterable[Partial]) -> Partial | None:
