@@ -10,7 +10,8 @@ Why each shortcut gives the same answer as `audit.determined`:
   Blocks whose mask did not change since the last round keep their answer; the rest are regrouped and
   each group's matrix (the same rows and columns, both ascending, as `audit._system` builds) goes to
   the same `rank_determined`, whose answer for a matrix is cached across rounds (a group's shape and
-  its entries' places and signs name the matrix exactly).
+  its entries' places and signs name the matrix exactly). Before that, exact elimination tries to prove
+  that `rank_determined` would pin nothing (exact_rank.py); only matrices without a proof reach it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from cityscreen.privacy.audit import rank_determined
+from cityscreen.privacy.exact_rank import proven_free
 from cityscreen.privacy.interval import IntervalBounds
 from cityscreen.privacy.structure import Structure
 
@@ -43,15 +45,16 @@ def connected(n: int, idx: np.ndarray, on: np.ndarray) -> np.ndarray:
     of `idx` (entries off or equal to n link nothing). Variables in no entry keep their own id."""
     label = np.arange(n + 1, dtype=np.int64)
     on = on & (idx < n)
-    rows = on.any(axis=1)
-    idx, on = idx[rows], on[rows]
-    cells = idx[on]
-    big = np.int64(n)
+    counts = on.sum(axis=1)
+    cells = idx[on]  # row by row
+    if not len(cells):
+        return label[:n]
+    counts = counts[counts > 0]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     while True:
-        lab = np.where(on, label[idx], big)
-        low = lab.min(axis=1)
+        low = np.minimum.reduceat(label[cells], starts)  # each row's smallest label
         new = label.copy()
-        np.minimum.at(new, cells, np.broadcast_to(low[:, None], idx.shape)[on])
+        np.minimum.at(new, cells, np.repeat(low, counts))
         new = new[new]  # pointer jumping: every label is itself a variable's label
         while True:
             nxt = new[new]
@@ -87,7 +90,7 @@ class Auditor:
         pinned = suppressed & ((hi - lo) <= 1e-6 * np.maximum(1.0, np.abs(value)))
         self._rank(suppressed)
         pinned |= self.rank_pinned
-        return [int(v) for v in np.flatnonzero(pinned)]
+        return list(np.flatnonzero(pinned).tolist())
 
     def interval_bounds(self, suppressed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.iv.bounds(suppressed)
@@ -139,18 +142,36 @@ class Auditor:
         code = (ent_r * np.repeat(v_size, np.bincount(ent_g, minlength=len(useful))) + ent_c) * 2 + (
             ent_s > 0
         )
-        bounds = np.concatenate(([0], np.cumsum(np.bincount(ent_g, minlength=len(useful)))))
-        for g in range(len(useful)):
-            lo_, hi_ = int(bounds[g]), int(bounds[g + 1])
-            shape = (int(e_size[g]), int(v_size[g]))
-            key = repr(shape).encode() + code[lo_:hi_].tobytes()
-            found = self.seen.get(key)
-            if found is None:
-                a = np.zeros(shape)
-                np.add.at(a, (ent_r[lo_:hi_], ent_c[lo_:hi_]), ent_s[lo_:hi_])
-                found = self.seen[key] = rank_determined(a)
-            vs = int(v_start[g])
-            self.rank_pinned[vars_all[vs : vs + shape[1]]] |= found
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(ent_g, minlength=len(useful))))).tolist()
+        keys = [
+            repr((int(e_size[g]), int(v_size[g]))).encode() + code[bounds[g] : bounds[g + 1]].tobytes()
+            for g in range(len(useful))
+        ]
+        todo: dict[bytes, int] = {}  # a matrix not seen before -> the first group holding it
+        for g, key in enumerate(keys):
+            if key not in self.seen and key not in todo:
+                todo[key] = g
+        if todo:
+            groups = np.fromiter(todo.values(), dtype=np.int64, count=len(todo))
+            pick = np.full(len(useful), -1, dtype=np.int64)
+            pick[groups] = np.arange(len(groups))
+            sel = pick[ent_g] >= 0
+            proven = proven_free(
+                e_size[groups], v_size[groups], pick[ent_g[sel]], ent_r[sel], ent_c[sel], ent_s[sel] > 0
+            )
+            for (key, g), free in zip(todo.items(), proven, strict=True):
+                if free:  # proven: rank_determined pins nothing
+                    self.seen[key] = np.zeros(int(v_size[g]), dtype=bool)
+                    continue
+                a = np.zeros((int(e_size[g]), int(v_size[g])))
+                span = slice(bounds[g], bounds[g + 1])
+                np.add.at(a, (ent_r[span], ent_c[span]), ent_s[span])
+                self.seen[key] = rank_determined(a)
+        for g, key in enumerate(keys):
+            found = self.seen[key]
+            if found.any():
+                vs = int(v_start[g])
+                self.rank_pinned[vars_all[vs : vs + len(found)]] |= found
 
 
 def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -41,10 +41,7 @@ def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_m
             for f in aggregate.flows
         ]
         frame_privacy = FramePrivacy(k, False, 0.0, "threshold")
-    per_res: dict[int, dict[str, dict[str, float | None]]] = defaultdict(dict)
-    shown = shown_numbers(values)
-    for (res, cell, key), hide, value in zip(structure.keys, hidden.tolist(), shown, strict=True):
-        per_res[res].setdefault(cell, {})[key] = None if hide else value
+    per_res = _cells(structure, hidden, shown_numbers(values))
     return [
         Frame(
             v=FRAME_VERSION,
@@ -58,6 +55,26 @@ def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_m
         )
         for res in resolutions
     ]
+
+
+def _cells(
+    structure: Structure, hidden: np.ndarray, shown: list[float]
+) -> dict[int, dict[str, dict[str, float | None]]]:
+    """res -> cell -> key -> released value (None: suppressed), cells and keys in variable order."""
+    out: list[float | None] = [
+        None if hide else value for hide, value in zip(hidden.tolist(), shown, strict=True)
+    ]
+    per_res: dict[int, dict[str, dict[str, float | None]]] = defaultdict(dict)
+    if structure.cells:  # each cell's variables are consecutive: one dict per cell
+        first = 0
+        for res, cell, keys in structure.cells:
+            if keys:
+                per_res[res][cell] = dict(zip(keys, out[first : first + len(keys)], strict=True))
+                first += len(keys)
+        return per_res
+    for (res, cell, key), value in zip(structure.keys, out, strict=True):
+        per_res[res].setdefault(cell, {})[key] = value
+    return per_res
 
 
 def shown_numbers(values: np.ndarray) -> list[float]:
@@ -90,15 +107,19 @@ def _noisy(
     k = privacy.min_persons
     hidden = primary(structure, k, privacy.dominance_share)
     scales = {fam.name: plan.scale(fam) for fam in plan.families}
-    values = np.zeros(len(structure.keys))
-    for i, (res, cell, key) in enumerate(structure.keys):
-        if hidden[i]:
-            continue  # never published, so it needs no noise
-        scale = scales.get(family_name(res, key))
+    family_scale: dict[tuple[int, str], float | None] = {}  # (res, stat) -> its family's scale
+    exact = structure.value.tolist()
+    values = [0.0] * len(structure.keys)
+    # the values primary leaves shown, ascending: the loop only ever hides the value at hand
+    for i in np.flatnonzero(~hidden).tolist():
+        res, cell, key = structure.keys[i]
+        scale = family_scale.get((res, key), -1.0)
+        if scale == -1.0:
+            scale = family_scale[(res, key)] = scales.get(family_name(res, key))
         if scale is None:  # not in the accounted budget: never released under DP
             hidden[i] = True
             continue
-        noisy = structure.value[i] + _draw(
+        noisy = exact[i] + _draw(
             privacy, plan, scale, window_start_ms=aggregate.window_start_ms, res=res, cell=cell, stat=key
         )
         if structure.metric[i] in AMOUNT_METRICS:
@@ -107,7 +128,7 @@ def _noisy(
             values[i] = max(0.0, float(round(noisy)))
             if values[i] < k:  # the noisy threshold
                 hidden[i] = True
-    return values, hidden
+    return np.array(values, dtype=float), hidden
 
 
 def _noisy_flows(aggregate: WindowAggregate, privacy: PrivacySettings, plan: Budget) -> list[ReleasedFlow]:

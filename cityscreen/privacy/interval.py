@@ -16,6 +16,8 @@ Why they are the same:
 - Only the sign of a zero can differ: max(0.0, -0.0) keeps whichever comes first, and the order of the
   rows differs. Sums, negation, max, min and comparisons give every nonzero result and every test the
   same either way, so all bounds are equal as numbers and `determined` is the same.
+- `_pass` is audit's term / rest-of-row / back-to-variable chain with what is known folded in (the head
+  is column 0, the lower bounds are finite): the same arrays are summed, so the same numbers come out.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class IntervalBounds:
         self.value_ext = np.append(value, 0.0)
         self.idx, self.pos = idx, pos
         self.valid = idx < self.n
+        # `_pass` needs the head in column 0 and nowhere else (and finite lower bounds, checked per pass)
+        self.head_first = bool(not len(idx) or (pos[:, 0].all() and not pos[:, 1:].any()))
         _, self.row_block = np.unique(row_block, return_inverse=True)  # blocks numbered 0..B-1
         self.blocks = int(self.row_block.max()) + 1 if len(idx) else 0
         self.var_block = np.full(self.n + 1, -1, dtype=np.int64)  # -1: in no equation (never moves)
@@ -97,17 +101,25 @@ class IntervalBounds:
         active = np.arange(len(idx))
         mark_var = np.zeros(self.n + 1, dtype=bool)
         mark_row = np.zeros(len(idx) + 1, dtype=bool)
+        above, below = val_e + 1e-9, val_e - 1e-9
         for step in range(_MAX_PASSES):
-            sub, p = idx[active], pos[active]
+            every = len(active) == len(idx)  # all rows (the first passes): no need to gather them
+            sub = idx if every else idx[active]
             lo_e, hi_e = lo_ext[sub], hi_ext[sub]
-            t_lo = np.where(p, lo_e, -hi_e)
-            t_hi = np.where(p, hi_e, -lo_e)
-            new_lo, new_hi = _bounds_from_rest(t_lo, t_hi)
-            v_lo = np.where(p, new_lo, -new_hi)
-            v_hi = np.where(p, new_hi, -new_lo)
-            rel, ve = released[active], val_e[active]
-            pushes[active] = (rel & ((v_lo > ve + 1e-9) | (v_hi < ve - 1e-9))).any(axis=1)
-            on = unknown[active]
+            if self.head_first and np.isfinite(lo_e).all():
+                v_lo, v_hi = _pass(lo_e, hi_e)
+            else:
+                p = pos[active]
+                t_lo = np.where(p, lo_e, -hi_e)
+                t_hi = np.where(p, hi_e, -lo_e)
+                new_lo, new_hi = _bounds_from_rest(t_lo, t_hi)
+                v_lo = np.where(p, new_lo, -new_hi)
+                v_hi = np.where(p, new_hi, -new_lo)
+            if every:
+                rel, over, under, on = released, above, below, unknown
+            else:
+                rel, over, under, on = released[active], above[active], below[active], unknown[active]
+            pushes[active] = _any_per_row(rel & ((v_lo > over) | (v_hi < under)))
             targets = sub[on]
             old_lo, old_hi = lo_ext[targets], hi_ext[targets]
             np.maximum.at(lo_ext, targets, v_lo[on])
@@ -135,3 +147,44 @@ class IntervalBounds:
             active = np.flatnonzero(mark_row)
             mark_row[active] = False
         self.moves = tuple(np.concatenate(parts) for parts in zip(*logs, strict=True))  # type: ignore[assignment]
+
+
+def _pass(lo_e: np.ndarray, hi_e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """New variable bounds from each row (head in column 0, members and padding after), as audit's
+    where(pos, ...) / `_bounds_from_rest` / where(pos, ...) chain gives them when lower bounds are finite:
+    a term's lower bound is infinite only for a member with no upper bound, its upper bound only for a
+    head with none, and negating a negation gives the number back. (In place where audit makes copies.)"""
+    lo_inf = np.isinf(hi_e)  # members whose term has no lower bound
+    lo_inf[:, 0] = False
+    head_inf = np.isinf(hi_e[:, 0])  # the head's term has no upper bound
+    lo_fin = np.negative(hi_e)
+    np.copyto(lo_fin, 0.0, where=lo_inf)
+    lo_fin[:, 0] = lo_e[:, 0]
+    hi_fin = np.negative(lo_e)
+    hi_fin[:, 0] = np.where(head_inf, 0.0, hi_e[:, 0])
+    rest_lo = np.subtract(lo_fin.sum(axis=1, keepdims=True), lo_fin, out=lo_fin)
+    rest_hi = np.subtract(hi_fin.sum(axis=1, keepdims=True), hi_fin, out=hi_fin)
+    others_lo_inf = _count_per_row(lo_inf)[:, None] - lo_inf > 0
+    head_lo = -rest_hi[:, 0]
+    head_hi = np.where(others_lo_inf[:, 0], np.inf, -rest_lo[:, 0])
+    v_lo = rest_lo  # members: -(-rest_lo), or -inf past another infinite term
+    np.copyto(v_lo, -np.inf, where=others_lo_inf)
+    v_lo[:, 0] = head_lo
+    v_hi = rest_hi  # members: -(-rest_hi), or inf when the head has no upper bound
+    np.copyto(v_hi, np.inf, where=head_inf[:, None])
+    v_hi[:, 0] = head_hi
+    return v_lo, v_hi
+
+
+def _any_per_row(mask: np.ndarray) -> np.ndarray:
+    """mask.any(axis=1); rows of 8 bools read as one 8-byte word each (a bool is the byte 0 or 1)."""
+    if mask.shape[1] == 8 and mask.flags.c_contiguous:
+        return np.asarray(mask.view(np.uint64)[:, 0] != 0)
+    return np.asarray(mask.any(axis=1))
+
+
+def _count_per_row(mask: np.ndarray) -> np.ndarray:
+    """np.count_nonzero(mask, axis=1), by popcount of 8-byte words where numpy has it."""
+    if mask.shape[1] == 8 and mask.flags.c_contiguous and hasattr(np, "bitwise_count"):
+        return np.asarray(np.bitwise_count(mask.view(np.uint64)[:, 0]), dtype=np.int64)
+    return np.asarray(np.count_nonzero(mask, axis=1))

@@ -45,6 +45,7 @@ class _Fixpoint:
         self.value: list[float] = structure.value.tolist()
         self.persons: list[int] = structure.persons.tolist()
         self.top: list[float] = structure.top.tolist()
+        self.order = _pick_order(structure.value, structure.persons)
 
     def _residual_ok(self, suppressed_members: list[int]) -> bool:
         if len(suppressed_members) < 2:
@@ -61,13 +62,15 @@ class _Fixpoint:
                     value += self.value[m]
             else:  # numpy's pairwise sum, as the plain version did
                 value = float(self.s.value[suppressed_members].sum())
-            top = max(self.top[m] for m in suppressed_members)
+            top = max(map(self.top.__getitem__, suppressed_members))
             return top <= self.share * value
         return True
 
     def _smallest(self, candidates: list[int]) -> int | None:
         if not candidates:
             return None
+        if self.order is not None:
+            return min(candidates, key=self.order.__getitem__)
         value, persons = self.value, self.persons
         return min(candidates, key=lambda v: (value[v], persons[v], v))
 
@@ -78,24 +81,37 @@ class _Fixpoint:
         if not self.hidden[v]:
             self.hidden[v] = True
             self.sup[v] = True
-            pending.extend(self.eqs_of(v))
+            pending.extend(self.inc_eq[self.inc_ptr[v] : self.inc_ptr[v + 1]])
 
     def run(self, pending: list[int]) -> None:
         flag = self.hidden
         equations = self.s.equations
+        residual_ok, smallest, hide = self._residual_ok, self._smallest, self.suppress
         while pending:
             e = pending.pop()
             head, members = equations[e]
             hidden = [m for m in members if flag[m]]
             if not flag[head]:
-                if hidden and not self._residual_ok(hidden):
-                    pick = self._smallest([m for m in members if not flag[m]])
-                    self.suppress(head if pick is None else pick, pending)
+                if hidden and not residual_ok(hidden):
+                    pick = smallest([m for m in members if not flag[m]])
+                    hide(head if pick is None else pick, pending)
                     pending.append(e)
             elif not hidden:
-                pick = self._smallest(list(members))
+                pick = smallest(list(members))
                 if pick is not None:
-                    self.suppress(pick, pending)
+                    hide(pick, pending)
+
+
+def _pick_order(value: np.ndarray, persons: np.ndarray) -> list[int] | None:
+    """Each variable's place in the order `_smallest` picks by, (value, persons, id), so that a min
+    compares one int per candidate; None when a value is NaN (NaN keys do not order, so only the plain
+    comparisons in candidate order say what min returns)."""
+    if np.isnan(value).any():
+        return None
+    n = len(value)
+    place = np.empty(n, dtype=np.int64)
+    place[np.lexsort((np.arange(n), persons, value))] = np.arange(n)  # -0.0 ties 0.0, as in tuples
+    return list(place.tolist())
 
 
 def suppress(structure: Structure, min_persons: int, dominance_share: float) -> np.ndarray:
