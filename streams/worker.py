@@ -39,6 +39,7 @@ from streams.release_book import ReleaseBook
 from streams.stall import Behind, OffsetGuard, StallWatch
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
+UNDECODABLE = "undecodable_clean_record"  # dead-letter reason: not clean events of the topic's kind
 
 
 def table_put(table: Any, partition: int, key: str, value: bytes | None) -> None:
@@ -133,7 +134,7 @@ def build_worker(
         """A clean record that is not clean events of its topic's kind: dead-lettered, never retried."""
         engine.skip(m.partition, kind, m.offset)
         where = {"topic": m.topic, "partition": m.partition, "offset": m.offset}
-        body = msgspec.json.encode({"reason": "undecodable_clean_record", "detail": str(exc)[:200], **where})
+        body = msgspec.json.encode({"reason": UNDECODABLE, "detail": str(exc)[:200], **where})
         await deadletter.send(key=None, value=body, force=True)
         await sink.count(dead_lettered=1, undecodable_records=1)
         app.log.error(f"{m.topic}[{m.partition}]@{m.offset}: dead-lettered, not clean {kind} events: {exc}")

@@ -1,5 +1,7 @@
 """Golden test: the frames the real aggregate worker publishes equal the gate applied to the plain
-reference aggregates of the same events, and a second run publishes byte-identical frames."""
+reference aggregates of the same events, and a second run publishes byte-identical frames. Two clean
+records that are not clean events of their topic (garbage, and a SIM batch on the payment topic) are
+dead-lettered with the reason, and cost nothing else."""
 
 from __future__ import annotations
 
@@ -7,9 +9,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 
+from cityscreen.clean_batch import encode_batch
+from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, RawSim
+from services.generator.consume import read_to_end
+from streams.worker import UNDECODABLE
 from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import (
     expected_frames,
@@ -30,6 +37,10 @@ def test_worker_frames_equal_reference_twice(
     settings = stack.settings
     raw = make_raw_events(persons=400, minutes=4)
     expected = expected_frames(reference_window_aggregates(raw, settings), settings)
+    a_sim = to_clean(next(r for r in raw if isinstance(r, RawSim)), settings)
+    poison = [(CLEAN_TOPICS["sim"], 0, b"not a clean record"),
+              (CLEAN_TOPICS["payment"], 1, encode_batch("sim", [a_sim], settings.window.h3_res))]  # fmt: skip
+    asyncio.run(_send(settings.kafka.bootstrap, poison))
     asyncio.run(produce_clean(settings.kafka.bootstrap, [to_clean(r, settings) for r in raw],
                               settings.kafka.partitions))  # fmt: skip
     client = redis.Redis.from_url(settings.redis.url)
@@ -46,11 +57,29 @@ def test_worker_frames_equal_reference_twice(
         worker.stop()
     assert runs[0] == expected
     assert runs[1] == runs[0]
+    records = asyncio.run(
+        read_to_end(settings.kafka.bootstrap, [DEADLETTER_TOPIC], settings.kafka.partitions)
+    )
+    dead = [msgspec.json.decode(r.value) for r in records]
+    undecodable = sorted(
+        (d["topic"], d["partition"], d["offset"]) for d in dead if d["reason"] == UNDECODABLE
+    )
+    assert undecodable == sorted([(t, p, 0) for t, p, _ in poison] * 2)  # once per group
+
+
+async def _send(bootstrap: str, records: list[tuple[str, int, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for topic, partition, value in records:
+            await producer.send_and_wait(topic, value, partition=partition)
+    finally:
+        await producer.stop()
 
 
 def _values(frames: dict) -> list:
-    import msgspec
-
     out = []
     for body in frames.values():
         for stats in msgspec.json.decode(body)["cells"].values():
