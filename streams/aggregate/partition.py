@@ -136,9 +136,18 @@ class PartitionState:
         wm = min(self.watermark_ms[k] for k in considered)
         return window_of(wm - self.cfg.grace_ms, self.cfg.window_ms) - self.cfg.window_ms
 
-    def close_due(self, *, idle: bool = False, quiet: frozenset[str] = frozenset()) -> list[Partial]:
-        """Close every due window (all open ones when idle), oldest first; advances closed-through."""
+    def close_due(
+        self, *, idle: bool = False, quiet: frozenset[str] = frozenset(), floor_ms: int | None = None
+    ) -> list[Partial]:
+        """Close every due window (all open ones when idle), oldest first; advances closed-through.
+
+        An idle partition also moves its closed-through up to `floor_ms` (what the busiest partitions
+        have closed): a partition with no events for a while, or none ever, must not hold back the
+        release of windows the others have finished. What it receives later for those windows is late,
+        as for any closed window."""
         through = max(self.windows) if idle and self.windows else self.due_through_ms(quiet)
+        if idle and floor_ms is not None and (through is None or floor_ms > through):
+            through = floor_ms
         if through is None or (self.closed_through_ms is not None and through <= self.closed_through_ms):
             return []
         out = []

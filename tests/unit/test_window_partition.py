@@ -11,8 +11,9 @@ from cityscreen.events import PaymentEvent, SimEvent, TransitEvent
 from cityscreen.settings import Settings
 from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import DictLog, Engine
-from streams.aggregate.partial import Partial
+from streams.aggregate.partial import Partial, PartialMessage, decode_header, encode_message
 from streams.aggregate.partition import PartitionState
+from streams.release_book import ReleaseBook
 from tests.streams_support import batch_of, make_raw_events, split_records, to_clean
 
 W0 = 1_767_225_600_000
@@ -185,3 +186,36 @@ def test_a_topic_with_unread_records_is_slow_not_quiet(make_sim: Callable[..., S
     assert engine.quiet_kinds(0, 5.0, caught_up) == frozenset({"sim", "payment", "transit"})
     closed = engine.close_due(idle_s=5.0, caught_up=caught_up)
     assert closed and closed[0].partials[0].window_start_ms == W0
+
+
+def test_a_partition_without_events_does_not_hold_back_the_release(make_sim: Callable[..., SimEvent]) -> None:
+    """Partition 1 never receives an event: once it is quiet (and read to its end), it closes through
+    what partition 0 has closed, so the release book sees every window complete; an event it receives
+    later for such a window is late."""
+    now = [0.0]
+    engine = Engine(CFG, DictLog(), clock=lambda: now[0])
+    engine.load([0, 1])
+    for kind in ("sim", "payment", "transit"):
+        engine.apply_events(0, kind, 0, [_event(kind, W0 + 1_000), _event(kind, W0 + 100_000)])
+    engine.persist()
+    assert [(c.partition, c.closed_through_ms) for c in engine.close_due(idle_s=5.0)] == [(0, W0)]
+    now[0] = 6.0  # partition 1 quiet since it was taken; partition 0 active again just now
+    engine.apply_events(0, "sim", 1, [make_sim(W0 + 101_000)])
+    closed = engine.close_due(idle_s=5.0)
+    assert [(c.partition, c.closed_through_ms, c.partials) for c in closed] == [(1, W0, [])]
+    book = ReleaseBook(2)
+    for p in (0, 1):
+        book.add(decode_header(encode_message(PartialMessage(p, W0, None))))
+    assert book.complete_through() == W0
+    late = engine.apply_events(1, "sim", 0, [make_sim(W0 + 2_000, person="cd" * 10)])
+    assert len(late) == 1
+
+
+def _event(kind: str, ts_ms: int) -> object:
+    if kind == "sim":
+        return SimEvent(v=1, event_id=f"s{ts_ms}", ts_ms=ts_ms, person="ab" * 10, tower_id="T", lat=22.54,
+                        lng=114.05, gender="F", age_band="25-34", origin="GD")  # fmt: skip
+    if kind == "payment":
+        return PaymentEvent(v=1, event_id=f"p{ts_ms}", ts_ms=ts_ms, person="ab" * 10, merchant_id="M",
+                            category="food", amount_cny=1.0, lat=22.54, lng=114.05, origin="GD")  # fmt: skip
+    return _transit(ts_ms)
