@@ -37,17 +37,23 @@ class ChunkedLog:
                 self.inner.put(partition, _chunk_key(key, old[0], i), None)
 
     def items(self, partition: int) -> list[tuple[str, bytes]]:
+        """The partition's values, chunked ones joined. Chunks no head names (left by a write that
+        crashed before its head, or by a head deleted before its chunks) are deleted here."""
         raw = dict(self.inner.items(partition))
         self._learned.add(partition)
-        out = []
+        out, named = [], set()
         for key, value in raw.items():
             if "#" in key:
-                continue  # a chunk; its head assembles it (an orphan of a crashed write is ignored)
+                continue  # a chunk; its head assembles it
             if value.startswith(HEAD):
                 gen, count = (int(x) for x in value[len(HEAD) :].decode().split(":"))
                 self._heads[(partition, key)] = (gen, count)
-                value = b"".join(raw[_chunk_key(key, gen, i)] for i in range(count))
+                chunks = [_chunk_key(key, gen, i) for i in range(count)]
+                named.update(chunks)
+                value = b"".join(raw[c] for c in chunks)
             out.append((key, value))
+        for orphan in [k for k in raw if "#" in k and k not in named]:
+            self.inner.put(partition, orphan, None)
         return sorted(out)
 
     def _head(self, partition: int, key: str) -> tuple[int, int] | None:

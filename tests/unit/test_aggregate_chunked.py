@@ -39,5 +39,8 @@ def test_a_crash_before_the_head_keeps_the_previous_value() -> None:
     inner.put(0, "snap#2#000000", os.urandom(100))  # a newer generation's first chunk, then the crash
     restarted = ChunkedLog(inner, chunk_bytes=100)
     assert dict(restarted.items(0)) == {"snap": first}
+    assert "snap#2#000000" not in inner.data[0]  # the orphan chunk is deleted at restore
+    assert len(inner.data[0]) == 3 + 1
     restarted.put(0, "snap", third := os.urandom(150))  # the restarted worker writes on
     assert dict(restarted.items(0)) == {"snap": third}
+    assert len(inner.data[0]) == 2 + 1
