@@ -28,7 +28,7 @@ from cityscreen.geo import cell_name, parent_of
 from cityscreen.settings import Settings
 from streams.aggregate.flows import Carry, window_flows
 from streams.aggregate.partial import Partial
-from streams.aggregate.rows import VOCAB, Chunk
+from streams.aggregate.rows import VOCAB, Chunk, rank_in_run, run_ends, run_starts
 
 __all__ = ["AggConfig", "Carry", "close_chunks"]
 
@@ -140,11 +140,7 @@ def _bounded(rows: Chunk, limit: int | None) -> np.ndarray:
     if limit is None:
         return np.arange(len(rows))
     order = np.lexsort((rows.ts, rows.person))
-    persons = rows.person[order]
-    starts = np.ones(len(order), np.bool_)
-    starts[1:] = persons[1:] != persons[:-1]
-    rank = np.arange(len(order)) - np.flatnonzero(starts)[np.cumsum(starts) - 1]
-    return np.sort(order[rank < limit])
+    return np.sort(order[rank_in_run(run_starts(rows.person[order])) < limit])
 
 
 class _Places:
@@ -166,10 +162,7 @@ def _population(levels: _Levels, sims: Chunk, order: np.ndarray, res_all: tuple[
     """Each person counts once, in the cell of their last SIM row in (time, arrival) order, so a
     statistic's value and persons are the same count and its top contribution is 1: a bincount per
     resolution and dimension. `order`: the rows by person, then time, then arrival."""
-    persons = sims.person[order]
-    last = np.ones(len(order), np.bool_)
-    last[:-1] = persons[1:] != persons[:-1]
-    rows = sims.take(order[last])
+    rows = sims.take(order[run_ends(run_starts(sims.person[order]))])
     places = _Places(rows.cell, res_all)
     strings = VOCAB.strings
     for res, names in places.names.items():
@@ -211,7 +204,7 @@ def _tally(
             gp, inverse = np.unique(group * n_persons + person, return_inverse=True)
             per_person = np.bincount(inverse, weights=values, minlength=len(gp)).astype(np.int64)
             groups = gp // n_persons
-            starts = np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1])))
+            starts = np.flatnonzero(run_starts(groups))
             sums = np.add.reduceat(per_person, starts)
             tops = np.maximum.reduceat(per_person, starts)
             persons = np.diff(np.append(starts, len(gp)))

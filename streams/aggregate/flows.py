@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 
 from streams.aggregate.codec import index_dtype as _index_dtype
-from streams.aggregate.rows import VOCAB, Chunk, parent_ids
+from streams.aggregate.rows import VOCAB, Chunk, parent_ids, rank_in_run, run_ends, run_starts
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder()
@@ -144,16 +144,7 @@ def _sorted(chunk: Chunk, order: np.ndarray | None = None) -> tuple[np.ndarray, 
     """Row order by (person, time, arrival) unless given, and which sorted rows are a person's first."""
     if order is None:
         order = np.lexsort((chunk.ts, chunk.person))
-    persons = chunk.person[order]
-    first = np.ones(len(order), np.bool_)
-    first[1:] = persons[1:] != persons[:-1]
-    return order, first
-
-
-def _last_of(first: np.ndarray) -> np.ndarray:
-    last = np.ones(len(first), np.bool_)
-    last[:-1] = first[1:]
-    return last
+    return order, run_starts(chunk.person[order])
 
 
 class _Candidates:
@@ -180,12 +171,7 @@ class _Candidates:
         _, first = np.unique(pair * (int(pi.max()) + 1) + pi, return_index=True)
         first.sort()  # each (pair, person) once, at its earliest candidate
         if limit is not None:
-            person = pi[first]
-            starts = np.ones(len(first), np.bool_)
-            starts[1:] = person[1:] != person[:-1]
-            group = np.cumsum(starts) - 1
-            rank = np.arange(len(first)) - np.flatnonzero(starts)[group]
-            first = first[rank < limit]
+            first = first[rank_in_run(run_starts(pi[first])) < limit]
         pairs, n = np.unique(pair[first], return_counts=True)
         out = []
         for k, count in zip(pairs.tolist(), n.tolist(), strict=True):
@@ -223,7 +209,7 @@ def window_flows(
         cands = _Candidates()
         cands.add(o_cell[trip], fcell[trip], person[trip])
         out += [(o, d, "transit", n) for o, d, n in cands.counts(limit)]
-        last = _last_of(first)
+        last = run_ends(first)
         still_open = last & is_in
         carry.open_trip.upsert(person[still_open], fcell[still_open], ts[still_open])
         carry.open_trip.remove(person[last & ~is_in])
@@ -240,7 +226,7 @@ def window_flows(
         cands = _Candidates()
         cands.add(p_cell[move], fcell[move], person[move])
         out += [(o, d, "movement", n) for o, d, n in cands.counts(limit)]
-        last = _last_of(first)
+        last = run_ends(first)
         carry.last_cell.upsert(person[last], fcell[last], ts[last])
         carry.mark(person[first])
     return out

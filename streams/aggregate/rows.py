@@ -79,6 +79,25 @@ class Chunk:
         return Chunk(*(np.concatenate(cols) for cols in zip(*(c.arrays() for c in chunks), strict=True)))
 
 
+def run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Whether each element of a sorted array starts a run of equal values (a person's first row)."""
+    starts = np.ones(len(sorted_keys), np.bool_)
+    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return starts
+
+
+def run_ends(starts: np.ndarray) -> np.ndarray:
+    """Whether each element ends its run (a person's last row), from `run_starts`."""
+    ends = np.ones(len(starts), np.bool_)
+    ends[:-1] = starts[1:]
+    return ends
+
+
+def rank_in_run(starts: np.ndarray) -> np.ndarray:
+    """Each element's position within its run (0 for the first), from `run_starts`."""
+    return np.arange(len(starts)) - np.flatnonzero(starts)[np.cumsum(starts) - 1]
+
+
 EMPTY = Chunk(_EMPTY_I64, np.empty(0, np.uint64), np.empty(0, np.uint64), *(np.empty(0, np.int32),) * 3)
 
 
