@@ -73,18 +73,18 @@ class ReleaseSink:
         self.gate_pool = gate_pool
 
     async def _gate(self, aggregate: WindowAggregate | list[bytes]) -> list[Frame]:
-        privacy, published_ms = self.settings.privacy, self.clock_ms()
+        published_ms = self.clock_ms()
         if isinstance(aggregate, list):  # a window's partials: merged where they are gated
             gate = functools.partial(gate_partials, aggregate, self.settings, published_ms)
         elif self.gate_pool is None:
-            return release(aggregate, privacy, published_ms=published_ms)
+            return release(aggregate, self.settings.privacy, published_ms=published_ms)
         else:
             # msgpack both ways: pickling a dense window's nested structs costs the loop about 25x more
-            gate = functools.partial(gate_packed, _PACK.encode(aggregate), privacy, published_ms)
-        if self.gate_pool is None:
-            packed = gate()
-        else:
-            packed = await asyncio.get_running_loop().run_in_executor(self.gate_pool, gate)
+            gate = functools.partial(
+                gate_packed, _PACK.encode(aggregate), self.settings.privacy, published_ms
+            )
+        loop = asyncio.get_running_loop()
+        packed = gate() if self.gate_pool is None else await loop.run_in_executor(self.gate_pool, gate)
         return [_FRAME.decode(f) for f in packed]
 
     async def publish_manifest(self) -> None:

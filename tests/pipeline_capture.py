@@ -18,9 +18,9 @@ from cityscreen.events import FRAMES_TOPIC
 from cityscreen.frames import decode_frame, encode_frame
 from cityscreen.settings import Settings
 from services.generator.consume import read_to_end
-from streams.aggregate.partial import Partial, decode_message, merge_partials
+from streams.aggregate.partial import decode_header
 from streams.internal_topics import partials_topic
-from streams.release_book import finalize_window
+from streams.release_book import merge_window
 
 
 def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes | None, bytes]]:
@@ -30,17 +30,13 @@ def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes |
 
 def exact_aggregates(settings: Settings, group: str = "cityscreen-aggregate") -> list[WindowAggregate]:
     records = _read_all(settings.kafka.bootstrap, partials_topic(group), 1)
-    first: dict[int, dict[int, Partial]] = {}
+    first: dict[int, dict[int, bytes]] = {}
     for _, value in records:
-        msg = decode_message(value)
-        if msg.partial is not None:
-            first.setdefault(msg.partial.window_start_ms, {}).setdefault(msg.partition, msg.partial)
-    out = []
-    for window in sorted(first):
-        merged = merge_partials(first[window][p] for p in sorted(first[window]))
-        assert merged is not None
-        out.append(finalize_window(merged, settings))
-    return out
+        head = decode_header(value)
+        if head.window_start_ms is not None and head.blob is not None:
+            first.setdefault(head.window_start_ms, {}).setdefault(head.partition, head.blob)
+    # merged as the release agent's gate process merges them
+    return [merge_window([first[w][p] for p in sorted(first[w])], settings) for w in sorted(first)]
 
 
 def topic_frames(settings: Settings) -> list[tuple[bytes, bytes]]:
