@@ -11,7 +11,7 @@ built by the ingest edge's own pure code (`cityscreen.ingest.Validator`), partit
 from __future__ import annotations
 
 import math
-import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,7 +30,7 @@ from cityscreen.events import (
     encode,
     encode_many,
 )
-from cityscreen.ingest import IngestResult, Validator, config_from_settings
+from cityscreen.ingest import TS_SKEW, IngestResult, Validator, config_from_settings
 from cityscreen.settings import Settings
 from services.generator.simulate import Simulation
 
@@ -107,26 +107,46 @@ class CleanBatch:
     events: list[CleanEvent]
 
 
+# Rejections that say nothing about the generator: the bench chose event times too far from its own
+# clock. Every other reason means the generator made an event the ingest edge should never see.
+NOT_GENERATOR_FAULTS = frozenset({TS_SKEW})
+
+
 @dataclass
 class LoadStats:
     events: int = 0
     records: int = 0
-    dead: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)  # dead letters per reason
     windows: set[int] = field(default_factory=set)
     first_ts_ms: int | None = None
     last_ts_ms: int | None = None
 
+    @property
+    def dead(self) -> int:
+        return sum(self.rejected.values())
+
+    def generator_faults(self) -> dict[str, int]:
+        """The rejections, per reason, that only a generator bug explains."""
+        return {r: n for r, n in sorted(self.rejected.items()) if r not in NOT_GENERATOR_FAULTS}
+
 
 def clean_batches(
-    raws: Iterator[RawEvent], settings: Settings, city: City, stats: LoadStats, window_ms: int
+    raws: Iterator[RawEvent],
+    settings: Settings,
+    city: City,
+    stats: LoadStats,
+    window_ms: int,
+    *,
+    now_ms: int,
 ) -> Iterator[CleanBatch]:
-    """Raw events through the ingest edge's validator, CHUNK_EVENTS at a time, as clean records."""
+    """Raw events through the ingest edge's validator, CHUNK_EVENTS at a time, as clean records.
+    `now_ms` is the clock the validator's skew rule compares event times with (a parameter, so the
+    same load validates the same way on any date)."""
     validator = Validator(config_from_settings(settings, city.bbox))
     chunk: list[RawEvent] = []
 
     def flush() -> CleanBatch:
         result = IngestResult()
-        now_ms = int(time.time() * 1000)
         for i in range(0, len(chunk), settings.generator.batch_events):  # records as the generator sends them
             validator.process(
                 result,
@@ -136,7 +156,7 @@ def clean_batches(
                 offset=i,
                 now_ms=now_ms,
             )
-        stats.dead += len(result.dead)
+        stats.rejected.update(dead.reason for dead in result.dead)
         records = []
         ordered: list[CleanEvent] = []
         for (kind, partition), events in result.clean.items():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cityscreen.city import City, District, MetroLine
+from cityscreen.city import BBox, City, District, MetroLine
 from cityscreen.events import AGE_BANDS
 
 # Shenzhen is young: the 2020 census puts about 80% of residents at 15-59.
@@ -88,10 +88,31 @@ class StopIndex:
         return self.stops[mode][i], float(math.sqrt(d2[i]))
 
 
-def grid_bus_stop(lat: float, lng: float, district: str) -> Stop:
+def clamp_into(box: BBox, lat: float, lng: float) -> tuple[float, float]:
+    """The point, moved onto the bbox's edge if it lies outside: the ingest edge dead-letters any
+    position outside the city, so the generator must never make one."""
+    return min(max(lat, box.min_lat), box.max_lat), min(max(lng, box.min_lng), box.max_lng)
+
+
+def grid_point(
+    lat: float, lng: float, step_lat: float, step_lng: float, box: BBox
+) -> tuple[int, int, float, float]:
+    """(iy, ix, lat, lng) of the grid node nearest the point among the nodes inside `box`: rounding
+    alone snaps a point near the edge to a node past it (a tower at 22.854 N in a city ending at 22.85)."""
+    iy = _index_inside(lat, step_lat, box.min_lat, box.max_lat)
+    ix = _index_inside(lng, step_lng, box.min_lng, box.max_lng)
+    # rounding to 5 decimals can still step a node on the edge over it by float error
+    return (iy, ix, *clamp_into(box, round(iy * step_lat, 5), round(ix * step_lng, 5)))
+
+
+def _index_inside(value: float, step: float, lo: float, hi: float) -> int:
+    return min(max(round(value / step), math.ceil(lo / step)), math.floor(hi / step))
+
+
+def grid_bus_stop(lat: float, lng: float, district: str, box: BBox) -> Stop:
     """A local bus stop on a ~1 km grid: the city's bus network where no named route is modelled."""
-    iy, ix = round(lat / 0.009), round(lng / 0.0098)
-    return Stop(f"BUS-{iy}-{ix}", f"bus-{district}", "bus", round(iy * 0.009, 5), round(ix * 0.0098, 5))
+    iy, ix, s_lat, s_lng = grid_point(lat, lng, 0.009, 0.0098, box)
+    return Stop(f"BUS-{iy}-{ix}", f"bus-{district}", "bus", s_lat, s_lng)
 
 
 def _point_in_polygon(lat: float, lng: float, polygon: list[tuple[float, float]]) -> bool:
@@ -115,9 +136,11 @@ def _point_in(district: District, rng: np.random.Generator) -> tuple[float, floa
     return district.center[1], district.center[0]
 
 
-def _near(lat: float, lng: float, radius_m: float, rng: np.random.Generator) -> tuple[float, float]:
+def _near(
+    lat: float, lng: float, radius_m: float, rng: np.random.Generator, box: BBox
+) -> tuple[float, float]:
     dlat, dlng = rng.normal(0.0, radius_m / M_PER_DEG_LAT, 2)
-    return float(lat + dlat), float(lng + dlng / math.cos(math.radians(lat)))
+    return clamp_into(box, float(lat + dlat), float(lng + dlng / math.cos(math.radians(lat))))
 
 
 def _choice(rng: np.random.Generator, mix: dict[str, float]) -> str:
@@ -150,10 +173,11 @@ def build_population(city: City, persons: int, seed: int, *, extra_tourists: int
         anchor: tuple[float, float] | None = None
         if role in ("visitor", "tourist"):
             cluster = city.merchant_clusters[int(rng.integers(len(city.merchant_clusters)))]
-            home = _near(cluster.lat, cluster.lng, 600, rng)  # a hotel near a business or shopping area
+            # a hotel near a business or shopping area
+            home = _near(cluster.lat, cluster.lng, 600, rng, city.bbox)
             if role == "visitor":
                 cbd = max(city.merchant_clusters, key=lambda m: m.weight)
-                anchor = _near(cbd.lat, cbd.lng, cbd.radius_m, rng)
+                anchor = _near(cbd.lat, cbd.lng, cbd.radius_m, rng, city.bbox)
             origin = _choice(rng, city.visitor_origin_mix or city.origin_mix)
         else:
             home = _point_in(home_d, rng)
@@ -186,7 +210,7 @@ def build_population(city: City, persons: int, seed: int, *, extra_tourists: int
                 phase_ms=int(rng.integers(0, 1_800_000)),
             )
         )
-        _attach_stops(out[-1], stops, home_d.id)
+        _attach_stops(out[-1], stops, home_d.id, city.bbox)
     return out
 
 
@@ -216,10 +240,10 @@ def _anchor(
     rng: np.random.Generator,
 ) -> tuple[float, float] | None:
     if role == "pupil":
-        return _near(home[0], home[1], 700, rng)  # a school in the neighbourhood
+        return _near(home[0], home[1], 700, rng, city.bbox)  # a school in the neighbourhood
     if role == "student":
         campus = next((v for v in city.merchant_clusters if "tech" in v.id), city.merchant_clusters[0])
-        return _near(campus.lat, campus.lng, 1500, rng)
+        return _near(campus.lat, campus.lng, 1500, rng, city.bbox)
     if role != "worker":
         return None
     district = (
@@ -229,11 +253,11 @@ def _anchor(
     if clusters and rng.random() < 0.5:
         w = np.array([m.weight for m in clusters])
         m = clusters[int(rng.choice(len(clusters), p=w / w.sum()))]
-        return _near(m.lat, m.lng, m.radius_m, rng)
+        return _near(m.lat, m.lng, m.radius_m, rng, city.bbox)
     return _point_in(district, rng)
 
 
-def _attach_stops(person: Person, stops: StopIndex, district: str) -> None:
+def _attach_stops(person: Person, stops: StopIndex, district: str, box: BBox) -> None:
     """Metro when both ends are near a station, else bus (a named route, or the local grid)."""
     ends = [person.home, person.anchor] if person.anchor else [person.home]
     metro = [stops.nearest(lat, lng, "metro") for lat, lng in ends]
@@ -244,7 +268,8 @@ def _attach_stops(person: Person, stops: StopIndex, district: str) -> None:
     chosen: list[Stop | None] = []
     for lat, lng in ends:
         stop, d = stops.nearest(lat, lng, "bus")
-        chosen.append(stop if stop is not None and d <= BUS_WALK_M else grid_bus_stop(lat, lng, district))
+        near = stop is not None and d <= BUS_WALK_M
+        chosen.append(stop if near else grid_bus_stop(lat, lng, district, box))
     person.home_stop = chosen[0]
     person.anchor_stop = chosen[1] if person.anchor else None
 

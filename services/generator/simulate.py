@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from cityscreen.city import City, MerchantCluster, Venue
+from cityscreen.city import BBox, City, MerchantCluster, Venue
 from cityscreen.events import SCHEMA_VERSION, RawEvent, RawPayment, RawSim, RawTransit
 from services.generator.population import (
     METRO_WALK_M,
@@ -23,8 +23,10 @@ from services.generator.population import (
     Stop,
     StopIndex,
     build_population,
+    clamp_into,
     distance_m,
     grid_bus_stop,
+    grid_point,
 )
 from services.generator.scenarios import Scenarios, clock_ms
 
@@ -45,9 +47,10 @@ SPILL_MS = 4 * HOUR_MS  # no trip lasts longer: yesterday's plans are consulted 
 PlanEvent = tuple
 
 
-def tower_for(lat: float, lng: float) -> tuple[str, float, float]:
-    iy, ix = round(lat / TOWER_DEG), round(lng / TOWER_DEG)
-    return f"T{iy}-{ix}", round(iy * TOWER_DEG, 5), round(ix * TOWER_DEG, 5)
+def tower_for(lat: float, lng: float, box: BBox) -> tuple[str, float, float]:
+    """The tower a phone at (lat, lng) attaches to: the nearest grid node inside the city."""
+    iy, ix, t_lat, t_lng = grid_point(lat, lng, TOWER_DEG, TOWER_DEG, box)
+    return f"T{iy}-{ix}", t_lat, t_lng
 
 
 def weekday_of(day: int) -> int:
@@ -150,7 +153,7 @@ class Simulation:
     def _event(self, p: Person, ev: PlanEvent, event_id: str, year: int) -> RawEvent:
         t, _, kind = ev[0], ev[1], ev[2]
         if kind == "s":
-            tower, lat, lng = tower_for(ev[3], ev[4])
+            tower, lat, lng = tower_for(ev[3], ev[4], self.city.bbox)
             return RawSim(
                 v=SCHEMA_VERSION, event_id=event_id, ts_ms=t, imsi=p.imsi, msisdn=p.msisdn, tower_id=tower,
                 lat=lat, lng=lng, gender=p.reg_gender, birth_year=year - p.reg_age, origin=p.origin,  # type: ignore[arg-type]
@@ -226,7 +229,7 @@ class Simulation:
         leave_at = plan.cutoff
         plan.cutoff = 1 << 62
         plan.events = [e for e in plan.events if e[0] < leave_at]
-        spot = (venue.lat + r.gauss(0, 0.0012), venue.lng + r.gauss(0, 0.0012))
+        spot = clamp_into(self.city.bbox, venue.lat + r.gauss(0, 0.0012), venue.lng + r.gauss(0, 0.0012))
         self._go(plan, r, p, leave_at, spot, None, None, transit_p=0.85)
         end = base + clock_ms(stadium.start) + round(stadium.hours * HOUR_MS)
         for _ in range(r.randint(1, 3)):
@@ -266,8 +269,8 @@ class Simulation:
             merchant = r.choice(self.merchants[cluster.id])
             cat, lat, lng, mid = merchant[1], merchant[2], merchant[3], merchant[0]
         else:
-            iy, ix = round(at[0] / 0.003), round(at[1] / 0.003)
-            mid, lat, lng = f"LOC-{iy}-{ix}-{cat[:3]}", round(iy * 0.003, 5), round(ix * 0.003, 5)
+            iy, ix, lat, lng = grid_point(at[0], at[1], 0.003, 0.003, self.city.bbox)
+            mid = f"LOC-{iy}-{ix}-{cat[:3]}"
         amount = round(AMOUNT_MEDIAN_CNY[cat] * math.exp(r.gauss(0, 0.55)), 2)
         plan.add(round(t), "p", mid, cat, amount, lat, lng)
 
@@ -349,7 +352,7 @@ class Simulation:
             if stop is not None and d <= METRO_WALK_M:
                 return stop
         stop, d = self.stops.nearest(lat, lng, "bus")
-        return stop if stop is not None and d <= 900 else grid_bus_stop(lat, lng, "local")
+        return stop if stop is not None and d <= 900 else grid_bus_stop(lat, lng, "local", self.city.bbox)
 
     @lru_cache(maxsize=200_000)  # noqa: B019
     def _cluster_near(self, lat: float, lng: float) -> MerchantCluster | None:
@@ -361,13 +364,14 @@ class Simulation:
     def _gauss(r: random.Random, mean_h: float, sd_h: float) -> float:
         return min(23.5, max(5.0, r.gauss(mean_h, sd_h)))
 
-    @staticmethod
-    def _offset(lat: float, lng: float, k: int, radius_m: float) -> tuple[float, float]:
+    def _offset(self, lat: float, lng: float, k: int, radius_m: float) -> tuple[float, float]:
         """A fixed spot for merchant k of a place: merchants do not move between events."""
         angle, frac = k * 2.399963, math.sqrt(((k * 7919) % 1000) / 1000)
         d = radius_m * frac / 111_320.0
-        return round(lat + d * math.sin(angle), 5), round(
-            lng + d * math.cos(angle) / math.cos(math.radians(lat)), 5
+        return clamp_into(
+            self.city.bbox,
+            round(lat + d * math.sin(angle), 5),
+            round(lng + d * math.cos(angle) / math.cos(math.radians(lat)), 5),
         )
 
     def _cluster_merchants(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import msgspec
+
 from cityscreen.city import load_city
 from cityscreen.clean_batch import decode_batch
 from cityscreen.events import CLEAN_TOPICS, RawPayment, RawSim, RawTransit, partition_for
+from cityscreen.ingest import OUT_OF_CITY, TS_SKEW
 from cityscreen.settings import Settings
 from services.bench.data import (
     RECORD_EVENTS,
@@ -17,6 +22,7 @@ from services.bench.data import (
     replicas_for,
     replicate,
 )
+from services.bench.pipeline import rejected_line
 
 CITY = load_city(None)
 NOW_MS = 1_795_300_000_000
@@ -54,8 +60,8 @@ def test_clean_batches_are_partitioned_by_person_and_count_every_event() -> None
     base = base_events(CITY, plan, seed=3)
     plan.replicas = replicas_for(plan.events, len(base))
     stats = LoadStats()
-    batches = list(clean_batches(raw_events(base, plan), settings, CITY, stats, 60_000))
-    assert stats.events == 3000 and stats.dead == 0
+    batches = list(clean_batches(raw_events(base, plan), settings, CITY, stats, 60_000, now_ms=NOW_MS))
+    assert stats.events == 3000 and stats.dead == 0 and not stats.rejected
     kind_of = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
     seen = 0
     for batch in batches:
@@ -67,3 +73,34 @@ def test_clean_batches_are_partitioned_by_person_and_count_every_event() -> None
             seen += batch_.n
     assert seen == 3000
     assert len({e.person for b in batches for e in b.events}) > 300  # replicas are distinct persons
+
+
+def test_rejections_are_counted_per_reason_and_only_generator_faults_fail_the_bench() -> None:
+    settings = Settings()
+    plan = plan_load(400, 100, 600, morning_start_ms(CITY, NOW_MS))
+    base = base_events(CITY, plan, seed=5)
+    plan.replicas = replicas_for(plan.events, len(base))
+    stale = [msgspec.structs.replace(e, ts_ms=e.ts_ms - 30 * 86_400_000) for e in base[:3]]
+    outside = [msgspec.structs.replace(e, lat=CITY.bbox.max_lat + 0.01) for e in base[3:5]]
+    stats = LoadStats()
+    raws = iter([*stale, *outside, *base[5:]])
+    list(clean_batches(raws, settings, CITY, stats, 60_000, now_ms=NOW_MS))
+    assert stats.rejected == Counter({TS_SKEW: 3, OUT_OF_CITY: 2})
+    assert stats.events == len(base) - 5
+    assert stats.generator_faults() == {OUT_OF_CITY: 2}
+    assert rejected_line(stats) == "the ingest edge rejected 5 events: out_of_city 2, ts_skew 3"
+    assert rejected_line(LoadStats()) == "the ingest edge rejected no event"
+
+
+def test_a_load_validates_the_same_on_any_date() -> None:
+    """The validator's clock is the caller's: the same load, validated 400 days later by the wall
+    clock's reckoning, is the same load (the test that broke on 2026-12-05 mixed the two)."""
+    plan = plan_load(500, 100, 600, morning_start_ms(CITY, NOW_MS))
+    base = base_events(CITY, plan, seed=6)
+    plan.replicas = replicas_for(plan.events, len(base))
+    runs = []
+    for _ in range(2):
+        stats = LoadStats()
+        batches = list(clean_batches(raw_events(base, plan), Settings(), CITY, stats, 60_000, now_ms=NOW_MS))
+        runs.append((stats.events, stats.dead, [r for b in batches for r in b.records]))
+    assert runs[0] == runs[1] and runs[0][1] == 0
