@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the operating-system packages CityScreen runs on, only when missing (idempotent).
-# Usage: install-system-deps.sh [run|test]   (test also installs chromium for the browser tests)
+# Usage: install-system-deps.sh [run|test]   (test also installs chromium for the browser tests and
+# faketime for the shifted-clock run)
 # Needs apt-get (Debian/Ubuntu) for anything missing; elsewhere it names what to install and stops.
 set -euo pipefail
 want=("redis-server:redis-server" "mvn:maven" "java:openjdk-17-jre-headless")
 missing=()
 if [ "${1:-run}" = "test" ]; then
-  want+=("chromium:chromium")
+  want+=("chromium:chromium" "faketime:faketime")  # faketime: the tests run again on a shifted clock
   # the compose file is validated by `docker compose config` (no engine needed); Debian ships v1 only
   docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || missing+=("docker-compose")
 fi

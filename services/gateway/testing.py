@@ -26,6 +26,7 @@ from cityscreen.demography import MERCHANT_CATEGORIES, ORIGIN_GROUPS
 from cityscreen.errors import CityScreenError
 from cityscreen.frames import FRAME_VERSION, Frame, FramePrivacy, ReleasedFlow
 from cityscreen.geo import cell_for, parent_of
+from services.stack.redis_server import redis_env
 
 # Futian, Shenzhen: a point every test city and the bundled model cover.
 DEMO_CENTER = (22.5431, 114.0579)
@@ -281,6 +282,7 @@ def redis_server(workdir: Path) -> Iterator[str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=redis_env(),
     )
     try:
         deadline = time.monotonic() + 10

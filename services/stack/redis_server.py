@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -36,12 +37,24 @@ def redis_argv(binary: str, port: int, data_dir: Path) -> list[str]:
     ]
 
 
+def redis_env() -> dict[str, str]:
+    """The environment for redis-server, without libfaketime: `make test` also runs tests under a
+    shifted clock (`faketime`), and redis-server does not start under it (libfaketime's clock_gettime
+    recursion guard fails at its start-up). Redis keeps the real clock; its TTLs are relative."""
+    env = dict(os.environ)
+    preload = [p for p in env.pop("LD_PRELOAD", "").split() if "faketime" not in p]
+    if preload:
+        env["LD_PRELOAD"] = " ".join(preload)
+    return env
+
+
 def start_redis(*, port: int, data_dir: Path, log_dir: Path, attached: bool) -> ManagedProcess:
     binary = shutil.which("redis-server")
     if not binary:
         raise CityScreenError(f"redis-server not found: {REDIS_INSTALL_HINT}")
     data_dir.mkdir(parents=True, exist_ok=True)
-    return spawn("redis", redis_argv(binary, port, data_dir), log_dir=log_dir, attached=attached)
+    argv = redis_argv(binary, port, data_dir)
+    return spawn("redis", argv, log_dir=log_dir, attached=attached, env=redis_env())
 
 
 def ping(url: str) -> bool:

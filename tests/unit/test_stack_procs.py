@@ -12,6 +12,7 @@ import pytest
 
 from cityscreen.errors import CityScreenError
 from services.stack.procs import ManagedProcess, pid_alive, spawn, tail
+from services.stack.redis_server import redis_env
 from services.stack.state import StackState, clear_state, read_state, write_state
 
 
@@ -117,3 +118,24 @@ def test_tail_skips_java_stack_frames(tmp_path: Path) -> None:
     frames = "".join(f"\tat kafka.Frame{i}(Kafka.scala:{i})\n" for i in range(40))
     log.write_text(f"INFO starting\njava.lang.RuntimeException: node id 7 != 1\n{frames}\t... 3 more\n")
     assert tail(log, 2) == "INFO starting\njava.lang.RuntimeException: node id 7 != 1"
+
+
+@pytest.mark.parametrize(
+    ("preload", "kept"),
+    [
+        ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", None),
+        ("/opt/libjemalloc.so /usr/lib/faketime/libfaketimeMT.so.1", "/opt/libjemalloc.so"),
+        (None, None),
+    ],
+)
+def test_redis_runs_without_libfaketime_and_keeps_other_preloads(
+    monkeypatch: pytest.MonkeyPatch, preload: str | None, kept: str | None
+) -> None:
+    if preload is None:
+        monkeypatch.delenv("LD_PRELOAD", raising=False)
+    else:
+        monkeypatch.setenv("LD_PRELOAD", preload)
+    monkeypatch.setenv("FAKETIME", "+400d")
+    env = redis_env()
+    assert env.get("LD_PRELOAD") == kept
+    assert env["PATH"] == os.environ["PATH"]
