@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "dev-secret", "secret", "development-only"})
 DEV_PSEUDONYM_SECRET = "development-only"
 DEV_OPERATOR_TOKEN = "dev-operator-token"
+DEV_DP_SEED = "cityscreen-dp"
 
 
 class KafkaSettings(BaseModel):
@@ -78,7 +79,9 @@ class PrivacySettings(BaseModel):
     max_amount_cny: float = Field(
         2000.0, gt=0, description="payment amounts are clipped to this before summing (DP sensitivity bound)"
     )
-    dp_seed: str = Field("cityscreen-dp", description="keys the per-cell noise stream; secret in production")
+    dp_seed: str = Field(
+        DEV_DP_SEED, description="keys the per-cell noise stream (`up` replaces this public default)"
+    )
     gate_processes: int = Field(
         2,
         ge=1,
@@ -91,7 +94,8 @@ class GatewaySettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="gateway HTTP port; 0 = free")
     operator_tokens: list[str] = Field(
-        [DEV_OPERATOR_TOKEN], description="bearer tokens accepted for REST data and the websocket"
+        [DEV_OPERATOR_TOKEN],
+        description="bearer tokens for REST data and the websocket (`up` replaces the public default)",
     )
     allowed_origins: list[str] = Field(
         ["http://127.0.0.1:8000", "http://localhost:8000"], description="Origins allowed on /ws/live"
@@ -121,7 +125,10 @@ class Settings(BaseSettings):
         "development", description="production refuses placeholder secrets"
     )
     data_dir: Path = Field(Path(".data"), description="local stack data, caches, logs")
-    pseudonym_secret: str = Field(DEV_PSEUDONYM_SECRET, description="HMAC key of the ingest pseudonyms")
+    pseudonym_secret: str = Field(
+        DEV_PSEUDONYM_SECRET,
+        description="HMAC key of the ingest pseudonyms (`up` replaces this public default)",
+    )
     pseudonym_rotation_s: int = Field(86_400, ge=3600, description="pseudonym key period (default: daily)")
     max_event_skew_s: int = Field(
         7 * 86_400, ge=60, description="events further than this from now are rejected at ingest"
@@ -149,7 +156,7 @@ class Settings(BaseSettings):
                 "CITY_GATEWAY__OPERATOR_TOKENS holds a development token: set real tokens, "
                 "e.g. CITY_GATEWAY__OPERATOR_TOKENS='[\"<random>\"]'"
             )
-        if self.privacy.dp_enabled and self.privacy.dp_seed == "cityscreen-dp":
+        if self.privacy.dp_enabled and self.privacy.dp_seed == DEV_DP_SEED:
             problems.append(
                 "CITY_PRIVACY__DP_SEED is the default: set a secret seed so noise cannot be replayed"
             )

@@ -16,6 +16,7 @@ from cityscreen import store_keys
 from cityscreen.errors import CityScreenError
 from cityscreen.settings import Settings, to_env
 from services.stack.local import LocalStack, logs_dir, running_stack, start_stack
+from services.stack.local_secrets import with_local_secrets
 from services.stack.ports import PortRequest, resolve_ports
 from services.stack.procs import ManagedProcess, sigterm_raises_interrupt, spawn
 
@@ -182,6 +183,7 @@ def supervise(stack: LocalStack, children: list[ManagedProcess], settings: Setti
 
 
 def run_up(settings: Settings, options: UpOptions) -> None:
+    settings = with_local_secrets(settings)  # never the public development defaults (issue 20)
     with sigterm_raises_interrupt():
         stack = None if options.fresh else running_stack(settings)
         if stack is None:
