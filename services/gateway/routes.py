@@ -158,8 +158,9 @@ async def totals(
     windows: Annotated[int | None, Query(ge=1, le=1440, description="default: all kept")] = None,
 ) -> dict[str, Any]:
     """City-wide totals of the last `windows` released windows at `res`, oldest first: per window, each
-    total statistic summed over its released cells (`totals`) and the count of cells where it is
-    suppressed (`suppressed_cells`, left out of the sum, so a total is a lower bound)."""
+    total statistic summed over its released cells (`totals`), how many cells it is released in
+    (`released_cells`) and suppressed in (`suppressed_cells`: left out of the sum, so a total is a lower
+    bound; with no released cell the sum is 0 but nothing is known)."""
     chosen = min(settings.window.resolutions) if res is None else res
     parse_view(settings, chosen, None, None, None)
     count = windows if windows is not None else settings.redis.history_s // settings.window.window_s

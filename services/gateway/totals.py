@@ -15,27 +15,32 @@ from cityscreen.frames import Frame
 
 
 def window_totals(frame: Frame) -> dict[str, Any]:
-    """One window's totals: {window_start_ms, window_s, totals: {key: sum}, suppressed_cells: {key: n}}.
+    """One window's totals: {window_start_ms, window_s, totals: {key: sum}, released_cells: {key: n},
+    suppressed_cells: {key: n}}.
 
-    Every total key present in the frame appears in both maps (a key whose every cell is suppressed
-    sums to 0 with all its cells counted as suppressed).
+    Every total key present in the frame appears in all three maps: a key whose every cell is
+    suppressed sums to 0 with no released cell, which a client must not show as a count of 0.
     """
     totals: dict[str, float] = {}
+    released: dict[str, int] = {}
     suppressed: dict[str, int] = {}
     for stats in frame.cells.values():
         for key, value in stats.items():
             if "|" in key:
                 continue
             totals.setdefault(key, 0.0)
+            released.setdefault(key, 0)
             suppressed.setdefault(key, 0)
             if value is None:
                 suppressed[key] += 1
             else:
                 totals[key] += value
+                released[key] += 1
     return {
         "window_start_ms": frame.window_start_ms,
         "window_s": frame.window_s,
         "totals": dict(sorted(totals.items())),
+        "released_cells": dict(sorted(released.items())),
         "suppressed_cells": dict(sorted(suppressed.items())),
     }
 

@@ -18,6 +18,7 @@ def test_sums_released_totals_and_counts_suppressed_cells() -> None:
     assert got["window_start_ms"] == frame.window_start_ms and got["window_s"] == 60
     # breakdown parts are not totals: adding them would count people twice
     assert got["totals"] == {"payments.amount_cny": 0.0, "population.persons": 55.0, "transit.tap_in": 17.5}
+    assert got["released_cells"] == {"payments.amount_cny": 0, "population.persons": 2, "transit.tap_in": 2}
     assert got["suppressed_cells"] == {"payments.amount_cny": 1, "population.persons": 1, "transit.tap_in": 0}
 
 
