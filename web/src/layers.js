@@ -47,6 +47,7 @@ export const COLOR_RAMP = [
 ];
 export const SUPPRESSED_COLOR = [150, 110, 255, 200];
 export const SUPPRESSED_LINE = [235, 225, 255, 255];
+export const HIGHLIGHT_COLOR = [255, 255, 255, 70];
 export const ARC_COLORS = { transit: [0, 200, 255], movement: [120, 255, 160] };
 
 // Coarser cells when zoomed out: [min zoom, res] pairs, checked from the finest.
@@ -137,6 +138,8 @@ export function buildLayers(frame, state, centerOf) {
         id: HEX_LAYER_ID,
         data: rows,
         pickable: true,
+        autoHighlight: true, // the cell under the pointer, whose tooltip is shown
+        highlightColor: HIGHLIGHT_COLOR,
         filled: true,
         stroked: true,
         extruded: false,

@@ -154,25 +154,30 @@ export function flowRows(frame, districtOf, n = FLOWS_N) {
 // ---- breakdowns -------------------------------------------------------------------------------
 
 /**
- * City-wide parts of a breakdown: category -> {value, suppressedCells}. Only released values are
- * summed; cells where the part was suppressed are counted, so the panel can say what it cannot show.
+ * City-wide parts of a breakdown: category -> {value, releasedCells, suppressedCells}. Only released
+ * values are summed; cells where the part was suppressed are counted, so the panel can say what it
+ * cannot show.
  */
 export function breakdownTotals(frame, prefix, categories) {
-  const out = Object.fromEntries(categories.map((c) => [c, { value: 0, suppressedCells: 0 }]));
+  const out = Object.fromEntries(categories.map((c) => [c, { value: 0, releasedCells: 0, suppressedCells: 0 }]));
   for (const stats of Object.values(frame?.cells ?? {})) {
     for (const c of categories) {
       const v = stats[`${prefix}=${c}`];
       if (v === null) out[c].suppressedCells += 1;
-      else if (typeof v === 'number') out[c].value += v;
+      else if (typeof v === 'number') (out[c].value += v), (out[c].releasedCells += 1);
     }
   }
   return out;
 }
 
-/** Bar rows: [{label, share (0..1 of the largest), text}]. */
+/** Bar rows: [{label, share (0..1 of the largest), text}]; a part released nowhere reads "hidden", not 0. */
 export function barRows(totals, dimension) {
   const max = Math.max(1, ...Object.values(totals).map((t) => t.value));
-  return Object.entries(totals).map(([cat, t]) => ({ label: categoryLabel(dimension, cat), share: t.value / max, text: formatNumber(t.value) }));
+  return Object.entries(totals).map(([cat, t]) => ({
+    label: categoryLabel(dimension, cat),
+    share: t.value / max,
+    text: !t.releasedCells && t.suppressedCells ? HIDDEN : formatNumber(t.value),
+  }));
 }
 
 /** One line under a breakdown's bars: how many areas hide a part (their people are not in the bars). */

@@ -133,11 +133,15 @@ describe('breakdowns', () => {
   it('sum released parts and count suppressed ones', () => {
     const totals = breakdownTotals(makeFrame(), 'p|origin', ['east', 'north', 'international']);
     expect(totals).toEqual({
-      east: { value: 7, suppressedCells: 0 }, north: { value: 12, suppressedCells: 1 }, international: { value: 0, suppressedCells: 0 },
+      east: { value: 7, releasedCells: 2, suppressedCells: 0 },
+      north: { value: 12, releasedCells: 1, suppressedCells: 1 },
+      international: { value: 0, releasedCells: 0, suppressedCells: 0 },
     });
     expect(barRows(totals, 'origin').map((r) => [r.label, r.text, r.share])).toEqual([['east', '7', 7 / 12], ['north', '12', 1], ['international', '0', 0]]);
+    const nowhere = { food: { value: 0, releasedCells: 0, suppressedCells: 3 } };
+    expect(barRows(nowhere, 'category')[0].text).toBe('hidden');
     expect(hiddenNote(totals, 3)).toBe('Counted where released only: a part is hidden in up to 1 of 3 areas.');
-    expect(hiddenNote({ east: { value: 1, suppressedCells: 0 } }, 3)).toBe('');
+    expect(hiddenNote({ east: { value: 1, releasedCells: 1, suppressedCells: 0 } }, 3)).toBe('');
   });
 });
 
