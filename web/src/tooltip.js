@@ -1,7 +1,7 @@
 // The hover tooltip: where a cell is, its released values, its breakdown, and why a value is hidden.
 // `cellTooltip` and `flowTooltip` are pure (tested); `renderTooltip` writes a model into the page.
 
-import { DIMENSION_LABELS, FLOW_KINDS, HIDDEN, categoryLabel, flowLabel, formatNumber, suppressionReason } from './panels.js';
+import { DIMENSION_LABELS, FLOW_KINDS, categoryLabel, flowLabel, formatNumber, suppressionReason } from './panels.js';
 
 export const TOOLTIP_OFFSET_PX = 14;
 export const NO_DATA = 'no data';
@@ -49,7 +49,9 @@ export function cellTooltip({ hex, frame, place, metrics, layer, breakdowns = nu
     label: DIMENSION_LABELS[dim] ?? dim,
     parts: breakdowns ? breakdownParts(breakdowns[dim], key, dim, categories[dim], lineNames) : [],
   }));
-  const anyHidden = values.some((v) => v.current && v.hidden) || sections.some((s) => s.parts.some((p) => p.hidden));
+  const totalHidden = values.some((v) => v.current && v.hidden);
+  const partHidden = sections.some((s) => s.parts.some((p) => p.hidden));
+  const reason = suppressionReason(key, k, dominanceShare);
   return {
     title: place.label,
     subtitle: `H3 cell ${hex} · resolution ${frame?.res ?? '?'}`,
@@ -57,7 +59,7 @@ export function cellTooltip({ hex, frame, place, metrics, layer, breakdowns = nu
     breakdownTitle: metrics[layer] ? `${metrics[layer].label} by` : '',
     sections: breakdowns ? sections.filter((s) => s.parts.length).map((s) => ({ ...s, text: sectionText(s.parts) })) : [],
     loading: breakdowns === null && dimensions.length > 0,
-    why: anyHidden ? `${HIDDEN[0].toUpperCase()}${HIDDEN.slice(1)}: ${suppressionReason(key, k, dominanceShare)}.` : null,
+    why: totalHidden ? `Hidden: ${reason}.` : partHidden ? `Hidden parts: ${reason}.` : null,
   };
 }
 

@@ -63,7 +63,7 @@ describe('cell tooltip', () => {
     const t = tooltipFor({ 'population.persons': 40 }, breakdowns);
     expect(t.breakdownTitle).toBe('People present by');
     expect(t.sections.map((s) => [s.label, s.text])).toEqual([['Gender', 'women 22 · men 18'], ['Age', '25-34 31 · 2 more hidden']]);
-    expect(t.why).toBe('Hidden: fewer than 10 people or hidden so that a neighbouring hidden value cannot be worked out.');
+    expect(t.why).toBe('Hidden parts: fewer than 10 people or hidden so that a neighbouring hidden value cannot be worked out.');
   });
   it('gives the reason for a hidden total, with the dominance rule for spend', () => {
     expect(tooltipFor({ 'population.persons': null }).why).toMatch(/^Hidden: fewer than 10 people/);
