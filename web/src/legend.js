@@ -2,17 +2,25 @@
 // cells look like, and the metro lines with their colours from the city file.
 
 import { legendStops, SUPPRESSED_COLOR } from './layers.js';
-import { formatNumber, partLabel } from './panels.js';
+import { partLabel } from './panels.js';
 
 const rgba = (c) => `rgba(${c[0]},${c[1]},${c[2]},${(c[3] ?? 255) / 255})`;
 
-/** What the legend shows for `metric` ({label, unit}) drawn with stat `key` on a scale up to `max`. */
-export function legendModel(metric, key, max, k, metroLines = []) {
+// below this top, stops are labelled with one decimal (a scale to 2 reads 0, 0.5, 1, 1.5, 2)
+export const DECIMALS_BELOW = 10;
+export const NOTHING_RELEASED = 'no value released in view';
+
+/**
+ * What the legend shows for `metric` ({label, unit}) drawn with stat `key` on a scale up to `max`;
+ * `released` is false when no cell in view has a released value (the scale then means nothing).
+ */
+export function legendModel(metric, key, max, k, metroLines = [], released = true) {
   const part = partLabel(key);
+  const digits = new Intl.NumberFormat('en', { maximumFractionDigits: max < DECIMALS_BELOW ? 1 : 0 });
   return {
     title: `${metric.label} (${metric.unit})`,
-    part: part ? `only ${part}` : 'all people',
-    stops: legendStops(max).map((s) => ({ label: formatNumber(s.value), color: rgba(s.color) })),
+    part: [part ? `only ${part}` : 'total', released ? '' : NOTHING_RELEASED].filter(Boolean).join(' · '),
+    stops: legendStops(max).map((s) => ({ label: released ? digits.format(s.value) : '', color: rgba(s.color) })),
     suppressed: rgba(SUPPRESSED_COLOR),
     suppressedLabel: k ? `hidden: fewer than ${k} people, or protecting a hidden neighbour` : 'hidden (too few people to show)',
     lines: metroLines.map((l) => ({ name: l.name, color: l.color })),

@@ -99,7 +99,7 @@ function render() {
     suppressed: d.props.data.filter((r) => r.suppressed).length, data: d.props.data.map((r) => ({ ...r })),
   }));
   const key = statKey(state.layer, state.breakdown, state.category, state.statistics);
-  renderLegend($('legend'), legendModel(metrics[state.layer], key, hex?.max ?? 1, privacyK(), city.metro_lines));
+  renderLegend($('legend'), legendModel(metrics[state.layer], key, hex?.max ?? 1, privacyK(), city.metro_lines, Boolean(hex?.props.data.some((r) => !r.suppressed))));
   renderPanels(document, frame, { key, metric: metrics[state.layer], config, manifest, places, breakdownFrames: panelFrames });
   renderHeadlineFigures();
   showTooltip();

@@ -321,7 +321,8 @@ export function renderHeadline(root, models, res) {
  */
 export function renderPanels(root, frame, { key, metric, config, manifest, places, breakdownFrames = {} }) {
   const title = `Busiest places · ${metric?.label ?? key}${partLabel(key) ? ` (${partLabel(key)})` : ''}`;
-  fill(root, 'panel-busiest', title, table(busiestRows(frame, key, places.place)));
+  const busiest = busiestRows(frame, key, places.place);
+  fill(root, 'panel-busiest', title, busiest.length ? table(busiest) : el('p', 'muted', 'No value released in view in this window.'));
   const flows = flowRows(frame, places.district);
   fill(root, 'panel-flows', 'Top flows (people)', flows.length ? table(flows) : el('p', 'muted', 'No flow large enough to show in this window.'));
   const breakdownPanel = (id, title, bd, prefix, dimension) => {

@@ -199,9 +199,10 @@ describe('rendered panels', () => {
     // the dump is inside the fold, not in the panel's own words
     expect(privacy.textContent.replace(details.textContent, '')).not.toContain('privacy unit');
   });
-  it('say when no flow can be shown', () => {
-    renderPanels(document, makeFrame({ flows: [] }), { key: 'k', config: {}, manifest: MANIFEST, places: PLACES });
+  it('say when no flow and no value can be shown', () => {
+    renderPanels(document, makeFrame({ flows: [], cells: { a: { k: null } } }), { key: 'k', config: {}, manifest: MANIFEST, places: PLACES });
     expect(text('panel-flows')).toContain('No flow large enough to show in this window.');
+    expect(text('panel-busiest')).toContain('No value released in view in this window.');
   });
   it('write headline figures with a sparkline each', () => {
     const models = headlineModel(makeTotals([1000, 1234]), { statistics: { population: { persons: [] } } });

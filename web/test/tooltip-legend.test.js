@@ -100,11 +100,17 @@ describe('legend', () => {
   it('tops the scale at the current maximum and names hidden cells with k', () => {
     const m = legendModel(METRICS.population, 'population.persons', 1300, 10, lines);
     expect(m.title).toBe('People present (persons)');
-    expect(m.part).toBe('all people');
+    expect(m.part).toBe('total');
     expect(m.stops.map((s) => s.label)).toEqual(['0', '325', '650', '975', '1,300']);
     expect(m.suppressedLabel).toBe('hidden: fewer than 10 people, or protecting a hidden neighbour');
     expect(m.suppressed).toBe(`rgba(${SUPPRESSED_COLOR.slice(0, 3).join(',')},${SUPPRESSED_COLOR[3] / 255})`);
     expect(legendModel(METRICS.population, 'population.persons|gender=F', 10, 10).part).toBe('only gender: women');
+  });
+  it('labels a small scale with a decimal, and says when nothing in view is released', () => {
+    expect(legendModel(METRICS.transit, 'transit.tap_in', 2, 10).stops.map((s) => s.label)).toEqual(['0', '0.5', '1', '1.5', '2']);
+    const empty = legendModel(METRICS.transit, 'transit.tap_in', 1, 10, [], false);
+    expect(empty.part).toBe('total · no value released in view');
+    expect(empty.stops.map((s) => s.label)).toEqual(['', '', '', '', '']);
   });
   it('renders the scale, the hidden swatch and the metro lines', () => {
     const node = document.createElement('div');
