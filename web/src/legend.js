@@ -4,11 +4,11 @@
 import { legendStops, SUPPRESSED_COLOR } from './layers.js';
 import { partLabel } from './panels.js';
 
-const rgba = (c) => `rgba(${c[0]},${c[1]},${c[2]},${(c[3] ?? 255) / 255})`;
-
 // below this top, stops are labelled with one decimal (a scale to 2 reads 0, 0.5, 1, 1.5, 2)
 export const DECIMALS_BELOW = 10;
 export const NOTHING_RELEASED = 'no value released in view';
+
+const rgba = (c) => `rgba(${c[0]},${c[1]},${c[2]},${(c[3] ?? 255) / 255})`;
 
 /**
  * What the legend shows for `metric` ({label, unit}) drawn with stat `key` on a scale up to `max`;

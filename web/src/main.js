@@ -171,6 +171,10 @@ function loadHoverBreakdowns(hex) {
 function showTooltip() {
   const node = $('tooltip');
   let model = null;
+  // a new window or layer may no longer draw the hovered cell or arc: deck.gl only picks again on a move
+  const drawnIds = debug.layers.find((l) => l.id === (hover?.kind === 'cell' ? HEX_LAYER_ID : ARC_LAYER_ID));
+  const key = (r) => (hover?.kind === 'cell' ? r.hex : `${r.origin}>${r.dest}>${r.kind}`);
+  if (hover && !drawnIds?.data.some((r) => key(r) === key(hover.object))) hover = null;
   if (hover?.kind === 'cell') {
     const hex = hover.object.hex;
     if (!hoverBreakdowns.has(hoverId(hex))) loadHoverBreakdowns(hex);
