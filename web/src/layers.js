@@ -66,6 +66,15 @@ export function resForZoom(zoom, resolutions) {
   return offered[offered.length - 1];
 }
 
+/**
+ * The breakdown dimensions a user can pick, in the order the gateway lists them: those of any metric
+ * (`config.statistics`) that have a fixed category set (`config.breakdowns`) to choose a part from.
+ */
+export function breakdownChoices(statistics, breakdowns) {
+  const dims = Object.values(statistics ?? {}).flatMap((metrics) => Object.values(metrics).flat());
+  return [...new Set(dims)].filter((d) => (breakdowns?.[d] ?? []).length > 0);
+}
+
 /** The stat key for a layer, with a breakdown part when one is chosen and the metric has it. */
 export function statKey(layer, breakdown, category, statistics) {
   const base = (layerMetrics(statistics)[layer] ?? METRICS[layer]).key;

@@ -11,9 +11,9 @@ import './style.css';
 import { takeToken } from './auth.js';
 import { cityBounds, cityStyle, contextLayers } from './basemap.js';
 import { renderLegend, legendModel } from './legend.js';
-import { ARC_LAYER_ID, buildLayers, HEX_LAYER_ID, layerMetrics, resForZoom, statKey } from './layers.js';
+import { ARC_LAYER_ID, breakdownChoices, buildLayers, HEX_LAYER_ID, layerMetrics, resForZoom, statKey } from './layers.js';
 import { LiveFeed, liveUrl } from './live-feed.js';
-import { headlineModel, renderHeadline, renderPanels } from './panels.js';
+import { categoryLabel, DIMENSION_LABELS, headlineModel, renderHeadline, renderPanels } from './panels.js';
 import { makePlaces } from './places.js';
 import { cellTooltip, flowTooltip, renderTooltip } from './tooltip.js';
 
@@ -292,6 +292,8 @@ function layerChoices() {
 
 function bindControls() {
   layerChoices();
+  const dims = breakdownChoices(config.statistics, config.breakdowns);
+  $('breakdown').replaceChildren(new Option('total', ''), ...dims.map((d) => new Option((DIMENSION_LABELS[d] ?? d).toLowerCase(), d)));
   for (const radio of document.querySelectorAll('input[name=layer]')) {
     radio.addEventListener('change', () => { state.layer = radio.value; render(); });
   }
@@ -305,7 +307,7 @@ function bindControls() {
     state.breakdown = e.target.value || null;
     const cats = state.breakdown ? config.breakdowns[state.breakdown] ?? [] : [];
     const sel = $('category');
-    sel.replaceChildren(...['', ...cats].map((c) => new Option(c || 'all', c)));
+    sel.replaceChildren(...['', ...cats].map((c) => new Option(c ? categoryLabel(state.breakdown, c) : 'all', c)));
     sel.disabled = !cats.length;
     state.category = null;
     resubscribe();

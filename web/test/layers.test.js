@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  ARC_LAYER_ID, HEX_LAYER_ID, SUPPRESSED_COLOR, buildLayers, colorFor, hexRows, layerMetrics, legendStops, resForZoom, scaleMax, statKey,
+  ARC_LAYER_ID, HEX_LAYER_ID, SUPPRESSED_COLOR, buildLayers, colorFor, hexRows, breakdownChoices, layerMetrics, legendStops, resForZoom, scaleMax, statKey,
 } from '../src/layers.js';
 
 const STATISTICS = { population: { persons: ['gender', 'age_band', 'origin'] }, payments: { amount_cny: ['category', 'origin'] } };
@@ -52,6 +52,15 @@ describe('layerMetrics', () => {
   });
   it('falls back to the known layers without a config', () => {
     expect(layerMetrics(null).payments.key).toBe('payments.amount_cny');
+  });
+});
+
+describe('breakdownChoices', () => {
+  it('offers the dimensions of the released statistics that have fixed categories', () => {
+    const statistics = { ...STATISTICS, transit: { tap_in: ['mode', 'line'] } };
+    const breakdowns = { gender: ['F', 'M'], age_band: ['18-24'], origin: ['east'], category: ['food'], mode: ['metro'] };
+    expect(breakdownChoices(statistics, breakdowns)).toEqual(['gender', 'age_band', 'origin', 'category', 'mode']);
+    expect(breakdownChoices(null, breakdowns)).toEqual([]);
   });
 });
 
