@@ -1,4 +1,4 @@
-"""REST routes under /api/v1: frames, a cell's history, the privacy manifest, the city, health."""
+"""REST routes under /api/v1: frames, a cell's history, city-wide totals, the privacy manifest, the city."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from cityscreen.city import load_city
 from cityscreen.demography import BREAKDOWN_CATEGORIES
 from services.gateway import store
 from services.gateway.deps import MetricsDep, OperatorDep, RedisDep, SettingsDep
+from services.gateway.totals import totals_series
 from services.gateway.view import VIEW_LAYERS, View, ViewError, cell_history, make_view, view_frame
 
 router = APIRouter(prefix="/api/v1")
@@ -146,6 +147,25 @@ async def history(
     view = parse_view(settings, res, layers, None, breakdown)
     frames = await store.recent_frames(redis, res, windows)
     return {"cell": cell, "res": res, "windows": cell_history(frames, cell, view.layers, view.breakdown)}
+
+
+@router.get("/totals", tags=["frames"])
+async def totals(
+    _: OperatorDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    res: Annotated[int | None, Query(description="resolution to sum; default the coarsest")] = None,
+    windows: Annotated[int | None, Query(ge=1, le=1440, description="default: all kept")] = None,
+) -> dict[str, Any]:
+    """City-wide totals of the last `windows` released windows at `res`, oldest first: per window, each
+    total statistic summed over its released cells (`totals`), how many cells it is released in
+    (`released_cells`) and suppressed in (`suppressed_cells`: left out of the sum, so a total is a lower
+    bound; with no released cell the sum is 0 but nothing is known)."""
+    chosen = min(settings.window.resolutions) if res is None else res
+    parse_view(settings, chosen, None, None, None)
+    count = windows if windows is not None else settings.redis.history_s // settings.window.window_s
+    frames = await store.recent_frames(redis, chosen, count)
+    return {"res": chosen, "windows": totals_series(frames)}
 
 
 @router.get("/metrics", tags=["health"], include_in_schema=False)

@@ -169,6 +169,28 @@ def test_windows_frame_at_and_cell_history(
     assert client.get("/api/v1/cells/nonsense/history", headers=AUTH).status_code == 422
 
 
+def test_totals_sum_released_cells_of_the_coarsest_resolution(
+    make_client: Callable[..., TestClient], store: Callable[[Frame], None]
+) -> None:
+    client = make_client()
+    assert client.get("/api/v1/totals").status_code == 401
+    assert client.get("/api/v1/totals", headers=AUTH).json() == {"res": 6, "windows": []}
+    for start in (60_000, 120_000):
+        store(make_frame(res=6, window_start_ms=start))
+    store(make_frame(res=7, window_start_ms=120_000))  # another resolution: not summed with res 6
+    body = client.get("/api/v1/totals", headers=AUTH).json()
+    assert body["res"] == 6
+    assert [w["window_start_ms"] for w in body["windows"]] == [60_000, 120_000]
+    # make_frame: 40 persons released in one cell, suppressed in the other
+    assert body["windows"][1]["totals"]["population.persons"] == 40.0
+    assert body["windows"][1]["suppressed_cells"]["population.persons"] == 1
+    assert body["windows"][1]["totals"]["transit.tap_in"] == 15.0
+    last = client.get("/api/v1/totals?res=7&windows=1", headers=AUTH).json()
+    assert [w["window_start_ms"] for w in last["windows"]] == [120_000]
+    assert client.get("/api/v1/totals?res=9", headers=AUTH).status_code == 422
+    assert client.get("/api/v1/totals?windows=0", headers=AUTH).status_code == 422
+
+
 def test_manifest_from_redis_else_built(make_client: Callable[..., TestClient], redis_url: str) -> None:
     client = make_client()
     sync = redis.Redis.from_url(redis_url)
@@ -190,7 +212,12 @@ def test_city_config_metrics_openapi(make_client: Callable[..., TestClient]) -> 
     client.get("/api/v1/frames/latest?res=7")  # one refused call
     assert "cityscreen_http_unauthorized_total 1.0" in client.get("/metrics").text
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/v1/frames/latest", "/api/v1/cells/{cell}/history", "/api/v1/privacy/manifest"} <= set(paths)
+    assert {
+        "/api/v1/frames/latest",
+        "/api/v1/cells/{cell}/history",
+        "/api/v1/privacy/manifest",
+        "/api/v1/totals",
+    } <= set(paths)
 
 
 def test_serves_the_built_web_app(redis_url: str, tmp_path: Path) -> None:

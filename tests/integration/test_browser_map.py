@@ -31,6 +31,7 @@ import pytest
 import redis
 
 from cityscreen import store_keys
+from cityscreen.city import District, load_city
 from cityscreen.frames import Frame, decode_frame
 from cityscreen.settings import Settings, to_env
 from services.gateway.testing import free_port
@@ -93,6 +94,13 @@ class Feed:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.gateway.port}/#token={TOKEN}"
+
+    def get_json(self, path: str) -> Any:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        url = f"http://127.0.0.1:{self.settings.gateway.port}/api/v1/{path}"
+        return httpx.get(url, headers=headers, timeout=10).raise_for_status().json()
 
     def latest(self, res: int) -> Frame:
         data: Any = self.redis.get(store_keys.latest_frame_key(res))
@@ -408,3 +416,89 @@ def test_page_reconnects_after_gateway_restart(page: Any, feed: Feed) -> None:
     st, rows, frame = drawn(page, feed)
     assert frame.window_start_ms == feed.latest(st["shown"]["res"]).window_start_ms
     assert rows == expected_rows(frame, "population.persons", st["bbox"])
+
+
+def district_of(districts: list[District], lat: float, lng: float) -> str | None:
+    """The district whose polygon holds the point (even-odd ray casting, as the page does)."""
+    for d in districts:
+        inside = False
+        ring = d.polygon
+        for (xi, yi), (xj, yj) in zip(ring, [ring[-1], *ring[:-1]], strict=True):
+            if (yi > lat) != (yj > lat) and lng < (xj - xi) * (lat - yi) / (yj - yi) + xi:
+                inside = not inside
+        if inside:
+            return d.name
+    return None
+
+
+def text_of(page: Any, selector: str) -> str:
+    text: str = page.inner_text(selector)
+    return text
+
+
+def test_operator_reads_places_privacy_and_headline_figures(page: Any, feed: Feed) -> None:
+    coarsest = min(feed.settings.window.resolutions)
+    show_window(page, window_with_people(feed, coarsest))
+    _, rows, frame = drawn(page, feed)
+    districts = load_city(feed.settings.generator.city_file).districts
+    names = [d.name for d in districts]
+    # the privacy panel says in words what k is, k taken from the manifest the gateway serves
+    k = feed.get_json("privacy/manifest")["k"]
+    page.wait_for_function(
+        f"() => document.querySelector('#panel-privacy')?.innerText.includes('at least {k} people')",
+        timeout=30_000,
+    )
+    assert page.locator("#panel-privacy details").count() == 1, "the manifest's details are not folded away"
+    assert not page.eval_on_selector("#panel-privacy details", "d => d.open")
+    # busiest places are named by district, not by H3 id
+    busiest = text_of(page, "#panel-busiest")
+    assert any(name in busiest for name in names), f"no district name in the busiest panel: {busiest!r}"
+    assert not any(cell in busiest for cell in frame.cells), "the busiest panel still shows H3 ids"
+    # people present = the sum of the window's released coarsest cells (the gateway's totals route)
+    released = [v for s in frame.cells.values() if (v := s.get("population.persons")) is not None]
+    expected = f"{round(sum(released)):,}"
+    selector = "#headline .figure[data-key='population.persons'] .figure-value"
+    page.wait_for_function(
+        f"() => document.querySelector({json.dumps(selector)})?.textContent === {json.dumps(expected)}",
+        timeout=30_000,
+    )
+    values = page.eval_on_selector_all("#headline .figure-value", "els => els.map(e => e.textContent)")
+    assert len(values) >= 3 and all(v and v != "–" for v in values), f"headline figures: {values}"
+    # top flows: district names when the window released a flow in view, else says there is none
+    flows = text_of(page, "#panel-flows")
+    if any(f["persons"] is not None for f in page.evaluate("() => __cityscreen.frames.shown.flows")):
+        assert "→" in flows or "within" in flows, f"top flows without district names: {flows!r}"
+        assert not any(cell in flows for cell in frame.cells)
+    else:
+        assert "No flow large enough" in flows
+    # hover a released cell that lies in a district and is not under a panel: the tooltip names it
+    target = None
+    for cell, value in rows.items():
+        lat, lng = h3.cell_to_latlng(cell)
+        name = district_of(districts, lat, lng)
+        if value is None or name is None:
+            continue
+        point = page.evaluate(
+            """([lng, lat]) => {
+              const p = __cityscreen.map.project([lng, lat]);
+              const box = document.getElementById('map').getBoundingClientRect();
+              const [x, y] = [p.x + box.left, p.y + box.top];
+              const hit = document.elementFromPoint(x, y);
+              return hit && document.getElementById('map').contains(hit) ? [x, y] : null;
+            }""",
+            [lng, lat],
+        )
+        if point:
+            target = (cell, value, name, point)
+            break
+    assert target is not None, "no released cell inside a district is visible clear of the panels"
+    cell, value, name, (x, y) = target
+    page.mouse.move(x, y)
+    page.wait_for_selector("#tooltip:not([hidden])", timeout=30_000)
+    subtitle = "document.querySelector('#tooltip .tooltip-subtitle')?.textContent"
+    page.wait_for_function(f"() => {subtitle}?.includes({json.dumps(cell)})", timeout=30_000)
+    title = text_of(page, "#tooltip .tooltip-title")
+    assert name in title, f"the tooltip of a cell in {name} reads {title!r}"
+    assert f"{round(value):,} persons" in text_of(page, "#tooltip"), "the tooltip's count is not the frame's"
+    # its breakdown arrives, each part released or said to be hidden
+    page.wait_for_function("() => document.querySelector('#tooltip .tooltip-section')", timeout=30_000)

@@ -1,9 +1,17 @@
-// The offline base map: a MapLibre style drawn only from the city model (no tiles, no glyphs, no URLs).
+// The offline base map, drawn only from the city model (no tiles, no glyphs, no URLs): a MapLibre style
+// under the data, and deck.gl layers over it (district borders and names, named metro lines), since
+// the hexagons would hide the style's lines and MapLibre cannot draw text without a glyph server.
 
 export const BACKGROUND = '#0b1622';
 export const DISTRICT_FILL = '#15283a';
 export const DISTRICT_LINE = '#2e4d69';
 export const OUTLINE = '#5d87ad';
+export const BORDER_COLOR = [190, 215, 240, 170];
+export const DISTRICT_NAME_COLOR = [240, 246, 252, 255];
+export const NAME_OUTLINE = [11, 22, 34, 255];
+export const DISTRICT_NAME_PX = 15;
+export const LINE_NAME_PX = 11;
+export const METRO_WIDTH_PX = 2;
 
 const closed = (ring) => {
   const r = ring.map(([lng, lat]) => [lng, lat]);
@@ -69,4 +77,49 @@ export function cityBounds(city) {
     [b.min_lng, b.min_lat],
     [b.max_lng, b.max_lat],
   ];
+}
+
+/** "#f58220" -> [245, 130, 32]; anything else -> a neutral grey. */
+export function hexToRgb(color) {
+  const m = /^#?([0-9a-f]{6})$/i.exec(color ?? '');
+  if (!m) return [150, 150, 150];
+  const n = parseInt(m[1], 16);
+  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+}
+
+/** "Line 1 (Luobao)" -> "Line 1": the short name drawn at a line's end. */
+export const shortLineName = (name) => name.replace(/\s*\(.*\)\s*$/, '');
+
+/**
+ * deck.gl layer descriptors drawn over the data: {lines: [district borders, metro lines], labels:
+ * [district names, line names]}. main.js puts the lines above the hexagons and the labels on top.
+ */
+export function contextLayers(city) {
+  const g = cityGeojson(city);
+  const districts = g.districts.features.map((f) => ({ name: f.properties.name, path: f.geometry.coordinates[0] }));
+  const lines = g.lines.features.map((f) => ({ name: f.properties.name, color: hexToRgb(f.properties.color), path: f.geometry.coordinates }));
+  const text = { fontFamily: 'system-ui, sans-serif', fontSettings: { sdf: true }, outlineColor: NAME_OUTLINE, outlineWidth: 4, billboard: true };
+  return {
+    lines: [
+      { type: 'PathLayer', props: { id: 'district-borders', data: districts, getPath: (d) => d.path, getColor: BORDER_COLOR, getWidth: 1.5, widthUnits: 'pixels' } },
+      { type: 'PathLayer', props: { id: 'metro-lines', data: lines, getPath: (d) => d.path, getColor: (d) => d.color, getWidth: METRO_WIDTH_PX, widthUnits: 'pixels', jointRounded: true } },
+    ],
+    labels: [
+      {
+        type: 'TextLayer',
+        props: {
+          id: 'district-names', data: city.districts, ...text,
+          getPosition: (d) => d.center, getText: (d) => d.name, getSize: DISTRICT_NAME_PX, getColor: DISTRICT_NAME_COLOR, fontWeight: 600,
+        },
+      },
+      {
+        type: 'TextLayer',
+        props: {
+          id: 'line-names', data: lines, ...text,
+          getPosition: (d) => d.path.at(-1), getText: (d) => shortLineName(d.name), getSize: LINE_NAME_PX, getColor: (d) => [...d.color, 255],
+          getTextAnchor: 'start', getPixelOffset: [6, 0],
+        },
+      },
+    ],
+  };
 }

@@ -4,12 +4,38 @@
 export const HEX_LAYER_ID = 'cells';
 export const ARC_LAYER_ID = 'flows';
 
-// What each hexagon layer shows: the stat key of its total.
+// What each hexagon layer shows: the stat key of its total. The layers themselves come from the
+// gateway's /api/v1/config (`layerMetrics`); these are the labels and metrics of the ones known here.
 export const METRICS = {
   population: { key: 'population.persons', label: 'People present', unit: 'persons' },
   payments: { key: 'payments.amount_cny', label: 'Spend', unit: 'CNY' },
   transit: { key: 'transit.tap_in', label: 'Transit tap-ins', unit: 'taps' },
 };
+export const METRIC_LABELS = {
+  'population.persons': { label: 'People present', unit: 'persons' },
+  'active.persons': { label: 'People active', unit: 'persons' },
+  'payments.amount_cny': { label: 'Spend', unit: 'CNY' },
+  'payments.count': { label: 'Payments', unit: 'payments' },
+  'transit.tap_in': { label: 'Transit tap-ins', unit: 'taps' },
+  'transit.tap_out': { label: 'Transit tap-outs', unit: 'taps' },
+};
+
+/**
+ * Layer -> {key, label, unit} for every layer the gateway releases (`config.statistics`): the metric
+ * of METRICS when known, else the layer's first metric with a label made from its key.
+ */
+export function layerMetrics(statistics) {
+  if (!statistics) return METRICS;
+  const out = {};
+  for (const [layer, metrics] of Object.entries(statistics)) {
+    const known = METRICS[layer];
+    const metric = known && known.key.split('.')[1] in metrics ? known.key.split('.')[1] : Object.keys(metrics)[0];
+    if (!metric) continue;
+    const key = `${layer}.${metric}`;
+    out[layer] = { key, ...(METRIC_LABELS[key] ?? { label: `${layer} ${metric}`.replaceAll('_', ' '), unit: metric.replaceAll('_', ' ') }) };
+  }
+  return out;
+}
 
 // Yellow -> orange -> deep red; far from the base map's blues so hexagons stand out.
 export const COLOR_RAMP = [
@@ -21,6 +47,7 @@ export const COLOR_RAMP = [
 ];
 export const SUPPRESSED_COLOR = [150, 110, 255, 200];
 export const SUPPRESSED_LINE = [235, 225, 255, 255];
+export const HIGHLIGHT_COLOR = [255, 255, 255, 70];
 export const ARC_COLORS = { transit: [0, 200, 255], movement: [120, 255, 160] };
 
 // Coarser cells when zoomed out: [min zoom, res] pairs, checked from the finest.
@@ -39,9 +66,18 @@ export function resForZoom(zoom, resolutions) {
   return offered[offered.length - 1];
 }
 
+/**
+ * The breakdown dimensions a user can pick, in the order the gateway lists them: those of any metric
+ * (`config.statistics`) that have a fixed category set (`config.breakdowns`) to choose a part from.
+ */
+export function breakdownChoices(statistics, breakdowns) {
+  const dims = Object.values(statistics ?? {}).flatMap((metrics) => Object.values(metrics).flat());
+  return [...new Set(dims)].filter((d) => (breakdowns?.[d] ?? []).length > 0);
+}
+
 /** The stat key for a layer, with a breakdown part when one is chosen and the metric has it. */
 export function statKey(layer, breakdown, category, statistics) {
-  const base = METRICS[layer].key;
+  const base = (layerMetrics(statistics)[layer] ?? METRICS[layer]).key;
   if (!breakdown || !category) return base;
   const metric = base.split('.')[1];
   const dims = statistics?.[layer]?.[metric] ?? [];
@@ -60,13 +96,17 @@ export function hexRows(frame, key) {
   return rows;
 }
 
-/** A "nice" upper bound for the colour scale (1, 2 or 5 times a power of ten). */
-export function niceMax(values) {
+/**
+ * The top of the colour scale: the largest released value rounded up to two significant digits
+ * (27 -> 27, 1243 -> 1300, 0.34 -> 0.34), so the legend's top is the current maximum and the darkest
+ * colour is used.
+ */
+export function scaleMax(values) {
   const max = Math.max(0, ...values.filter((v) => typeof v === 'number'));
   if (max <= 0) return 1;
-  const p = 10 ** Math.floor(Math.log10(max));
-  for (const m of [1, 2, 5, 10]) if (m * p >= max) return m * p;
-  return 10 * p;
+  const step = 10 ** (Math.floor(Math.log10(max)) - 1);
+  // the small tolerance keeps float noise (0.34 / 0.01 = 34.000000000000004) from rounding up a step
+  return Number((Math.ceil(max / step - 1e-9) * step).toPrecision(2));
 }
 
 export function colorFor(value, max) {
@@ -98,7 +138,7 @@ export function arcRows(frame) {
 export function buildLayers(frame, state, centerOf) {
   const key = statKey(state.layer, state.breakdown, state.category, state.statistics);
   const rows = state.showHexes ? hexRows(frame, key) : [];
-  const max = niceMax(rows.map((r) => r.value));
+  const max = scaleMax(rows.map((r) => r.value));
   const out = [];
   if (state.showHexes) {
     out.push({
@@ -107,6 +147,8 @@ export function buildLayers(frame, state, centerOf) {
         id: HEX_LAYER_ID,
         data: rows,
         pickable: true,
+        autoHighlight: true, // the cell under the pointer, whose tooltip is shown
+        highlightColor: HIGHLIGHT_COLOR,
         filled: true,
         stroked: true,
         extruded: false,

@@ -1,16 +1,29 @@
-// The legend: the colour scale with its numbers, and what suppressed and empty cells look like.
+// The legend: the colour scale (its top is the largest value shown, rounded), what hidden and empty
+// cells look like, and the metro lines with their colours from the city file.
 
-import { legendStops, METRICS, SUPPRESSED_COLOR } from './layers.js';
-import { formatNumber } from './panels.js';
+import { legendStops, SUPPRESSED_COLOR } from './layers.js';
+import { partLabel } from './panels.js';
+
+// below this top, stops are labelled with one decimal (a scale to 2 reads 0, 0.5, 1, 1.5, 2)
+export const DECIMALS_BELOW = 10;
+export const NOTHING_RELEASED = 'no value released in view';
 
 const rgba = (c) => `rgba(${c[0]},${c[1]},${c[2]},${(c[3] ?? 255) / 255})`;
 
-export function legendModel(layer, key, max) {
+/**
+ * What the legend shows for `metric` ({label, unit}) drawn with stat `key` on a scale up to `max`;
+ * `released` is false when no cell in view has a released value (the scale then means nothing).
+ */
+export function legendModel(metric, key, max, k, metroLines = [], released = true) {
+  const part = partLabel(key);
+  const digits = new Intl.NumberFormat('en', { maximumFractionDigits: max < DECIMALS_BELOW ? 1 : 0 });
   return {
-    title: `${METRICS[layer].label} (${METRICS[layer].unit})`,
-    key,
-    stops: legendStops(max).map((s) => ({ label: formatNumber(s.value), color: rgba(s.color) })),
+    title: `${metric.label} (${metric.unit})`,
+    part: [part ? `only ${part}` : 'total', released ? '' : NOTHING_RELEASED].filter(Boolean).join(' · '),
+    stops: legendStops(max).map((s) => ({ label: released ? digits.format(s.value) : '', color: rgba(s.color) })),
     suppressed: rgba(SUPPRESSED_COLOR),
+    suppressedLabel: k ? `hidden: fewer than ${k} people, or protecting a hidden neighbour` : 'hidden (too few people to show)',
+    lines: metroLines.map((l) => ({ name: l.name, color: l.color })),
   };
 }
 
@@ -21,7 +34,7 @@ export function renderLegend(el, model) {
   title.textContent = model.title;
   const keyLine = document.createElement('div');
   keyLine.className = 'legend-key';
-  keyLine.textContent = model.key;
+  keyLine.textContent = model.part;
   const scale = document.createElement('div');
   scale.className = 'legend-scale';
   for (const s of model.stops) {
@@ -34,9 +47,18 @@ export function renderLegend(el, model) {
   }
   const special = document.createElement('div');
   special.className = 'legend-special';
-  special.innerHTML =
-    '<span class="swatch suppressed"></span><span>suppressed (too few people to show)</span>' +
-    '<span class="swatch empty"></span><span>no data</span>';
+  special.innerHTML = '<span class="swatch suppressed"></span><span></span><span class="swatch empty"></span><span>no data</span>';
   special.children[0].style.background = model.suppressed;
-  el.append(title, keyLine, scale, special);
+  special.children[1].textContent = model.suppressedLabel;
+  const lines = document.createElement('div');
+  lines.className = 'legend-lines';
+  for (const l of model.lines) {
+    const item = document.createElement('span');
+    item.className = 'legend-line';
+    item.innerHTML = '<span class="line-swatch"></span><span></span>';
+    item.children[0].style.background = l.color;
+    item.children[1].textContent = l.name;
+    lines.append(item);
+  }
+  el.append(title, keyLine, scale, special, lines);
 }

@@ -1,21 +1,27 @@
-// Wiring: load config, city and manifest; draw the offline base map; follow the live feed; render.
+// Wiring: load config, city and manifest; draw the offline base map; follow the live feed; render the
+// headline figures, panels, legend and hover tooltip from the pure modules.
 
 import maplibregl from 'maplibre-gl';
 import 'maplibre-gl/dist/maplibre-gl.css';
 import { MapboxOverlay } from '@deck.gl/mapbox';
 import { H3HexagonLayer } from '@deck.gl/geo-layers';
-import { ArcLayer } from '@deck.gl/layers';
+import { ArcLayer, PathLayer, TextLayer } from '@deck.gl/layers';
 import { cellToLatLng } from 'h3-js';
 import './style.css';
 import { takeToken } from './auth.js';
-import { cityBounds, cityStyle } from './basemap.js';
+import { cityBounds, cityStyle, contextLayers } from './basemap.js';
 import { renderLegend, legendModel } from './legend.js';
-import { buildLayers, METRICS, resForZoom, statKey } from './layers.js';
+import { ARC_LAYER_ID, breakdownChoices, buildLayers, HEX_LAYER_ID, layerMetrics, resForZoom, statKey } from './layers.js';
 import { LiveFeed, liveUrl } from './live-feed.js';
-import { renderPanels } from './panels.js';
+import { categoryLabel, DIMENSION_LABELS, headlineModel, renderHeadline, renderPanels } from './panels.js';
+import { makePlaces } from './places.js';
+import { cellTooltip, flowTooltip, renderTooltip } from './tooltip.js';
 
-const DECK_TYPES = { H3HexagonLayer, ArcLayer };
+const DECK_TYPES = { H3HexagonLayer, ArcLayer, PathLayer, TextLayer };
 const SUBSCRIBE_DEBOUNCE_MS = 250;
+// the whole city in view at start, clear of the panels over the map (controls, headline, side, legend)
+const CITY_PADDING = { top: 140, left: 215, right: 300, bottom: 20 };
+const HOVER_BBOX_DEG = 1e-4; // a box this wide around a cell's centre holds that cell only (the gateway cuts by centre)
 const BBOX_PAD = 0.5; // subscribe to half a viewport around the view, so small pans need no resubscribe
 // Set window.CITYSCREEN_BASEMAP_STYLE (a style URL) before main.js to use an online basemap instead.
 const ONLINE_STYLE = globalThis.CITYSCREEN_BASEMAP_STYLE ?? null;
@@ -27,7 +33,9 @@ const state = {
   layer: 'population', showHexes: true, showFlows: true, breakdown: null, category: null,
   statistics: {}, res: null, bbox: null, windows: [], scrubIndex: null,
 };
-let config, manifest, token, map, overlay, feed, panelFrames = {};
+let config, manifest, token, map, overlay, feed, city, places, metrics, context, panelFrames = {}, totals = { res: null, windows: [] };
+let hover = null; // {kind: 'cell' | 'flow', object, x, y} under the pointer
+const hoverBreakdowns = new Map(); // `${window}:${res}:${layer}:${hex}` -> {dimension: the cell's stats}
 
 function setStatus(s) {
   const text = {
@@ -73,19 +81,28 @@ function shownFrame() {
   return state.scrubIndex === null ? debug.frames.live : debug.frames.scrubbed;
 }
 
+function withHover(d) {
+  return { ...d, props: { ...d.props, onHover: (info) => onHover(d.props.id, info) } };
+}
+
 function render() {
   const frame = shownFrame();
   debug.frames.shown = frame;
   const descriptors = buildLayers(frame, state, centerOf);
-  overlay.setProps({ layers: descriptors.map((d) => new DECK_TYPES[d.type](d.props)) });
+  const hex = descriptors.find((d) => d.props.id === HEX_LAYER_ID);
+  const arcs = descriptors.find((d) => d.props.id === ARC_LAYER_ID);
+  // district borders and metro lines over the hexagons, arcs over them, names on top
+  const drawn = [hex && withHover(hex), ...context.lines, arcs && withHover(arcs), ...context.labels].filter(Boolean);
+  overlay.setProps({ layers: drawn.map((d) => new DECK_TYPES[d.type](d.props)) });
   debug.layers = descriptors.map((d) => ({
     id: d.props.id, type: d.type, key: d.key ?? null, max: d.max ?? null, count: d.props.data.length,
     suppressed: d.props.data.filter((r) => r.suppressed).length, data: d.props.data.map((r) => ({ ...r })),
   }));
   const key = statKey(state.layer, state.breakdown, state.category, state.statistics);
-  const hex = descriptors.find((d) => d.type === 'H3HexagonLayer');
-  renderLegend($('legend'), legendModel(state.layer, key, hex?.max ?? 1));
-  renderPanels(frame, { key, config, manifest, breakdownFrames: panelFrames });
+  renderLegend($('legend'), legendModel(metrics[state.layer], key, hex?.max ?? 1, privacyK(), city.metro_lines, Boolean(hex?.props.data.some((r) => !r.suppressed))));
+  renderPanels(document, frame, { key, metric: metrics[state.layer], config, manifest, places, breakdownFrames: panelFrames });
+  renderHeadlineFigures();
+  showTooltip();
   if (frame) {
     const t = new Date(frame.window_start_ms);
     $('window-label').textContent = `window ${t.toISOString().slice(0, 16).replace('T', ' ')} UTC · ${frame.window_s}s · res ${frame.res}`;
@@ -93,8 +110,90 @@ function render() {
   $('res-label').textContent = `H3 resolution ${state.res} (follows zoom)`;
 }
 
+const privacyK = () => manifest?.k ?? manifest?.min_persons ?? shownFrame()?.privacy?.min_persons ?? null;
+
+function renderHeadlineFigures() {
+  const models = headlineModel(totals.windows, { statistics: config.statistics, shownWindowMs: shownFrame()?.window_start_ms ?? null });
+  debug.headline = models.map(({ key, label, text, value, windowStartMs }) => ({ key, label, text, value, windowStartMs }));
+  renderHeadline(document, models, totals.res);
+}
+
+async function refreshTotals() {
+  totals = await api('totals', { auth: true });
+  renderHeadlineFigures();
+}
+
+// ---- hover tooltip -----------------------------------------------------------------------------
+
+function onHover(layerId, info) {
+  const kind = layerId === HEX_LAYER_ID ? 'cell' : 'flow';
+  if (!info.object) {
+    if (hover?.kind === kind) hover = null;
+  } else {
+    const rect = $('map').getBoundingClientRect();
+    hover = { kind, object: info.object, x: info.x + rect.left, y: info.y + rect.top };
+    if (kind === 'cell') loadHoverBreakdowns(info.object.hex);
+  }
+  showTooltip();
+}
+
+const hoverId = (hex) => {
+  const f = shownFrame();
+  return `${f?.window_start_ms}:${f?.res}:${state.layer}:${hex}`;
+};
+
+function dimensionsOf(layer) {
+  const [, metric] = metrics[layer].key.split('.');
+  return config.statistics?.[layer]?.[metric] ?? [];
+}
+
+function loadHoverBreakdowns(hex) {
+  const id = hoverId(hex);
+  const frame = shownFrame();
+  if (!frame || hoverBreakdowns.has(id)) return;
+  hoverBreakdowns.set(id, null); // asked for
+  const [lat, lng] = cellToLatLng(hex);
+  const bbox = [lng - HOVER_BBOX_DEG, lat - HOVER_BBOX_DEG, lng + HOVER_BBOX_DEG, lat + HOVER_BBOX_DEG].join(',');
+  const layer = state.layer;
+  Promise.all(
+    dimensionsOf(layer).map((dim) =>
+      api(`frames/${frame.window_start_ms}?res=${frame.res}&layers=${layer}&breakdown=${dim}&bbox=${bbox}`, { auth: true })
+        .then((f) => [dim, f.cells?.[hex] ?? {}])
+        .catch(() => [dim, {}]),
+    ),
+  ).then((parts) => {
+    hoverBreakdowns.set(id, Object.fromEntries(parts));
+    if (hoverBreakdowns.size > 500) hoverBreakdowns.delete(hoverBreakdowns.keys().next().value);
+    showTooltip();
+  });
+}
+
+function showTooltip() {
+  const node = $('tooltip');
+  let model = null;
+  // a new window or layer may no longer draw the hovered cell or arc: deck.gl only picks again on a move
+  const drawnIds = debug.layers.find((l) => l.id === (hover?.kind === 'cell' ? HEX_LAYER_ID : ARC_LAYER_ID));
+  const key = (r) => (hover?.kind === 'cell' ? r.hex : `${r.origin}>${r.dest}>${r.kind}`);
+  if (hover && !drawnIds?.data.some((r) => key(r) === key(hover.object))) hover = null;
+  if (hover?.kind === 'cell') {
+    const hex = hover.object.hex;
+    if (!hoverBreakdowns.has(hoverId(hex))) loadHoverBreakdowns(hex);
+    const lineNames = Object.fromEntries([...city.metro_lines, ...(city.bus_lines ?? [])].map((l) => [l.id, l.name]));
+    model = cellTooltip({
+      hex, frame: shownFrame(), place: places.place(hex), metrics, layer: state.layer,
+      breakdowns: hoverBreakdowns.get(hoverId(hex)) ?? null, dimensions: dimensionsOf(state.layer),
+      categories: config.breakdowns, lineNames, k: privacyK(), dominanceShare: manifest?.dominance_share,
+    });
+  } else if (hover?.kind === 'flow') {
+    model = flowTooltip(hover.object, places);
+  }
+  debug.tooltip = model;
+  renderTooltip(node, model, hover?.x, hover?.y);
+}
+
 function subscription() {
-  const layers = ['population', 'payments', 'transit', ...(state.showFlows ? ['flows'] : [])];
+  const data = config.layers.filter((l) => l !== 'flows');
+  const layers = [...data, ...(state.showFlows && config.layers.includes('flows') ? ['flows'] : [])];
   return { res: state.res, layers, bbox: state.bbox, breakdown: state.breakdown };
 }
 
@@ -156,6 +255,7 @@ async function onMessage(msg) {
   setStatus({ state: 'live' });
   if (!previous || previous.window_start_ms !== msg.window_start_ms) {
     refreshWindows().catch(() => {});
+    refreshTotals().catch(() => {});
     if (state.scrubIndex === null) await refreshPanelFrames(null);
   }
   if (state.scrubIndex === null) render();
@@ -179,7 +279,21 @@ async function scrub() {
   render();
 }
 
+function layerChoices() {
+  $('layer-choices').replaceChildren(
+    ...Object.entries(metrics).map(([layer, m]) => {
+      const label = document.createElement('label');
+      const radio = Object.assign(document.createElement('input'), { type: 'radio', name: 'layer', value: layer, checked: layer === state.layer });
+      label.append(radio, ` ${m.label}`);
+      return label;
+    }),
+  );
+}
+
 function bindControls() {
+  layerChoices();
+  const dims = breakdownChoices(config.statistics, config.breakdowns);
+  $('breakdown').replaceChildren(new Option('total', ''), ...dims.map((d) => new Option((DIMENSION_LABELS[d] ?? d).toLowerCase(), d)));
   for (const radio of document.querySelectorAll('input[name=layer]')) {
     radio.addEventListener('change', () => { state.layer = radio.value; render(); });
   }
@@ -193,7 +307,7 @@ function bindControls() {
     state.breakdown = e.target.value || null;
     const cats = state.breakdown ? config.breakdowns[state.breakdown] ?? [] : [];
     const sel = $('category');
-    sel.replaceChildren(...['', ...cats].map((c) => new Option(c || 'all', c)));
+    sel.replaceChildren(...['', ...cats].map((c) => new Option(c ? categoryLabel(state.breakdown, c) : 'all', c)));
     sel.disabled = !cats.length;
     state.category = null;
     resubscribe();
@@ -208,11 +322,14 @@ async function main() {
   token = takeToken(window.location, window.history, window.sessionStorage);
   [config, manifest] = await Promise.all([api('config'), api('privacy/manifest')]);
   state.statistics = config.statistics;
-  const city = await api('city');
+  metrics = layerMetrics(config.statistics);
+  city = await api('city');
+  places = makePlaces(city);
+  context = contextLayers(city);
   $('city-name').textContent = `· ${city.name}`;
   map = new maplibregl.Map({
     container: 'map', style: ONLINE_STYLE ?? cityStyle(city), bounds: cityBounds(city),
-    fitBoundsOptions: { padding: 20 }, attributionControl: false,
+    fitBoundsOptions: { padding: CITY_PADDING }, attributionControl: false,
   });
   overlay = new MapboxOverlay({ interleaved: false, layers: [] });
   map.addControl(overlay);
@@ -232,7 +349,12 @@ async function main() {
   feed.subscription = debug.subscription = subscription();
   feed.start();
   refreshWindows().catch(() => {});
+  refreshTotals().catch(() => {});
   map.on('moveend', () => followView());
+  map.getCanvasContainer().addEventListener('mouseleave', () => {
+    hover = null;
+    showTooltip();
+  });
   render();
 }
 

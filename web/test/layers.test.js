@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  ARC_LAYER_ID, HEX_LAYER_ID, SUPPRESSED_COLOR, buildLayers, colorFor, hexRows, legendStops, niceMax, resForZoom, statKey,
+  ARC_LAYER_ID, HEX_LAYER_ID, SUPPRESSED_COLOR, buildLayers, colorFor, hexRows, breakdownChoices, layerMetrics, legendStops, resForZoom, scaleMax, statKey,
 } from '../src/layers.js';
 
 const STATISTICS = { population: { persons: ['gender', 'age_band', 'origin'] }, payments: { amount_cny: ['category', 'origin'] } };
@@ -42,6 +42,28 @@ describe('statKey', () => {
   });
 });
 
+describe('layerMetrics', () => {
+  it('follows the statistics the gateway serves, with known metrics and labels', () => {
+    const got = layerMetrics({ ...STATISTICS, transit: { tap_out: [], tap_in: ['mode'] }, active: { persons: ['gender'] } });
+    expect(Object.keys(got)).toEqual(['population', 'payments', 'transit', 'active']);
+    expect(got.transit).toEqual({ key: 'transit.tap_in', label: 'Transit tap-ins', unit: 'taps' });
+    expect(got.active).toEqual({ key: 'active.persons', label: 'People active', unit: 'persons' });
+    expect(layerMetrics({ weather: { rain_mm: [] } }).weather).toEqual({ key: 'weather.rain_mm', label: 'weather rain mm', unit: 'rain mm' });
+  });
+  it('falls back to the known layers without a config', () => {
+    expect(layerMetrics(null).payments.key).toBe('payments.amount_cny');
+  });
+});
+
+describe('breakdownChoices', () => {
+  it('offers the dimensions of the released statistics that have fixed categories', () => {
+    const statistics = { ...STATISTICS, transit: { tap_in: ['mode', 'line'] } };
+    const breakdowns = { gender: ['F', 'M'], age_band: ['18-24'], origin: ['east'], category: ['food'], mode: ['metro'] };
+    expect(breakdownChoices(statistics, breakdowns)).toEqual(['gender', 'age_band', 'origin', 'category', 'mode']);
+    expect(breakdownChoices(null, breakdowns)).toEqual([]);
+  });
+});
+
 describe('hexRows', () => {
   it('keeps suppressed cells as suppressed and leaves out cells without the key', () => {
     const rows = hexRows(makeFrame(), 'population.persons');
@@ -54,8 +76,10 @@ describe('hexRows', () => {
 });
 
 describe('colour scale', () => {
-  it.each([[[], 1], [[0.3], 0.5], [[40], 50], [[120, 7], 200], [[1000], 1000]])('niceMax(%j) = %d', (values, max) => {
-    expect(niceMax(values)).toBe(max);
+  it.each([
+    [[], 1], [[0.34], 0.34], [[40], 40], [[27, null], 27], [[120, 7], 120], [[1243], 1300], [[1000], 1000], [[99.5], 100],
+  ])('the scale top of %j is %d: the maximum rounded up to two digits', (values, max) => {
+    expect(scaleMax(values)).toBe(max);
   });
   it('suppressed has its own colour, distinct from every value colour', () => {
     expect(colorFor(null, 10)).toBe(SUPPRESSED_COLOR);
@@ -76,7 +100,7 @@ describe('buildLayers', () => {
     const layers = buildLayers(makeFrame(), baseState, centerOf);
     expect(layers.map((l) => l.props.id)).toEqual([HEX_LAYER_ID, ARC_LAYER_ID]);
     expect(layers[0].props.data).toHaveLength(2);
-    expect(layers[0].max).toBe(50);
+    expect(layers[0].max).toBe(40);
     expect(layers[1].props.data).toEqual([{ origin: 'a', dest: 'b', kind: 'transit', persons: 14 }]);
     expect(layers[1].props.getSourcePosition(layers[1].props.data[0])).toEqual([97, 0]);
   });

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { takeToken, tokenFromHash, TOKEN_KEY } from '../src/auth.js';
-import { cityBounds, cityGeojson, cityStyle } from '../src/basemap.js';
-import { breakdownTotals, busiestCells, manifestRows, topFlows } from '../src/panels.js';
+import { cityBounds, cityGeojson, cityStyle, contextLayers, hexToRgb, shortLineName } from '../src/basemap.js';
 
 function makeCity(overrides = {}) {
   return {
@@ -24,29 +23,25 @@ describe('basemap', () => {
     expect(g.stations.features).toHaveLength(2);
     expect(cityBounds(makeCity())).toEqual([[113, 22], [114, 23]]);
   });
-});
-
-describe('panels', () => {
-  const frame = {
-    cells: {
-      a: { k: 5, 'p|origin=east': 3, 'p|origin=north': null },
-      b: { k: 9, 'p|origin=east': 4, 'p|origin=north': 12 },
-      c: { k: null },
-    },
-    flows: [{ persons: 3 }, { persons: null }, { persons: 8 }],
-  };
-  it('busiest cells skip suppressed and sort by value', () => {
-    expect(busiestCells(frame, 'k')).toEqual([{ hex: 'b', value: 9 }, { hex: 'a', value: 5 }]);
+  it('draws district borders and names and named metro lines in the city file\'s colours over the data', () => {
+    const { lines, labels } = contextLayers(makeCity());
+    expect(lines.map((l) => [l.type, l.props.id])).toEqual([['PathLayer', 'district-borders'], ['PathLayer', 'metro-lines']]);
+    expect(labels.map((l) => [l.type, l.props.id])).toEqual([['TextLayer', 'district-names'], ['TextLayer', 'line-names']]);
+    const [borders, metro] = lines;
+    expect(borders.props.getPath(borders.props.data[0]).at(-1)).toEqual([113, 22]); // closed ring
+    expect(metro.props.getColor(metro.props.data[0])).toEqual([255, 0, 0]);
+    const [districtNames, lineNames] = labels;
+    expect(districtNames.props.data.map(districtNames.props.getText)).toEqual(['D']);
+    expect(lineNames.props.getText(lineNames.props.data[0])).toBe('One');
+    expect(lineNames.props.getPosition(lineNames.props.data[0])).toEqual([113.2, 22.2]); // at the last station
+    expect(JSON.stringify(labels.map((l) => l.props))).not.toMatch(/https?:/);
   });
-  it('top flows skip suppressed', () => expect(topFlows(frame).map((f) => f.persons)).toEqual([8, 3]));
-  it('breakdown totals sum released parts and count suppressed ones', () => {
-    expect(breakdownTotals(frame, 'p|origin', ['east', 'north', 'international'])).toEqual({
-      east: { value: 7, suppressedCells: 0 }, north: { value: 12, suppressedCells: 1 }, international: { value: 0, suppressedCells: 0 },
-    });
-  });
-  it('manifest rows show scalars and this window\'s spend', () => {
-    const rows = manifestRows({ min_persons: 10, nested: { x: 1 } }, { mechanism: 'laplace', epsilon: 0.5 });
-    expect(rows).toEqual([['min persons', '10'], ['this window: mechanism', 'laplace'], ['this window: epsilon spent', '0.5']]);
+  it.each([['#00a650', [0, 166, 80]], ['F58220', [245, 130, 32]], ['red', [150, 150, 150]], [undefined, [150, 150, 150]]])(
+    'colour %s is %j', (color, rgb) => expect(hexToRgb(color)).toEqual(rgb),
+  );
+  it('shortens line names to what is drawn on the map', () => {
+    expect(shortLineName('Line 11 (Airport)')).toBe('Line 11');
+    expect(shortLineName('Line 2')).toBe('Line 2');
   });
 });
 
