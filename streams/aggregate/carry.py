@@ -27,6 +27,8 @@ _U64, _I64 = np.uint64, np.int64
 
 @dataclass
 class Carry:
+    """One partition's per-person state across windows (close its windows in order)."""
+
     positions: PositionTable = field(default_factory=PositionTable)
     open_trip: PersonTable = field(default_factory=PersonTable)
     _touched: list[np.ndarray] = field(default_factory=list, compare=False)
