@@ -6,7 +6,8 @@ frames that may be published. A `WindowAggregate` carries counts and persons, ne
 Statistic keys: `"<layer>.<metric>"` for a total and `"<layer>.<metric>|<dimension>=<category>"` for
 one part of a breakdown, e.g. `"population.persons|age_band=25-34"`, `"payments.amount_cny|category=food"`.
 Within one cell, the parts of a breakdown sum to the total; across resolutions a parent cell's value is
-the sum of its children's (each person is placed in one base cell per window: the last one seen).
+the sum of its children's (each person is placed in one base cell per window and statistic: their last
+known position).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import msgspec
 
 FlowKind = Literal["transit", "movement"]
 
-# layer -> metrics; each metric's breakdown dimensions.
+# layer -> metrics; each metric's breakdown dimensions. `population.persons` is people present (each
+# person at their last known position within the presence TTL); `active.persons` counts the persons
+# with a SIM event in the window (docs/streams.md, Counting rules).
 STATISTICS: dict[str, dict[str, tuple[str, ...]]] = {
     "population": {"persons": ("gender", "age_band", "origin")},
+    "active": {"persons": ()},
     "payments": {"count": ("category", "origin"), "amount_cny": ("category", "origin")},
     "transit": {"tap_in": ("mode", "line"), "tap_out": ("mode", "line")},
 }

@@ -48,6 +48,9 @@ class WindowSettings(BaseModel):
     idle_close_s: float = Field(
         5.0, gt=0, description="a partition with no new events for this long closes its open windows"
     )
+    presence_ttl_s: int = Field(
+        7200, ge=60, le=86_400, description="a person counts as present at their last position for this long"
+    )
 
     @model_validator(mode="after")
     def _coarser_rollups(self) -> WindowSettings:

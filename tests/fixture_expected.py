@@ -6,7 +6,7 @@ bus stop snapped just past the bbox edge by the generator). Every other ingest r
 fixture when its times are accepted (replay with `--shift-days 0` and a wide enough
 `max_event_skew_s`, or the default day shift).
 
-The file is gzipped (about 20 MB of JSON: ten windows of some 2,100 cells, zero-filled breakdowns
+The file is gzipped (about 31 MB of JSON: ten windows of 2,100 to 3,700 cells, zero-filled breakdowns
 included), written with a zero gzip timestamp. Regenerate it after changing the fixture or the
 reference (`REGENERATE`):
 
@@ -79,6 +79,7 @@ def expected_document(fixture: Path, settings: Settings) -> str:
             "rollup_res": w.rollup_res,
             "flow_res": w.flow_res,
             "trip_ttl_s": w.trip_ttl_s,
+            "presence_ttl_s": w.presence_ttl_s,
             "partitions": settings.kafka.partitions,
             "pseudonym_rotation_s": settings.pseudonym_rotation_s,
             "dp_enabled": settings.privacy.dp_enabled,

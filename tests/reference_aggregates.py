@@ -38,6 +38,8 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
     resolutions = settings.window.resolutions
     flow_res = settings.window.flow_res
     ttl = settings.window.trip_ttl_s * 1000
+    presence_ttl = settings.window.presence_ttl_s * 1000
+    rotation = settings.pseudonym_rotation_s * 1000
     dp = settings.privacy.dp_enabled
     limit = settings.privacy.max_contributions_per_window if dp else None
     clip = settings.privacy.max_amount_cny if dp else None
@@ -69,7 +71,10 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
     results = []
     last_cell: dict[str, tuple[str, int]] = {}
     open_trip: dict[str, tuple[str, int]] = {}
-    for w in sorted(set(on_time) | set(late)):
+    known: dict[str, RawSim] = {}  # person -> their latest SIM event so far: their last known position
+    seen = set(on_time) | set(late)
+    # every window from the first to the last seen: one without events still has people present
+    for w in range(min(seen, default=0), max(seen, default=-win) + win, win):
         # a person's events by time, then arrival (a stable sort: ties keep the feed's order)
         events = sorted(on_time.get(w, []), key=lambda t: t[0])
         # (res, cell, key) -> person -> contribution (amounts in fen)
@@ -79,12 +84,21 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
             per = contrib.setdefault((res, cell, key), {})
             per[person] = per.get(person, 0) + value
 
-        # population: last SIM event of each person
+        # active: the last SIM event of each person in the window
         last_sim: dict[str, RawSim] = {}
         for _, _, _, ev in events:
             if isinstance(ev, RawSim):
                 last_sim[person_of(ev)] = ev
         for person, ev in last_sim.items():
+            for res in resolutions:
+                add(res, parent_of(cell_for(ev.lat, ev.lng, base), res), "active.persons", person, 1)
+        # people present: each person's latest SIM event at or before the window's end, if it is within
+        # the presence TTL and of the window's pseudonym period (a new period is a new pseudonym)
+        known.update(last_sim)
+        since = max(w + win - presence_ttl, w - w % rotation)
+        for person in [p for p, ev in known.items() if ev.ts_ms < since]:
+            del known[person]  # never counts again: `since` only grows
+        for person, ev in known.items():
             year = dt.datetime.fromtimestamp(ev.ts_ms / 1000, dt.UTC).year
             cell = cell_for(ev.lat, ev.lng, base)
             for res in resolutions:
@@ -93,6 +107,8 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
                 add(res, c, f"population.persons|gender={ev.gender}", person, 1)
                 add(res, c, f"population.persons|age_band={age_band(ev.birth_year, year)}", person, 1)
                 add(res, c, f"population.persons|origin={_region(ev.origin)}", person, 1)
+        if w not in seen and not known:
+            continue  # nothing happened and nobody is present: no window
 
         used: dict[tuple[str, str], int] = {}
 

@@ -27,10 +27,12 @@ from cityscreen.events import (
 )
 from cityscreen.pseudonym import pseudonymize
 from cityscreen.settings import Settings, WindowSettings
+from streams.aggregate.carry import Carry
 from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import DictLog, Engine
 from streams.aggregate.partial import merge_partials
 from streams.aggregate.rows import EMPTY, VOCAB, Chunk
+from streams.aggregate.tables import CELL_IDS, profile_codes
 from streams.release_book import finalize_window
 
 DEFAULT_RES = WindowSettings.model_fields["h3_res"].default
@@ -85,6 +87,29 @@ def make_raw_events(
                              gender="F", birth_year=1990, origin="GD"))  # fmt: skip
         del src, ts  # ... the late events themselves belong to the first minute
     return events
+
+
+def idle_phones(
+    events: Sequence[RawEvent], every: int = 4, quiet_minutes: range = range(0)
+) -> list[RawEvent]:
+    """Keep one SIM event in `every` (by event id, so a person is heard only now and then, like an idle
+    phone) and drop every event whose minute since `START_MS` is in `quiet_minutes` (a feed gap)."""
+
+    def minute(ev: RawEvent) -> int:
+        return (ev.ts_ms - START_MS) // 60_000
+
+    def heard(ev: RawEvent) -> bool:
+        return (
+            not isinstance(ev, RawSim)
+            or int(hashlib.sha256(ev.event_id.encode()).hexdigest(), 16) % every == 0
+        )
+
+    return [ev for ev in events if heard(ev) and minute(ev) not in quiet_minutes]
+
+
+def persons_total(agg: WindowAggregate, key: str = "population.persons") -> int:
+    """A person count summed over the window's base cells (each person is in one)."""
+    return int(sum(stats[key].value for stats in agg.cells.get(agg.base_res, {}).values() if key in stats))
 
 
 def to_clean(raw: RawEvent, settings: Settings) -> CleanEvent:
@@ -144,9 +169,13 @@ def run_engine(
                     by_window.setdefault(part.window_start_ms, []).append(part)
                 engine.commit_close(closed)
     engine.persist()
-    for closed in engine.close_due(idle_s=0.0):
-        for part in closed.partials:
-            by_window.setdefault(part.window_start_ms, []).append(part)
+    # idle closes until nothing is left, as the worker's timer does: a partition that closed through its
+    # own last window closes through the others' on the next tick (people present there still count)
+    while closes := engine.close_due(idle_s=0.0):
+        for closed in closes:
+            for part in closed.partials:
+                by_window.setdefault(part.window_start_ms, []).append(part)
+            engine.commit_close(closed)
     out = []
     for w in sorted(by_window):
         merged = merge_partials(by_window[w])
@@ -179,6 +208,17 @@ def rows_chunk(kind: str, rows: Sequence[tuple[int, str, str, str, str | int, st
         b=np.array(b, np.int64) if kind == "payment" else VOCAB.codes(b),  # type: ignore[arg-type]
         c=VOCAB.codes(c),
     )
+
+
+def set_positions(carry: Carry, rows: Sequence[tuple[str, str, int]], profile: tuple[str, str, str]) -> None:
+    """Give hand-made persons a last known position: (person, base cell, ts_ms) rows, one profile."""
+    rows = sorted(rows, key=lambda r: person_key(r[0]))
+    n = len(rows)
+    keys = np.array([person_key(p) for p, _, _ in rows], np.uint64)
+    cells = np.array([h3.str_to_int(c) for _, c, _ in rows], np.uint64)
+    ts = np.array([t for _, _, t in rows], np.int64)
+    codes = [VOCAB.codes([value] * n) for value in profile]
+    carry.positions.upsert(keys, CELL_IDS.codes(cells), ts, profile_codes(*codes))
 
 
 async def produce_clean(

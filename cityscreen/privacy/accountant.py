@@ -16,6 +16,8 @@ from cityscreen.settings import PrivacySettings
 
 SECONDS_PER_DAY = 86_400
 FLOW_KINDS = ("movement", "transit")
+# statistics that place each person in one base cell per window (no contribution bound needed)
+PERSON_COUNTS = frozenset({"population.persons", "active.persons"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Budget:
 
 def sensitivity(metric: str, privacy: PrivacySettings) -> float:
     """Most one person changes one family of `metric` (after the aggregator's contribution bounds)."""
-    if metric == "population.persons":
+    if metric in PERSON_COUNTS:
         return 1.0  # each person is placed in exactly one base cell per window
     if metric == "payments.amount_cny":
         return privacy.max_contributions_per_window * privacy.max_amount_cny

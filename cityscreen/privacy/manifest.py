@@ -18,6 +18,9 @@ RULES = (
     "(total = sum of categories): no suppressed value can be recovered by subtraction, and the "
     "suppressed values of one sum always add up to at least k persons",
     "time: only tumbling windows are released; longer spans are sums of released windows",
+    "people present (population.persons) are a stock: each person counts once per window, at their "
+    "last known position within the presence TTL, so consecutive windows share most of their persons; "
+    "every window's values are thresholded on their own",
     "flows: each origin-destination pair is thresholded on distinct persons",
     "frames carry counts only, never identifiers or pseudonyms",
 )

@@ -1,8 +1,11 @@
 """Closing a window: one partition's rows of one window become a `Partial`.
 
 Rules (docs/streams.md):
-- population: each person is placed in the cell of their last SIM event of the window (by time, then
-  arrival), with the attributes of that event, so parent cells and totals are exact sums;
+- people present (`population.persons`): each person whose last known position (latest SIM event at or
+  before the window's end, by time then arrival) is within `presence_ttl_ms` counts in its cell, with
+  the attributes of that event; active persons (`active.persons`): each person with a SIM event in the
+  window, in the cell of the last one. Each person is in one cell, so parents and totals are exact sums
+  (streams/aggregate/stock.py);
 - payments and transit: every event counts in its own cell; persons are distinct payers / riders;
 - flows at `flow_res`: transit pairs a tap-out with the same person's last tap-in (carried across
   windows, dropped after `trip_ttl_ms`); movement pairs a person's consecutive SIM cells. A flow counts
@@ -24,15 +27,14 @@ from functools import cache, partial
 import numpy as np
 
 from cityscreen.aggregates import stat_key
-from cityscreen.geo import cell_name, parent_of
+from cityscreen.geo import cell_name
 from cityscreen.settings import Settings
 from streams.aggregate.flows import Carry, window_flows
 from streams.aggregate.partial import Partial
-from streams.aggregate.rows import VOCAB, Chunk, rank_in_run, run_ends, run_starts
+from streams.aggregate.rows import VOCAB, Chunk, Places, rank_in_run, run_starts
+from streams.aggregate.stock import Levels, count_active, count_present, presence_since_ms
 
 __all__ = ["AggConfig", "Carry", "close_chunks"]
-
-_Levels = dict[int, dict[str, dict[str, tuple[int, int, int]]]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class AggConfig:
     resolutions: tuple[int, ...]  # finest first, base included
     flow_res: int
     trip_ttl_ms: int
+    presence_ttl_ms: int
+    rotation_ms: int  # the pseudonym period: a person's key changes at its boundaries
     max_contributions: int | None  # None: unbounded (differential privacy off)
     clip_cny: float | None
 
@@ -56,23 +60,29 @@ class AggConfig:
             resolutions=tuple(w.resolutions),
             flow_res=w.flow_res,
             trip_ttl_ms=w.trip_ttl_s * 1000,
+            presence_ttl_ms=w.presence_ttl_s * 1000,
+            rotation_ms=settings.pseudonym_rotation_s * 1000,
             max_contributions=p.max_contributions_per_window if p.dp_enabled else None,
             clip_cny=p.max_amount_cny if p.dp_enabled else None,
         )
 
+    @property
+    def carry_ttl_ms(self) -> int:
+        """How long a position can still matter: for people present or for a movement flow."""
+        return max(self.trip_ttl_ms, self.presence_ttl_ms)
 
-# Memoised keys and parents: a window has millions of (event x resolution x key) additions but only a
-# few thousand distinct cells and categories, so these turn string building and H3 calls into lookups.
-@cache
-def _places(cell: str, resolutions: tuple[int, ...]) -> tuple[tuple[int, str], ...]:
-    return tuple((res, parent_of(cell, res)) for res in resolutions)
+    def presence_since_ms(self, window_start_ms: int) -> int:
+        """The oldest position counted as present at the end of the window starting then."""
+        return presence_since_ms(window_start_ms, self.window_ms, self.presence_ttl_ms, self.rotation_ms)
+
+    def positions_from_ms(self, window_start_ms: int) -> int:
+        """The oldest position worth keeping after closing that window (presence, movement flows)."""
+        end = window_start_ms + self.window_ms
+        return max(end - self.carry_ttl_ms, window_start_ms - window_start_ms % self.rotation_ms)
 
 
-@cache
-def _pop_key(dimension: str, category: str) -> str:
-    return stat_key("population", "persons", dimension, category)
-
-
+# Memoised keys: a window has millions of (event x resolution x key) additions but only a few thousand
+# distinct cells and categories, so string building becomes lookups.
 @cache
 def _pay_keys(metric: str, category: str, origin: str) -> tuple[str, ...]:
     return (
@@ -103,14 +113,17 @@ def close_chunks(
 ) -> Partial:
     """The partial of one window from its rows; updates `carry` (call windows of a partition in order)."""
     res_all = tuple(cfg.resolutions)
-    levels: _Levels = {res: {} for res in res_all}
+    levels: Levels = {res: {} for res in res_all}
     sim_order = np.lexsort((sims.ts, sims.person))  # by person, then time, then arrival
-    if len(sims):
-        _population(levels, sims, sim_order, res_all)
     limit = cfg.max_contributions
+    # flows first: they move each person's last known position to this window's last SIM row
+    raw_flows = window_flows(sims, sim_order, transits, carry, cfg.flow_res, cfg.trip_ttl_ms, limit)
+    count_present(levels, carry, cfg.presence_since_ms(window_start_ms), res_all)
+    if len(sims):
+        count_active(levels, sims, sim_order, res_all)
     if len(payments):
         pay = payments.take(_bounded(payments, limit))
-        places = _Places(pay.cell, res_all)
+        places = Places(pay.cell, res_all)
         ones = np.ones(len(pay), np.int64)
         for metric, values in (("count", ones), ("amount_cny", pay.b)):
             _tally(levels, places, pay, values, partial(_pay_keys, metric), (pay.a, pay.c))
@@ -122,15 +135,15 @@ def close_chunks(
                 ones = np.ones(len(rows), np.int64)
                 _tally(
                     levels,
-                    _Places(rows.cell, res_all),
+                    Places(rows.cell, res_all),
                     rows,
                     ones,
                     partial(_tap_keys, metric),
                     (rows.b, rows.c),
                 )
-    raw_flows = window_flows(sims, sim_order, transits, carry, cfg.flow_res, cfg.trip_ttl_ms, limit)
     flows = sorted((cell_name(o), cell_name(d), kind, n) for o, d, kind, n in raw_flows)
-    carry.prune(window_start_ms + cfg.window_ms, cfg.trip_ttl_ms)
+    end_ms = window_start_ms + cfg.window_ms
+    carry.prune(end_ms, cfg.trip_ttl_ms, cfg.positions_from_ms(window_start_ms))
     cells = {res: lv for res, lv in levels.items() if lv}
     return Partial(window_start_ms, partition, cells, flows, late_events)
 
@@ -143,45 +156,9 @@ def _bounded(rows: Chunk, limit: int | None) -> np.ndarray:
     return np.sort(order[rank_in_run(run_starts(rows.person[order])) < limit])
 
 
-class _Places:
-    """The distinct base cells of some rows, and each row's cell index at every resolution."""
-
-    def __init__(self, cells: np.ndarray, res_all: tuple[int, ...]) -> None:
-        uniq, self.row_cell = np.unique(cells, return_inverse=True)
-        self.names: dict[int, list[str]] = {}
-        self.of_base: dict[int, np.ndarray] = {}  # res -> parent index of each distinct base cell
-        places = [_places(cell_name(c), res_all) for c in uniq.tolist()]
-        for j, res in enumerate(res_all):
-            parents = [p[j][1] for p in places]
-            index = {name: i for i, name in enumerate(dict.fromkeys(parents))}
-            self.names[res] = list(index)
-            self.of_base[res] = np.array([index[p] for p in parents], np.int64)
-
-
-def _population(levels: _Levels, sims: Chunk, order: np.ndarray, res_all: tuple[int, ...]) -> None:
-    """Each person counts once, in the cell of their last SIM row in (time, arrival) order, so a
-    statistic's value and persons are the same count and its top contribution is 1: a bincount per
-    resolution and dimension. `order`: the rows by person, then time, then arrival."""
-    rows = sims.take(order[run_ends(run_starts(sims.person[order]))])
-    places = _Places(rows.cell, res_all)
-    strings = VOCAB.strings
-    for res, names in places.names.items():
-        cell = places.of_base[res][places.row_cell]
-        lv = levels[res]
-        for c, n in zip(names, np.bincount(cell, minlength=len(names)).tolist(), strict=True):
-            lv.setdefault(c, {})["population.persons"] = (n, n, 1)
-        for dimension, codes in (("gender", rows.a), ("age_band", rows.b), ("origin", rows.c)):
-            radix = int(codes.max()) + 1
-            counts = np.bincount(cell * radix + codes)
-            present = np.flatnonzero(counts)
-            for k, n in zip(present.tolist(), counts[present].tolist(), strict=True):
-                ci, code = divmod(k, radix)
-                lv[names[ci]][_pop_key(dimension, strings[code])] = (n, n, 1)
-
-
 def _tally(
-    levels: _Levels,
-    places: _Places,
+    levels: Levels,
+    places: Places,
     rows: Chunk,
     values: np.ndarray,
     keys_of: Callable[[str, str], tuple[str, ...]],

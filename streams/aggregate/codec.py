@@ -15,7 +15,26 @@ import numpy as np
 
 from streams.aggregate.rows import KIND_PAYMENT, VOCAB, Chunk
 
-FORMAT = 2  # deltas and snapshots of this layout; older ones hold JSON-era rows (engine refuses them)
+# deltas, carry deltas and snapshots of this layout. 1: JSON-era rows; 2: columnar rows, carry of flow
+# cells only; 3: the carry holds each person's last known position (people present as a stock)
+FORMAT = 3
+
+
+class StateFormatError(RuntimeError):
+    """Persisted state of an older layout, which this version cannot read."""
+
+
+def check_format(value: Mapping[str, Any], what: str, unversioned: int = 1) -> None:
+    """Refuse state of another layout; `unversioned`: the layout of such state written without a number
+    (rows of the JSON era; carry deltas before format 3)."""
+    if value.get("format") != FORMAT:
+        raise StateFormatError(
+            f"the aggregate state holds a {what} of an older layout "
+            f"(format {value.get('format', unversioned)}, "
+            f"this version reads {FORMAT}): run the workers under a new consumer group "
+            f"(`cityscreen worker --group NEW_NAME`), which reads the clean topics from the start, or "
+            f"start the local stack afresh (`cityscreen up --fresh`)"
+        )
 
 
 def index_dtype(n: int) -> str:

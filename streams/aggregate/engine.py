@@ -2,7 +2,7 @@
 
 Storage is a key-value log per partition (a changelog-backed Faust table in the worker, a dict in tests):
 `snap` holds the partition snapshot, `d:<seq>` one delta per batch, and `c:<closed-through>` the carry
-entries (last SIM cell, open trip) that one close changed. The order of writes is what makes a SIGKILL
+entries (last known position, open trip) that one close changed. The order of writes is what makes a SIGKILL
 harmless: deltas are written after every batch (before Faust commits the batch's offsets); at a close
 the partials are delivered first, then its carry delta, then the snapshot, then the deltas it made
 redundant are deleted.
@@ -196,7 +196,7 @@ class Engine:
 
     def commit_close(self, closed: Closed) -> None:
         """After the partials are delivered: the carry delta, the snapshot, then drop the deltas the
-        snapshot covers and the carry deltas older than the trip TTL (every entry in them is stale)."""
+        snapshot covers and the carry deltas older than the carry TTL (every entry in them is stale)."""
         p, through = closed.partition, closed.closed_through_ms
         st = self.states[p]
         self.persist()
@@ -211,9 +211,10 @@ class Engine:
         for key in [k for k, w in newest.items() if w <= through]:
             self.log.put(p, key, None)
             del newest[key]
-        # entries of a carry delta are older than its close; events still to come are newer than
+        # entries of a carry delta are older than its close; windows still to close are newer than
         # `through`, so once the delta is a whole TTL older than that, none of its entries can pair
-        for old in [w for w in keys if w < through - self.cfg.trip_ttl_ms]:
+        # or count as present
+        for old in [w for w in keys if w < through - self.cfg.carry_ttl_ms]:
             self.log.put(p, f"{CARRY}{old:015d}", None)
             keys.remove(old)
 

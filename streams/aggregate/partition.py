@@ -23,17 +23,14 @@ import numpy as np
 
 from cityscreen.clean_batch import CleanBatch
 from streams.aggregate.close import AggConfig, Carry, close_chunks
-from streams.aggregate.codec import FORMAT, delta_chunks, encode_chunk
+from streams.aggregate.codec import FORMAT, StateFormatError, check_format, delta_chunks, encode_chunk
 from streams.aggregate.partial import Partial
 from streams.aggregate.rows import KINDS, Chunk, chunk_of, window_of
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder()
 _NEVER = -(2**62)
-
-
-class StateFormatError(RuntimeError):
-    """Persisted state of an older layout, which this version cannot read."""
+__all__ = ["PartitionState", "StateFormatError", "WindowRows"]
 
 
 @dataclass
@@ -144,21 +141,35 @@ class PartitionState:
         An idle partition also moves its closed-through up to `floor_ms` (what the busiest partitions
         have closed): a partition with no events for a while, or none ever, must not hold back the
         release of windows the others have finished. What it receives later for those windows is late,
-        as for any closed window."""
+        as for any closed window.
+
+        A window without rows in this partition still has a partial while someone's last known
+        position here is recent enough: people present do not vanish in a quiet minute. Once nobody
+        is present, the windows up to the next one with rows are skipped (nothing changes the stock)."""
         through = max(self.windows) if idle and self.windows else self.due_through_ms(quiet)
         if idle and floor_ms is not None and (through is None or floor_ms > through):
             through = floor_ms
         if through is None or (self.closed_through_ms is not None and through <= self.closed_through_ms):
             return []
         out = []
-        for w in sorted(x for x in self.windows if x <= through):
-            wr = self.windows.pop(w)
-            sims, pays, transits = (wr.chunk(k) for k in KINDS)
-            out.append(
-                close_chunks(w, self.partition, sims, pays, transits, self.carry, self.cfg, wr.late_events)
-            )
+        previous = self.closed_through_ms
+        for w in [*sorted(x for x in self.windows if x <= through), None]:
+            if previous is not None:  # windows without rows here that still have people present
+                gap = previous + self.cfg.window_ms
+                last_gap = through if w is None else w - self.cfg.window_ms
+                while gap <= last_gap and self.carry.holds_presence(self.cfg.presence_since_ms(gap)):
+                    out.append(self._close(gap))
+                    gap += self.cfg.window_ms
+            if w is not None:
+                out.append(self._close(w))
+                previous = w
         self.closed_through_ms = through
         return out
+
+    def _close(self, w: int) -> Partial:
+        wr = self.windows.pop(w, None) or WindowRows()
+        sims, pays, transits = (wr.chunk(k) for k in KINDS)
+        return close_chunks(w, self.partition, sims, pays, transits, self.carry, self.cfg, wr.late_events)
 
     # ------------------------------------------------------------ durability
     def take_delta(self) -> tuple[bytes, int] | None:
@@ -194,8 +205,8 @@ class PartitionState:
     def take_carry_delta(self) -> bytes:
         """The carry entries of every person whose carry changed since the last call (their absence
         when removed). Only the persons of the closed windows, not the whole carry: a megacity's carry
-        holds every person seen within the trip TTL. Entries the carry pruned are not removed here: a
-        stale entry and a missing one give the same flows (every use checks the TTL)."""
+        holds every person seen within the presence and trip TTLs. Entries the carry pruned are not
+        removed here: a stale entry and a missing one count the same (every use checks times)."""
         return self.carry.take_delta()
 
     @classmethod
@@ -212,7 +223,7 @@ class PartitionState:
         state = cls(partition, cfg)
         if snapshot is not None:
             snap: Mapping[str, Any] = _DEC.decode(snapshot)
-            _check_format(snap, "snapshot")
+            check_format(snap, "snapshot")
             state.closed_through_ms = snap["closed"]
             state.watermark_ms = dict(snap["wm"])
             state.applied_offset = dict(snap["off"])
@@ -222,7 +233,7 @@ class PartitionState:
                 state.carry.apply_delta(raw)
         for raw in deltas:
             d: Mapping[str, Any] = _DEC.decode(raw)
-            _check_format(d, "delta")
+            check_format(d, "delta")
             for kind, w, rows in delta_chunks(d):
                 if w > closed:
                     state.windows.setdefault(w, WindowRows()).parts[kind].append(rows)
@@ -234,13 +245,3 @@ class PartitionState:
             for k, v in d["off"].items():
                 state.applied_offset[k] = max(v, state.applied_offset.get(k, v))
         return state
-
-
-def _check_format(value: Mapping[str, Any], what: str) -> None:
-    if value.get("format") != FORMAT:
-        raise StateFormatError(
-            f"the aggregate state holds a {what} of an older layout (format {value.get('format', 1)}, "
-            f"this version reads {FORMAT}): run the workers under a new consumer group "
-            f"(`cityscreen worker --group NEW_NAME`), which reads the clean topics from the start, or "
-            f"start the local stack afresh (`cityscreen up --fresh`)"
-        )

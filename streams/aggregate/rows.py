@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import h3
 import numpy as np
@@ -118,6 +119,27 @@ def parent_ids(cells: np.ndarray, res: int) -> np.ndarray:
             parent = _PARENT_IDS[(cell, res)] = int(h3.str_to_int(parent_of(cell_name(cell), res)))
         out[i] = parent
     return out[inverse]
+
+
+# Memoised parents: a window has millions of (row x resolution) placements but a few thousand cells.
+@cache
+def _places(cell: str, resolutions: tuple[int, ...]) -> tuple[tuple[int, str], ...]:
+    return tuple((res, parent_of(cell, res)) for res in resolutions)
+
+
+class Places:
+    """The distinct base cells of some rows, and each row's cell index at every resolution."""
+
+    def __init__(self, cells: np.ndarray, res_all: tuple[int, ...]) -> None:
+        uniq, self.row_cell = np.unique(cells, return_inverse=True)
+        self.names: dict[int, list[str]] = {}
+        self.of_base: dict[int, np.ndarray] = {}  # res -> parent index of each distinct base cell
+        places = [_places(cell_name(c), res_all) for c in uniq.tolist()]
+        for j, res in enumerate(res_all):
+            parents = [p[j][1] for p in places]
+            index = {name: i for i, name in enumerate(dict.fromkeys(parents))}
+            self.names[res] = list(index)
+            self.of_base[res] = np.array([index[p] for p in parents], np.int64)
 
 
 def to_fen(amount_cny: np.ndarray, clip_cny: float | None) -> np.ndarray:

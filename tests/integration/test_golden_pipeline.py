@@ -20,7 +20,9 @@ from streams.worker import UNDECODABLE
 from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import (
     expected_frames,
+    idle_phones,
     make_raw_events,
+    persons_total,
     produce_clean,
     published_frames,
     to_clean,
@@ -35,8 +37,10 @@ def test_worker_frames_equal_reference_twice(
 ) -> None:
     stack = stack_factory()
     settings = stack.settings
-    raw = make_raw_events(persons=400, minutes=4)
-    expected = expected_frames(reference_window_aggregates(raw, settings), settings)
+    raw = idle_phones(make_raw_events(persons=400, minutes=4), every=3)  # most persons known from the carry
+    reference = reference_window_aggregates(raw, settings)
+    assert persons_total(reference[-1]) > 2 * persons_total(reference[-1], "active.persons")
+    expected = expected_frames(reference, settings)
     a_sim = to_clean(next(r for r in raw if isinstance(r, RawSim)), settings)
     poison = [(CLEAN_TOPICS["sim"], 0, b"not a clean record"),
               (CLEAN_TOPICS["payment"], 1, encode_batch("sim", [a_sim], settings.window.h3_res))]  # fmt: skip

@@ -17,7 +17,9 @@ from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import (
     START_MS,
     expected_frames,
+    idle_phones,
     make_raw_events,
+    persons_total,
     produce_clean,
     published_frames,
     to_clean,
@@ -32,8 +34,10 @@ def test_sigkill_mid_window_then_restart_yields_golden_frames(
 ) -> None:
     stack = stack_factory()
     settings = stack.settings
-    raw = make_raw_events(persons=400, minutes=4)
-    expected = expected_frames(reference_window_aggregates(raw, settings), settings)
+    raw = idle_phones(make_raw_events(persons=400, minutes=4), every=3)  # most persons known from the carry
+    reference = reference_window_aggregates(raw, settings)
+    assert persons_total(reference[-1]) > 2 * persons_total(reference[-1], "active.persons")
+    expected = expected_frames(reference, settings)
     windows = len({w for _, w in expected})
     clean = [to_clean(r, settings) for r in raw]
     cut_ms = START_MS + 170_000  # in the third window, whose first two have closed by then

@@ -21,7 +21,9 @@ from tests.pipeline_capture import exact_aggregates, group_assignment
 from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import (
     expected_frames,
+    idle_phones,
     make_raw_events,
+    persons_total,
     produce_clean,
     published_frames,
     to_clean,
@@ -64,10 +66,11 @@ def _run(
             return held if spread and set().union(*held.values()) == partitions else None
 
         before = wait_for(settled, timeout_s=120, what=f"{workers} group members sharing the partitions")
-        raw = make_raw_events(persons=400, minutes=4)
+        raw = idle_phones(make_raw_events(persons=400, minutes=4), every=3)  # most persons from the carry
         clean = [to_clean(r, settings) for r in raw]
         asyncio.run(produce_clean(settings.kafka.bootstrap, clean, settings.kafka.partitions))
         reference = reference_window_aggregates(raw, settings)
+        assert persons_total(reference[-1]) > 2 * persons_total(reference[-1], "active.persons")
         windows = len(reference)
         wait_for(lambda: windows_published(client) >= windows, timeout_s=180, what=f"{windows} windows")
         return {

@@ -16,7 +16,7 @@ from streams.aggregate.close import AggConfig, Carry, close_chunks
 from streams.aggregate.codec import delta_chunks, encode_chunk
 from streams.aggregate.partition import PartitionState, StateFormatError
 from streams.aggregate.rows import EMPTY, Chunk
-from tests.streams_support import person_key, rows_chunk
+from tests.streams_support import person_key, rows_chunk, set_positions
 
 W0 = 1_767_225_600_000
 CFG = AggConfig.from_settings(Settings())
@@ -75,13 +75,12 @@ def test_a_partial_does_not_depend_on_the_arrival_order() -> None:
             for r in rows:
                 random.Random(shuffle_seed).shuffle(r)
         carry = Carry()
-        carried = sorted((person_key(f"{i:020x}"), i) for i in range(0, 40, 3))
-        keys = np.array([k for k, _ in carried], np.uint64)
-        cells = np.array([h3.str_to_int(parent_of(CELLS[i % 7], 6)) for _, i in carried], np.uint64)
-        carry.last_cell.upsert(keys, cells, np.full(len(keys), W0 - 1000, np.int64))
+        # persons seen before the window (some of them not in it: they count as present all the same)
+        carried = [(f"{i:020x}", CELLS[i % 7], W0 - 1000) for i in range(0, 45, 3)]
+        set_positions(carry, carried, ("M", "35-44", "north"))
         chunks = [rows_chunk(k, r) for k, r in zip(("sim", "payment", "transit"), rows, strict=True)]
         parts.append(msgspec.msgpack.encode(close_chunks(W0, 0, *chunks, carry, CFG)))
-        carries.append((carry.last_cell.as_dict(), carry.open_trip.as_dict()))
+        carries.append((carry.positions.as_dict(), carry.open_trip.as_dict()))
     assert parts[0] == parts[1] == parts[2]
     assert carries[0] == carries[1] == carries[2]
     assert len({r[1] for r in sims}) < len(sims)  # persons with several events were exercised
@@ -109,21 +108,23 @@ def test_a_payer_in_several_cells_is_one_person_in_the_parent() -> None:
 
 def test_a_stale_carry_entry_makes_no_flow_and_is_pruned() -> None:
     ttl = CFG.trip_ttl_ms
+    assert CFG.presence_ttl_ms <= ttl  # the defaults: a position past the trip TTL is stale for both
     old = W0 - ttl - 1
     origin = np.array([h3.str_to_int(parent_of(CELLS[0], 6))], np.uint64)
     carry = Carry()
-    carry.last_cell.upsert(np.array([person_key("p1")], np.uint64), origin, np.array([old]))
+    set_positions(carry, [("p1", CELLS[0], old)], ("F", "25-34", "east"))
     carry.open_trip.upsert(np.array([person_key("p2")], np.uint64), origin, np.array([old]))
-    carry.oldest_ms = old + ttl  # as if recently scanned: no prune yet
+    for table in (carry.positions, carry.open_trip):
+        table.oldest_ms = old + ttl  # as if recently scanned: no prune yet
     far = CELLS[35]
     sims = rows_chunk("sim", [(W0 + 1, "p1", far, "F", "25-34", "east")])
     taps = rows_chunk("transit", [(W0 + 1, "p2", far, "out", "metro", "L1")])
     part = close_chunks(W0, 0, sims, EMPTY, taps, carry, CFG)
     assert part.flows == []
-    carry.last_cell.upsert(np.array([person_key("p3")], np.uint64), origin, np.array([old]))
-    carry.oldest_ms = None  # unknown: the next prune scans
-    carry.prune(W0 + 60_000, ttl)
-    kept = carry.last_cell.as_dict()
+    set_positions(carry, [("p3", CELLS[0], old)], ("F", "25-34", "east"))
+    carry.positions.oldest_ms = None  # unknown: the next prune scans
+    carry.prune(W0 + 60_000, ttl, CFG.positions_from_ms(W0))
+    kept = carry.positions.as_dict()
     assert person_key("p3") not in kept and person_key("p1") in kept
 
 
@@ -134,3 +135,19 @@ def test_state_of_an_older_layout_is_refused_with_the_fix() -> None:
     )
     with pytest.raises(StateFormatError, match="cityscreen worker --group"):
         PartitionState.restore(0, CFG, None, [old])
+
+
+def test_a_carry_delta_of_an_older_layout_is_refused_with_the_fix() -> None:
+    """Format 2 carried flow cells and no position: restoring it would lose everyone present."""
+    snapshot = PartitionState(0, CFG)
+    snapshot.closed_through_ms = W0
+    old_carry = msgspec.msgpack.encode(
+        {"p": b"", "last": [b"", b"", b"", 0, b""], "trip": [b"", b"", b"", 0, b""]}
+    )
+    with pytest.raises(
+        StateFormatError, match=r"carry delta of an older layout \(format 2, this version reads 3\)"
+    ):
+        PartitionState.restore(0, CFG, snapshot.snapshot(), [], [(W0, old_carry)])
+    fresh = Carry()
+    restored = PartitionState.restore(0, CFG, snapshot.snapshot(), [], [(W0, fresh.take_delta())])
+    assert len(restored.carry.positions) == 0

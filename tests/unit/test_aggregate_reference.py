@@ -8,7 +8,15 @@ import pytest
 from cityscreen.events import RawSim, RawTransit
 from cityscreen.settings import Settings
 from tests.reference_aggregates import reference_window_aggregates
-from tests.streams_support import make_raw_events, run_engine, split_records, to_clean
+from tests.streams_support import (
+    START_MS,
+    idle_phones,
+    make_raw_events,
+    persons_total,
+    run_engine,
+    split_records,
+    to_clean,
+)
 
 DP = {"dp_enabled": True, "max_contributions_per_window": 1, "max_amount_cny": 100.0}
 
@@ -33,6 +41,25 @@ def test_engine_matches_reference(partitions: int, per_record: int, privacy: dic
     assert sum(len(a.flows) for a in expected) > 0
     assert sum(a.late_events for a in expected) >= 3  # the three injected, plus jitter beyond a short grace
     assert msgspec.json.encode(got) == msgspec.json.encode(expected)
+
+
+@pytest.mark.parametrize(("partitions", "presence_ttl_s"), [(1, 7200), (3, 120), (4, 180)])
+def test_engine_matches_reference_when_phones_are_idle(partitions: int, presence_ttl_s: int) -> None:
+    """Persons heard only now and then, and a minute with no events at all: people present come from
+    last known positions, expire after the TTL, and fill windows that hold no event of a partition (or
+    of any partition)."""
+    settings = Settings(window={"presence_ttl_s": presence_ttl_s}, kafka={"partitions": partitions})  # type: ignore[arg-type]
+    raw = idle_phones(make_raw_events(persons=80, minutes=9), every=4, quiet_minutes=range(4, 6))
+    expected = reference_window_aggregates(raw, settings)
+    got = run_engine(split_records([to_clean(r, settings) for r in raw], partitions, 5), settings)
+    assert msgspec.json.encode(got) == msgspec.json.encode(expected)
+    present = [persons_total(a) for a in expected]
+    active = [persons_total(a, "active.persons") for a in expected]
+    assert all(p >= a for p, a in zip(present, active, strict=True))
+    assert sum(present) > 1.5 * sum(active)  # the stock counts more than the persons heard
+    starts = [(a.window_start_ms - START_MS) // 60_000 for a in expected]
+    assert 4 in starts and active[starts.index(4)] == 0  # a window of people present only
+    assert (5 in starts) is (presence_ttl_s > 120)  # 5 min: past a 2-minute TTL, nobody is left
 
 
 def test_dp_bounds_change_the_aggregates() -> None:

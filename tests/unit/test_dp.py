@@ -128,11 +128,14 @@ def test_small_values_stay_suppressed_under_dp(value: int) -> None:
 def test_accountant_composes_every_statistic_a_person_touches() -> None:
     privacy = PrivacySettings(dp_enabled=True, epsilon_per_window=1.0)
     plan = budget(privacy, window_s=60, resolutions=[8, 7, 6])
-    # per resolution: population total + 3 breakdowns; payments and transit: 2 metrics x (total + 2)
-    assert len(families([8, 7, 6], privacy)) == 3 * (4 + 6 + 6) + 2
+    # per resolution: population total + 3 breakdowns, the active total; payments and transit: 2 metrics
+    # x (total + 2); plus the two flow kinds
+    assert len(families([8, 7, 6], privacy)) == 3 * (4 + 1 + 6 + 6) + 2
     assert plan.epsilon_per_family * len(plan.families) == pytest.approx(1.0)
     assert plan.windows_per_day == 1440
     assert plan.epsilon_per_day == pytest.approx(1440.0)
+    active = next(f for f in plan.families if f.name == "r8:active.persons")
+    assert active.sensitivity == 1.0  # one cell per person per window, like people present
     amount = next(f for f in plan.families if f.name == "r8:payments.amount_cny")
     assert amount.sensitivity == privacy.max_contributions_per_window * privacy.max_amount_cny
 

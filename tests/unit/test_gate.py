@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import h3
 import msgspec
 import pytest
 from privacy_helpers import SIBLINGS, crowd, make_aggregate, recovered
 
-from cityscreen.aggregates import FlowAggregate, WindowAggregate
+from cityscreen.aggregates import FlowAggregate, Measure, WindowAggregate
 from cityscreen.frames import Frame, encode_frame
 from cityscreen.privacy import release
 from cityscreen.settings import PrivacySettings
@@ -14,6 +15,7 @@ from cityscreen.settings import PrivacySettings
 A, B, C = SIBLINGS[0], SIBLINGS[1], SIBLINGS[2]
 TOTAL, F, M = "population.persons", "population.persons|gender=F", "population.persons|gender=M"
 AGE = "population.persons|age_band="
+ACTIVE = "active.persons"
 
 
 def released(agg: WindowAggregate, k: int = 10, **privacy: object) -> dict[int, Frame]:
@@ -83,6 +85,24 @@ def test_parent_minus_children_reveals_no_child() -> None:
     hidden = [c for c in (A, B, C) if res8[c][TOTAL] is None]
     assert len(hidden) >= 2, "one hidden child would equal parent minus the others"
     assert sum(agg.cells[8][c][TOTAL].persons for c in hidden) >= 10
+    assert recovered(list(frames.values())) == {}
+
+
+def test_active_persons_are_gated_like_any_person_count() -> None:
+    """`active.persons` has no breakdown, but its parents are sums of its children: the same threshold
+    and complementary suppression apply to it as to people present."""
+    agg = make_aggregate({A: crowd(40), B: crowd(30), C: crowd(3)})
+    active = {A: 12, B: 25, C: 3}  # persons heard in the window: fewer than those present
+    for res, cells in agg.cells.items():
+        for cell, stats in cells.items():
+            n = sum(v for c, v in active.items() if h3.cell_to_parent(c, res) == cell)
+            stats[ACTIVE] = Measure(float(n), n, 1.0)
+    frames = released(agg)
+    res8 = frames[8].cells
+    assert next(iter(frames[7].cells.values()))[ACTIVE] == 40
+    assert res8[C][ACTIVE] is None
+    hidden = [c for c in (A, B, C) if res8[c][ACTIVE] is None]
+    assert len(hidden) >= 2 and sum(active[c] for c in hidden) >= 10
     assert recovered(list(frames.values())) == {}
 
 
