@@ -73,13 +73,14 @@ class DeadLetter(msgspec.Struct, kw_only=True):
 class Pseudonymizer:
     """`cityscreen.pseudonym.pseudonymize`, made fast: per-period HMAC states and a bounded memo."""
 
-    def __init__(self, secret: str, rotation_s: int, memo_size: int = 1_000_000) -> None:
+    def __init__(self, secret: str, rotation_s: int, memo_size: int = 1_000_000, offset_s: int = 0) -> None:
         self.secret, self.rotation_s, self.memo_size = secret, rotation_s, memo_size
+        self.offset_s = offset_s
         self._states: dict[int, hmac.HMAC] = {}
         self._memo: dict[tuple[int, str], str] = {}
 
     def __call__(self, identifier: str, ts_ms: int, domain: str) -> str:
-        period = period_of(ts_ms, self.rotation_s)
+        period = period_of(ts_ms, self.rotation_s, self.offset_s)
         key = (period, f"{domain}:{identifier}")
         hit = self._memo.get(key)
         if hit is not None:
@@ -108,6 +109,7 @@ class IngestConfig:
     max_skew_s: int
     max_payload_bytes: int
     partitions: int
+    rotation_offset_s: int = 0
 
 
 @dataclass
@@ -124,6 +126,7 @@ def config_from_settings(settings: Settings, bbox: BBox) -> IngestConfig:
         bbox=bbox,
         secret=settings.pseudonym_secret,
         rotation_s=settings.pseudonym_rotation_s,
+        rotation_offset_s=settings.pseudonym_rotation_offset_s,
         max_skew_s=settings.max_event_skew_s,
         max_payload_bytes=settings.max_payload_bytes,
         partitions=settings.kafka.partitions,
@@ -147,7 +150,7 @@ class Validator:
 
     def __init__(self, config: IngestConfig) -> None:
         self.config = config
-        self.pseudonym = Pseudonymizer(config.secret, config.rotation_s)
+        self.pseudonym = Pseudonymizer(config.secret, config.rotation_s, offset_s=config.rotation_offset_s)
 
     def process(
         self,
@@ -266,9 +269,9 @@ def to_clean(raw: RawEvent, pseudonym: Pseudonymizer) -> CleanEvent:
     )  # fmt: skip
 
 
-def clean_event(raw: RawEvent, *, secret: str, rotation_s: int) -> CleanEvent:
+def clean_event(raw: RawEvent, *, secret: str, rotation_s: int, offset_s: int = 0) -> CleanEvent:
     """The library form: one valid raw event to its clean event (same pseudonyms as the ingest edge)."""
-    return to_clean(raw, Pseudonymizer(secret, rotation_s, memo_size=0))
+    return to_clean(raw, Pseudonymizer(secret, rotation_s, memo_size=0, offset_s=offset_s))
 
 
 def _identifier(raw: RawEvent) -> str:

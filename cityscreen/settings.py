@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         description="HMAC key of the ingest pseudonyms (`up` replaces this public default)",
     )
     pseudonym_rotation_s: int = Field(86_400, ge=3600, description="pseudonym key period (default: daily)")
+    pseudonym_rotation_offset_s: int = Field(
+        72_000,
+        ge=0,
+        description="periods start this long after UTC midnight: 72000 = 04:00 in UTC+8, a quiet hour",
+    )
     max_event_skew_s: int = Field(
         7 * 86_400, ge=60, description="events further than this from now are rejected at ingest"
     )
@@ -143,6 +148,18 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     gateway: GatewaySettings = GatewaySettings()
     generator: GeneratorSettings = GeneratorSettings()
+
+    @model_validator(mode="after")
+    def _windows_inside_periods(self) -> Settings:
+        # a window that straddles a pseudonym rotation would count a person under two keys
+        w = self.window.window_s
+        if self.pseudonym_rotation_s % w or self.pseudonym_rotation_offset_s % w:
+            raise ValueError(
+                f"CITY_PSEUDONYM_ROTATION_S ({self.pseudonym_rotation_s}) and "
+                f"CITY_PSEUDONYM_ROTATION_OFFSET_S ({self.pseudonym_rotation_offset_s}) must be "
+                f"multiples of CITY_WINDOW__WINDOW_S ({w}), so that no window straddles a pseudonym rotation"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

@@ -44,12 +44,15 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
     limit = settings.privacy.max_contributions_per_window if dp else None
     clip = settings.privacy.max_amount_cny if dp else None
     rot = settings.pseudonym_rotation_s
+    rot_offset = settings.pseudonym_rotation_offset_s
     secret = settings.pseudonym_secret
     partitions = settings.kafka.partitions
 
     def person_of(ev: RawEvent) -> str:
         identifier, domain = _identity(ev)
-        return pseudonymize(identifier, ts_ms=ev.ts_ms, secret=secret, rotation_s=rot, domain=domain)
+        return pseudonymize(
+            identifier, ts_ms=ev.ts_ms, secret=secret, rotation_s=rot, domain=domain, offset_s=rot_offset
+        )
 
     # 1. lateness, per kind and clean-topic partition (the person's), in arrival order
     watermark: dict[tuple[str, int], int] = {}
@@ -95,7 +98,7 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
         # people present: each person's latest SIM event at or before the window's end, if it is within
         # the presence TTL and of the window's pseudonym period (a new period is a new pseudonym)
         known.update(last_sim)
-        since = max(w + win - presence_ttl, w - w % rotation)
+        since = max(w + win - presence_ttl, w - (w - rot_offset * 1000) % rotation)
         for person in [p for p, ev in known.items() if ev.ts_ms < since]:
             del known[person]  # never counts again: `since` only grows
         for person, ev in known.items():

@@ -117,7 +117,8 @@ def to_clean(raw: RawEvent, settings: Settings) -> CleanEvent:
 
     def pseudo(identifier: str, domain: str) -> str:
         return pseudonymize(identifier, ts_ms=raw.ts_ms, secret=settings.pseudonym_secret,
-                            rotation_s=settings.pseudonym_rotation_s, domain=domain)  # fmt: skip
+                            rotation_s=settings.pseudonym_rotation_s, domain=domain,
+                            offset_s=settings.pseudonym_rotation_offset_s)  # fmt: skip
 
     if isinstance(raw, RawSim):
         year = dt.datetime.fromtimestamp(raw.ts_ms / 1000, dt.UTC).year

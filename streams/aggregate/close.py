@@ -47,6 +47,7 @@ class AggConfig:
     trip_ttl_ms: int
     presence_ttl_ms: int
     rotation_ms: int  # the pseudonym period: a person's key changes at its boundaries
+    rotation_offset_ms: int  # ... which fall this long after each multiple of rotation_ms
     max_contributions: int | None  # None: unbounded (differential privacy off)
     clip_cny: float | None
 
@@ -62,6 +63,7 @@ class AggConfig:
             trip_ttl_ms=w.trip_ttl_s * 1000,
             presence_ttl_ms=w.presence_ttl_s * 1000,
             rotation_ms=settings.pseudonym_rotation_s * 1000,
+            rotation_offset_ms=settings.pseudonym_rotation_offset_s * 1000,
             max_contributions=p.max_contributions_per_window if p.dp_enabled else None,
             clip_cny=p.max_amount_cny if p.dp_enabled else None,
         )
@@ -73,12 +75,17 @@ class AggConfig:
 
     def presence_since_ms(self, window_start_ms: int) -> int:
         """The oldest position counted as present at the end of the window starting then."""
-        return presence_since_ms(window_start_ms, self.window_ms, self.presence_ttl_ms, self.rotation_ms)
+        period = self.period_start_ms(window_start_ms)
+        return presence_since_ms(window_start_ms, self.window_ms, self.presence_ttl_ms, period)
+
+    def period_start_ms(self, ts_ms: int) -> int:
+        """When the pseudonym period holding ts_ms began."""
+        return ts_ms - (ts_ms - self.rotation_offset_ms) % self.rotation_ms
 
     def positions_from_ms(self, window_start_ms: int) -> int:
         """The oldest position worth keeping after closing that window (presence, movement flows)."""
         end = window_start_ms + self.window_ms
-        return max(end - self.carry_ttl_ms, window_start_ms - window_start_ms % self.rotation_ms)
+        return max(end - self.carry_ttl_ms, self.period_start_ms(window_start_ms))
 
 
 # Memoised keys: a window has millions of (event x resolution x key) additions but only a few thousand

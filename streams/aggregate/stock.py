@@ -28,10 +28,10 @@ _DIMENSIONS = ("gender", "age_band", "origin")
 _BINCOUNT_BINS = 1 << 22  # (cells x profiles) up to this are grouped with a bincount, past it by a sort
 
 
-def presence_since_ms(window_start_ms: int, window_ms: int, ttl_ms: int, rotation_ms: int) -> int:
-    """The oldest position that still counts at the window's end: within the TTL, and not from an
-    earlier pseudonym period (that person now has another key, and would count twice)."""
-    return max(window_start_ms + window_ms - ttl_ms, window_start_ms - window_start_ms % rotation_ms)
+def presence_since_ms(window_start_ms: int, window_ms: int, ttl_ms: int, period_start_ms: int) -> int:
+    """The oldest position that still counts at the window's end: within the TTL, and not from before
+    the window's pseudonym period began (that person now has another key, and would count twice)."""
+    return max(window_start_ms + window_ms - ttl_ms, period_start_ms)
 
 
 @cache

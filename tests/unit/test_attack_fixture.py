@@ -136,6 +136,7 @@ def test_frames_carry_no_pseudonym_or_identifier(
             secret=settings.pseudonym_secret,
             rotation_s=settings.pseudonym_rotation_s,
             domain=domains[type(ev)],
+            offset_s=settings.pseudonym_rotation_offset_s,
         )
         assert pseudonym not in text
         assert ident not in text
