@@ -38,16 +38,38 @@ def _load_aggregates(path: Path) -> list[WindowAggregate]:
         raise CityScreenError(f"{path}: not a JSON list of window aggregates ({exc})") from exc
 
 
+def _default_city(settings: Settings, minutes: int, persons: int | None, out: Path | None) -> None:
+    from services.city_report import city_report, run_population
+
+    doc = city_report(settings, minutes=minutes, persons=persons or run_population(settings), say=typer.echo)
+    text = json.dumps(doc, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
 @privacy_app.command("report")
 def report(
+    ctx: typer.Context,
     aggregates: Path = typer.Option(None, help="JSON list of WindowAggregate (e.g. from a replay)"),
     synthetic: int = typer.Option(0, help="instead: a seeded synthetic city of this many persons"),
     windows: int = typer.Option(2, help="synthetic windows"),
     seed: int = typer.Option(0, help="synthetic seed"),
     k: list[int] = typer.Option([10, 20], help="thresholds to report"),
     as_json: bool = typer.Option(False, "--json", help="print JSON rows"),
+    default_city: bool = typer.Option(
+        False, "--default-city", help="instead: the `make run` city and settings, at the morning peak"
+    ),
+    minutes: int = typer.Option(10, min=1, help="--default-city: minutes measured from 08:00 local"),
+    persons: int | None = typer.Option(None, min=1, help="--default-city: population (default: as make run)"),
+    out: Path | None = typer.Option(None, help="--default-city: also write the JSON here"),
 ) -> None:
     """Share of cells, persons and breakdown values released, at each k, with and without DP."""
+    settings: Settings = ctx.obj
+    if default_city:
+        _default_city(settings, minutes, persons, out)
+        return
     if aggregates is not None:
         aggs = _load_aggregates(aggregates)
     elif synthetic > 0:

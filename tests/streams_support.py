@@ -28,12 +28,9 @@ from cityscreen.events import (
 from cityscreen.pseudonym import pseudonymize
 from cityscreen.settings import Settings, WindowSettings
 from streams.aggregate.carry import Carry
-from streams.aggregate.close import AggConfig
-from streams.aggregate.engine import DictLog, Engine
-from streams.aggregate.partial import merge_partials
 from streams.aggregate.rows import EMPTY, VOCAB, Chunk
 from streams.aggregate.tables import CELL_IDS, profile_codes
-from streams.release_book import finalize_window
+from streams.offline import OfflineAggregator
 
 DEFAULT_RES = WindowSettings.model_fields["h3_res"].default
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -158,31 +155,11 @@ def split_records(
 def run_engine(
     records: Sequence[tuple[int, str, int, list[CleanEvent]]], settings: Settings
 ) -> list[WindowAggregate]:
-    """Apply records, close at every batch of 5 and at the end, merge, finalize."""
-    engine = Engine(AggConfig.from_settings(settings), DictLog(), clock=lambda: 0.0)
-    by_window: dict[int, list] = {}
-    for i, (p, kind, offset, evs) in enumerate(records):
-        engine.apply_events(p, kind, offset, evs)
-        if i % 5 == 4:
-            engine.persist()
-            for closed in engine.close_due():
-                for part in closed.partials:
-                    by_window.setdefault(part.window_start_ms, []).append(part)
-                engine.commit_close(closed)
-    engine.persist()
-    # idle closes until nothing is left, as the worker's timer does: a partition that closed through its
-    # own last window closes through the others' on the next tick (people present there still count)
-    while closes := engine.close_due(idle_s=0.0):
-        for closed in closes:
-            for part in closed.partials:
-                by_window.setdefault(part.window_start_ms, []).append(part)
-            engine.commit_close(closed)
-    out = []
-    for w in sorted(by_window):
-        merged = merge_partials(by_window[w])
-        assert merged is not None
-        out.append(finalize_window(merged, settings))
-    return out
+    """Apply records, close at every batch of 5 and at the end, merge, finalize (streams.offline)."""
+    agg = OfflineAggregator(settings)
+    res = settings.window.h3_res
+    out = list(agg.feed((p, kind, offset, encode_batch(kind, evs, res)) for p, kind, offset, evs in records))
+    return out + list(agg.finish())
 
 
 def batch_of(kind: str, events: Sequence[CleanEvent], res: int = DEFAULT_RES) -> CleanBatch:

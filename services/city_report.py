@@ -1,0 +1,138 @@
+"""How much of the default city the screen shows: the `make run` city and settings through the real
+ingest rules, aggregation and release gate, in one process (no Kafka), at the morning peak.
+
+`cityscreen privacy report --default-city --minutes 10 --out FILE`. The city warms up first (the
+people-present stock fills as idle phones report, every 30 minutes), then `minutes` windows are
+measured from 08:00 local. Shares are of exact values, so they say what an operator loses to the gate:
+- released_person_share[res]: persons present inside released population totals / persons present;
+- released_breakdown_share[res]: non-zero breakdown values released / non-zero breakdown values;
+- flows_released: released origin-destination flows per flow window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from cityscreen.aggregates import WindowAggregate
+from cityscreen.city import City, load_city
+from cityscreen.events import CLEAN_TOPICS, RawEvent
+from cityscreen.frames import Frame
+from cityscreen.privacy.gate import release
+from cityscreen.settings import Settings
+from services.bench.data import LoadStats, clean_batches
+from streams.offline import CleanRecord, OfflineAggregator
+
+POPULATION = "population.persons"
+PEAK_DAY = date(2026, 11, 17)  # a Tuesday: a working day's commute (fixed, so reports compare)
+WARMUP_S = 1800  # every idle phone reports once in 30 minutes: after that the stock holds everyone
+KIND_OF_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
+Events = Callable[[City, int, int, int, float], Iterator[RawEvent]]  # city, persons, seed, start, span_s
+
+
+@dataclass
+class Tally:
+    present: float = 0.0
+    present_released: float = 0.0
+    parts: int = 0
+    parts_released: int = 0
+
+
+def run_population(settings: Settings) -> int:
+    """The population `make run` simulates."""
+    return settings.generator.persons
+
+
+def local_ms(city: City, day: date, hour: int) -> int:
+    """`hour`:00 local time of the city on `day`, in UTC milliseconds."""
+    local = datetime(day.year, day.month, day.day, hour, tzinfo=UTC) - timedelta(hours=city.utc_offset_h)
+    return int(local.timestamp() * 1000)
+
+
+def simulated_events(city: City, persons: int, seed: int, start_ms: int, span_s: float) -> Iterator[RawEvent]:
+    from services.generator.simulate import Simulation
+
+    return Simulation(city, persons, seed).events(start_ms, span_s)
+
+
+def tally_window(aggregate: WindowAggregate, frames: list[Frame], tallies: dict[int, Tally]) -> None:
+    """Add one window's exact values, and which of them the frames release, to the per-res tallies."""
+    for frame in frames:
+        t = tallies.setdefault(frame.res, Tally())
+        for cell, stats in aggregate.cells.get(frame.res, {}).items():
+            released = frame.cells.get(cell, {})
+            total = stats.get(POPULATION)
+            if total is not None:
+                t.present += total.value
+                if released.get(POPULATION) is not None:
+                    t.present_released += total.value
+            for key, measure in stats.items():
+                if "|" in key and measure.value > 0:
+                    t.parts += 1
+                    t.parts_released += released.get(key) is not None
+
+
+def _share(part: float, whole: float) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def city_report(
+    settings: Settings, *, minutes: int, persons: int, events: Events = simulated_events,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:  # fmt: skip
+    """Simulate WARMUP_S before 08:00 local and `minutes` after it; aggregate; gate; report."""
+    city = load_city(settings.generator.city_file)
+    window_ms = settings.window.window_s * 1000
+    peak_ms = local_ms(city, PEAK_DAY, hour=8)
+    start_ms = peak_ms - WARMUP_S * 1000
+    span_s = WARMUP_S + minutes * 60
+    say(f"[report] {persons:,} persons over {span_s // 60} simulated minutes ({WARMUP_S // 60} of warm-up)")
+    stats = LoadStats()
+    raws = events(city, persons, settings.generator.seed, start_ms, span_s)
+    agg = OfflineAggregator(settings)
+    tallies: dict[int, Tally] = {}
+    present: list[int] = []
+    flows: list[int] = []
+    gate_s: list[float] = []
+
+    def measure(windows: Iterator[WindowAggregate]) -> None:
+        for aggregate in windows:
+            if aggregate.window_start_ms < peak_ms:
+                continue  # warm-up
+            started = time.perf_counter()
+            frames = release(aggregate, settings.privacy, published_ms=0)
+            gate_s.append(time.perf_counter() - started)
+            tally_window(aggregate, frames, tallies)
+            base = aggregate.cells.get(aggregate.base_res, {})
+            present.append(int(sum(s[POPULATION].value for s in base.values() if POPULATION in s)))
+            flows.append(sum(1 for f in frames[0].flows if f.persons is not None))
+
+    offsets: dict[tuple[int, str], int] = defaultdict(int)
+    for batch in clean_batches(raws, settings, city, stats, window_ms, now_ms=peak_ms):
+        records: list[CleanRecord] = []
+        for topic, partition, value in batch.records:
+            kind = KIND_OF_TOPIC[topic]
+            records.append((partition, kind, offsets[(partition, kind)], value))
+            offsets[(partition, kind)] += 1
+        measure(agg.feed(records))
+    measure(agg.finish())
+    ordered = sorted(tallies.items())
+    return {
+        "persons_simulated": persons,
+        "persons_present": present[-1] if present else 0,
+        "persons_present_per_window": present,
+        "released_person_share": {r: _share(t.present_released, t.present) for r, t in ordered},
+        "released_breakdown_share": {r: _share(t.parts_released, t.parts) for r, t in ordered},
+        "flows_released": flows,
+        "k": settings.privacy.min_persons,
+        "windows": len(present),
+        "events": stats.events,
+        "rejected": dict(stats.rejected),
+        "gate_s_per_window": round(sum(gate_s) / len(gate_s), 3) if gate_s else None,
+        "settings": {"window_s": settings.window.window_s, "resolutions": settings.window.resolutions,
+                     "flow_res": settings.window.flow_res, "dp_enabled": settings.privacy.dp_enabled},
+    }  # fmt: skip
