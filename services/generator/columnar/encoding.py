@@ -1,0 +1,199 @@
+"""Columns to the raw wire format (cityscreen.events: msgspec's JSON of RawSim / RawPayment /
+RawTransit, field for field and byte for byte), without a Python object per event.
+
+Each event is a row of a uint8 matrix: literal pieces of the JSON template, digits written by integer
+arithmetic, and strings gathered from small vocabularies. Fields are laid out at their widest and
+padded with NUL bytes, which cannot occur in JSON text; dropping them leaves the variable-width JSON.
+Identifiers (IMSI, MSISDN, account, card, event id) are computed from the person index here, and
+nowhere else become strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from services.generator.columnar.grid import I64
+from services.generator.columnar.places import CATEGORIES
+from services.generator.columnar.population import ORIGINS
+from services.generator.columnar.rand import MASK64, key_of, mix64
+from services.generator.columnar.world import World
+
+U8 = np.ndarray[Any, np.dtype[np.uint8]]
+Cols = dict[str, np.ndarray[Any, Any]]
+CHUNK_ROWS = 1 << 16  # rows encoded at a time: bounds the padded matrix to a few MB
+MASK48 = np.uint64((1 << 48) - 1)
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def lit(text: bytes, n: int) -> U8:
+    return np.broadcast_to(np.frombuffer(text, dtype=np.uint8), (n, len(text)))
+
+
+def vocab(words: list[str] | tuple[str, ...]) -> U8:
+    """Words as rows of a NUL-padded matrix (gather rows with codes)."""
+    width = max([len(w.encode()) for w in words] + [1])
+    out = np.zeros((max(len(words), 1), width), dtype=np.uint8)
+    for i, w in enumerate(words):
+        b = w.encode()
+        out[i, : len(b)] = np.frombuffer(b, dtype=np.uint8)
+    return out
+
+
+def digits(values: I64, width: int, *, zeros: bool = False) -> U8:
+    """Decimal digits of non-negative ints, right-aligned; leading zeros become NUL unless `zeros`."""
+    out = np.empty((len(values), width), dtype=np.uint8)
+    v = values.astype(np.int64)
+    for i in range(width - 1, -1, -1):
+        v, d = np.divmod(v, 10)
+        out[:, i] = 48 + d
+    if not zeros:
+        n_digits = 1 + sum((values >= 10**k).astype(np.int64) for k in range(1, width))
+        out[np.arange(width)[None, :] < (width - n_digits)[:, None]] = 0
+    return out
+
+
+def signed(values: I64, width: int) -> U8:
+    sign = np.where(values < 0, ord("-"), 0).astype(np.uint8)[:, None]
+    return np.concatenate([sign, digits(np.abs(values), width)], axis=1)
+
+
+def decimal(values: np.ndarray[Any, Any], places: int, int_width: int) -> U8:
+    """Like repr() of a float rounded to `places` decimals: trailing zeros dropped, one kept."""
+    scaled = np.rint(np.abs(values) * 10**places).astype(np.int64)
+    whole, frac = np.divmod(scaled, 10**places)
+    sign = np.where(values < 0, ord("-"), 0).astype(np.uint8)[:, None]
+    frac_d = digits(frac, places, zeros=True)
+    for i in range(1, places):  # a fractional digit followed by zeros only is dropped with them
+        frac_d[frac % 10 ** (places - i) == 0, i] = 0
+    return np.concatenate([sign, digits(whole, int_width), lit(b".", len(values)), frac_d], axis=1)
+
+
+def ident(person: I64, prefixes: tuple[str, ...], width: int, offset: int) -> U8:
+    """An identifier as today (population._digits): an affine bijection of the person index, so no two
+    persons share one, behind a prefix that cycles with the index."""
+    number = (person * 7919 + offset) % 10**width
+    return np.concatenate(
+        [vocab(prefixes)[person % len(prefixes)], digits(number, width, zeros=True)], axis=1
+    )
+
+
+def compact(matrix: U8) -> tuple[U8, I64]:
+    """The rows with their NULs dropped, and each row's end offset in the result."""
+    keep = matrix != 0
+    return matrix[keep], np.cumsum(np.count_nonzero(keep, axis=1))
+
+
+class Encoder:
+    """Encodes slice columns as JSON lines (fixtures) or JSON arrays (Kafka records)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.id_keys = [np.uint64(key_of(world.seed, 77, r)) for r in range(4)]
+        self.origins = vocab(ORIGINS)
+        self.cats = vocab(CATEGORIES)
+        self.cat3 = vocab([c[:3] for c in CATEGORIES])
+        self.merchant_ids = vocab(world.merchants.ids)
+        self.station_ids = vocab(world.stops.ids)
+        self.line_names = vocab(world.stops.lines)
+        self.modes, self.taps, self.genders = vocab(["metro", "bus"]), vocab(["in", "out"]), vocab(["F", "M"])
+
+    def event_ids(self, person: I64, ts_ms: I64, seq: I64) -> U8:
+        """24 hex digits: a keyed 4-round Feistel permutation of the 96-bit (person, ts_ms, seq), so ids
+        are unique by construction and do not show the person."""
+        ts = ts_ms.astype(np.uint64)
+        left = (person.astype(np.uint64) << np.uint64(16)) | (ts >> np.uint64(26))
+        right = ((ts & np.uint64((1 << 26) - 1)) << np.uint64(11)) | seq.astype(np.uint64)
+        for key in self.id_keys:
+            left, right = right, left ^ (mix64(right ^ key) & MASK48)
+        both = np.stack([left, right], axis=1)
+        shifts = np.arange(44, -4, -4, dtype=np.uint64)
+        nibbles = (both[:, :, None] >> shifts[None, None, :]) & np.uint64(15)
+        return _HEX[nibbles.reshape(len(person), 24).astype(np.int64)]
+
+    def rows(self, kind: str, cols: Cols, sep: bytes) -> tuple[U8, I64]:
+        """(bytes, end offsets) of the events' JSON objects, each followed by `sep`."""
+        n = len(cols["ts_ms"]) if cols else 0
+        datas, ends, done = [], [], 0
+        for lo in range(0, n, CHUNK_ROWS):
+            part = {k: v[lo : lo + CHUNK_ROWS] for k, v in cols.items()}
+            matrix = getattr(self, f"_{kind}")(part, len(part["ts_ms"]))
+            data, end = compact(np.concatenate([matrix, lit(sep, len(part["ts_ms"]))], axis=1))
+            datas.append(data)
+            ends.append(end + done)
+            done += len(data)
+        if not datas:
+            return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
+        return np.concatenate(datas), np.concatenate(ends)
+
+    def lines(self, kind: str, cols: Cols) -> bytes:
+        return self.rows(kind, cols, b"\n")[0].tobytes()
+
+    def arrays(self, kind: str, cols: Cols, batch: int) -> list[bytes]:
+        """JSON arrays of up to `batch` events: one Kafka record each."""
+        data, ends = self.rows(kind, cols, b",")
+        out = []
+        for lo in range(0, len(ends), batch):
+            start = int(ends[lo - 1]) if lo else 0
+            stop = int(ends[min(lo + batch, len(ends)) - 1])
+            out.append(b"[" + data[start : stop - 1].tobytes() + b"]")
+        return out
+
+    def _head(self, kind: bytes, cols: Cols, n: int) -> list[U8]:
+        return [
+            lit(b'{"kind":"' + kind + b'","v":1,"event_id":"', n),
+            self.event_ids(cols["person"], cols["ts_ms"], cols["seq"]),
+            lit(b'","ts_ms":', n), digits(cols["ts_ms"], 15),
+        ]  # fmt: skip
+
+    def _sim(self, c: Cols, n: int) -> U8:
+        pop, p = self.world.pop, c["person"]
+        off = pop.id_offsets
+        year = c["ts_ms"].astype("datetime64[ms]").astype("datetime64[Y]").astype(np.int64) + 1970
+        return np.concatenate([
+            *self._head(b"sim", c, n),
+            lit(b',"imsi":"460', n), ident(p, ("00", "01", "11"), 10, off[0]),
+            lit(b'","msisdn":"86', n), ident(p, ("138", "159", "186", "177"), 8, off[1]),
+            lit(b'","tower_id":"T', n), signed(c["iy"], 6), lit(b"-", n), signed(c["ix"], 6),
+            lit(b'","lat":', n), decimal(c["lat"], 5, 3), lit(b',"lng":', n), decimal(c["lng"], 5, 3),
+            lit(b',"gender":"', n), self.genders[pop.reg_gender[p]],
+            lit(b'","birth_year":', n), digits(year - pop.reg_age[p], 5),
+            lit(b',"origin":"', n), self.origins[pop.origin[p]], lit(b'"}', n),
+        ], axis=1)  # fmt: skip
+
+    def _payment(self, c: Cols, n: int) -> U8:
+        pop, p = self.world.pop, c["person"]
+        local = (c["merchant"] < 0)[:, None]
+        named = self.merchant_ids[np.maximum(c["merchant"], 0)]
+        shop = np.concatenate([lit(b"LOC-", n), signed(c["iy"], 6), lit(b"-", n), signed(c["ix"], 6),
+                               lit(b"-", n), self.cat3[c["cat"]]], axis=1)  # fmt: skip
+        return np.concatenate([
+            *self._head(b"payment", c, n),
+            lit(b',"account":"6217', n), ident(p, ("",), 12, pop.id_offsets[2]),
+            lit(b'","merchant_id":"', n), np.where(local, 0, named), np.where(local, shop, 0),
+            lit(b'","category":"', n), self.cats[c["cat"]],
+            lit(b'","amount_cny":', n), decimal(c["amount"], 2, 8),
+            lit(b',"lat":', n), decimal(c["lat"], 5, 3), lit(b',"lng":', n), decimal(c["lng"], 5, 3),
+            lit(b',"origin":"', n), self.origins[pop.origin[p]], lit(b'"}', n),
+        ], axis=1)  # fmt: skip
+
+    def _transit(self, c: Cols, n: int) -> U8:
+        stop = c["stop"]
+        grid = (stop < 0)[:, None]
+        iy, ix = self.world.stops.grid_iy_ix(np.minimum(stop, -1))
+        local = np.concatenate([lit(b"BUS-", n), signed(iy, 6), lit(b"-", n), signed(ix, 6)], axis=1)
+        shuttle = np.where(c["shuttle"][:, None], lit(b"-shuttle", n), 0)
+        return np.concatenate([
+            *self._head(b"transit", c, n),
+            lit(b',"card":"SZT', n), ident(c["person"], ("",), 9, self.world.pop.id_offsets[3]),
+            lit(b'","tap":"', n), self.taps[c["tap"]],
+            lit(b'","station_id":"', n), np.where(grid, 0, self.station_ids[np.maximum(stop, 0)]),
+            np.where(grid, local, 0), shuttle,
+            lit(b'","line":"', n), self.line_names[c["line"]], lit(b'","mode":"', n), self.modes[c["mode"]],
+            lit(b'","lat":', n), decimal(c["lat"], 5, 3), lit(b',"lng":', n), decimal(c["lng"], 5, 3),
+            lit(b"}", n),
+        ], axis=1)  # fmt: skip
+
+
+__all__ = ["MASK64", "Encoder"]
