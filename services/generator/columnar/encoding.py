@@ -24,34 +24,50 @@ U8 = np.ndarray[Any, np.dtype[np.uint8]]
 Cols = dict[str, np.ndarray[Any, Any]]
 CHUNK_ROWS = 1 << 16  # rows encoded at a time: bounds the padded matrix to a few MB
 MASK48 = np.uint64((1 << 48) - 1)
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 def lit(text: bytes, n: int) -> U8:
     return np.broadcast_to(np.frombuffer(text, dtype=np.uint8), (n, len(text)))
 
 
-def vocab(words: list[str] | tuple[str, ...]) -> U8:
-    """Words as rows of a NUL-padded matrix (gather rows with codes)."""
-    width = max([len(w.encode()) for w in words] + [1])
-    out = np.zeros((max(len(words), 1), width), dtype=np.uint8)
-    for i, w in enumerate(words):
-        b = w.encode()
-        out[i, : len(b)] = np.frombuffer(b, dtype=np.uint8)
-    return out
+def table(rows: list[bytes]) -> np.ndarray[Any, Any]:
+    """Byte strings of one length as a 1-D array of opaque items: gathering whole items is a memcpy
+    each, many times faster than gathering rows of a 2-D uint8 matrix."""
+    width = max([len(r) for r in rows] + [1])
+    padded = b"".join(r.ljust(width, b"\0") for r in rows) or b"\0" * width
+    return np.frombuffer(padded, dtype=f"V{width}")
+
+
+def vocab(words: list[str] | tuple[str, ...]) -> np.ndarray[Any, Any]:
+    """Words as a `table` (gather them with codes and `take`)."""
+    return table([w.encode() for w in words])
+
+
+def take(items: np.ndarray[Any, Any], codes: np.ndarray[Any, Any]) -> U8:
+    """Rows of a `table` as a (len(codes), width) uint8 matrix."""
+    return items[codes].view(np.uint8).reshape(len(codes), items.dtype.itemsize)
+
+
+_DIGITS4 = table([f"{i:04d}".encode() for i in range(10_000)])  # 0000..9999
+_HEX2 = table([f"{i:02x}".encode() for i in range(256)])  # 00..ff
+_YEAR_START_MS = np.arange("1970", "2200", dtype="datetime64[Y]").astype("datetime64[ms]").astype(np.int64)
+_POW10 = np.array([10**k for k in range(1, 19)], dtype=np.int64)
 
 
 def digits(values: I64, width: int, *, zeros: bool = False) -> U8:
-    """Decimal digits of non-negative ints, right-aligned; leading zeros become NUL unless `zeros`."""
-    out = np.empty((len(values), width), dtype=np.uint8)
+    """Decimal digits of non-negative ints, right-aligned; leading zeros become NUL unless `zeros`.
+    Four digits per table lookup: a divmod per digit would cost more than all the rest of a row."""
+    groups = -(-width // 4)
+    out = np.empty((len(values), groups), dtype="V4")
     v = values.astype(np.int64)
-    for i in range(width - 1, -1, -1):
-        v, d = np.divmod(v, 10)
-        out[:, i] = 48 + d
+    for g in range(groups - 1, -1, -1):
+        v, rest = np.divmod(v, 10_000)
+        out[:, g] = _DIGITS4[rest]
+    matrix = out.view(np.uint8).reshape(len(values), groups * 4)[:, groups * 4 - width :]
     if not zeros:
-        n_digits = 1 + sum((values >= 10**k).astype(np.int64) for k in range(1, width))
-        out[np.arange(width)[None, :] < (width - n_digits)[:, None]] = 0
-    return out
+        n_digits = 1 + np.searchsorted(_POW10, values, side="right")
+        matrix[np.arange(width)[None, :] < (width - n_digits)[:, None]] = 0
+    return matrix
 
 
 def signed(values: I64, width: int) -> U8:
@@ -65,8 +81,9 @@ def decimal(values: np.ndarray[Any, Any], places: int, int_width: int) -> U8:
     whole, frac = np.divmod(scaled, 10**places)
     sign = np.where(values < 0, ord("-"), 0).astype(np.uint8)[:, None]
     frac_d = digits(frac, places, zeros=True)
-    for i in range(1, places):  # a fractional digit followed by zeros only is dropped with them
-        frac_d[frac % 10 ** (places - i) == 0, i] = 0
+    # fractional digits followed by zeros only are dropped with them, but the first is always kept
+    zeros_after = sum((frac % 10**k == 0).astype(np.int64) for k in range(1, places))
+    frac_d[np.arange(places)[None, :] >= (places - zeros_after)[:, None]] = 0
     return np.concatenate([sign, digits(whole, int_width), lit(b".", len(values)), frac_d], axis=1)
 
 
@@ -75,14 +92,15 @@ def ident(person: I64, prefixes: tuple[str, ...], width: int, offset: int) -> U8
     persons share one, behind a prefix that cycles with the index."""
     number = (person * 7919 + offset) % 10**width
     return np.concatenate(
-        [vocab(prefixes)[person % len(prefixes)], digits(number, width, zeros=True)], axis=1
+        [take(vocab(prefixes), person % len(prefixes)), digits(number, width, zeros=True)], axis=1
     )
 
 
 def compact(matrix: U8) -> tuple[U8, I64]:
-    """The rows with their NULs dropped, and each row's end offset in the result."""
-    keep = matrix != 0
-    return matrix[keep], np.cumsum(np.count_nonzero(keep, axis=1))
+    """The rows (each ending in a newline, which JSON text never holds) with their NULs dropped, and
+    each row's end offset in the result."""
+    data = matrix[matrix != 0]
+    return data, np.flatnonzero(data == 10) + 1
 
 
 class Encoder:
@@ -107,25 +125,26 @@ class Encoder:
         right = ((ts & np.uint64((1 << 26) - 1)) << np.uint64(11)) | seq.astype(np.uint64)
         for key in self.id_keys:
             left, right = right, left ^ (mix64(right ^ key) & MASK48)
-        both = np.stack([left, right], axis=1)
-        shifts = np.arange(44, -4, -4, dtype=np.uint64)
-        nibbles = (both[:, :, None] >> shifts[None, None, :]) & np.uint64(15)
-        return _HEX[nibbles.reshape(len(person), 24).astype(np.int64)]
+        both = np.stack([left, right], axis=1).astype(">u8")  # big-endian: the high byte first
+        low6 = both.view(np.uint8).reshape(len(person), 2, 8)[:, :, 2:]  # the 48 bits of each half
+        return take(_HEX2, low6.reshape(-1)).reshape(len(person), 24)
 
     def rows(self, kind: str, cols: Cols, sep: bytes) -> tuple[U8, I64]:
-        """(bytes, end offsets) of the events' JSON objects, each followed by `sep`."""
+        """(bytes, end offsets) of the events' JSON objects, each followed by the one-byte `sep`."""
         n = len(cols["ts_ms"]) if cols else 0
         datas, ends, done = [], [], 0
         for lo in range(0, n, CHUNK_ROWS):
             part = {k: v[lo : lo + CHUNK_ROWS] for k, v in cols.items()}
-            matrix = getattr(self, f"_{kind}")(part, len(part["ts_ms"]))
-            data, end = compact(np.concatenate([matrix, lit(sep, len(part["ts_ms"]))], axis=1))
+            data, end = compact(getattr(self, f"_{kind}")(part, len(part["ts_ms"])))
             datas.append(data)
             ends.append(end + done)
             done += len(data)
         if not datas:
             return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
-        return np.concatenate(datas), np.concatenate(ends)
+        data, end = np.concatenate(datas), np.concatenate(ends)
+        if sep != b"\n":
+            data[end - 1] = ord(sep)
+        return data, end
 
     def lines(self, kind: str, cols: Cols) -> bytes:
         return self.rows(kind, cols, b"\n")[0].tobytes()
@@ -144,55 +163,55 @@ class Encoder:
         return [
             lit(b'{"kind":"' + kind + b'","v":1,"event_id":"', n),
             self.event_ids(cols["person"], cols["ts_ms"], cols["seq"]),
-            lit(b'","ts_ms":', n), digits(cols["ts_ms"], 15),
+            lit(b'","ts_ms":', n), digits(cols["ts_ms"], 13 if cols["ts_ms"].max() < 10**13 else 15),
         ]  # fmt: skip
 
     def _sim(self, c: Cols, n: int) -> U8:
         pop, p = self.world.pop, c["person"]
         off = pop.id_offsets
-        year = c["ts_ms"].astype("datetime64[ms]").astype("datetime64[Y]").astype(np.int64) + 1970
+        year = 1970 + np.searchsorted(_YEAR_START_MS, c["ts_ms"], side="right") - 1
         return np.concatenate([
             *self._head(b"sim", c, n),
             lit(b',"imsi":"460', n), ident(p, ("00", "01", "11"), 10, off[0]),
             lit(b'","msisdn":"86', n), ident(p, ("138", "159", "186", "177"), 8, off[1]),
-            lit(b'","tower_id":"T', n), signed(c["iy"], 6), lit(b"-", n), signed(c["ix"], 6),
+            lit(b'","tower_id":"T', n), signed(c["iy"], 5), lit(b"-", n), signed(c["ix"], 5),
             lit(b'","lat":', n), decimal(c["lat"], 5, 3), lit(b',"lng":', n), decimal(c["lng"], 5, 3),
-            lit(b',"gender":"', n), self.genders[pop.reg_gender[p]],
-            lit(b'","birth_year":', n), digits(year - pop.reg_age[p], 5),
-            lit(b',"origin":"', n), self.origins[pop.origin[p]], lit(b'"}', n),
+            lit(b',"gender":"', n), take(self.genders, pop.reg_gender[p]),
+            lit(b'","birth_year":', n), digits(year - pop.reg_age[p], 4),
+            lit(b',"origin":"', n), take(self.origins, pop.origin[p]), lit(b'"}\n', n),
         ], axis=1)  # fmt: skip
 
     def _payment(self, c: Cols, n: int) -> U8:
         pop, p = self.world.pop, c["person"]
         local = (c["merchant"] < 0)[:, None]
-        named = self.merchant_ids[np.maximum(c["merchant"], 0)]
-        shop = np.concatenate([lit(b"LOC-", n), signed(c["iy"], 6), lit(b"-", n), signed(c["ix"], 6),
-                               lit(b"-", n), self.cat3[c["cat"]]], axis=1)  # fmt: skip
+        named = take(self.merchant_ids, np.maximum(c["merchant"], 0))
+        shop = np.concatenate([lit(b"LOC-", n), signed(c["iy"], 5), lit(b"-", n), signed(c["ix"], 5),
+                               lit(b"-", n), take(self.cat3, c["cat"])], axis=1)  # fmt: skip
         return np.concatenate([
             *self._head(b"payment", c, n),
             lit(b',"account":"6217', n), ident(p, ("",), 12, pop.id_offsets[2]),
             lit(b'","merchant_id":"', n), np.where(local, 0, named), np.where(local, shop, 0),
-            lit(b'","category":"', n), self.cats[c["cat"]],
-            lit(b'","amount_cny":', n), decimal(c["amount"], 2, 8),
+            lit(b'","category":"', n), take(self.cats, c["cat"]),
+            lit(b'","amount_cny":', n), decimal(c["amount"], 2, 6),
             lit(b',"lat":', n), decimal(c["lat"], 5, 3), lit(b',"lng":', n), decimal(c["lng"], 5, 3),
-            lit(b',"origin":"', n), self.origins[pop.origin[p]], lit(b'"}', n),
+            lit(b',"origin":"', n), take(self.origins, pop.origin[p]), lit(b'"}\n', n),
         ], axis=1)  # fmt: skip
 
     def _transit(self, c: Cols, n: int) -> U8:
         stop = c["stop"]
         grid = (stop < 0)[:, None]
         iy, ix = self.world.stops.grid_iy_ix(np.minimum(stop, -1))
-        local = np.concatenate([lit(b"BUS-", n), signed(iy, 6), lit(b"-", n), signed(ix, 6)], axis=1)
+        local = np.concatenate([lit(b"BUS-", n), signed(iy, 5), lit(b"-", n), signed(ix, 5)], axis=1)
         shuttle = np.where(c["shuttle"][:, None], lit(b"-shuttle", n), 0)
         return np.concatenate([
             *self._head(b"transit", c, n),
             lit(b',"card":"SZT', n), ident(c["person"], ("",), 9, self.world.pop.id_offsets[3]),
-            lit(b'","tap":"', n), self.taps[c["tap"]],
-            lit(b'","station_id":"', n), np.where(grid, 0, self.station_ids[np.maximum(stop, 0)]),
+            lit(b'","tap":"', n), take(self.taps, c["tap"]),
+            lit(b'","station_id":"', n), np.where(grid, 0, take(self.station_ids, np.maximum(stop, 0))),
             np.where(grid, local, 0), shuttle,
-            lit(b'","line":"', n), self.line_names[c["line"]], lit(b'","mode":"', n), self.modes[c["mode"]],
+            lit(b'","line":"', n), take(self.line_names, c["line"]), lit(b'","mode":"', n), take(self.modes, c["mode"]),
             lit(b'","lat":', n), decimal(c["lat"], 5, 3), lit(b',"lng":', n), decimal(c["lng"], 5, 3),
-            lit(b"}", n),
+            lit(b"}\n", n),
         ], axis=1)  # fmt: skip
 
 
