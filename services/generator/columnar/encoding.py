@@ -149,6 +149,29 @@ class Encoder:
     def lines(self, kind: str, cols: Cols) -> bytes:
         return self.rows(kind, cols, b"\n")[0].tobytes()
 
+    def merged_lines(self, piece: Any, limit: int | None = None) -> tuple[bytes, int]:
+        """JSON lines of a slice's events of every kind in (ts_ms, person, seq) order, as a fixture
+        holds them; at most `limit` events. Returns (bytes, events)."""
+        datas, starts, lengths, keys, done = [], [], [], [], 0
+        for kind, cols in piece.cols.items():
+            if not cols:
+                continue
+            data, end = self.rows(kind, cols, b"\n")
+            begin = np.concatenate([[0], end[:-1]])
+            datas.append(data)
+            starts.append(begin + done)
+            lengths.append(end - begin)
+            keys.append(((cols["ts_ms"] - piece.lo_ms) << 38) | (cols["person"] << 11) | cols["seq"])
+            done += len(data)
+        if not datas:
+            return b"", 0
+        order = np.argsort(np.concatenate(keys), kind="stable")[:limit]
+        start, length = np.concatenate(starts)[order], np.concatenate(lengths)[order]
+        # byte i of the output comes from start[row] + (i - where the row begins in the output)
+        out_begin = np.cumsum(length) - length
+        index = np.repeat(start - out_begin, length) + np.arange(int(length.sum()))
+        return np.concatenate(datas)[index].tobytes(), len(order)
+
     def arrays(self, kind: str, cols: Cols, batch: int) -> list[bytes]:
         """JSON arrays of up to `batch` events: one Kafka record each."""
         data, ends = self.rows(kind, cols, b",")
@@ -209,7 +232,8 @@ class Encoder:
             lit(b'","tap":"', n), take(self.taps, c["tap"]),
             lit(b'","station_id":"', n), np.where(grid, 0, take(self.station_ids, np.maximum(stop, 0))),
             np.where(grid, local, 0), shuttle,
-            lit(b'","line":"', n), take(self.line_names, c["line"]), lit(b'","mode":"', n), take(self.modes, c["mode"]),
+            lit(b'","line":"', n), take(self.line_names, c["line"]),
+            lit(b'","mode":"', n), take(self.modes, c["mode"]),
             lit(b'","lat":', n), decimal(c["lat"], 5, 3), lit(b',"lng":', n), decimal(c["lng"], 5, 3),
             lit(b"}\n", n),
         ], axis=1)  # fmt: skip
