@@ -91,6 +91,7 @@ async def pump_engine(
     *,
     batch_events: int = 500,
     max_events: int = 0,
+    max_wall_s: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> RunReport:
@@ -117,6 +118,8 @@ async def pump_engine(
                 progress(report.events, piece.hi_ms)
             if max_events and report.events >= max_events:
                 break
+            if max_wall_s is not None and time.monotonic() - clock.t0 >= max_wall_s:
+                break  # benchmarks: a wall-clock budget, checked once per slice
         await sink.flush()
     finally:
         await sink.stop()

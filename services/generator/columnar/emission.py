@@ -8,7 +8,7 @@ TRIP_SEQ + 64 * (trip + 8 * day parity) + step a trip's events (0 leaving, 1 tap
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from services.generator.columnar.world import MIN_MS, World
 Cols = dict[str, np.ndarray[Any, Any]]
 TRIP_SEQ = 32
 KINDS = ("sim", "payment", "transit")
+MAX_CHUNKS = 12  # chunks of active trips kept apart before they are joined (and ended trips dropped)
 
 
 @dataclass
@@ -34,16 +35,37 @@ class Slice:
 
     def count(self, kind: str | None = None) -> int:
         kinds = [kind] if kind else list(self.cols)
-        return sum(len(self.cols[k]["ts_ms"]) for k in kinds if k in self.cols)
+        return sum(len(self.cols[k]["ts_ms"]) for k in kinds if self.cols.get(k))
+
+
+@dataclass
+class _Trips:
+    """Trips with events still to come, and their details: computed once, when a trip starts, and
+    carried from slice to slice (a trip spans tens of one-minute slices)."""
+
+    person: I64
+    seq0: I64  # the seq of the trip's first event
+    det: TripDetail
+
+    def subset(self, keep: np.ndarray[Any, Any]) -> _Trips:
+        det = TripDetail(*(getattr(self.det, f.name)[keep] for f in fields(TripDetail)))
+        return _Trips(self.person[keep], self.seq0[keep], det)
+
+    @staticmethod
+    def join(parts: list[_Trips]) -> _Trips:
+        det = TripDetail(
+            *(np.concatenate([getattr(p.det, f.name) for p in parts]) for f in fields(TripDetail))
+        )
+        return _Trips(np.concatenate([p.person for p in parts]), np.concatenate([p.seq0 for p in parts]), det)
 
 
 @dataclass
 class _Cursor:
-    """Trips that may still have events: those departed before hi_ms and not yet arrived."""
+    """Where a run stands in a plan: trips departed before hi_ms that may still have events."""
 
     hi_ms: int
-    active: I64
     next_row: int
+    chunks: list[_Trips]  # one per slice they started in: joined only now and then, copies cost
 
 
 class _Parts:
@@ -82,8 +104,10 @@ class Emitter:
         for plan, spilled in ((spill, True), (today, False)):
             if plan is None:
                 continue
-            self._trips(parts, lo_ms, hi_ms, plan, self._active(lo_ms, hi_ms, plan, spilled))
-            rows = np.arange(*np.searchsorted(plan.p_ts, [lo_ms - plan.base_ms, hi_ms - plan.base_ms]))
+            for trips in self._active(lo_ms, hi_ms, plan, spilled):
+                self._trips(parts, lo_ms, hi_ms, trips)
+            span = np.array([lo_ms - plan.base_ms, hi_ms - plan.base_ms], dtype=plan.p_ts.dtype)
+            rows = np.arange(*np.searchsorted(plan.p_ts, span))  # same dtypes: no copy of the column
             if len(rows):
                 parts.add("payment", **resolve_payments(self.world, plan, rows))
         out = Slice(lo_ms, hi_ms)
@@ -108,29 +132,37 @@ class Emitter:
             shuttle_line = stops.shuttle_base + stops.lines.index(outage.line)
             cols["line"] = np.where(cols["shuttle"], shuttle_line, cols["line"])
 
-    def _active(self, lo_ms: int, hi_ms: int, plan: DayPlan, spilled: bool) -> I64:
-        """Rows of trips with events possibly in [lo, hi); kept across consecutive slices."""
+    def _active(self, lo_ms: int, hi_ms: int, plan: DayPlan, spilled: bool) -> list[_Trips]:
+        """Trips with events possibly in [lo, hi): those carried from the previous slice, and those
+        departing in this one. A run that starts anew (or skips) finds them with one scan."""
         key = (plan.day, spilled)
         cur = self.cursors.get(key)
-        end_rel = plan.t_arr.astype(np.int64) + MIN_MS  # the arrival update comes within a minute
         if cur is None or cur.hi_ms != lo_ms:
             lo_rel = lo_ms - plan.base_ms
-            first = int(np.searchsorted(plan.t_dep, lo_rel))
-            active = np.flatnonzero(end_rel[:first] > lo_rel)
-            cur = _Cursor(lo_ms, active, first)
-        last = int(np.searchsorted(plan.t_dep, hi_ms - plan.base_ms))
-        rows = np.concatenate([cur.active, np.arange(cur.next_row, last)])
+            first = int(np.searchsorted(plan.t_dep, np.int32(lo_rel)))
+            ended = (
+                plan.t_arr[:first].astype(np.int64) + MIN_MS <= lo_rel
+            )  # the arrival update is within a minute
+            cur = _Cursor(lo_ms, first, [self._details(plan, np.flatnonzero(~ended))])
+        last = int(np.searchsorted(plan.t_dep, np.int32(hi_ms - plan.base_ms)))
+        chunks = [*cur.chunks, self._details(plan, np.arange(cur.next_row, last))]
+        going = [c for c in chunks if len(c.person) and c.det.sim_arr_ms.max() >= hi_ms]
+        if len(going) > MAX_CHUNKS:
+            joined = _Trips.join(going)
+            going = [joined.subset(joined.det.sim_arr_ms >= hi_ms)]
         self.cursors = {k: v for k, v in self.cursors.items() if k[0] >= plan.day - 1}
-        self.cursors[key] = _Cursor(hi_ms, rows[end_rel[rows] > hi_ms - plan.base_ms], last)
-        return rows
+        self.cursors[key] = _Cursor(hi_ms, last, going)
+        return chunks
 
-    def _trips(self, parts: _Parts, lo_ms: int, hi_ms: int, plan: DayPlan, rows: I64) -> None:
-        if not len(rows):
-            return
+    def _details(self, plan: DayPlan, rows: I64) -> _Trips:
         cols = plan.trips(rows)
-        det = trip_details(self.world, cols, plan.day)
         seq0 = TRIP_SEQ + 64 * (cols.seq + 8 * (plan.day % 2))
-        person = cols.person
+        return _Trips(cols.person, seq0, trip_details(self.world, cols, plan.day))
+
+    def _trips(self, parts: _Parts, lo_ms: int, hi_ms: int, trips: _Trips) -> None:
+        if not len(trips.person):
+            return
+        det, seq0, person = trips.det, trips.seq0, trips.person
 
         def within(ts: I64) -> np.ndarray[Any, Any]:
             return (ts >= lo_ms) & (ts < hi_ms)
