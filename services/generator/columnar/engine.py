@@ -10,6 +10,8 @@ gives exactly the events of the same span of a longer run (every draw is keyed b
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 from collections.abc import Iterator
 
 import msgspec
@@ -29,6 +31,13 @@ SPILL_MS = 6 * HOUR_MS  # yesterday's late trips end before this hour; later eve
 _DECODE = msgspec.json.Decoder(list[RawEvent])
 
 
+def release_free_memory() -> None:
+    """Give the memory freed while building a plan back to the system (glibc keeps freed blocks
+    below its mmap threshold in the heap, a few GB for a megacity's plan); elsewhere a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def census(city: City) -> int:
     """The persons a run simulates by default: the districts' residents times the operator's share."""
     return round(sum(d.population for d in city.districts) * city.operator_share)
@@ -46,6 +55,7 @@ class Engine:
         if day not in self._plans:
             self._plans = {d: p for d, p in self._plans.items() if d == day - 1}
             self._plans[day] = plan_day(self.world, day)
+            release_free_memory()
         return self._plans[day]
 
     def spill(self, day: int) -> DayPlan:

@@ -188,16 +188,23 @@ def _attend(d: _Day, every: npt.NDArray[np.bool_]) -> None:
     d.go(every, end + d.ints_ms(0, 35), np.full(len(d.person), HOME), crowd=True)
 
 
+TRIP_COLUMNS = {"person": np.int32, "seq": np.uint8, "dep": np.int32, "arr": np.int32, "origin": np.int32,
+                "dest": np.int32, "crowd": np.bool_}  # fmt: skip
+PAY_COLUMNS = {"ts": np.int32, "person": np.int32, "seq": np.uint8, "where": np.int16, "cat": np.uint8,
+               "style": np.uint8}  # fmt: skip
+Parts = dict[str, list[np.ndarray]]
+
+
 def plan_day(world: World, day: int) -> DayPlan:
     """Every person's plan for a local day, built in blocks of persons."""
-    trips: list[tuple] = []
-    pays: list[tuple] = []
+    trips: Parts = {k: [] for k in TRIP_COLUMNS}
+    pays: Parts = {k: [] for k in PAY_COLUMNS}
     for lo in range(0, world.n, BLOCK):
         _plan_block(world, day, np.arange(lo, min(world.n, lo + BLOCK), dtype=np.int64), trips, pays)
     return assemble(world, day, trips, pays)
 
 
-def _plan_block(world: World, day: int, person: I64, trips: list[tuple], pays: list[tuple]) -> None:
+def _plan_block(world: World, day: int, person: I64, trips: Parts, pays: Parts) -> None:
     pop, weekend = world.pop, weekday_of(day) >= 5
     role = pop.role[person]
     commuter = np.isin(role, (WORKER, PUPIL, STUDENT, VISITOR)) & ~np.isnan(pop.anchor_lat[person])
@@ -206,6 +213,7 @@ def _plan_block(world: World, day: int, person: I64, trips: list[tuple], pays: l
     stadium = world.scenarios.stadium
     groups = [(commuter, lambda d: _commute(d, weekend)), (tourist, _tourist),
               (~commuter & ~tourist, lambda d: _errands(d, weekend))]  # fmt: skip
+    base = world.base_ms(day)
     for mask, template in groups:
         sub = person[mask]
         if not len(sub):
@@ -213,35 +221,46 @@ def _plan_block(world: World, day: int, person: I64, trips: list[tuple], pays: l
         crowd = world.attends[sub]
         cutoff = np.full(len(sub), NEVER, dtype=np.int64)
         if stadium is not None and world.venue is not None and crowd.any():
-            kickoff = world.base_ms(day) + clock_ms(stadium.start)
+            kickoff = base + clock_ms(stadium.start)
             early = Draws(world.seed, day).integers(sub, S_LEAVE, 40, 150) * MIN_MS
             cutoff = np.where(crowd, kickoff - early, NEVER)
         d = _Day(world, day, sub, cutoff)
         template(d)
         if crowd.any():
             _attend(d, crowd)
-        trips += d.trips
-        pays += d.pays
+        # stored at once in the plan's dtypes (times relative to midnight): a day's parts are most of
+        # the memory a megacity's plan needs while it is built
+        for person_, seq, dep, arr, origin, dest, crowd_ in d.trips:
+            values = (person_, seq, dep - base, arr - base, origin, dest, crowd_)
+            for (name, dtype), v in zip(TRIP_COLUMNS.items(), values, strict=True):
+                trips[name].append(np.broadcast_to(np.asarray(v, dtype=dtype), person_.shape))
+        for payer, slot, ts, where, cat, style in d.pays:
+            for (name, dtype), v in zip(
+                PAY_COLUMNS.items(), (ts - base, payer, slot, where, cat, style), strict=True
+            ):
+                pays[name].append(np.broadcast_to(np.asarray(v, dtype=dtype), payer.shape))
 
 
-def assemble(world: World, day: int, trips: list[tuple], pays: list[tuple]) -> DayPlan:
-    """Flat columns: trips ordered by departure, payments by time, and trips grouped by person."""
-    base = world.base_ms(day)
+def assemble(world: World, day: int, trips: Parts, pays: Parts) -> DayPlan:
+    """Flat columns: trips ordered by departure, payments by time, and trips grouped by person. One
+    column at a time, its parts dropped as soon as it is joined, to keep the peak memory low."""
 
-    def cat(parts: list[tuple], i: int, dtype: type, shift: int = 0) -> np.ndarray:
-        cols = [np.broadcast_to(np.asarray(p[i]), p[0].shape) for p in parts]
-        return (np.concatenate(cols) - shift).astype(dtype) if cols else np.zeros(0, dtype=dtype)
+    def column(parts: Parts, name: str, dtype: type, order: np.ndarray | None) -> np.ndarray:
+        joined = np.concatenate(parts.pop(name)) if parts[name] else np.zeros(0, dtype=dtype)
+        return joined if order is None else joined[order]
 
-    t = [cat(trips, 0, np.int32), cat(trips, 1, np.uint8), cat(trips, 2, np.int32, base),
-         cat(trips, 3, np.int32, base), cat(trips, 4, np.int32), cat(trips, 5, np.int32),
-         cat(trips, 6, np.bool_)]  # fmt: skip
-    order = np.argsort(t[2], kind="stable")
-    t = [col[order] for col in t]
-    p = [cat(pays, 2, np.int32, base), cat(pays, 0, np.int32), cat(pays, 1, np.uint8),
-         cat(pays, 3, np.int16), cat(pays, 4, np.uint8), cat(pays, 5, np.uint8)]  # fmt: skip
-    order = np.argsort(p[0], kind="stable")
-    p = [col[order] for col in p]
-    return _plan_of(world, day, base, t, p)
+    dep = column(trips, "dep", np.int32, None)
+    order = np.argsort(dep, kind="stable")
+    t = [
+        dep[order] if name == "dep" else column(trips, name, dtype, order)
+        for name, dtype in TRIP_COLUMNS.items()
+    ]
+    ts = column(pays, "ts", np.int32, None)
+    order = np.argsort(ts, kind="stable")
+    p = [
+        ts[order] if name == "ts" else column(pays, name, dtype, order) for name, dtype in PAY_COLUMNS.items()
+    ]
+    return _plan_of(world, day, world.base_ms(day), t, p)
 
 
 def _plan_of(world: World, day: int, base_ms: int, t: list[np.ndarray], p: list[np.ndarray]) -> DayPlan:
