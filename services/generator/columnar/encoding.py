@@ -99,8 +99,9 @@ def ident(person: I64, prefixes: tuple[str, ...], width: int, offset: int) -> U8
 
 def compact(matrix: U8) -> tuple[U8, I64]:
     """The rows (each ending in a newline, which JSON text never holds) with their NULs dropped, and
-    each row's end offset in the result."""
-    data = matrix[matrix != 0]
+    each row's end offset in the result. bytes.translate deletes the NULs about twice as fast as a
+    boolean mask over the matrix."""
+    data = np.frombuffer(matrix.tobytes().translate(None, b"\0"), dtype=np.uint8)
     return data, np.flatnonzero(data == 10) + 1
 
 
@@ -183,11 +184,10 @@ class Encoder:
         no record is put together from two of them."""
         out = []
         for data, ends in self.chunks(kind, cols, batch * max(1, CHUNK_ROWS // batch)):
-            data[ends - 1] = ord(",")
             for lo in range(0, len(ends), batch):
                 start = int(ends[lo - 1]) if lo else 0
                 stop = int(ends[min(lo + batch, len(ends)) - 1])
-                out.append(b"[" + data[start : stop - 1].tobytes() + b"]")
+                out.append(b"[" + data[start : stop - 1].tobytes().replace(b"\n", b",") + b"]")
         return out
 
     def _head(self, kind: bytes, cols: Cols, n: int) -> list[U8]:
