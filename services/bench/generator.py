@@ -168,7 +168,8 @@ def write_generator_result(out: Path, result: dict[str, Any], say: Callable[[str
         run = ours[mode]
         say(
             f"{mode:>8}: ours {run['events_per_s']:>11,.0f} events/s "
-            f"({run['events_per_cpu_s']:,.0f} per CPU s; {ours['persons']:,} persons) | target 1,000,000: x{r[mode + '_vs_target']:.2f} | "
+            f"({run['events_per_cpu_s']:,.0f} per CPU s; {ours['persons']:,} persons) | "
+            f"target 1,000,000: x{r[mode + '_vs_target']:.2f} | "
             f"peer {peer[mode]['events_per_s']:,.0f} ({peer['persons']:,} persons): "
             f"x{r[mode + '_vs_peer']:.1f} (same size: x{r[mode + '_same_size_vs_peer']:.1f})"
         )
