@@ -33,6 +33,9 @@ def test_records_are_what_msgspec_writes_for_the_same_events(engine: Engine) -> 
             lines = engine.encoder.lines(kind, cols).splitlines()
             events = [msgspec.json.decode(line, type=RawEvent) for line in lines]
             assert [encode(e) for e in events] == lines
+            assert [(e.ts_ms, e.lat, e.lng) for e in events] == list(
+                zip(cols["ts_ms"].tolist(), cols["lat"].tolist(), cols["lng"].tolist(), strict=True)
+            )
             for record in engine.encoder.arrays(kind, cols, 7):
                 assert len(decode_raw_many(record)) <= 7
 

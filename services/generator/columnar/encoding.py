@@ -10,12 +10,14 @@ nowhere else become strings.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from services.generator.columnar.grid import I64
+from cityscreen.city import BBox
+from services.generator.columnar.grid import I64, TOWER_DEG, snap
 from services.generator.columnar.places import CATEGORIES
 from services.generator.columnar.population import ORIGINS
 from services.generator.columnar.rand import MASK64, key_of, mix64
@@ -105,6 +107,47 @@ def compact(matrix: U8) -> tuple[U8, I64]:
     return data, np.flatnonzero(data == 10) + 1
 
 
+def _ts_digits(ts_ms: I64) -> U8:
+    """Times of 2001-2286 have exactly 13 digits: no leading zeros to look for."""
+    if len(ts_ms) and ts_ms.min() >= 10**12 and ts_ms.max() < 10**13:
+        return digits(ts_ms, 13, zeros=True)
+    return digits(ts_ms, 15)
+
+
+class TowerFields:
+    """The `"tower_id":...,"lat":...,"lng":...` part of a SIM event, written once per tower of the
+    city's grid: nine in ten events are SIM updates, and a city has some ten thousand towers."""
+
+    MAX_TOWERS = 2_000_000
+
+    def __init__(self, box: BBox) -> None:
+        self.iy0, self.ix0 = math.ceil(box.min_lat / TOWER_DEG), math.ceil(box.min_lng / TOWER_DEG)
+        self.ny = math.floor(box.max_lat / TOWER_DEG) - self.iy0 + 1
+        self.nx = math.floor(box.max_lng / TOWER_DEG) - self.ix0 + 1
+        self.table: np.ndarray[Any, Any] | None = None
+        if self.ny * self.nx <= self.MAX_TOWERS:
+            iy, ix = np.divmod(np.arange(self.ny * self.nx), self.nx)
+            iy, ix, lat, lng = snap(
+                (iy + self.iy0) * TOWER_DEG, (ix + self.ix0) * TOWER_DEG, TOWER_DEG, TOWER_DEG, box
+            )
+            data, ends = compact(np.concatenate([self.write(iy, ix, lat, lng), lit(b"\n", len(iy))], axis=1))
+            rows = np.split(data, ends[:-1])
+            self.table = table([r.tobytes()[:-1] for r in rows])
+
+    @staticmethod
+    def write(iy: I64, ix: I64, lat: np.ndarray[Any, Any], lng: np.ndarray[Any, Any]) -> U8:
+        n = len(iy)
+        return np.concatenate([
+            lit(b'","tower_id":"T', n), signed(iy, 5), lit(b"-", n), signed(ix, 5),
+            lit(b'","lat":', n), decimal(lat, 5, 3), lit(b',"lng":', n), decimal(lng, 5, 3),
+        ], axis=1)  # fmt: skip
+
+    def fields(self, iy: I64, ix: I64, lat: np.ndarray[Any, Any], lng: np.ndarray[Any, Any]) -> U8:
+        if self.table is None:
+            return self.write(iy, ix, lat, lng)
+        return take(self.table, (iy - self.iy0) * self.nx + (ix - self.ix0))
+
+
 class Encoder:
     """Encodes slice columns as JSON lines (fixtures) or JSON arrays (Kafka records)."""
 
@@ -118,6 +161,7 @@ class Encoder:
         self.station_ids = vocab(world.stops.ids)
         self.line_names = vocab(world.stops.lines)
         self.modes, self.taps, self.genders = vocab(["metro", "bus"]), vocab(["in", "out"]), vocab(["F", "M"])
+        self.towers = TowerFields(world.city.bbox)
 
     def event_ids(self, person: I64, ts_ms: I64, seq: I64) -> U8:
         """24 hex digits: a keyed 4-round Feistel permutation of the 96-bit (person, ts_ms, seq), so ids
@@ -194,21 +238,20 @@ class Encoder:
         return [
             lit(b'{"kind":"' + kind + b'","v":1,"event_id":"', n),
             self.event_ids(cols["person"], cols["ts_ms"], cols["seq"]),
-            lit(b'","ts_ms":', n), digits(cols["ts_ms"], 13 if cols["ts_ms"].max() < 10**13 else 15),
+            lit(b'","ts_ms":', n), _ts_digits(cols["ts_ms"]),
         ]  # fmt: skip
 
     def _sim(self, c: Cols, n: int) -> U8:
         pop, p = self.world.pop, c["person"]
         off = pop.id_offsets
-        year = 1970 + np.searchsorted(_YEAR_START_MS, c["ts_ms"], side="right") - 1
+        born = 1970 + np.searchsorted(_YEAR_START_MS, c["ts_ms"], side="right") - 1 - pop.reg_age[p]
         return np.concatenate([
             *self._head(b"sim", c, n),
             lit(b',"imsi":"460', n), ident(p, ("00", "01", "11"), 10, off[0]),
             lit(b'","msisdn":"86', n), ident(p, ("138", "159", "186", "177"), 8, off[1]),
-            lit(b'","tower_id":"T', n), signed(c["iy"], 5), lit(b"-", n), signed(c["ix"], 5),
-            lit(b'","lat":', n), decimal(c["lat"], 5, 3), lit(b',"lng":', n), decimal(c["lng"], 5, 3),
+            self.towers.fields(c["iy"], c["ix"], c["lat"], c["lng"]),
             lit(b',"gender":"', n), take(self.genders, pop.reg_gender[p]),
-            lit(b'","birth_year":', n), digits(year - pop.reg_age[p], 4),
+            lit(b'","birth_year":', n), digits(born, 4, zeros=bool(born.min() >= 1000)),
             lit(b',"origin":"', n), take(self.origins, pop.origin[p]), lit(b'"}\n', n),
         ], axis=1)  # fmt: skip
 
