@@ -22,6 +22,7 @@ from services.generator.columnar.world import MIN_MS, World
 Cols = dict[str, np.ndarray[Any, Any]]
 TRIP_SEQ = 32
 KINDS = ("sim", "payment", "transit")
+DETAIL_ROWS = 1 << 20
 MAX_CHUNKS = 12  # chunks of active trips kept apart before they are joined (and ended trips dropped)
 
 
@@ -143,9 +144,9 @@ class Emitter:
             ended = (
                 plan.t_arr[:first].astype(np.int64) + MIN_MS <= lo_rel
             )  # the arrival update is within a minute
-            cur = _Cursor(lo_ms, first, [self._details(plan, np.flatnonzero(~ended))])
+            cur = _Cursor(lo_ms, first, self._details(plan, np.flatnonzero(~ended)))
         last = int(np.searchsorted(plan.t_dep, np.int32(hi_ms - plan.base_ms)))
-        chunks = [*cur.chunks, self._details(plan, np.arange(cur.next_row, last))]
+        chunks = [*cur.chunks, *self._details(plan, np.arange(cur.next_row, last))]
         going = [c for c in chunks if len(c.person) and c.det.sim_arr_ms.max() >= hi_ms]
         if len(going) > MAX_CHUNKS:
             joined = _Trips.join(going)
@@ -154,10 +155,15 @@ class Emitter:
         self.cursors[key] = _Cursor(hi_ms, last, going)
         return chunks
 
-    def _details(self, plan: DayPlan, rows: I64) -> _Trips:
-        cols = plan.trips(rows)
-        seq0 = TRIP_SEQ + 64 * (cols.seq + 8 * (plan.day % 2))
-        return _Trips(cols.person, seq0, trip_details(self.world, cols, plan.day))
+    def _details(self, plan: DayPlan, rows: I64) -> list[_Trips]:
+        """Details of trips, a million at a time: a megacity run that starts at 08:00 finds millions
+        under way, and the temporaries of one call are some forty arrays of its size."""
+        out = []
+        for lo in range(0, len(rows), DETAIL_ROWS):
+            cols = plan.trips(rows[lo : lo + DETAIL_ROWS])
+            seq0 = TRIP_SEQ + 64 * (cols.seq + 8 * (plan.day % 2))
+            out.append(_Trips(cols.person, seq0, trip_details(self.world, cols, plan.day)))
+        return out
 
     def _trips(self, parts: _Parts, lo_ms: int, hi_ms: int, trips: _Trips) -> None:
         if not len(trips.person):

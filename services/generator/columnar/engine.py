@@ -10,8 +10,6 @@ gives exactly the events of the same span of a longer run (every draw is keyed b
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 from collections.abc import Iterator
 
 import msgspec
@@ -21,7 +19,7 @@ from cityscreen.city import City
 from cityscreen.events import RawEvent
 from services.generator.columnar.emission import KINDS, Emitter, Slice
 from services.generator.columnar.encoding import Encoder
-from services.generator.columnar.plans import DayPlan, plan_day, spill_of
+from services.generator.columnar.plans import DayPlan, plan_day, release_free_memory, spill_of
 from services.generator.columnar.world import DAY_MS, HOUR_MS, MIN_MS, World, build_world
 from services.generator.scenarios import Scenarios
 
@@ -29,13 +27,6 @@ SLICE_MINUTES = (1, 2, 5, 10, 15, 30, 60)  # divisors of an hour: slices stay al
 SLICE_EVENTS = 1_000_000  # about this many events per slice at the busiest hours
 SPILL_MS = 6 * HOUR_MS  # yesterday's late trips end before this hour; later events of them are dropped
 _DECODE = msgspec.json.Decoder(list[RawEvent])
-
-
-def release_free_memory() -> None:
-    """Give the memory freed while building a plan back to the system (glibc keeps freed blocks
-    below its mmap threshold in the heap, a few GB for a megacity's plan); elsewhere a no-op."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def census(city: City) -> int:

@@ -9,6 +9,8 @@ group of persons, never a loop over persons.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,7 @@ AT, OUTING, LEISURE, VENUE = range(
     4
 )  # payment styles: at a place / in a cluster / as a tourist / at the match
 S_PLAN = 1_000  # draw streams of the plan: S_PLAN + k
-BLOCK = 1 << 20
+BLOCK = 1 << 19  # persons planned at a time: their temporaries are some 200 MB
 NEVER = 1 << 62  # the cutoff of persons who do not leave early
 S_LEAVE = S_PLAN + 999
 
@@ -201,7 +203,15 @@ def plan_day(world: World, day: int) -> DayPlan:
     pays: Parts = {k: [] for k in PAY_COLUMNS}
     for lo in range(0, world.n, BLOCK):
         _plan_block(world, day, np.arange(lo, min(world.n, lo + BLOCK), dtype=np.int64), trips, pays)
+    release_free_memory()  # the blocks' temporaries, before the columns are joined
     return assemble(world, day, trips, pays)
+
+
+def release_free_memory() -> None:
+    """Give freed memory back to the system: glibc keeps freed blocks below its mmap threshold in the
+    heap (a few GB while a megacity's plan is built); elsewhere a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _plan_block(world: World, day: int, person: I64, trips: Parts, pays: Parts) -> None:
