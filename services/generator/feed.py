@@ -105,12 +105,9 @@ async def pump_engine(
                 if not await _send_at_rate(engine, piece, sink, pace, clock, batch_events, report):
                     break
             elif sink.lines:
-                await clock.wait(piece.lo_ms, sink)
-                data, n = engine.encoder.merged_lines(
-                    piece, (max_events - report.events) if max_events else None
-                )
-                await sink.write_lines(data)
-                _count(report, piece, n)
+                limit = (max_events - report.events) if max_events else None
+                await _write_lines(engine, piece, sink, clock, batch_events, limit)
+                _count(report, piece, min(piece.count(), limit or piece.count()))
             else:
                 await _send_records(engine, piece, sink, clock, batch_events)
                 _count(report, piece, piece.count())
@@ -152,6 +149,20 @@ async def _send_records(engine: Engine, piece: Slice, sink: RecordSink, clock: _
         await sink.send_records(kind, [record])
 
 
+async def _write_lines(
+    engine: Engine, piece: Slice, sink: RecordSink, clock: _Clock, batch: int, limit: int | None
+) -> None:
+    """The slice as JSON lines in time order, `batch` lines at a time, each batch when it is due."""
+    data, ends, ts_ms = engine.encoder.merged_lines(piece, limit)
+    if not math.isfinite(clock.pace.speed):
+        await sink.write_lines(data.tobytes())
+        return
+    for lo in range(0, len(ends), batch):
+        await clock.wait(int(ts_ms[lo]), sink)
+        start = int(ends[lo - 1]) if lo else 0
+        await sink.write_lines(data[start : int(ends[min(lo + batch, len(ends)) - 1])].tobytes())
+
+
 async def _send_at_rate(
     engine: Engine, piece: Slice, sink: RecordSink, pace: Pace, clock: _Clock, batch: int, report: RunReport
 ) -> bool:
@@ -167,7 +178,10 @@ async def _send_at_rate(
                 await asyncio.sleep(due - time.monotonic())
             part = {k: v[lo : lo + batch].copy() for k, v in cols.items()}
             part["ts_ms"][:] = int(time.time() * 1000)  # the simulation gives content, not time
-            await sink.send_records(kind, engine.encoder.arrays(kind, part, batch))
+            if sink.lines:
+                await sink.write_lines(engine.encoder.lines(kind, part))
+            else:
+                await sink.send_records(kind, engine.encoder.arrays(kind, part, batch))
             report.events += len(part["ts_ms"])
             report.by_kind[kind] = report.by_kind.get(kind, 0) + len(part["ts_ms"])
     return True

@@ -200,10 +200,10 @@ class Encoder:
     def lines(self, kind: str, cols: Cols) -> bytes:
         return self.rows(kind, cols, b"\n")[0].tobytes()
 
-    def merged_lines(self, piece: Any, limit: int | None = None) -> tuple[bytes, int]:
+    def merged_lines(self, piece: Any, limit: int | None = None) -> tuple[U8, I64, I64]:
         """JSON lines of a slice's events of every kind in (ts_ms, person, seq) order, as a fixture
-        holds them; at most `limit` events. Returns (bytes, events)."""
-        datas, starts, lengths, keys, done = [], [], [], [], 0
+        holds them; at most `limit` events. Returns (bytes, each line's end offset, its ts_ms)."""
+        datas, starts, lengths, keys, times, done = [], [], [], [], [], 0
         for kind, cols in piece.cols.items():
             if not cols:
                 continue
@@ -213,15 +213,16 @@ class Encoder:
             starts.append(begin + done)
             lengths.append(end - begin)
             keys.append(((cols["ts_ms"] - piece.lo_ms) << 38) | (cols["person"] << 11) | cols["seq"])
+            times.append(cols["ts_ms"])
             done += len(data)
         if not datas:
-            return b"", 0
+            return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         order = np.argsort(np.concatenate(keys), kind="stable")[:limit]
         start, length = np.concatenate(starts)[order], np.concatenate(lengths)[order]
         # byte i of the output comes from start[row] + (i - where the row begins in the output)
         out_begin = np.cumsum(length) - length
         index = np.repeat(start - out_begin, length) + np.arange(int(length.sum()))
-        return np.concatenate(datas)[index].tobytes(), len(order)
+        return np.concatenate(datas)[index], np.cumsum(length), np.concatenate(times)[order]
 
     def arrays(self, kind: str, cols: Cols, batch: int) -> list[bytes]:
         """JSON arrays of up to `batch` events: one Kafka record each. Chunks hold whole records, so
