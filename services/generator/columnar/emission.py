@@ -139,12 +139,14 @@ class Emitter:
         key = (plan.day, spilled)
         cur = self.cursors.get(key)
         if cur is None or cur.hi_ms != lo_ms:
+            # a (re)start: the old carry is dropped before the new one is made, both can be GBs
+            self.cursors.pop(key, None)
+            cur = None
             lo_rel = lo_ms - plan.base_ms
             first = int(np.searchsorted(plan.t_dep, np.int32(lo_rel)))
-            ended = (
-                plan.t_arr[:first].astype(np.int64) + MIN_MS <= lo_rel
-            )  # the arrival update is within a minute
-            cur = _Cursor(lo_ms, first, self._details(plan, np.flatnonzero(~ended)))
+            # under way: departed, and the arrival update (within a minute of arriving) still to come
+            under_way = plan.t_arr[:first].astype(np.int64) + MIN_MS > lo_rel
+            cur = _Cursor(lo_ms, first, self._details(plan, np.flatnonzero(under_way)))
         last = int(np.searchsorted(plan.t_dep, np.int32(hi_ms - plan.base_ms)))
         chunks = [*cur.chunks, *self._details(plan, np.arange(cur.next_row, last))]
         going = [c for c in chunks if len(c.person) and c.det.sim_arr_ms.max() >= hi_ms]
