@@ -23,7 +23,8 @@ Cols = dict[str, np.ndarray[Any, Any]]
 TRIP_SEQ = 32
 KINDS = ("sim", "payment", "transit")
 DETAIL_ROWS = 1 << 20
-MAX_CHUNKS = 12  # chunks of active trips kept apart before they are joined (and ended trips dropped)
+MAX_CHUNKS = 12  # small chunks of trips under way kept apart before they are joined
+JOIN_BELOW = 1 << 18  # trips: a chunk this small is joined with others
 
 
 @dataclass
@@ -67,6 +68,22 @@ class _Cursor:
     hi_ms: int
     next_row: int
     chunks: list[_Trips]  # one per slice they started in: joined only now and then, copies cost
+
+
+def _carry(chunks: list[_Trips], hi_ms: int) -> list[_Trips]:
+    """The chunks of trips with events at or after hi_ms. A chunk is cut down once half its trips
+    have ended, and the small chunks (one per slice) are joined when they become many; a big chunk
+    (the millions under way when a run starts) is never copied whole alongside itself."""
+    going = []
+    for chunk in chunks:
+        alive = chunk.det.sim_arr_ms >= hi_ms
+        n_alive = int(alive.sum())
+        if n_alive:
+            going.append(chunk if n_alive * 2 > len(alive) else chunk.subset(alive))
+    small = [c for c in going if len(c.person) < JOIN_BELOW]
+    if len(small) > MAX_CHUNKS:
+        going = [c for c in going if len(c.person) >= JOIN_BELOW] + [_Trips.join(small)]
+    return going
 
 
 class _Parts:
@@ -149,12 +166,8 @@ class Emitter:
             cur = _Cursor(lo_ms, first, self._details(plan, np.flatnonzero(under_way)))
         last = int(np.searchsorted(plan.t_dep, np.int32(hi_ms - plan.base_ms)))
         chunks = [*cur.chunks, *self._details(plan, np.arange(cur.next_row, last))]
-        going = [c for c in chunks if len(c.person) and c.det.sim_arr_ms.max() >= hi_ms]
-        if len(going) > MAX_CHUNKS:
-            joined = _Trips.join(going)
-            going = [joined.subset(joined.det.sim_arr_ms >= hi_ms)]
+        self.cursors[key] = _Cursor(hi_ms, last, _carry(chunks, hi_ms))
         self.cursors = {k: v for k, v in self.cursors.items() if k[0] >= plan.day - 1}
-        self.cursors[key] = _Cursor(hi_ms, last, going)
         return chunks
 
     def _details(self, plan: DayPlan, rows: I64) -> list[_Trips]:
