@@ -83,6 +83,9 @@ class City(msgspec.Struct, frozen=True):
     # origin mix of visitors and tourists, and their share of the simulated population
     visitor_origin_mix: dict[str, float] = {}
     visitor_share: float = 0.0
+    # share of the residents (the districts' populations) that a run simulates by default: 1.0 is the
+    # whole census, less is one operator's subscribers (one telco's SIMs, one wallet's accounts)
+    operator_share: float = 1.0
 
 
 DEFAULT_CITY = "shenzhen.json"
@@ -158,4 +161,6 @@ def city_problems(city: City) -> list[str]:
             problems.append(f"{name} shares must not be negative")
     if not 0 <= city.visitor_share < 1:
         problems.append("visitor_share must be in [0, 1)")
+    if not 0 < city.operator_share <= 1:
+        problems.append("operator_share must be in (0, 1]")
     return problems

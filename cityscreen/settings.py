@@ -113,7 +113,9 @@ class GatewaySettings(BaseModel):
 class GeneratorSettings(BaseModel):
     city_file: Path | None = Field(None, description="city model JSON; None = the bundled Shenzhen model")
     seed: int = 42
-    persons: int = Field(20_000, ge=1, description="synthetic population size")
+    persons: int | None = Field(
+        None, ge=1, description="synthetic population size; None = the city's census x its operator_share"
+    )
     batch_events: int = Field(500, ge=1, le=10_000, description="events per Kafka record (JSON array)")
 
 

@@ -53,6 +53,32 @@ def register(app: typer.Typer) -> None:
         )
         write_result(out, run_pipeline(settings, opts, _say), _say)
 
+    @bench.command("generator")
+    def generator(
+        persons: int = typer.Option(
+            None, "--persons", help="population [the city's census x operator_share]"
+        ),
+        seconds: float = typer.Option(20.0, "--seconds", help="wall seconds of each measured run"),
+        out: Path = typer.Option(Path("artifacts/bench-generator.json"), "--out", help="result JSON"),
+        peer_persons: int = typer.Option(
+            5_000, "--peer-persons", help="population of the old generator (peer)"
+        ),
+        start: str = typer.Option("2026-11-17T08:00:00+08:00", "--start", help="simulated start (ISO 8601)"),
+        city_file: Path = typer.Option(None, "--city", help="city model JSON"),
+    ) -> None:
+        """The generator --asap into a null sink: events/s counted and encoded, against 1M/s and the old
+        generator (peer); build time, day-plan time and peak RSS; write JSON."""
+        from services.bench.generator import (
+            GeneratorBenchOptions,
+            run_generator_bench,
+            write_generator_result,
+        )
+
+        opts = GeneratorBenchOptions(
+            persons=persons, seconds=seconds, peer_persons=peer_persons, start=start, city_file=city_file
+        )
+        write_generator_result(out, run_generator_bench(opts, _say), _say)
+
     @bench.command("live")
     def live(
         ctx: typer.Context,

@@ -1,9 +1,10 @@
 """Bench data: generator events scaled to a megacity, turned into clean records the way ingest writes them.
 
-The generator plans every person's day, which costs about 0.3 ms per person: a population of millions
-would take longer to plan than the benchmark runs. So a base population is simulated over a short span
-and each of its persons is replicated with distinct identifiers (`#<r>` appended to IMSI, account, card
-and event id): same towers and habits, distinct people after pseudonymisation. The clean records are
+A base population is simulated by the columnar generator (`services.generator.columnar`) over a
+short span, and each of its persons can be replicated with distinct identifiers (`#<r>` appended to
+IMSI, account, card and event id): same towers and habits, distinct people after pseudonymisation.
+The generator builds millions of persons in seconds, so replicas are only needed when the load asks
+for more events than the base population makes in the span. The clean records are
 built by the ingest edge's own pure code (`cityscreen.ingest.Validator`), partitioned by person with
 `partition_for`, 1000 events per record as `streams/ingest.py` writes them.
 """
@@ -32,7 +33,7 @@ from cityscreen.events import (
 )
 from cityscreen.ingest import TS_SKEW, IngestResult, Validator, config_from_settings
 from cityscreen.settings import Settings
-from services.generator.simulate import Simulation
+from services.generator.columnar.engine import Engine
 
 RECORD_EVENTS = 1000  # clean events per record, as streams.ingest.RECORD_EVENTS writes them
 CHUNK_EVENTS = 20_000  # raw events validated per ingest batch
@@ -84,7 +85,7 @@ def replicate(event: RawEvent, r: int) -> RawEvent:
 
 def base_events(city: City, plan: LoadPlan, seed: int) -> list[RawEvent]:
     """The simulated base population's events over the span, in event-time order."""
-    return list(Simulation(city, plan.base_persons, seed).events(plan.start_ms, plan.span_s))
+    return list(Engine(city, plan.base_persons, seed).events(plan.start_ms, plan.span_s))
 
 
 def raw_events(base: list[RawEvent], plan: LoadPlan) -> Iterator[RawEvent]:

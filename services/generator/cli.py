@@ -13,17 +13,19 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from cityscreen.city import City, load_city
 from cityscreen.errors import CityScreenError
 from cityscreen.settings import Settings
+from services.generator.columnar.engine import Engine, census
+from services.generator.feed import RecordSink, pump_engine
 from services.generator.fixtures import DAY_MS, iter_lines, read_events, shift_days_for, shifted, time_range
 from services.generator.run import Pace, RunReport, pump
 from services.generator.scenarios import parse_scenarios
-from services.generator.simulate import Simulation
-from services.generator.sinks import FileSink, KafkaSink, Sink, kafka_bootstrap
+from services.generator.sinks import FileSink, KafkaSink, kafka_bootstrap
 
 GENERATE_HELP = """Simulate the city's people and send their raw events (SIM location updates, payments,
 transit taps) to the Kafka topics city.ingest.sim.v1 / city.ingest.payment.v1 / city.ingest.transit.v1,
@@ -44,6 +46,9 @@ Scenarios (repeat --scenario; local times, every simulated day):
   outage[:line=L1,start=07:30,end=10:00]                metro line down, shuttle buses
   tourists[:share=0.2]                                  extra tourists in the merchant clusters
 \b
+The population is the city's census (its districts' residents) times its operator_share, unless
+--persons (or CITY_GENERATOR__PERSONS) sets it. Shenzhen's 17.5 million took 36 s to build, 71 s to
+plan a day and 3.3 GB of memory at the peak when measured (docs/generator.md).
 The run reports the rate it achieved and warns when it falls behind its schedule or target rate.
 Deterministic: the same --city, --persons, --seed, --start and scenarios give the same events."""
 
@@ -63,7 +68,9 @@ def register(app: typer.Typer) -> None:
         start: str = typer.Option("now", "--start", help="event time of the start: now | today | ISO 8601"),
         city_file: Path = typer.Option(None, "--city", help="city model JSON (docs/city-model.md)"),
         seed: int = typer.Option(None, "--seed", help="random seed [settings: generator.seed]"),
-        persons: int = typer.Option(None, "--persons", help="population size [settings: generator.persons]"),
+        persons: int = typer.Option(
+            None, "--persons", help="population size [generator.persons; default: the city's census]"
+        ),
         scenario: list[str] = typer.Option([], "--scenario", help="NAME[:k=v,...], repeatable"),
         batch: int = typer.Option(None, "--batch", help="events per Kafka record [generator.batch_events]"),
         out: Path = typer.Option(None, "--out", help="write JSON lines to this file instead of Kafka"),
@@ -81,15 +88,15 @@ def register(app: typer.Typer) -> None:
             pace = Pace(speed=math.inf if asap else (speed or 1.0))
             span_s = duration_s or (365 * 86_400.0 if pace.speed == 1.0 else 86_400.0)
         batch_events = batch or settings.generator.batch_events
-        sink: Sink = (
+        sink: RecordSink = (
             FileSink(out)
             if out
             else KafkaSink(kafka_bootstrap(settings), settings.kafka.partitions, batch_events)
         )
         total = rate * (duration_s or 0) if rate else None
-        report = _run(
-            sim.events(start_ms, span_s), sink, pace, progress, total=total, span=(start_ms, span_s),
-        )  # fmt: skip
+        report = _run_engine(
+            sim, start_ms, span_s, sink, pace, progress, batch_events=batch_events, total=total
+        )
         print(report.summary())
 
     @app.command("record")
@@ -133,10 +140,9 @@ def register(app: typer.Typer) -> None:
             print(f"recorded {n} events to {out}")
             return
         sim, start_ms = _simulation(settings, city_file, seed, persons, scenario, start)
-        events = sim.events(start_ms, duration_s)
-        if max_events:
-            events = (e for i, e in zip(range(max_events), events, strict=False))
-        report = _run(events, FileSink(out), Pace(), progress, span=(start_ms, duration_s))
+        report = _run_engine(
+            sim, start_ms, duration_s, FileSink(out), Pace(), progress, max_events=max_events
+        )
         print(f"recorded {report.events} events to {out}")
 
     @app.command("replay")
@@ -184,12 +190,13 @@ def _simulation(
     persons: int | None,
     scenario: list[str],
     start: str,
-) -> tuple[Simulation, int]:
+) -> tuple[Engine, int]:
     city = load_city(city_file or settings.generator.city_file)
     scenarios = parse_scenarios(scenario)
-    sim = Simulation(
+    size = persons if persons is not None else settings.generator.persons
+    sim = Engine(
         city,
-        persons if persons is not None else settings.generator.persons,
+        size if size is not None else census(city),
         seed if seed is not None else settings.generator.seed,
         scenarios,
     )
@@ -213,10 +220,7 @@ def parse_start(start: str, city: City) -> int:
     return int((when if when.tzinfo else when.replace(tzinfo=tz)).timestamp() * 1000)
 
 
-def _run(
-    events: object, sink: Sink, pace: Pace, progress: bool, *,
-    total: float | None = None, span: tuple[int, float] | None = None,
-) -> RunReport:  # fmt: skip
+def _progress_bar(total: float | None, progress: bool, span: tuple[int, float] | None) -> tuple[Any, Any]:
     from tqdm import tqdm
 
     bar = tqdm(total=total or None, unit="ev", disable=not progress, file=sys.stderr, smoothing=0.1)
@@ -230,7 +234,33 @@ def _run(
             when = datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%m-%d %H:%M:%S")
             bar.set_postfix_str(f"event time {when}Z" + (f" ({done:.0%})" if done is not None else ""))
 
+    return bar, tick
+
+
+def _run(
+    events: object, sink: Any, pace: Pace, progress: bool, *,
+    total: float | None = None, span: tuple[int, float] | None = None,
+) -> RunReport:  # fmt: skip
+    """Replay: RawEvent objects one by one (a fixture's pace is its own)."""
+    bar, tick = _progress_bar(total, progress, span)
     try:
         return asyncio.run(pump(events, sink, pace, progress=tick))  # type: ignore[arg-type]
+    finally:
+        bar.close()
+
+
+def _run_engine(
+    engine: Engine, start_ms: int, span_s: float, sink: RecordSink, pace: Pace, progress: bool, *,
+    batch_events: int = 500, max_events: int = 0, total: float | None = None,
+) -> RunReport:  # fmt: skip
+    """Generate and record: the columnar engine's slices, encoded a record at a time."""
+    if progress:
+        print(f"simulating {engine.world.n:,} persons", file=sys.stderr)
+    bar, tick = _progress_bar(total, progress, (start_ms, span_s))
+    try:
+        return asyncio.run(
+            pump_engine(engine, start_ms, span_s, sink, pace, batch_events=batch_events,
+                        max_events=max_events, progress=tick)
+        )  # fmt: skip
     finally:
         bar.close()

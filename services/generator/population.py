@@ -1,5 +1,10 @@
 """The seeded synthetic population: who lives where, works where, and which identifiers they carry.
 
+The per-person generator that preceded the columnar engine (services.generator.columnar), which
+`generate`, `record`, `up` and the bench loads now use. Kept as the peer of `cityscreen bench
+generator` (measured in the same run) and for its scalar grid_point, which the engine's vectorised
+snap is tested against.
+
 Everything is drawn from one numpy generator seeded by `seed`, so a (city, size, seed) triple always
 yields the same people. Identifiers are unique by construction (an affine permutation of the person
 index), so no two persons ever share an IMSI, MSISDN, payment account or fare card.

@@ -1,5 +1,10 @@
 """The simulation: each person's day as stays and trips, turned into raw events in event-time order.
 
+The per-person generator that preceded the columnar engine (services.generator.columnar), which
+`generate`, `record`, `up` and the bench loads now use. Kept as the peer of `cityscreen bench
+generator` (measured in the same run) and for its scalar grid_point, which the engine's vectorised
+snap is tested against.
+
 A person's day plan is drawn from a generator seeded by (seed, person, day), so any slice of time
 is reproducible on its own. Events are emitted hour by hour (local time): every plan event in the
 hour, plus the periodic location updates of phones at rest, sorted by event time.

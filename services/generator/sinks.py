@@ -46,6 +46,8 @@ class Sink(Protocol):
 class KafkaSink:
     """Sends each batch as one record (a JSON array) to the kind's `city.ingest.*` topic."""
 
+    lines = False  # takes records (services.generator.feed)
+
     def __init__(
         self, bootstrap: str, partitions: int, batch_events: int, topics: dict[str, str] | None = None
     ) -> None:
@@ -90,6 +92,14 @@ class KafkaSink:
             self._buffers[kind] = []
             await self.send_bytes(self.topics[kind], encode_many(buf))
 
+    async def send_records(self, kind: str, records: list[bytes]) -> None:
+        """Records already encoded as JSON arrays (the columnar engine's)."""
+        for record in records:
+            await self.send_bytes(self.topics[kind], record)
+
+    async def write_lines(self, data: bytes) -> None:
+        raise TypeError("KafkaSink takes records, not lines")
+
     async def flush(self) -> None:
         for kind, buf in self._buffers.items():
             if buf:
@@ -113,6 +123,8 @@ class KafkaSink:
 class FileSink:
     """Writes events as JSON lines (gzip when the name ends in .gz), in the order they are sent."""
 
+    lines = True  # takes JSON lines (services.generator.feed)
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._out: IO[bytes] | None = None
@@ -123,6 +135,13 @@ class FileSink:
     async def add(self, event: RawEvent) -> None:
         assert self._out is not None
         self._out.write(encode_line(event) + b"\n")
+
+    async def write_lines(self, data: bytes) -> None:
+        assert self._out is not None
+        self._out.write(data)
+
+    async def send_records(self, kind: str, records: list[bytes]) -> None:
+        raise TypeError("FileSink takes lines, not records")
 
     async def flush(self) -> None:
         return None

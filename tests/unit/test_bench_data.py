@@ -42,7 +42,8 @@ def test_replicas_cover_the_requested_events() -> None:
 
 
 def test_a_replica_is_another_person_with_another_event_id() -> None:
-    plan = plan_load(200, 300, 600, morning_start_ms(CITY, NOW_MS))
+    # a Saturday morning: few rides, so enough persons and time for some taps
+    plan = plan_load(200, 2000, 1800, morning_start_ms(CITY, NOW_MS))
     base = base_events(CITY, plan, seed=3)
     kinds = {type(e) for e in base}
     assert kinds == {RawSim, RawPayment, RawTransit}

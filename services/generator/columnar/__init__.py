@@ -1,0 +1,1 @@
+"""The columnar generator: populations of millions as numpy arrays (see engine.py)."""
