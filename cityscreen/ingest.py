@@ -32,6 +32,7 @@ from cityscreen.events import (
     TransitEvent,
     partition_for,
 )
+from cityscreen.json_depth import is_too_deep
 from cityscreen.pseudonym import PSEUDONYM_HEX_CHARS, _period_key, period_of
 from cityscreen.settings import PLACEHOLDER_SECRETS, Settings
 
@@ -45,11 +46,16 @@ TS_SKEW = "ts_skew"
 UNKNOWN_ORIGIN = "unknown_origin"
 BAD_BIRTH_YEAR = "implausible_birth_year"
 INVALID_VALUE = "invalid_value"  # e.g. a negative or non-finite amount, an empty identifier
+TOO_DEEP = "too_deep"  # arrays / objects nested deeper than MAX_JSON_DEPTH
+UNPROCESSABLE = "unprocessable"  # anything else that failed on this record alone (a bug or a resource limit)
 REASONS = (OVERSIZE, MALFORMED, INVALID_SCHEMA, UNKNOWN_VERSION, OUT_OF_CITY, TS_SKEW, UNKNOWN_ORIGIN,
-           BAD_BIRTH_YEAR, INVALID_VALUE)  # fmt: skip
+           BAD_BIRTH_YEAR, INVALID_VALUE, TOO_DEEP, UNPROCESSABLE)  # fmt: skip
 ACCEPTED = "ingest.accepted"
 PREVIEW_CHARS = 512
 MAX_AGE_YEARS = 110
+# Valid records are an event object or an array of them (depth 2); the slack admits a future schema's
+# nested field, and stays far below where msgspec's recursive decoder raises RecursionError (~5,000).
+MAX_JSON_DEPTH = 8
 _DIGIT_RUN = re.compile(rb"\d{6,}")
 _RAW_ONE = msgspec.json.Decoder(RawEvent)
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
@@ -162,12 +168,23 @@ class Validator:
         offset: int,
         now_ms: int,
     ) -> None:
-        """Add one record's clean events, dead letters and counts to `result`."""
+        """Add one record's clean events, dead letters and counts to `result`. Never raises: whatever
+        fails on this record dead-letters it (and, inside an array, only the failing element)."""
         where = (topic, partition, offset, now_ms)
         value = value or b""
+        try:
+            self._record(result, value, where, now_ms)
+        except Exception as exc:  # RecursionError, MemoryError, a bug: this record alone is lost to it
+            self._unprocessable(result, exc, where)
+
+    def _record(self, result: IngestResult, value: bytes, where: tuple, now_ms: int) -> None:
         if len(value) > self.config.max_payload_bytes:
             detail = f"record of {len(value)} bytes exceeds max_payload_bytes={self.config.max_payload_bytes}"
             self._dead(result, OVERSIZE, detail, value, where)
+            return
+        if is_too_deep(value, MAX_JSON_DEPTH):
+            detail = f"arrays or objects nested deeper than {MAX_JSON_DEPTH} levels: events are flat objects"
+            self._dead(result, TOO_DEEP, detail, b"", where)
             return
         if value.lstrip()[:1] == b"[":
             try:
@@ -178,7 +195,15 @@ class Validator:
         else:
             elements = [value]
         for element in elements:
-            self._one(result, element, where, now_ms)
+            try:
+                self._one(result, element, where, now_ms)
+            except Exception as exc:  # `_one` adds to `result` last, so a failure leaves nothing behind
+                self._unprocessable(result, exc, where)
+
+    def _unprocessable(self, result: IngestResult, exc: Exception, where: tuple) -> None:
+        # the exception's text may quote the payload: only its type goes into the dead letter
+        detail = f"{type(exc).__name__} while validating: a bug or a resource limit, report the offset"
+        self._dead(result, UNPROCESSABLE, detail, b"", where)
 
     def _one(self, result: IngestResult, element: bytes, where: tuple, now_ms: int) -> None:
         try:

@@ -226,3 +226,42 @@ def test_production_refuses_placeholder_secret(secret: str) -> None:
 def test_development_and_real_secrets_are_accepted() -> None:
     require_secret(Settings())
     require_secret(Settings.model_construct(mode="production", pseudonym_secret="a" * 32))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"[" * 5000 + b"]" * 5000,  # the outside tester's 10 KB record: RecursionError in msgspec
+        b'{"kind": "sim", "note": ' + b"[" * 5000 + b"]" * 5000 + b"}",  # deep under an unknown field
+        b'[{"kind": "transit"}, ' + b"{" * 3000 + b"}" * 3000 + b"]",
+    ],
+)
+def test_a_deeply_nested_record_is_dead_lettered_alone(config, make_event, value: bytes) -> None:
+    before, after = make_event("sim"), make_event("payment")
+    result = run(config, encode(before), value, encode_many([after]))
+    assert [(d.reason, d.offset) for d in result.dead] == [("too_deep", 1)]
+    assert result.counts == {"ingest.accepted": 2, "deadletter.too_deep": 1}
+
+
+def test_any_failure_on_one_element_dead_letters_that_element_alone(config, make_event, monkeypatch) -> None:
+    """A RecursionError / MemoryError-class failure the depth bound does not foresee loses nothing else."""
+    events = [make_event("sim"), make_event("payment"), make_event("transit")]
+    validator = Validator(config)
+    clean = validator.clean
+
+    def flaky(raw: RawEvent) -> object:
+        if raw.event_id == events[1].event_id:
+            raise MemoryError("out of memory")
+        return clean(raw)
+
+    monkeypatch.setattr(validator, "clean", flaky)
+    result = IngestResult()
+    for offset, value in enumerate([encode_many(events), encode(events[1])]):
+        validator.process(
+            result, value, topic=INGEST_PAYMENT_TOPIC, partition=2, offset=offset, now_ms=NOW_MS
+        )
+    assert [(d.reason, d.offset) for d in result.dead] == [("unprocessable", 0), ("unprocessable", 1)]
+    assert "MemoryError" in result.dead[0].detail
+    assert sorted(e.event_id for evs in result.clean.values() for e in evs) == sorted(
+        e.event_id for e in (events[0], events[2])
+    )
