@@ -11,23 +11,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import msgspec
 
-from cityscreen.city import BBox
+from cityscreen.city import BBox, City, load_city
+from cityscreen.deadletter import DeadLetter, safe_detail, safe_preview
 from cityscreen.demography import ORIGIN_REGIONS, age_band
 from cityscreen.events import (
-    RAW_IDENTIFIER_FIELDS,
     SCHEMA_VERSION,
     CleanEvent,
     PaymentEvent,
     RawEvent,
     RawPayment,
     RawSim,
+    RawTransit,
     SimEvent,
     TransitEvent,
     partition_for,
@@ -35,6 +36,15 @@ from cityscreen.events import (
 from cityscreen.json_depth import is_too_deep
 from cityscreen.pseudonym import PSEUDONYM_HEX_CHARS, _period_key, period_of
 from cityscreen.settings import PLACEHOLDER_SECRETS, Settings
+from cityscreen.vocabulary import (
+    BAD_ID,
+    MAX_ID_CHARS,
+    Vocabulary,
+    is_id,
+    payment_problem,
+    transit_problem,
+)
+from cityscreen.vocabulary import REASONS as VOCABULARY_REASONS
 
 # Dead-letter reasons, one per class of bad input (each is also a counter: deadletter.<reason>).
 OVERSIZE = "oversize"
@@ -46,34 +56,21 @@ TS_SKEW = "ts_skew"
 UNKNOWN_ORIGIN = "unknown_origin"
 BAD_BIRTH_YEAR = "implausible_birth_year"
 INVALID_VALUE = "invalid_value"  # e.g. a negative or non-finite amount, an empty identifier
+IMPLAUSIBLE_AMOUNT = "implausible_amount"  # amount_cny above the max_amount_cny setting
 TOO_DEEP = "too_deep"  # arrays / objects nested deeper than MAX_JSON_DEPTH
 UNPROCESSABLE = "unprocessable"  # anything else that failed on this record alone (a bug or a resource limit)
 REASONS = (OVERSIZE, MALFORMED, INVALID_SCHEMA, UNKNOWN_VERSION, OUT_OF_CITY, TS_SKEW, UNKNOWN_ORIGIN,
-           BAD_BIRTH_YEAR, INVALID_VALUE, TOO_DEEP, UNPROCESSABLE)  # fmt: skip
+           BAD_BIRTH_YEAR, INVALID_VALUE, IMPLAUSIBLE_AMOUNT, TOO_DEEP, UNPROCESSABLE,
+           *VOCABULARY_REASONS)  # fmt: skip
 ACCEPTED = "ingest.accepted"
-PREVIEW_CHARS = 512
 MAX_AGE_YEARS = 110
 # Valid records are an event object or an array of them (depth 2); the slack admits a future schema's
 # nested field, and stays far below where msgspec's recursive decoder raises RecursionError (~5,000).
 MAX_JSON_DEPTH = 8
-_DIGIT_RUN = re.compile(rb"\d{6,}")
 _RAW_ONE = msgspec.json.Decoder(RawEvent)
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY = msgspec.json.Decoder()
-_ENCODER = msgspec.json.Encoder()
 _ID_DOMAIN = {RawSim: "imsi", RawPayment: "account"}
-
-
-class DeadLetter(msgspec.Struct, kw_only=True):
-    """What `city.deadletter.v1` carries: never a raw identifier (see `mask_preview`)."""
-
-    reason: str
-    detail: str  # added: the validator's message, e.g. the missing field
-    source_topic: str
-    partition: int
-    offset: int
-    ingest_ts_ms: int
-    payload_preview: str
 
 
 class Pseudonymizer:
@@ -107,6 +104,12 @@ class Pseudonymizer:
         return value
 
 
+@lru_cache(maxsize=1)
+def default_vocabulary() -> Vocabulary:
+    """The bundled city's vocabulary (cityscreen/data/shenzhen.json)."""
+    return Vocabulary.of_city(load_city())
+
+
 @dataclass
 class IngestConfig:
     bbox: BBox
@@ -116,6 +119,8 @@ class IngestConfig:
     max_payload_bytes: int
     partitions: int
     rotation_offset_s: int = 0
+    vocabulary: Vocabulary = field(default_factory=default_vocabulary)
+    max_amount_cny: float = 100_000.0
 
 
 @dataclass
@@ -127,8 +132,11 @@ class IngestResult:
     counts: Counter[str] = field(default_factory=Counter)
 
 
-def config_from_settings(settings: Settings, bbox: BBox) -> IngestConfig:
+def config_from_settings(settings: Settings, bbox: BBox, city: City | None = None) -> IngestConfig:
+    """The edge's configuration; the vocabulary is `city`'s, else that of the generator's city file."""
     return IngestConfig(
+        vocabulary=Vocabulary.of_city(city if city is not None else load_city(settings.generator.city_file)),
+        max_amount_cny=settings.max_amount_cny,
         bbox=bbox,
         secret=settings.pseudonym_secret,
         rotation_s=settings.pseudonym_rotation_s,
@@ -231,25 +239,41 @@ class Validator:
     def problem(self, raw: RawEvent, now_ms: int) -> tuple[str, str] | None:
         """(reason, detail) when a decoded raw event is invalid, else None."""
         if raw.v != SCHEMA_VERSION:
-            return UNKNOWN_VERSION, f"schema version {raw.v} is not {SCHEMA_VERSION}"
+            return UNKNOWN_VERSION, f"v: this edge reads schema version {SCHEMA_VERSION} only"
         if not self.config.bbox.contains(raw.lat, raw.lng):
-            return OUT_OF_CITY, f"position ({raw.lat}, {raw.lng}) is outside the city bbox"
+            return OUT_OF_CITY, "lat, lng: the position must lie inside the city model's bbox"
         skew_s = abs(raw.ts_ms - now_ms) / 1000
         if skew_s > self.config.max_skew_s:
             return (
                 TS_SKEW,
-                f"event time is {skew_s:.0f} s from now (max_event_skew_s={self.config.max_skew_s})",
+                f"ts_ms: more than max_event_skew_s={self.config.max_skew_s} s from the edge's clock",
             )
         if not raw.event_id or not _identifier(raw):
             return INVALID_VALUE, "event_id and the subscriber / account / card identifier must not be empty"
+        if not is_id(raw.event_id):
+            return BAD_ID, f"event_id: at most {MAX_ID_CHARS} letters, digits or ._:- characters"
+        if max(len(s) for s in _identifiers(raw)) > MAX_ID_CHARS:
+            return BAD_ID, f"the subscriber / account / card identifier is over {MAX_ID_CHARS} characters"
+        vocabulary = self.config.vocabulary
+        if isinstance(raw, RawSim) and not is_id(raw.tower_id):
+            return BAD_ID, f"tower_id: at most {MAX_ID_CHARS} letters, digits or ._:- characters"
+        if isinstance(raw, RawTransit):
+            return transit_problem(vocabulary, raw.line, raw.mode, raw.station_id)
         if isinstance(raw, RawSim | RawPayment) and raw.origin not in ORIGIN_REGIONS:
-            return UNKNOWN_ORIGIN, f"origin code {raw.origin!r} is not in cityscreen.demography"
+            return UNKNOWN_ORIGIN, "origin: not a code of cityscreen.demography.ORIGIN_REGIONS"
         if isinstance(raw, RawSim):
             year = datetime.fromtimestamp(raw.ts_ms / 1000, UTC).year
             if not year - MAX_AGE_YEARS <= raw.birth_year <= year:
-                return BAD_BIRTH_YEAR, f"birth year {raw.birth_year} is implausible for an event in {year}"
-        if isinstance(raw, RawPayment) and not (math.isfinite(raw.amount_cny) and raw.amount_cny > 0):
-            return INVALID_VALUE, f"amount_cny {raw.amount_cny} must be a positive number"
+                return (
+                    BAD_BIRTH_YEAR,
+                    f"birth_year: must be in the {MAX_AGE_YEARS} years up to the event's year",
+                )
+        if isinstance(raw, RawPayment):
+            if not (math.isfinite(raw.amount_cny) and raw.amount_cny > 0):
+                return INVALID_VALUE, "amount_cny: must be a positive finite number"
+            if raw.amount_cny > self.config.max_amount_cny:
+                return IMPLAUSIBLE_AMOUNT, f"amount_cny: above max_amount_cny={self.config.max_amount_cny:g}"
+            return payment_problem(vocabulary, raw.category, raw.merchant_id)
         return None
 
     def clean(self, raw: RawEvent) -> CleanEvent:
@@ -261,12 +285,12 @@ class Validator:
         result.dead.append(
             DeadLetter(
                 reason=reason,
-                detail=_DIGIT_RUN.sub(b"******", detail.encode()).decode(errors="replace")[:200],
+                detail=safe_detail(detail),
                 source_topic=topic,
                 partition=partition,
                 offset=offset,
                 ingest_ts_ms=now_ms,
-                payload_preview=mask_preview(payload),
+                payload_preview=safe_preview(payload),
             )
         )
         result.counts[f"deadletter.{reason}"] += 1
@@ -299,6 +323,12 @@ def clean_event(raw: RawEvent, *, secret: str, rotation_s: int, offset_s: int = 
     return to_clean(raw, Pseudonymizer(secret, rotation_s, memo_size=0, offset_s=offset_s))
 
 
+def _identifiers(raw: RawEvent) -> tuple[str, ...]:
+    if isinstance(raw, RawSim):
+        return raw.imsi, raw.msisdn
+    return (raw.account,) if isinstance(raw, RawPayment) else (raw.card,)
+
+
 def _identifier(raw: RawEvent) -> str:
     if isinstance(raw, RawSim):
         return raw.imsi and raw.msisdn
@@ -311,37 +341,3 @@ def _version_of(element: bytes) -> object:
     except msgspec.DecodeError:
         return None
     return obj.get("v") if isinstance(obj, dict) else None
-
-
-def mask_preview(payload: bytes) -> str:
-    """A short, identifier-free preview of a rejected payload.
-
-    A parseable object has its identifier fields replaced by "***" and digit runs in its other text
-    masked (an identifier may sit under a wrong key); anything else is cut short with every run of 6 or
-    more digits masked.
-    """
-    head = payload[: PREVIEW_CHARS * 4]
-    try:
-        obj = _ANY.decode(payload) if len(payload) <= PREVIEW_CHARS * 4 else None
-    except msgspec.DecodeError:
-        obj = None
-    if isinstance(obj, dict):
-        masked = {k: ("***" if k in RAW_IDENTIFIER_FIELDS else _mask_value(v)) for k, v in obj.items()}
-        text = _ENCODER.encode(masked)
-    else:
-        text = _DIGIT_RUN.sub(b"******", head)
-    return text[:PREVIEW_CHARS].decode("utf-8", errors="replace")
-
-
-def _mask_value(value: object) -> object:
-    if isinstance(value, str):
-        return _DIGIT_RUN.sub(b"******", value.encode()).decode(errors="replace")
-    if isinstance(value, dict | list):
-        return _DIGIT_RUN.sub(b"******", _ENCODER.encode(value)).decode(errors="replace")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 100_000 and value > 10**13:
-        return "******"  # a number long enough to be an IMSI or a card number
-    return value
-
-
-def encode_dead(dead: DeadLetter) -> bytes:
-    return _ENCODER.encode(dead)

@@ -17,8 +17,9 @@ import faust
 
 from cityscreen.city import load_city
 from cityscreen.clean_batch import encode_batch
+from cityscreen.deadletter import encode_dead
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS
-from cityscreen.ingest import IngestResult, Validator, config_from_settings, encode_dead, require_secret
+from cityscreen.ingest import IngestResult, Validator, config_from_settings, require_secret
 from cityscreen.settings import Settings
 from cityscreen.store_keys import STATS_KEY
 
@@ -36,7 +37,8 @@ def build_ingest(
     count: CountStats | None = None,
 ) -> Any:
     """Declare the ingest agent on `app`; `publish` and `count` default to Kafka topics and nothing."""
-    validator = Validator(config_from_settings(settings, load_city(settings.generator.city_file).bbox))
+    city = load_city(settings.generator.city_file)  # its bbox and its names are the edge's vocabulary
+    validator = Validator(config_from_settings(settings, city.bbox, city))
     raw = app.topic(*INGEST_TOPICS.values(), value_serializer="raw", key_serializer="raw")
     publish = publish or kafka_publisher(app, settings)
     records_per_take = max(1, settings.window.max_batch_events // settings.generator.batch_events)

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from cityscreen.city import load_city
+from cityscreen.deadletter import safe_preview
 from cityscreen.errors import CityScreenError
 from cityscreen.events import (
     INGEST_PAYMENT_TOPIC,
@@ -28,7 +29,6 @@ from cityscreen.ingest import (
     Pseudonymizer,
     Validator,
     clean_event,
-    mask_preview,
     require_secret,
 )
 from cityscreen.pseudonym import pseudonymize
@@ -60,8 +60,8 @@ def make_event() -> Callable[..., RawEvent]:
             fields.update(overrides)
             return RawSim(**fields)  # type: ignore[arg-type]
         if kind == "payment":
-            fields = dict(common, account=f"6217{n:012d}", merchant_id="m1", category="food", amount_cny=25.5,
-                          origin="GD")  # fmt: skip
+            fields = dict(common, account=f"6217{n:012d}", merchant_id="futian-cbd-07", category="food",
+                          amount_cny=25.5, origin="GD")  # fmt: skip
             fields.update(overrides)
             return RawPayment(**fields)  # type: ignore[arg-type]
         fields = dict(common, card=f"SZT{n:09d}", tap="in", station_id="L1-01", line="L1", mode="metro")
@@ -164,11 +164,11 @@ def test_dead_letters_carry_no_raw_identifier(config, make_event) -> None:
         assert raw_id not in text
 
 
-def test_mask_preview_keeps_structure_of_parseable_payloads(make_event) -> None:
+def test_the_preview_keeps_the_shape_of_parseable_payloads(make_event) -> None:
     sim = make_event("sim")
-    preview = msgspec.json.decode(mask_preview(encode(sim)))
+    preview = msgspec.json.decode(safe_preview(encode(sim)))
     assert preview["imsi"] == preview["msisdn"] == "***"
-    assert preview["tower_id"] == "T1" and preview["origin"] == "HN"
+    assert preview["tower_id"] == "T1" and preview["origin"] == "<str>" and preview["birth_year"] == "<int>"
 
 
 def test_clean_events_are_grouped_by_person_partition(config, make_event) -> None:
