@@ -20,7 +20,7 @@ from services.gateway.hub import Client, Hub
 from services.gateway.live import handle_message, requested_res
 from services.gateway.view import View
 
-FUZZ = settings(max_examples=300, derandomize=True, database=None, deadline=None,
+FUZZ = settings(max_examples=200, derandomize=True, database=None, deadline=None,
                 suppress_health_check=list(HealthCheck))  # fmt: skip
 SETTINGS = Settings()
 REPLIES = {"pong", "error", "waiting", "snapshot"}
@@ -50,7 +50,8 @@ class StubHub:
 
 def reply_to(raw: str) -> dict[str, Any]:
     client = Client(queue=LatestQueue(4))
-    text = asyncio.run(handle_message(raw, client, SETTINGS, cast(Hub, StubHub())))
+    with asyncio.Runner() as runner:
+        text = runner.run(handle_message(raw, client, SETTINGS, cast(Hub, StubHub())))
     assert text is not None
     reply: dict[str, Any] = json.loads(text)
     assert reply["type"] in REPLIES
