@@ -192,7 +192,7 @@ class Validator:
             return
         if is_too_deep(value, MAX_JSON_DEPTH):
             detail = f"arrays or objects nested deeper than {MAX_JSON_DEPTH} levels: events are flat objects"
-            self._dead(result, TOO_DEEP, detail, b"", where)
+            self._dead(result, TOO_DEEP, detail, value, where, preview=f"<{len(value)} bytes, not decoded>")
             return
         if value.lstrip()[:1] == b"[":
             try:
@@ -211,7 +211,7 @@ class Validator:
     def _unprocessable(self, result: IngestResult, exc: Exception, where: tuple) -> None:
         # the exception's text may quote the payload: only its type goes into the dead letter
         detail = f"{type(exc).__name__} while validating: a bug or a resource limit, report the offset"
-        self._dead(result, UNPROCESSABLE, detail, b"", where)
+        self._dead(result, UNPROCESSABLE, detail, b"", where, preview="<not shown: it failed to process>")
 
     def _one(self, result: IngestResult, element: bytes, where: tuple, now_ms: int) -> None:
         try:
@@ -280,7 +280,16 @@ class Validator:
         """The clean event of a valid raw event (see `problem`)."""
         return to_clean(raw, self.pseudonym)
 
-    def _dead(self, result: IngestResult, reason: str, detail: str, payload: bytes, where: tuple) -> None:
+    def _dead(
+        self,
+        result: IngestResult,
+        reason: str,
+        detail: str,
+        payload: bytes,
+        where: tuple,
+        *,
+        preview: str | None = None,  # instead of parsing `payload` (which may be what failed)
+    ) -> None:
         topic, partition, offset, now_ms = where
         result.dead.append(
             DeadLetter(
@@ -290,7 +299,7 @@ class Validator:
                 partition=partition,
                 offset=offset,
                 ingest_ts_ms=now_ms,
-                payload_preview=safe_preview(payload),
+                payload_preview=safe_preview(payload) if preview is None else preview,
             )
         )
         result.counts[f"deadletter.{reason}"] += 1

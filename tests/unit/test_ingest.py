@@ -265,3 +265,8 @@ def test_any_failure_on_one_element_dead_letters_that_element_alone(config, make
     assert sorted(e.event_id for evs in result.clean.values() for e in evs) == sorted(
         e.event_id for e in (events[0], events[2])
     )
+
+
+def test_a_too_deep_record_is_previewed_by_size_only(config) -> None:
+    (letter,) = run(config, b"[" * 5000 + b"]" * 5000).dead
+    assert letter.payload_preview == "<10000 bytes, not decoded>"
