@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cityscreen.json_depth import is_too_deep, nesting_depth
 
@@ -30,3 +34,26 @@ def test_is_too_deep_only_past_the_limit() -> None:
     assert not is_too_deep(b"[[[]]]", 3)
     assert is_too_deep(b"[[[[]]]]", 3)
     assert not is_too_deep(b'["[[[[[[[[[["]', 3)
+
+
+def reference_depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((reference_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((reference_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+_text = st.text(alphabet='[]{}"\\\\ab:,', max_size=6)
+_values = st.recursive(
+    st.none() | st.integers() | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, derandomize=True, database=None)
+@given(_values)
+def test_the_scan_agrees_with_the_parsed_depth(value: object) -> None:
+    """Strings full of brackets, quotes and backslashes: both the fast and the numpy path are exact."""
+    assert nesting_depth(json.dumps(value).encode()) == reference_depth(value)

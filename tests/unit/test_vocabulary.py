@@ -90,3 +90,20 @@ def test_the_city_models_names_and_the_generators_rules_pass(event) -> None:
 def test_ids_are_short_and_plain() -> None:
     assert is_id("3f2a9c01b7de44aa12cd90ef") and is_id("T3767-19000") and is_id("e" * 64)
     assert not is_id("") and not is_id("e" * 65) and not is_id("T1\u202e") and not is_id("a b")
+
+
+def test_one_validator_gives_the_same_verdicts_from_its_memo() -> None:
+    """The per-name memo: a second pass over the same names gives the first pass's reasons."""
+    config = IngestConfig(bbox=CITY.bbox, secret="unit-test-secret-0123456789", rotation_s=86_400,
+                          max_skew_s=3600, max_payload_bytes=2_000_000, partitions=4)  # fmt: skip
+    validator = Validator(config)
+    events = [event for event, _ in REFUSED] + ACCEPTED
+    passes = []
+    for _ in range(2):
+        result = IngestResult()
+        for offset, event in enumerate(events):
+            value = msgspec.json.encode(event)
+            validator.process(result, value, topic=INGEST_PAYMENT_TOPIC, partition=0, offset=offset,
+                              now_ms=NOW_MS)  # fmt: skip
+        passes.append([(d.offset, d.reason) for d in result.dead])
+    assert passes[0] == passes[1] == [(i, reason) for i, (_, reason) in enumerate(REFUSED)]
