@@ -23,7 +23,7 @@ from cityscreen.demography import MERCHANT_CATEGORIES, TRANSIT_MODES
 
 MAX_ID_CHARS = 64  # event ids (a UUID is 36) and tower ids
 MAX_NAME_CHARS = 64  # lines, stations, merchants: longer is refused before any rule runs
-_ID = re.compile(rf"[A-Za-z0-9._:\-]{{1,{MAX_ID_CHARS}}}")
+ID_PATTERN = re.compile(rf"[A-Za-z0-9._:\-]{{1,{MAX_ID_CHARS}}}")
 _GRID_STOP = re.compile(r"BUS-\d{1,6}-\d{1,6}")
 _NUMBERED = re.compile(r"(.+)-\d{1,4}")
 _LOCAL_MERCHANT = re.compile(r"LOC-\d{1,6}-\d{1,6}-([a-z]{3})")
@@ -82,7 +82,7 @@ class Vocabulary:
 
 def is_id(value: str) -> bool:
     """An event or tower id: short, and only letters, digits and `._:-` (no free text, no controls)."""
-    return bool(_ID.fullmatch(value))
+    return bool(ID_PATTERN.fullmatch(value))
 
 
 def name_problem(field: str, value: str) -> tuple[str, str] | None:
