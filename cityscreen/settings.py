@@ -144,6 +144,9 @@ class Settings(BaseSettings):
         7 * 86_400, ge=60, description="events further than this from now are rejected at ingest"
     )
     max_payload_bytes: int = Field(1_048_576, ge=1024, description="largest record accepted at ingest")
+    max_amount_cny: float = Field(
+        100_000.0, gt=0, description="largest payment accepted at ingest (mobile payments cap far lower)"
+    )
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     window: WindowSettings = WindowSettings()

@@ -6,6 +6,8 @@ this module only moves bytes between Kafka, the validator and the Redis counters
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -15,12 +17,14 @@ import faust
 
 from cityscreen.city import load_city
 from cityscreen.clean_batch import encode_batch
+from cityscreen.deadletter import encode_dead
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS
-from cityscreen.ingest import IngestResult, Validator, config_from_settings, encode_dead, require_secret
+from cityscreen.ingest import IngestResult, Validator, config_from_settings, require_secret
 from cityscreen.settings import Settings
 from cityscreen.store_keys import STATS_KEY
 
 RECORD_EVENTS = 1000  # clean events per output record: ~45 kB as a clean batch
+PUBLISH_RETRY_S = (0.5, 1.0, 2.0, 5.0)  # waits between publish attempts, the last one repeated
 Publish = Callable[[IngestResult], Awaitable[None]]
 CountStats = Callable[[Counter[str]], Awaitable[None]]
 
@@ -33,31 +37,56 @@ def build_ingest(
     count: CountStats | None = None,
 ) -> Any:
     """Declare the ingest agent on `app`; `publish` and `count` default to Kafka topics and nothing."""
-    validator = Validator(config_from_settings(settings, load_city(settings.generator.city_file).bbox))
+    city = load_city(settings.generator.city_file)  # its bbox and its names are the edge's vocabulary
+    validator = Validator(config_from_settings(settings, city.bbox, city))
     raw = app.topic(*INGEST_TOPICS.values(), value_serializer="raw", key_serializer="raw")
     publish = publish or kafka_publisher(app, settings)
     records_per_take = max(1, settings.window.max_batch_events // settings.generator.batch_events)
 
     @app.agent(raw, name="cityscreen.ingest")
     async def ingest(stream: Any) -> None:  # a faust Stream: take_events is not on StreamT
+        # take_events acks (and so lets Faust commit) a batch's offsets when the next batch is asked
+        # for, and also when this body raises: nothing may raise here before every record of the batch
+        # is delivered to a clean topic or the dead-letter topic, or the batch is silently lost
         async for events in stream.take_events(records_per_take, within=settings.window.flush_s):
             result = IngestResult()
             now_ms = int(time.time() * 1000)
             for event in events:
                 m = event.message
-                validator.process(
+                validator.process(  # never raises: a record that fails in any way is dead-lettered
                     result, m.value, topic=m.topic, partition=m.partition, offset=m.offset, now_ms=now_ms
                 )
-            await publish(result)
+            await publish_until_delivered(publish, result, app.log)
             if count is not None:
-                await count(result.counts)
+                try:
+                    await count(result.counts)
+                except Exception as exc:  # the counters are best effort; the data is already delivered
+                    app.log.warning(f"ingest counters not written to Redis ({exc!r}): is Redis up?")
 
     return ingest
 
 
+async def publish_until_delivered(publish: Publish, result: IngestResult, log: Any) -> None:
+    """Publish one batch's output, retrying until the broker has it (at-least-once: a retry after a
+    partial failure can repeat records). Returns only when everything is delivered."""
+    for attempt in itertools.count():
+        try:
+            await publish(result)
+            return
+        except asyncio.CancelledError:
+            raise  # the worker is stopping: the batch is not acked, so it is read again after a restart
+        except Exception as exc:
+            wait_s = PUBLISH_RETRY_S[min(attempt, len(PUBLISH_RETRY_S) - 1)]
+            log.error(
+                f"ingest batch not delivered ({exc!r}); retrying in {wait_s} s: check that Kafka is up "
+                "and accepts records of this size (producer_max_request_size)"
+            )
+            await asyncio.sleep(wait_s)
+
+
 def kafka_publisher(app: faust.App, settings: Settings) -> Publish:
     """Clean events as clean batches (cityscreen.clean_batch), one record per person-keyed partition and
-    up to RECORD_EVENTS events; dead letters one per record."""
+    up to RECORD_EVENTS events; dead letters one per record. Returns once the broker acknowledged all."""
     partitions, res = settings.kafka.partitions, settings.window.h3_res
     clean = {
         kind: app.topic(name, value_serializer="raw", key_serializer="raw", partitions=partitions)
@@ -65,14 +94,18 @@ def kafka_publisher(app: faust.App, settings: Settings) -> Publish:
     }
     dead = app.topic(DEADLETTER_TOPIC, value_serializer="raw", key_serializer="raw", partitions=partitions)
 
+    # force=True: inside an agent Faust would otherwise attach each send to the current event and
+    # publish it at that event's ack, after this batch's offsets are already acked
     async def publish(result: IngestResult) -> None:
+        delivered = []
         for (kind, partition), events in result.clean.items():
             for i in range(0, len(events), RECORD_EVENTS):
-                await clean[kind].send(
-                    value=encode_batch(kind, events[i : i + RECORD_EVENTS], res), partition=partition
-                )
-        for letter in result.dead:
-            await dead.send(value=encode_dead(letter))
+                value = encode_batch(kind, events[i : i + RECORD_EVENTS], res)
+                delivered.append(await clean[kind].send(value=value, partition=partition, force=True))
+        for letter in result.dead:  # the dead letters are part of the batch's delivery too
+            delivered.append(await dead.send(value=encode_dead(letter), force=True))
+        for fut in delivered:  # every send is queued before any is awaited: one round trip, not many
+            await fut
 
     return publish
 

@@ -30,6 +30,7 @@ from cityscreen.settings import Settings
 from streams.aggregate.chunked import ChunkedLog
 from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import Closed, Engine
+from streams.aggregate.late import LateCounts, late_letter, window_of
 from streams.aggregate.partial import PartialMessage, decode_header, encode_message
 from streams.app import create_app
 from streams.ingest import RECORD_EVENTS
@@ -124,11 +125,17 @@ def build_worker(
         for c in closed:
             engine.commit_close(c)
 
+    late_counts = LateCounts(win.window_s)
+
     async def dead_letter(late: list[tuple[str, dict[str, Any]]]) -> None:
-        for topic, event in late:
-            body = msgspec.json.encode({"reason": "late", "topic": topic, "event": event})
-            await deadletter.send(key=None, value=body, force=True)
+        # the rows carry pseudonym, cell, time and demographics: only late_letter's fields leave
+        late_counts.add(row for _, row in late)
+        for topic, row in late:
+            await deadletter.send(key=None, value=late_letter(topic, row, win.window_s), force=True)
         await sink.count(late_events=len(late), dead_lettered=len(late))
+        for w in sorted({window_of(int(row["ts_ms"]), win.window_s) for _, row in late}):
+            events, cells = late_counts.summary(w)
+            app.log.warning(f"window {w}: {events} late events so far, in {cells} cells (dead-lettered)")
 
     async def undecodable(m: Any, kind: str, exc: Exception) -> None:
         """A clean record that is not clean events of its topic's kind: dead-lettered, never retried."""

@@ -73,7 +73,8 @@ def replicate(event: RawEvent, r: int) -> RawEvent:
     if r == 0:
         return event
     suffix = f"#{r}"
-    ids: dict[str, str] = {"event_id": event.event_id + suffix}
+    # ":" not "#" in the event id: the ingest edge accepts letters, digits and ._:- only there
+    ids: dict[str, str] = {"event_id": f"{event.event_id}:{r}"}
     if isinstance(event, RawSim):
         ids.update(imsi=event.imsi + suffix, msisdn=event.msisdn + suffix)
     elif isinstance(event, RawPayment):
@@ -143,7 +144,7 @@ def clean_batches(
     """Raw events through the ingest edge's validator, CHUNK_EVENTS at a time, as clean records.
     `now_ms` is the clock the validator's skew rule compares event times with (a parameter, so the
     same load validates the same way on any date)."""
-    validator = Validator(config_from_settings(settings, city.bbox))
+    validator = Validator(config_from_settings(settings, city.bbox, city))
     chunk: list[RawEvent] = []
 
     def flush() -> CleanBatch:

@@ -6,6 +6,10 @@ snapshot), `{"type": "ping"}`. Server: `snapshot` (the latest frame of the view,
 is none yet), `frame` (at most `update_hz` per second, latest wins), `heartbeat`, `pong`, `error`.
 A reconnecting client sends its subscription again and gets a fresh snapshot: there is no server state
 to resume, so several gateway processes are interchangeable.
+
+A bad message (not JSON, too deep, a field of the wrong type, a number out of range) gets an `error`
+and the socket stays. Closes: 4401 / 4403 refused, 1009 message too big, 1011 a failure of the server's
+own. However a socket ends, its client leaves the hub and the gauge (`live_socket`'s `finally`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import math
 import time
 from typing import Any
 
@@ -26,6 +32,12 @@ from services.gateway.hub import PACING_SLACK, Client, Hub
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.view import ViewError, encode_message, make_view, view_frame
 from services.gateway.wire import Message, raw_writer
+
+CLOSE_INTERNAL_ERROR = 1011  # RFC 6455: the server met a condition that kept it from serving the request
+SUBSCRIBE_SHAPE = (
+    'use {"type": "subscribe", "res": int, "layers": [str], "bbox": [w, s, e, n], "breakdown": str}'
+)
+log = logging.getLogger(__name__)
 
 
 async def refuse(websocket: WebSocket, status: int, close_code: int, reason: str) -> None:
@@ -63,22 +75,30 @@ async def live_socket(websocket: WebSocket, settings: Settings, hub: Hub, metric
     )
     hub.add(client)
     metrics.ws_clients.inc()
-    tasks = [
-        asyncio.create_task(_receive(websocket, client, settings, hub)),
-        asyncio.create_task(_send(websocket, client)),
-    ]
+    tasks: list[asyncio.Task[None]] = []
     try:
+        tasks += [
+            asyncio.create_task(_receive(websocket, client, settings, hub)),
+            asyncio.create_task(_send(websocket, client)),
+        ]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
-                await t
+        # the client is forgotten first, whatever ended the socket: a task's exception re-raised
+        # below once skipped this, and every such socket left a client in the hub and the gauge
         hub.remove(client)
         metrics.ws_clients.dec()
         metrics.ws_frames_conflated.inc(client.queue.dropped)
         metrics.ws_messages_sent.inc(client.sent)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, WebSocketDisconnect, OSError):
+                pass  # the peer went away or we cancelled it: the normal ends
+            except Exception:
+                log.exception("websocket task failed; the socket is closed with 1011")
+                await _close_quietly(websocket, CLOSE_INTERNAL_ERROR, "internal error")
 
 
 async def _receive(websocket: WebSocket, client: Client, settings: Settings, hub: Hub) -> None:
@@ -91,9 +111,32 @@ async def _receive(websocket: WebSocket, client: Client, settings: Settings, hub
         if len(raw) > limit:
             await websocket.close(code=auth.CLOSE_TOO_BIG, reason=f"message over {limit} bytes")
             return
-        reply = await handle_message(raw, client, settings, hub)
+        try:
+            reply = await handle_message(raw, client, settings, hub)
+        except Exception:
+            # handle_message answers bad input itself; anything left is a bug: close properly, not drop
+            log.exception("websocket message handler failed; closing the socket with 1011")
+            await _close_quietly(websocket, CLOSE_INTERNAL_ERROR, "internal error")
+            return
         if reply is not None:
             client.queue.put(Message(reply))
+
+
+async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):  # already closed, or the transport is gone: nothing to tell
+        await websocket.close(code=code, reason=reason)
+
+
+def requested_res(value: object) -> int:
+    """The `res` of a subscribe message as an int; ViewError (answered to the client) for anything else:
+    a bool, a string, a fraction, or a number out of range (1e400 is inf, and int(inf) raised)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ViewError("res must be an integer H3 resolution")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise ViewError("res must be an integer H3 resolution")
+    if not -(2**31) <= value < 2**31:
+        raise ViewError("res is out of range: choose a released resolution")
+    return int(value)
 
 
 async def handle_message(raw: str | bytes, client: Client, settings: Settings, hub: Hub) -> str | None:
@@ -101,7 +144,7 @@ async def handle_message(raw: str | bytes, client: Client, settings: Settings, h
     try:
         msg: dict[str, Any] = json.loads(raw)
         kind = msg.get("type")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: deeply nested JSON
         return encode_message("error", {"message": "messages are JSON objects with a 'type'"})
     if kind == "ping":
         return encode_message("pong", {"ts_ms": int(time.time() * 1000)})
@@ -109,14 +152,16 @@ async def handle_message(raw: str | bytes, client: Client, settings: Settings, h
         return encode_message("error", {"message": f"unknown message type {kind!r}: use subscribe or ping"})
     try:
         view = make_view(
-            int(msg.get("res", settings.window.resolutions[-1])),
+            requested_res(msg.get("res", settings.window.resolutions[-1])),
             msg.get("layers"),
             msg.get("bbox"),
             msg.get("breakdown"),
             resolutions=settings.window.resolutions,
         )
-    except (ViewError, TypeError, ValueError) as exc:
-        return encode_message("error", {"message": str(exc)})
+    except (ViewError, TypeError, ValueError, OverflowError) as exc:
+        # TypeError / ValueError: a field of the wrong shape (layers of lists, bbox of strings)
+        message = str(exc) if isinstance(exc, ViewError) else f"bad subscribe message: {SUBSCRIBE_SHAPE}"
+        return encode_message("error", {"message": message})
     hub.watch(client, view)
     client.queue.clear()  # frames of the old view are of no use now
     frame = await hub.snapshot(view.res)

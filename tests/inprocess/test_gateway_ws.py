@@ -137,3 +137,56 @@ def test_oversize_message_closes_1009(client: TestClient) -> None:
 def test_idle_socket_gets_heartbeats(client: TestClient) -> None:
     with client.websocket_connect("/ws/live", subprotocols=PROTOCOLS) as ws:
         assert receive(ws)["type"] == "heartbeat"
+
+
+def ws_clients_gauge(client: TestClient) -> float:
+    line = next(x for x in client.get("/metrics").text.splitlines() if x.startswith("cityscreen_ws_clients "))
+    return float(line.split()[1])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "subscribe", "res": 1e400}',  # the outside tester's: inf, and int(inf) raised
+        '{"type": "subscribe", "res": -1e400}',
+        '{"type": "subscribe", "res": NaN}',
+        '{"type": "subscribe", "res": 7.5}',
+        '{"type": "subscribe", "res": "7"}',
+        '{"type": "subscribe", "res": true}',
+        '{"type": "subscribe", "res": 7, "layers": [[1]]}',
+        '{"type": "subscribe", "res": 7, "bbox": ["w", "s", "e", "n"]}',
+        '{"type": "subscribe", "res": 7, "breakdown": ["gender"]}',
+    ],
+)
+def test_a_bad_subscribe_gets_an_error_and_leaks_no_client(client: TestClient, text: str) -> None:
+    with client.websocket_connect("/ws/live", subprotocols=PROTOCOLS) as ws:
+        ws.send_text(text)
+        assert receive(ws)["type"] == "error"
+        ws.send_json({"type": "ping"})
+        assert receive(ws)["type"] == "pong"  # the socket is still served
+    assert ws_clients_gauge(client) == 0
+
+
+@pytest.mark.parametrize("client", [{"max_message_bytes": 16_384}], indirect=True)
+def test_deeply_nested_json_gets_an_error(client: TestClient) -> None:
+    with client.websocket_connect("/ws/live", subprotocols=PROTOCOLS) as ws:
+        ws.send_text("[" * 5000 + "]" * 5000)  # RecursionError in json.loads
+        assert receive(ws)["type"] == "error"
+    assert ws_clients_gauge(client) == 0
+
+
+def test_a_failing_handler_closes_1011_and_cleans_up(client: TestClient, monkeypatch) -> None:
+    """Whatever a handler raises, the socket ends with a close code and the client is forgotten."""
+
+    async def broken(*args: object) -> str:
+        raise OverflowError("a bug the handler did not foresee")
+
+    monkeypatch.setattr("services.gateway.live.handle_message", broken)
+    for _ in range(3):
+        with client.websocket_connect("/ws/live", subprotocols=PROTOCOLS) as ws:
+            ws.send_json(SUBSCRIBE)
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+        assert closed.value.code == 1011
+    assert ws_clients_gauge(client) == 0
+    assert len(client.app.state.hub.clients) == 0  # type: ignore[attr-defined]

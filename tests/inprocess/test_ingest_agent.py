@@ -85,3 +85,40 @@ async def test_clean_output_decodes_with_the_clean_schema(harness) -> None:
     decoded = decode_clean_many(encode_many(events))
     assert [e.age_band for e in decoded] == [events[0].age_band] * 5
     assert all(len(e.person) == 20 and "4600012345" not in e.person for e in decoded)
+
+
+async def test_a_record_that_breaks_the_decoder_loses_nothing_else(harness) -> None:
+    """The outside tester's 10 KB record of nested brackets, between good records of the same batch:
+    before, its RecursionError crashed the agent and the batch's good records were acked unpublished."""
+    app, published, counted = harness
+    good = [make_sim(i) for i in range(10)]
+    records = [encode_many(good[:5]), b"[" * 5000 + b"]" * 5000, encode_many(good[5:])]
+    async with app.conf.ingest_agent.test_context() as agent:
+        for value in records:
+            await agent.put(value, partition=0)
+        await _until(lambda: counted["ingest.accepted"] + counted["deadletter.too_deep"] >= 11)
+    clean = [e for r in published for evs in r.clean.values() for e in evs]
+    assert sorted(e.event_id for e in clean) == sorted(e.event_id for e in good)
+    assert [(d.reason, d.offset) for r in published for d in r.dead] == [("too_deep", 1)]
+
+
+async def test_a_failed_publish_is_retried_before_the_batch_is_acked(monkeypatch) -> None:
+    """The agent returns to take_events (which acks the batch) only once `publish` succeeded."""
+    monkeypatch.setattr("streams.ingest.PUBLISH_RETRY_S", (0.0,))
+    app = faust.App("test-ingest-retry", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+    attempts: list[int] = []
+    published: list[IngestResult] = []
+
+    async def publish(result: IngestResult) -> None:
+        attempts.append(len(result.dead) + sum(len(v) for v in result.clean.values()))
+        if len(attempts) < 3:
+            raise ConnectionError("broker unreachable")
+        published.append(result)
+
+    settings = Settings(window={"flush_s": 0.05}, generator={"batch_events": 500})  # type: ignore[arg-type]
+    ingest = build_ingest(app, settings, publish=publish)
+    async with ingest.test_context() as agent:
+        await agent.put(encode_many([make_sim(i) for i in range(4)]), partition=0)
+        await _until(lambda: bool(published))
+    assert attempts == [4, 4, 4]
+    assert sum(len(v) for v in published[0].clean.values()) == 4

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import re
+import string
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,16 +16,24 @@ from typing import Any
 import pytest
 import redis
 
-from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC, RAW_IDENTIFIER_FIELDS
+from cityscreen.events import (
+    CLEAN_TOPICS,
+    DEADLETTER_TOPIC,
+    FRAMES_TOPIC,
+    INGEST_TOPICS,
+    RAW_IDENTIFIER_FIELDS,
+)
 from cityscreen.ingest import ACCEPTED
 from services.stack import LocalStack, ManagedProcess
 from services.stack.testing import REPO_ROOT
-from tests.integration.test_ingest_deadletter import ingest_worker, read_topic, stats  # noqa: F401
+from tests.integration.test_ingest_deadletter import ingest_worker, produce, read_topic, stats  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
 FIXTURE = Path(REPO_ROOT) / "fixtures" / "shenzhen-10min.jsonl.gz"
 _TOKEN = re.compile(rb"[A-Za-z0-9]+")
+# separators people and forms put inside numbers: "46001 5555 0001", "SZT-5555-0001", "+86 138 0000 1111"
+_DIGIT_SEPARATORS = re.compile(rb"(?<=\d)[\s\-+./()]+(?=\d)")
 
 
 def raw_identifiers(lines: Iterable[bytes]) -> set[bytes]:
@@ -34,8 +45,9 @@ def raw_identifiers(lines: Iterable[bytes]) -> set[bytes]:
 
 
 def leaks(blob: bytes, identifiers: set[bytes]) -> set[bytes]:
-    """Raw identifiers present in `blob` as whole letter/digit tokens (every field, key and value)."""
-    return identifiers.intersection(_TOKEN.findall(blob))
+    """Raw identifiers present in `blob` as whole letter/digit tokens (every field, key and value), also
+    when written with spaces, dashes, dots or plus signs between their digits."""
+    return identifiers.intersection(_TOKEN.findall(blob) + _TOKEN.findall(_DIGIT_SEPARATORS.sub(b"", blob)))
 
 
 def redis_blobs(client: redis.Redis) -> Iterator[bytes]:
@@ -71,6 +83,8 @@ def test_no_raw_identifier_downstream_of_ingest(
     sample = b'{"kind":"sim","person":"' + planted + b'","event_id":"x"}'
     assert leaks(sample, identifiers) == {planted}
     assert leaks(b"city:x:" + planted, identifiers) == {planted}
+    spaced = b" ".join(planted[i : i + 4] for i in range(0, len(planted), 4))
+    assert leaks(b'{"note": "call ' + spaced + b' now"}', identifiers) == {planted}
 
     client = redis.Redis.from_url(stack.redis_url)
     before = stats(client)
@@ -104,3 +118,52 @@ def test_no_raw_identifier_downstream_of_ingest(
     client.close()
     assert scanned > 0
     assert not found, f"{len(found)} raw identifiers downstream of ingest, e.g. {sorted(found)[:3]}"
+
+
+def formatted_bad_records(identifiers: list[bytes], marker: str) -> list[tuple[str, bytes]]:
+    """Rejected records that carry fixture identifiers written as people write them: under their own
+    keys, under wrong keys, in free text, as the rejected value, and in records over 2 KB."""
+
+    def spaced(ident: bytes, sep: str) -> str:
+        text = ident.decode()
+        return sep.join(text[i : i + 4] for i in range(0, len(text), 4))
+
+    a, b, c = identifiers[:3]
+    now_ms = int(time.time() * 1000)
+    base = {"kind": "sim", "v": 1, "event_id": marker, "ts_ms": now_ms, "imsi": spaced(a, " "),
+            "msisdn": "+" + spaced(b, "-"), "tower_id": "T1-1", "lat": 22.55, "lng": 114.05, "gender": "F",
+            "birth_year": 1990, "origin": "GD"}  # fmt: skip
+    note = f"customer {spaced(a, ' ')} card {spaced(c, '-')} phone +{spaced(b, ' ')}"
+    events = [
+        base | {"lat": "north"},
+        base | {"lat": "north", "note": note},
+        base | {"lat": "north", "subscriber": spaced(c, ".")},
+        base | {"origin": spaced(a, "-")},
+        base | {"gender": spaced(b, " ")},
+        base | {"kind": spaced(c, " ")},
+        base | {"v": 2, "pad": note * 35},  # over 2 KB, under the module worker's max_payload_bytes
+        base | {"tower_id": note},
+    ]
+    return [(INGEST_TOPICS["sim"], json.dumps(e).encode()) for e in events]
+
+
+def test_no_formatted_identifier_or_free_text_in_dead_letters(
+    stack: LocalStack,
+    ingest_worker: ManagedProcess,  # noqa: F811
+    wait_for: Callable[..., Any],
+) -> None:
+    with gzip.open(FIXTURE, "rb") as fh:
+        identifiers = sorted(raw_identifiers(line for line, _ in zip(fh, range(200), strict=False)))
+    marker = "".join(random.choices(string.ascii_lowercase, k=16))
+    records = formatted_bad_records(identifiers, marker)
+    bootstrap, partitions = stack.settings.kafka.bootstrap, stack.settings.kafka.partitions
+    produce(bootstrap, records)
+
+    def letters() -> list[bytes] | None:
+        found = [v for v in read_topic(bootstrap, DEADLETTER_TOPIC, partitions) if marker.encode() in v]
+        return found if len(found) >= len(records) else None
+
+    ours = wait_for(letters, timeout_s=60, what="the formatted-identifier records on city.deadletter.v1")
+    blob = b"\n".join(ours)
+    assert not leaks(blob, set(identifiers[:3]))
+    assert b"customer" not in blob and b"subscriber" not in blob

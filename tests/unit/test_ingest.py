@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from cityscreen.city import load_city
+from cityscreen.deadletter import safe_preview
 from cityscreen.errors import CityScreenError
 from cityscreen.events import (
     INGEST_PAYMENT_TOPIC,
@@ -28,7 +29,6 @@ from cityscreen.ingest import (
     Pseudonymizer,
     Validator,
     clean_event,
-    mask_preview,
     require_secret,
 )
 from cityscreen.pseudonym import pseudonymize
@@ -60,8 +60,8 @@ def make_event() -> Callable[..., RawEvent]:
             fields.update(overrides)
             return RawSim(**fields)  # type: ignore[arg-type]
         if kind == "payment":
-            fields = dict(common, account=f"6217{n:012d}", merchant_id="m1", category="food", amount_cny=25.5,
-                          origin="GD")  # fmt: skip
+            fields = dict(common, account=f"6217{n:012d}", merchant_id="futian-cbd-07", category="food",
+                          amount_cny=25.5, origin="GD")  # fmt: skip
             fields.update(overrides)
             return RawPayment(**fields)  # type: ignore[arg-type]
         fields = dict(common, card=f"SZT{n:09d}", tap="in", station_id="L1-01", line="L1", mode="metro")
@@ -164,11 +164,11 @@ def test_dead_letters_carry_no_raw_identifier(config, make_event) -> None:
         assert raw_id not in text
 
 
-def test_mask_preview_keeps_structure_of_parseable_payloads(make_event) -> None:
+def test_the_preview_keeps_the_shape_of_parseable_payloads(make_event) -> None:
     sim = make_event("sim")
-    preview = msgspec.json.decode(mask_preview(encode(sim)))
+    preview = msgspec.json.decode(safe_preview(encode(sim)))
     assert preview["imsi"] == preview["msisdn"] == "***"
-    assert preview["tower_id"] == "T1" and preview["origin"] == "HN"
+    assert preview["tower_id"] == "T1" and preview["origin"] == "<str>" and preview["birth_year"] == "<int>"
 
 
 def test_clean_events_are_grouped_by_person_partition(config, make_event) -> None:
@@ -226,3 +226,47 @@ def test_production_refuses_placeholder_secret(secret: str) -> None:
 def test_development_and_real_secrets_are_accepted() -> None:
     require_secret(Settings())
     require_secret(Settings.model_construct(mode="production", pseudonym_secret="a" * 32))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"[" * 5000 + b"]" * 5000,  # the outside tester's 10 KB record: RecursionError in msgspec
+        b'{"kind": "sim", "note": ' + b"[" * 5000 + b"]" * 5000 + b"}",  # deep under an unknown field
+        b'[{"kind": "transit"}, ' + b"{" * 3000 + b"}" * 3000 + b"]",
+    ],
+)
+def test_a_deeply_nested_record_is_dead_lettered_alone(config, make_event, value: bytes) -> None:
+    before, after = make_event("sim"), make_event("payment")
+    result = run(config, encode(before), value, encode_many([after]))
+    assert [(d.reason, d.offset) for d in result.dead] == [("too_deep", 1)]
+    assert result.counts == {"ingest.accepted": 2, "deadletter.too_deep": 1}
+
+
+def test_any_failure_on_one_element_dead_letters_that_element_alone(config, make_event, monkeypatch) -> None:
+    """A RecursionError / MemoryError-class failure the depth bound does not foresee loses nothing else."""
+    events = [make_event("sim"), make_event("payment"), make_event("transit")]
+    validator = Validator(config)
+    clean = validator.clean
+
+    def flaky(raw: RawEvent) -> object:
+        if raw.event_id == events[1].event_id:
+            raise MemoryError("out of memory")
+        return clean(raw)
+
+    monkeypatch.setattr(validator, "clean", flaky)
+    result = IngestResult()
+    for offset, value in enumerate([encode_many(events), encode(events[1])]):
+        validator.process(
+            result, value, topic=INGEST_PAYMENT_TOPIC, partition=2, offset=offset, now_ms=NOW_MS
+        )
+    assert [(d.reason, d.offset) for d in result.dead] == [("unprocessable", 0), ("unprocessable", 1)]
+    assert "MemoryError" in result.dead[0].detail
+    assert sorted(e.event_id for evs in result.clean.values() for e in evs) == sorted(
+        e.event_id for e in (events[0], events[2])
+    )
+
+
+def test_a_too_deep_record_is_previewed_by_size_only(config) -> None:
+    (letter,) = run(config, b"[" * 5000 + b"]" * 5000).dead
+    assert letter.payload_preview == "<10000 bytes, not decoded>"
