@@ -42,11 +42,6 @@ class Tally:
     parts_released: int = 0
 
 
-def run_population(settings: Settings) -> int:
-    """The population `make run` simulates."""
-    return settings.generator.persons
-
-
 def local_ms(city: City, day: date, hour: int) -> int:
     """`hour`:00 local time of the city on `day`, in UTC milliseconds."""
     local = datetime(day.year, day.month, day.day, hour, tzinfo=UTC) - timedelta(hours=city.utc_offset_h)
@@ -54,9 +49,9 @@ def local_ms(city: City, day: date, hour: int) -> int:
 
 
 def simulated_events(city: City, persons: int, seed: int, start_ms: int, span_s: float) -> Iterator[RawEvent]:
-    from services.generator.simulate import Simulation
+    from services.generator.columnar.engine import Engine
 
-    return Simulation(city, persons, seed).events(start_ms, span_s)
+    return Engine(city, persons, seed).events(start_ms, span_s)
 
 
 def tally_window(aggregate: WindowAggregate, frames: list[Frame], tallies: dict[int, Tally]) -> None:

@@ -24,17 +24,25 @@ READY_PATH = "/api/v1/health/ready"
 GATEWAY_READY_TIMEOUT_S = 60.0
 STATUS_EVERY_S = 5.0
 CHILD_STOP_TIMEOUT_S = 15.0
-# Accelerated real time: a 60 s window closes every 6 s, so the map moves within seconds of `up`.
-DEFAULT_SPEED = 10.0
+# The default run is real time on the wall clock, so events that external producers stamp "now" fall
+# in open windows too. It starts a window and its grace in the past (that backlog is sent at once, so
+# the first window closes within seconds), and warm: every person reports once in the first window, so
+# people present (a stock) show the whole simulated city from the first frame.
+# At most this many persons unless CITY_GENERATOR__PERSONS says otherwise: a tenth of Shenzhen's census,
+# what one 2-core box runs beside Kafka, both workers and the gateway with its first frame in seconds
+RUN_PERSONS_CAP = 1_750_000
+LEAD_S = 5  # past the first window's end plus grace, so its watermark has passed when the backlog is in
 
 
 @dataclass(frozen=True)
 class UpOptions:
     fresh: bool = False
-    speed: float | None = None
+    speed: float | None = None  # accelerated simulated time instead of real time
     rate: float | None = None
     generate: bool = True
-    start_ms: int | None = None  # simulated start for --speed; None: now
+    start_ms: int | None = None  # event time of the generator's start; None: now
+    persons: int | None = None  # None: the generator's default (the census x the city's operator share)
+    warm_s: float = 0.0  # every person reports once within this long of the start
 
 
 def cityscreen_argv(*args: str) -> list[str]:
@@ -54,13 +62,16 @@ def child_commands(options: UpOptions) -> dict[str, list[str]]:
             raise CityScreenError("choose one of --speed X (accelerated time) or --rate EPS (load test)")
         # The generator logs to a file: a progress bar there is noise.
         generate = cityscreen_argv("generate", "--no-progress")
+        if options.persons is not None:
+            generate += ["--persons", str(options.persons)]
         if options.rate is not None:
             generate += ["--rate", f"{options.rate:g}"]
         else:
-            speed = DEFAULT_SPEED if options.speed is None else options.speed
-            generate += ["--speed", f"{speed:g}"]
+            generate += ["--realtime"] if options.speed is None else ["--speed", f"{options.speed:g}"]
             if options.start_ms is not None:
                 generate += ["--start", iso_utc(options.start_ms)]
+            if options.warm_s > 0:
+                generate += ["--warm-s", f"{options.warm_s:g}"]
         commands["generator"] = generate
     return commands
 
@@ -83,6 +94,28 @@ def resume_start_ms(newest_window_ms: int | None, settings: Settings, now_ms: in
     w = settings.window
     resume = newest_window_ms + (2 * w.window_s + w.grace_s) * 1000
     return resume if resume > now_ms else None
+
+
+def realtime_start_ms(newest_window_ms: int | None, settings: Settings, now_ms: int) -> int:
+    """Where a real-time run starts: a window plus its grace before now, on a window boundary, so its
+    first window closes as soon as the backlog is sent; after a restart, never inside a window the
+    workers may have closed (the generator then waits for the clock to reach its start)."""
+    w = settings.window
+    window_ms = w.window_s * 1000
+    start = (now_ms - window_ms - (w.grace_s + LEAD_S) * 1000) // window_ms * window_ms
+    if newest_window_ms is not None:
+        start = max(start, newest_window_ms + (2 * w.window_s + w.grace_s) * 1000)
+    return start
+
+
+def run_persons(settings: Settings) -> int:
+    """The population `up` simulates: the generator's setting, else the census capped for this box."""
+    if settings.generator.persons is not None:
+        return settings.generator.persons
+    from cityscreen.city import load_city
+    from services.generator.columnar.engine import census
+
+    return min(census(load_city(settings.generator.city_file)), RUN_PERSONS_CAP)
 
 
 def newest_window_ms(redis_url: str, resolution: int) -> int | None:
@@ -182,6 +215,21 @@ def supervise(stack: LocalStack, children: list[ManagedProcess], settings: Setti
         time.sleep(0.25)
 
 
+def generator_start(options: UpOptions, settings: Settings) -> UpOptions:
+    """Where the generator starts, how many persons it simulates, and whether it starts warm."""
+    newest = newest_window_ms(settings.redis.url, settings.window.h3_res)
+    now_ms = int(time.time() * 1000)
+    options = replace(options, persons=options.persons or run_persons(settings))
+    if options.speed is not None:
+        start_ms = resume_start_ms(newest, settings, now_ms)
+        if start_ms is not None:
+            print(f"resuming simulated time at {iso_utc(start_ms)} (after the last frame)", flush=True)
+        return replace(options, start_ms=start_ms)
+    start_ms = realtime_start_ms(newest, settings, now_ms)
+    print(f"simulating {options.persons:,} persons in real time from {iso_utc(start_ms)}, warm", flush=True)
+    return replace(options, start_ms=start_ms, warm_s=float(settings.window.window_s))
+
+
 def run_up(settings: Settings, options: UpOptions) -> None:
     settings = with_local_secrets(settings)  # never the public development defaults (issue 20)
     with sigterm_raises_interrupt():
@@ -195,13 +243,7 @@ def run_up(settings: Settings, options: UpOptions) -> None:
         try:
             live = with_gateway_port(stack.settings)
             if options.generate and options.rate is None and options.start_ms is None:
-                newest = newest_window_ms(live.redis.url, live.window.h3_res)
-                start_ms = resume_start_ms(newest, live, int(time.time() * 1000))
-                if start_ms is not None:
-                    print(
-                        f"resuming simulated time at {iso_utc(start_ms)} (after the last frame)", flush=True
-                    )
-                    options = replace(options, start_ms=start_ms)
+                options = generator_start(options, live)
             log_dir = logs_dir(stack.data_dir)
             children = start_children(live, options, log_dir)
             api = next(c for c in children if c.name == "api")
@@ -224,7 +266,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         fresh: bool = typer.Option(False, "--fresh", help="wipe Kafka and Redis data first"),
         speed: float | None = typer.Option(
-            None, "--speed", min=0.0, help=f"generator: simulated seconds per wall second [{DEFAULT_SPEED:g}]"
+            None, "--speed", min=0.0, help="generator: simulated seconds per wall second [real time]"
         ),
         rate: float | None = typer.Option(
             None, "--rate", min=0.0, help="generator load test: events per second"

@@ -33,7 +33,8 @@ as JSON arrays of --batch events per record (or write them to --out FILE as JSON
 
 \b
 Time modes (event time is simulated; the daily cycle follows the city's local time):
-  --realtime         one simulated second per wall second (the default)
+  --realtime         event time is the wall clock (the default): a --start in the past is
+                     sent at once, then events go out as the clock reaches them
   --speed X          X simulated seconds per wall second (--speed 144: a day in 10 minutes)
   --asap             as fast as possible
   --rate EPS         load test: EPS events/s, ramped up over --ramp-s, stamped with the send time
@@ -75,17 +76,22 @@ def register(app: typer.Typer) -> None:
         batch: int = typer.Option(None, "--batch", help="events per Kafka record [generator.batch_events]"),
         out: Path = typer.Option(None, "--out", help="write JSON lines to this file instead of Kafka"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+        warm_s: float = typer.Option(
+            0.0, "--warm-s", min=0.0, help="warm start: every person also reports once in the first S seconds"
+        ),
     ) -> None:
         settings: Settings = ctx.obj
         modes = sum([realtime, speed > 0, asap, rate > 0])
         if modes > 1:
             raise CityScreenError("choose one of --realtime, --speed X, --asap, --rate EPS")
         sim, start_ms = _simulation(settings, city_file, seed, persons, scenario, start)
+        sim.warm_ms = round(warm_s * 1000)
         if rate > 0:
             pace = Pace(rate_eps=rate, ramp_s=ramp_s, duration_s=duration_s or None)
             span_s = 365 * 86_400.0
         else:
-            pace = Pace(speed=math.inf if asap else (speed or 1.0))
+            # real time (the default) follows the wall clock: a --start in the past is caught up at once
+            pace = Pace(speed=math.inf if asap else (speed or 1.0), anchored=not (asap or speed > 0))
             span_s = duration_s or (365 * 86_400.0 if pace.speed == 1.0 else 86_400.0)
         batch_events = batch or settings.generator.batch_events
         sink: RecordSink = (

@@ -57,6 +57,11 @@ class NullSink:
         return None
 
 
+def _wall_ms(at_monotonic_s: float) -> int:
+    """The wall clock's time, in ms, at a reading of the monotonic clock."""
+    return int((time.time() - (time.monotonic() - at_monotonic_s)) * 1000)
+
+
 class _Clock:
     """When a record is due, and how far behind the run is."""
 
@@ -69,7 +74,8 @@ class _Clock:
     async def wait(self, ts_ms: int, sink: RecordSink) -> None:
         if not math.isfinite(self.pace.speed):
             return
-        self.ts0 = ts_ms if self.ts0 is None else self.ts0
+        if self.ts0 is None:
+            self.ts0 = _wall_ms(self.t0) if self.pace.anchored else ts_ms
         due = self.t0 + (ts_ms - self.ts0) / 1000 / self.pace.speed
         now = time.monotonic()
         if due > now + 0.005:

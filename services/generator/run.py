@@ -29,6 +29,9 @@ class Pace:
     rate_eps: float | None = None
     ramp_s: float = 0.0
     duration_s: float | None = None  # wall seconds, for rate mode
+    # real time on the wall clock: an event is due when the clock reads its time, so a run started in
+    # the past sends its backlog at once and then keeps pace (`generate --realtime --start ...`)
+    anchored: bool = False
 
     def due_s(self, n: int) -> float:
         """Wall seconds after the start at which the n-th event is due in rate mode."""

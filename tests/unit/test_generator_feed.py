@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from cityscreen.city import load_city
-from cityscreen.events import decode_raw_many
+from cityscreen.events import RawSim, decode_raw_many
 from services.generator.columnar.engine import Engine
 from services.generator.feed import NullSink, pump_engine
 from services.generator.fixtures import read_events
@@ -48,3 +51,43 @@ def test_lines_are_the_events_in_time_order_and_stop_at_max_events(tmp_path: Pat
     )
     expected = list(Engine(CITY, 2000, 5).events(START, 1200))[:700]
     assert report.events == 700 and list(read_events(path)) == expected
+
+
+def test_real_time_on_the_wall_clock_sends_a_past_backlog_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--realtime --start <past>`: events already due on the wall clock go out without waiting; the
+    same span at relative speed 1 waits between records (the sleeps are counted, never timed)."""
+    import services.generator.feed as feed
+
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def counting_sleep(delay: float) -> None:
+        sleeps.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(feed.asyncio, "sleep", counting_sleep)
+    past = int(time.time() * 1000) - 3_600_000  # an hour ago: every event is already due
+    anchored = asyncio.run(
+        pump_engine(Engine(CITY, 500, 5), past, 600, NullSink(), Pace(speed=1.0, anchored=True))
+    )
+    assert anchored.events > 0 and sleeps == []
+    asyncio.run(pump_engine(Engine(CITY, 500, 5), past, 600, NullSink(), Pace(speed=1.0), max_events=200))
+    assert sleeps  # relative pacing spreads the same span over ten wall minutes
+
+
+def test_a_warm_start_reports_every_person_once_in_its_first_window() -> None:
+    window_ms = 60_000
+    cold = list(Engine(CITY, 3000, 5).events(START, 60))
+    warm_engine = Engine(CITY, 3000, 5)
+    warm_engine.warm_ms = window_ms
+    warm = list(warm_engine.events(START, 60))
+    sims = [e for e in warm if isinstance(e, RawSim)]
+    assert len({e.imsi for e in sims}) == 3000 > len({e.imsi for e in cold if isinstance(e, RawSim)})
+    assert all(START <= e.ts_ms < START + window_ms and CITY.bbox.contains(e.lat, e.lng) for e in warm)
+    assert {e.event_id for e in cold} <= {e.event_id for e in warm}  # warm only adds updates
+    assert len({e.event_id for e in warm}) == len(warm)  # and their ids are new
+    # only the run's first window is warm: after it, the same events as a cold run
+    warm_engine.warm_ms = window_ms
+    two = [e for e in Engine(CITY, 3000, 5).events(START, 120) if e.ts_ms >= START + window_ms]
+    warm_two = warm_engine.events(START, 120)
+    assert [e for e in warm_two if e.ts_ms >= START + window_ms] == two

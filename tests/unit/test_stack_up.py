@@ -10,13 +10,15 @@ import pytest
 from cityscreen.errors import CityScreenError
 from cityscreen.settings import Settings
 from services.up import (
-    DEFAULT_SPEED,
+    RUN_PERSONS_CAP,
     UpOptions,
     child_commands,
     format_status,
     iso_utc,
     live_map_url,
+    realtime_start_ms,
     resume_start_ms,
+    run_persons,
     with_gateway_port,
 )
 
@@ -42,10 +44,32 @@ def test_children_are_both_workers_the_gateway_and_the_generator() -> None:
     assert commands["api"][-1] == "api"
 
 
-def test_the_generator_runs_accelerated_by_default() -> None:
+def test_the_generator_runs_in_real_time_by_default() -> None:
     generate = child_commands(UpOptions())["generator"]
-    assert generate[generate.index("--speed") + 1] == f"{DEFAULT_SPEED:g}"
-    assert "--rate" not in generate
+    assert "--realtime" in generate
+    assert {"--speed", "--rate", "--warm-s"} & set(generate) == set()
+
+
+def test_a_real_time_run_starts_warm_a_window_and_its_grace_in_the_past() -> None:
+    settings = Settings()  # 60 s windows, 30 s grace
+    now_ms = 1_800_000_012_345
+    start = realtime_start_ms(None, settings, now_ms)
+    assert start % 60_000 == 0
+    # the first window ends, with its grace, before now: it closes once the backlog is sent
+    assert start + 60_000 + 30_000 <= now_ms < start + 2 * 60_000 + 30_000 + 5_000
+    # a restart never starts inside a window the workers may have closed: it waits for the clock
+    just_released = now_ms - 60_000
+    assert realtime_start_ms(just_released, settings, now_ms) == just_released + 150_000
+    argv = child_commands(UpOptions(start_ms=start, warm_s=60.0, persons=1000))["generator"]
+    assert argv[argv.index("--start") + 1] == iso_utc(start)
+    assert argv[argv.index("--warm-s") + 1] == "60"
+    assert argv[argv.index("--persons") + 1] == "1000"
+    assert "--realtime" in argv
+
+
+def test_the_default_run_simulates_the_census_capped_for_this_box() -> None:
+    assert run_persons(Settings()) == RUN_PERSONS_CAP  # Shenzhen's census is 17.5 million
+    assert run_persons(Settings(generator={"persons": 20_000})) == 20_000  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from services.generator.columnar.world import MIN_MS, World
 
 Cols = dict[str, np.ndarray[Any, Any]]
 TRIP_SEQ = 32
+WARM_SEQ = 2047  # the warm-start update: above every trip's seq, below the 11 bits a seq has
 KINDS = ("sim", "payment", "transit")
 DETAIL_ROWS = 1 << 20
 MAX_CHUNKS = 12  # small chunks of trips under way kept apart before they are joined
@@ -116,9 +117,11 @@ class Emitter:
         self.world = world
         self.cursors: dict[tuple[int, bool], _Cursor] = {}
 
-    def emit(self, lo_ms: int, hi_ms: int, today: DayPlan, spill: DayPlan | None) -> Slice:
+    def emit(self, lo_ms: int, hi_ms: int, today: DayPlan, spill: DayPlan | None, warm_ms: int = 0) -> Slice:
         parts = _Parts()
         self._idle(parts, lo_ms, hi_ms, today)
+        if warm_ms > 0:
+            self._warm(parts, lo_ms, min(lo_ms + warm_ms, hi_ms), today)
         for plan, spilled in ((spill, True), (today, False)):
             if plan is None:
                 continue
@@ -218,6 +221,18 @@ class Emitter:
         lng = det.m_lng0[trip] + (det.m_lng1[trip] - det.m_lng0[trip]) * frac
         parts.add("sim", ts_ms=det.move_ms[trip] + k * HANDOVER_MS, person=person[trip],
                   seq=seq0[trip] + 4 + np.minimum(k, 59), lat=lat, lng=lng)  # fmt: skip
+
+    def _warm(self, parts: _Parts, lo_ms: int, hi_ms: int, plan: DayPlan) -> None:
+        """A location update of every person in [lo, hi), spread evenly in phase order: a warm start.
+        A screen that counts people present as a stock would otherwise fill up over the 30 minutes it
+        takes every idle phone to report (as if the network had just come up)."""
+        n = self.world.n
+        slot = np.arange(n, dtype=np.int64) * self.world.phase_stride() % max(1, n)
+        ts = lo_ms + slot * (hi_ms - lo_ms) // max(1, n)
+        person = np.arange(n, dtype=np.int64)
+        place, _ = where_at(plan, person, ts)  # a person on the move reports from where they set out
+        lat, lng = self.world.position(person, place)
+        parts.add("sim", ts_ms=ts, person=person, seq=np.full(n, WARM_SEQ, dtype=np.int64), lat=lat, lng=lng)
 
     def _idle(self, parts: _Parts, lo_ms: int, hi_ms: int, plan: DayPlan) -> None:
         """Location updates of phones at rest, every 30 min at each person's phase; none while moving."""

@@ -40,6 +40,9 @@ class Engine:
         self.emitter = Emitter(self.world)
         self.encoder = Encoder(self.world)
         self._plans: dict[int, DayPlan] = {}
+        # a warm start: the first slice of a run also carries one location update of every person,
+        # within this long of its start (0: none; `cityscreen generate --warm-s`)
+        self.warm_ms = 0
         self._spills: dict[int, DayPlan | None] = {}
 
     def plan(self, day: int) -> DayPlan:
@@ -76,7 +79,8 @@ class Engine:
             hi = min(end_ms, lo - lo % slice_ms + slice_ms, midnight)
             early = lo < self.world.base_ms(day) + SPILL_MS
             spill = self.spill(day) if early else None
-            yield self.emitter.emit(lo, hi, self.plan(day), spill)
+            warm = self.warm_ms if lo == start_ms else 0
+            yield self.emitter.emit(lo, hi, self.plan(day), spill, warm_ms=warm)
             lo = hi
 
     def events(self, start_ms: int, duration_s: float) -> Iterator[RawEvent]:
