@@ -70,6 +70,8 @@ class _Clock:
         self.t0 = time.monotonic()
         self.ts0: int | None = None
         self.last_warn = -math.inf
+        # a wall-clock run started in the past is behind on purpose until its backlog is sent
+        self.caught_up = not pace.anchored
 
     async def wait(self, ts_ms: int, sink: RecordSink) -> None:
         if not math.isfinite(self.pace.speed):
@@ -79,9 +81,12 @@ class _Clock:
         due = self.t0 + (ts_ms - self.ts0) / 1000 / self.pace.speed
         now = time.monotonic()
         if due > now + 0.005:
+            self.caught_up = True
             await sink.flush()
             await asyncio.sleep(due - time.monotonic())
-        elif now - due > BEHIND_WARN_S:
+        elif now - due <= BEHIND_WARN_S:
+            self.caught_up = True
+        elif self.caught_up:
             self.report.max_behind_s = max(self.report.max_behind_s, now - due)
             if now - self.last_warn > WARN_EVERY_S:
                 self.warn(f"generator: cannot keep up, {now - due:.1f} s behind schedule")

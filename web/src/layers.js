@@ -3,6 +3,7 @@
 
 export const HEX_LAYER_ID = 'cells';
 export const ARC_LAYER_ID = 'flows';
+export const MAX_ARCS = 40;
 
 // What each hexagon layer shows: the stat key of its total. The layers themselves come from the
 // gateway's /api/v1/config (`layerMetrics`); these are the labels and metrics of the ones known here.
@@ -127,8 +128,15 @@ export function legendStops(max) {
   });
 }
 
-export function arcRows(frame) {
-  return (frame?.flows ?? []).filter((f) => f.persons !== null);
+/**
+ * The released flows to draw: the MAX_ARCS largest, since a dense city releases hundreds and an
+ * operator reads the main streams, not a tangle (the flows panel lists them by district).
+ */
+export function arcRows(frame, limit = MAX_ARCS) {
+  return (frame?.flows ?? [])
+    .filter((f) => f.persons !== null && f.origin !== f.dest)
+    .sort((a, b) => b.persons - a.persons)
+    .slice(0, limit);
 }
 
 /**

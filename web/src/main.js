@@ -13,7 +13,7 @@ import { cityBounds, cityStyle, contextLayers } from './basemap.js';
 import { renderLegend, legendModel } from './legend.js';
 import { ARC_LAYER_ID, breakdownChoices, buildLayers, HEX_LAYER_ID, layerMetrics, resForZoom, statKey } from './layers.js';
 import { LiveFeed, liveUrl } from './live-feed.js';
-import { categoryLabel, DIMENSION_LABELS, headlineModel, renderHeadline, renderPanels } from './panels.js';
+import { categoryLabel, DIMENSION_LABELS, headlineModel, localTime, renderHeadline, renderPanels } from './panels.js';
 import { makePlaces } from './places.js';
 import { cellTooltip, flowTooltip, renderTooltip } from './tooltip.js';
 
@@ -104,8 +104,8 @@ function render() {
   renderHeadlineFigures();
   showTooltip();
   if (frame) {
-    const t = new Date(frame.window_start_ms);
-    $('window-label').textContent = `window ${t.toISOString().slice(0, 16).replace('T', ' ')} UTC · ${frame.window_s}s · res ${frame.res}`;
+    const t = localTime(frame.window_start_ms, city.utc_offset_h);
+    $('window-label').textContent = `window ${t.date} ${t.time} ${city.name} time · ${frame.window_s}s · res ${frame.res}`;
   }
   $('res-label').textContent = `H3 resolution ${state.res} (follows zoom)`;
 }
@@ -271,7 +271,7 @@ async function scrub() {
   } else {
     state.scrubIndex = i;
     const at = state.windows[i];
-    $('scrubber-label').textContent = `${new Date(at).toISOString().slice(11, 16)} UTC (paused)`;
+    $('scrubber-label').textContent = `${localTime(at, city.utc_offset_h).time} ${city.name} time (paused)`;
     const q = `res=${state.res}&breakdown=${state.breakdown ?? ''}`;
     debug.frames.scrubbed = await api(`frames/${at}?${q}`, { auth: true });
     await refreshPanelFrames(at);

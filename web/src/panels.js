@@ -25,6 +25,12 @@ export const formatNumber = (v) => (v === null ? HIDDEN : fmt.format(v));
  * Why a value may be hidden, in words. Frames say only that a value is suppressed, never which rule
  * did it: saying "hidden only to protect a neighbour" would tell that the value itself is k or more.
  */
+/** "11:03" and "2026-12-05" in the city's local time (the city file's utc_offset_h), for labels. */
+export function localTime(ms, utcOffsetH = 0) {
+  const iso = new Date(ms + utcOffsetH * 3_600_000).toISOString();
+  return { date: iso.slice(0, 10), time: iso.slice(11, 16) };
+}
+
 export function suppressionReason(key, k, dominanceShare = 0.5) {
   const reasons = [`fewer than ${k} people`, 'hidden so that a neighbouring hidden value cannot be worked out'];
   if (key?.startsWith('payments.amount')) reasons.push(`one payer makes up more than ${Math.round(dominanceShare * 100)}% of it`);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  ARC_LAYER_ID, HEX_LAYER_ID, SUPPRESSED_COLOR, buildLayers, colorFor, hexRows, breakdownChoices, layerMetrics, legendStops, resForZoom, scaleMax, statKey,
+  ARC_LAYER_ID, HEX_LAYER_ID, arcRows, SUPPRESSED_COLOR, buildLayers, colorFor, hexRows, breakdownChoices, layerMetrics, legendStops, resForZoom, scaleMax, statKey,
 } from '../src/layers.js';
 
 const STATISTICS = { population: { persons: ['gender', 'age_band', 'origin'] }, payments: { amount_cny: ['category', 'origin'] } };
@@ -119,5 +119,20 @@ describe('buildLayers', () => {
     const b = hex.props.data.find((r) => r.hex === 'b');
     expect(hex.props.getFillColor(b)).toBe(SUPPRESSED_COLOR);
     expect(hex.props.getLineWidth(b)).toBeGreaterThan(hex.props.getLineWidth(hex.props.data[0]));
+  });
+});
+
+describe('arcRows', () => {
+  it('draws only the largest released flows between different cells, largest first', () => {
+    const flows = [
+      { origin: 'a', dest: 'b', kind: 'movement', persons: 12 },
+      { origin: 'a', dest: 'c', kind: 'movement', persons: null },
+      { origin: 'b', dest: 'b', kind: 'movement', persons: 99 },
+      { origin: 'c', dest: 'a', kind: 'transit', persons: 30 },
+      { origin: 'b', dest: 'c', kind: 'movement', persons: 20 },
+    ];
+    expect(arcRows({ flows }, 2).map((f) => f.persons)).toEqual([30, 20]);
+    expect(arcRows({ flows }).length).toBe(3);
+    expect(arcRows(null)).toEqual([]);
   });
 });

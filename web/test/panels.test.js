@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import {
   HEADLINES, barRows, breakdownTotals, busiestCells, busiestRows, categoryLabel, districtFlows, flowLabel, flowRows,
   formatNumber, headlineModel, hiddenNote, manifestRows, partLabel, privacyModel, renderHeadline, renderPanels, sparkline,
-  suppressionReason, topFlows,
+  localTime, suppressionReason, topFlows,
 } from '../src/panels.js';
 
 const DISTRICT = { a: 'Futian', b: 'Nanshan', c: 'Futian', d: 'Luohu' };
@@ -213,5 +213,14 @@ describe('rendered panels', () => {
     expect(fig.querySelector('.figure-unit').textContent).toBe('people · 1 hidden area');
     expect(fig.querySelectorAll('svg polyline')).toHaveLength(1);
     expect(text('headline')).toContain('sums of the released res-6 cells');
+  });
+});
+
+describe('localTime', () => {
+  it('reads a window start in the city’s own time, across midnight', () => {
+    const ms = Date.UTC(2026, 11, 5, 3, 3); // 03:03 UTC
+    expect(localTime(ms, 8)).toEqual({ date: '2026-12-05', time: '11:03' });
+    expect(localTime(Date.UTC(2026, 11, 5, 20, 30), 8)).toEqual({ date: '2026-12-06', time: '04:30' });
+    expect(localTime(ms)).toEqual({ date: '2026-12-05', time: '03:03' });
   });
 });
