@@ -27,6 +27,21 @@ export function legendModel(metric, key, max, k, metroLines = [], released = tru
   };
 }
 
+/** A list of (colour swatch, label) items: the colour scale and the metro lines. */
+function swatchList(tag, className, itemTag, itemClass, swatchClass, items) {
+  const list = document.createElement(tag);
+  list.className = className;
+  for (const [color, label] of items) {
+    const item = document.createElement(itemTag);
+    item.className = itemClass;
+    item.innerHTML = `<span class="${swatchClass}"></span><span></span>`;
+    item.children[0].style.background = color;
+    item.children[1].textContent = label;
+    list.append(item);
+  }
+  return list;
+}
+
 export function renderLegend(el, model) {
   el.replaceChildren();
   const title = document.createElement('div');
@@ -35,30 +50,14 @@ export function renderLegend(el, model) {
   const keyLine = document.createElement('div');
   keyLine.className = 'legend-key';
   keyLine.textContent = model.part;
-  const scale = document.createElement('div');
-  scale.className = 'legend-scale';
-  for (const s of model.stops) {
-    const stop = document.createElement('div');
-    stop.className = 'legend-stop';
-    stop.innerHTML = '<span class="swatch"></span><span></span>';
-    stop.children[0].style.background = s.color;
-    stop.children[1].textContent = s.label;
-    scale.append(stop);
-  }
+  const scale = swatchList('div', 'legend-scale', 'div', 'legend-stop', 'swatch',
+    model.stops.map((st) => [st.color, st.label]));
   const special = document.createElement('div');
   special.className = 'legend-special';
   special.innerHTML = '<span class="swatch suppressed"></span><span></span><span class="swatch empty"></span><span>no data</span>';
   special.children[0].style.background = model.suppressed;
   special.children[1].textContent = model.suppressedLabel;
-  const lines = document.createElement('div');
-  lines.className = 'legend-lines';
-  for (const l of model.lines) {
-    const item = document.createElement('span');
-    item.className = 'legend-line';
-    item.innerHTML = '<span class="line-swatch"></span><span></span>';
-    item.children[0].style.background = l.color;
-    item.children[1].textContent = l.name;
-    lines.append(item);
-  }
+  const lines = swatchList('div', 'legend-lines', 'span', 'legend-line', 'line-swatch',
+    model.lines.map((l) => [l.color, l.name]));
   el.append(title, keyLine, scale, special, lines);
 }
