@@ -92,9 +92,15 @@ def resume_start_ms(newest_window_ms: int | None, settings: Settings, now_ms: in
     """
     if newest_window_ms is None:
         return None
-    w = settings.window
-    resume = newest_window_ms + (2 * w.window_s + w.grace_s) * 1000
+    resume = after_released_ms(newest_window_ms, settings)
     return resume if resume > now_ms else None
+
+
+def after_released_ms(newest_window_ms: int, settings: Settings) -> int:
+    """The earliest start after a restart that cannot fall in a window the workers may have closed:
+    two windows plus the grace past the newest released one."""
+    w = settings.window
+    return newest_window_ms + (2 * w.window_s + w.grace_s) * 1000
 
 
 def realtime_start_ms(newest_window_ms: int | None, settings: Settings, now_ms: int) -> int:
@@ -105,7 +111,7 @@ def realtime_start_ms(newest_window_ms: int | None, settings: Settings, now_ms: 
     window_ms = w.window_s * 1000
     start = (now_ms - window_ms - (w.grace_s + LEAD_S) * 1000) // window_ms * window_ms
     if newest_window_ms is not None:
-        start = max(start, newest_window_ms + (2 * w.window_s + w.grace_s) * 1000)
+        start = max(start, after_released_ms(newest_window_ms, settings))
     return start
 
 

@@ -38,13 +38,13 @@ class OfflineAggregator:
             self._fed += 1
             if self._fed % self.close_every == 0:
                 self._close(idle=False)
-        yield from self._complete()
+        yield from self._complete(final=False)
 
     def finish(self) -> Iterator[WindowAggregate]:
         """Close every open window, as the worker's idle timer does once the feed stops."""
         while self._close(idle=True):
             pass
-        yield from self._complete(through=None)
+        yield from self._complete(final=True)
 
     def _close(self, *, idle: bool) -> bool:
         self.engine.persist()
@@ -55,8 +55,10 @@ class OfflineAggregator:
             self.engine.commit_close(closed)
         return bool(closes)
 
-    def _complete(self, through: int | None = -1) -> Iterator[WindowAggregate]:
-        if through == -1:
+    def _complete(self, *, final: bool) -> Iterator[WindowAggregate]:
+        """The windows every partition has closed (all of them once the feed has ended)."""
+        through: int | None = None
+        if not final:
             closed = [s.closed_through_ms for s in self.engine.states.values()]
             if len(closed) < self.settings.kafka.partitions or any(c is None for c in closed):
                 return  # a partition that has not closed a window yet may still send a partial of it
