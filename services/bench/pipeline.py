@@ -4,7 +4,7 @@ Phases (only 2-5 are timed, each on its own):
 1. load: generator events -> ingest edge's pure code -> clean topics (batched records, partitioned by
    person), plus a prefix one JSON event per record on the peer's bench-only topic;
 2. limit: a plain aiokafka consumer decodes every clean event (and, as an extra, the one-per-record copy);
-3. peer: the textbook Faust agent (services/bench/peer.py) on the one-per-record prefix, capped in time;
+3. peer: the textbook Faust agent (streams/bench_peer.py) on the one-per-record prefix, capped in time;
 4. ours: `cityscreen worker --role aggregate` process(es) in one group, timed from the group being
    assigned until the frame of the last window is in Redis (the release sink's frame index).
 """
@@ -38,11 +38,12 @@ from services.bench.data import (
     raw_events,
     replicas_for,
 )
-from services.bench.peer import PEER_TOPIC
 from services.bench.report import pipeline_result, rate_eps, summary_lines
 from services.bench.stack import bench_stack
 from services.generator.sinks import ensure_topics
 from services.stack.procs import ManagedProcess, spawn
+
+PEER_TOPIC = "bench.peer.events.v1"  # bench only: clean events, one JSON event per record
 
 Say = Callable[[str], None]
 
@@ -212,7 +213,10 @@ def _measure_peer(env: dict[str, str], logs: Path, singles: int, cap_s: float, s
     )  # Faust makes only the last level
     status_file.unlink(missing_ok=True)
     proc = spawn(
-        "bench-peer", [sys.executable, "-m", "services.bench.peer", str(status_file)], log_dir=logs, env=env
+        "bench-peer",
+        [sys.executable, "-m", "streams.bench_peer", PEER_TOPIC, str(status_file)],
+        log_dir=logs,
+        env=env,
     )
     seen = {"events": 0, "first_ms": 0, "last_ms": 0}
     try:
