@@ -23,6 +23,10 @@ def create_app(settings: Settings, *, app_id: str = "cityscreen") -> faust.App:
         store="memory://",
         topic_partitions=settings.kafka.partitions,
         topic_allow_declare=True,
+        # the worker's own topics (changelogs, partials) are as replicated as the project's, and its
+        # writes wait for every in-sync replica: a broker's loss then loses no state and no frame
+        topic_replication_factor=settings.kafka.replication_factor,
+        producer_acks=-1,
         web_enabled=False,
         datadir=str(datadir),
         producer_max_request_size=MAX_RECORD_BYTES,  # frames can exceed 1 MB (streams/internal_topics.py)

@@ -337,7 +337,8 @@ def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggreg
     os.environ["OPENBLAS_NUM_THREADS"] = "1"  # and in the gate's process, which imports numpy afresh
     # frames of a dense city exceed Kafka's 1 MB default record size (streams/internal_topics.py)
     kafka = settings.kafka
-    ensure_internal_topics(kafka.bootstrap, app_id, kafka.partitions, large_topics=(FRAMES_TOPIC,))
+    ensure_internal_topics(kafka.bootstrap, app_id, kafka.partitions, large_topics=(FRAMES_TOPIC,),
+                           replication_factor=kafka.replication_factor)  # fmt: skip
     # spawn, not fork: the parent runs threads (aiokafka, Faust) that a forked child would inherit mid-lock
     spawn = multiprocessing.get_context("spawn")
     processes = settings.privacy.gate_processes
