@@ -108,6 +108,13 @@ def test_state_round_trips(tmp_path: Path) -> None:
     assert read_state(tmp_path) is None
 
 
+def test_a_cluster_state_names_every_broker_and_round_trips(tmp_path: Path) -> None:
+    state = make_state(tmp_path, kafka_pid=11, more_kafka_pids=[12, 13], redis_pid=14, replication_factor=3)
+    assert state.pids() == {"kafka": 11, "kafka-2": 12, "kafka-3": 13, "redis": 14}
+    write_state(state)
+    assert read_state(tmp_path) == state
+
+
 def test_live_pids_ignore_a_pid_reused_by_another_program(tmp_path: Path) -> None:
     # This pytest process is alive but is neither kafka.Kafka nor redis-server: never signal it.
     assert make_state(tmp_path).live_pids() == {}
