@@ -21,7 +21,7 @@ import redis
 
 from cityscreen.events import CLEAN_TOPICS
 from cityscreen.settings import KafkaSettings
-from cityscreen.store_keys import STATS_KEY
+from cityscreen.store_keys import LAG_KEY, STATS_KEY
 from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import (
     START_MS,
@@ -72,6 +72,10 @@ def test_leader_sigkill_mid_stream_loses_no_acknowledged_event(
     wait_for(lambda: _consumed(client) >= acked, timeout_s=180, what=f"{acked} acknowledged records")
     assert worker.is_alive()
     assert _consumed(client) == acked  # none lost, none counted twice
+    # the lag the worker reports for /metrics: every clean partition, read to its end
+    clean_partitions = len(CLEAN_TOPICS) * partitions
+    lag = wait_for(lambda: _lag(client) if set(_lag(client).values()) == {0} else None, what="zero lag")
+    assert len(lag) == clean_partitions
     worker.stop()
 
     spawn("worker", "--role", "aggregate", settings=settings, name="after-failover")
@@ -79,6 +83,10 @@ def test_leader_sigkill_mid_stream_loses_no_acknowledged_event(
     assert published_frames(client, settings) == expected
     assert windows_published(client) == windows
     assert asyncio.run(_in_sync(bootstrap, CLEAN_TOPICS["sim"], 0)) >= 2
+
+
+def _lag(client: redis.Redis) -> dict[bytes, int]:
+    return {k: int(v) for k, v in client.hgetall(LAG_KEY).items()}
 
 
 def _consumed(client: redis.Redis) -> int:

@@ -33,12 +33,13 @@ async def test_clients_of_every_gateway_receive_the_same_frames(
 ) -> None:
     settings = stack.settings
     resolutions = tuple(settings.window.resolutions)
-    urls = []
+    urls, bases = [], []
     for i in range(GATEWAYS):
         gw = settings.gateway.model_copy(update={"port": free_port()})
         api = spawn("api", settings=settings.model_copy(update={"gateway": gw}), name=f"gateway-{i}")
         base = f"http://{gw.host}:{gw.port}"
         api.wait_ready(lambda b=base: httpx.get(f"{b}/api/v1/health/ready").status_code == 200, timeout_s=60)
+        bases.append(base)
         urls.append(f"ws://{gw.host}:{gw.port}/ws/live?token={gw.operator_tokens[0]}")
 
     sockets = [await connect(url) for url in urls for _ in range(2)]  # two clients on each gateway
@@ -61,6 +62,10 @@ async def test_clients_of_every_gateway_receive_the_same_frames(
         await client.aclose()
         for ws in sockets:
             await ws.close()
+    # every gateway exports the pipeline's counters alike (the rules take the max over gateways)
+    for base in bases:
+        published = f"cityscreen_windows_published_total {float(WINDOWS)}"
+        assert published in httpx.get(f"{base}/metrics").text.splitlines()
 
 
 async def _next_frame(ws: ClientConnection) -> dict[str, Any]:
