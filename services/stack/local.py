@@ -182,6 +182,7 @@ def start_stack(
     if fresh:
         shutil.rmtree(stack_dir(data_dir), ignore_errors=True)
     brokers = settings.kafka.brokers
+    check_broker_count(stack_dir(data_dir), brokers)
     ports = resolve_ports(
         [*_broker_port_requests(settings), PortRequest("Redis", settings.redis.port, "CITY_REDIS__PORT")]
     )
@@ -224,6 +225,23 @@ def start_stack(
     write_state(state)
     return LocalStack(state=state, settings=settings_for(settings, state), kafka=broker, redis=redis_proc,
                       more_brokers=more, restarters=restarters)  # fmt: skip
+
+
+def check_broker_count(stack: Path, brokers: int) -> None:
+    """Refuse data of a stack with another number of brokers (its quorum voters and replicas would not
+    match: the brokers would fail to form a cluster, or refuse acks=all writes); record the count."""
+    marker = stack / "kafka-brokers"
+    if marker.exists():
+        before: int | None = int(marker.read_text(encoding="utf-8"))
+    else:  # data from before the count was recorded is a single broker's
+        before = 1 if kafka.is_formatted(stack / "kafka-data") else None
+    if before is not None and before != brokers:
+        raise CityScreenError(
+            f"the Kafka data in {stack} belongs to a {before}-broker stack, not {brokers}: start it with "
+            f"`--brokers {before}`, or add `--fresh` to wipe the stack's data (not the jars)"
+        )
+    stack.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{brokers}\n", encoding="utf-8")
 
 
 def _broker_port_requests(settings: Settings) -> list[PortRequest]:
