@@ -145,7 +145,7 @@ class ReleaseSink:
         if await self.is_published(window_start_ms):
             return None
         # wall time from asking for the gate to having its frames, waits for a free gate process included:
-        # what an operator sees delay a window (the gate_seconds alert, deploy/observability)
+        # what an operator sees delay a window (cityscreen_gate_seconds_total, deploy/observability)
         started_s = time.monotonic()
         frames = await self._gate(aggregate)
         await self.count(gate_ms=round((time.monotonic() - started_s) * 1000), windows_gated=1)
