@@ -13,6 +13,7 @@ from cityscreen.city import load_city
 from cityscreen.demography import BREAKDOWN_CATEGORIES
 from services.gateway import store
 from services.gateway.deps import MetricsDep, OperatorDep, RedisDep, SettingsDep
+from services.gateway.metrics import scrape
 from services.gateway.totals import totals_series
 from services.gateway.view import VIEW_LAYERS, View, ViewError, cell_history, make_view, view_frame
 
@@ -178,5 +179,5 @@ async def totals(
 
 
 @router.get("/metrics", tags=["health"], include_in_schema=False)
-async def metrics_text(metrics: MetricsDep) -> Response:
-    return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+async def metrics_text(metrics: MetricsDep, redis: RedisDep) -> Response:
+    return Response(await scrape(metrics, redis), media_type="text/plain; version=0.0.4")
