@@ -1,4 +1,4 @@
-"""`cityscreen bench pipeline|live`: the throughput benchmark and the live-mode latency run."""
+"""`cityscreen bench pipeline|generator|live|soak`: throughput, the live-mode latency run, the soak."""
 
 from __future__ import annotations
 
@@ -97,3 +97,23 @@ def register(app: typer.Typer) -> None:
             rate_eps=rate, seconds=seconds, sample_s=sample_s, persons=persons, use_running=use_running
         )
         write_live(out, run_live(settings, opts, _say), _say)
+
+    @bench.command("soak")
+    def soak(
+        ctx: typer.Context,
+        rate: float = typer.Option(20_000, "--rate", help="generator events per second (wall clock)"),
+        minutes: float = typer.Option(30, "--minutes", help="how long the generator runs"),
+        out: Path = typer.Option(Path("artifacts/bench-soak.json"), "--out", help="result JSON"),
+        sample_s: float = typer.Option(10.0, "--sample-s", help="seconds between RSS and lag samples"),
+        persons: int = typer.Option(None, "--persons", help="generator population [generator.persons]"),
+        use_running: bool = typer.Option(False, "--use-running", help="the running stack, not a fresh one"),
+    ) -> None:
+        """`bench live` held for minutes: RSS of every process and consumer lag over time with their
+        slopes, and events in against events out; write JSON."""
+        from services.bench.soak import SoakOptions, run_soak, write_soak
+
+        settings: Settings = ctx.obj
+        opts = SoakOptions(
+            rate_eps=rate, minutes=minutes, sample_s=sample_s, persons=persons, use_running=use_running
+        )
+        write_soak(out, run_soak(settings, opts, _say), _say)
