@@ -3,10 +3,12 @@ loopback, creates the topics and returns a `LocalStack` whose `.settings` point 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -62,6 +64,9 @@ class LocalStack:
     kafka: ManagedProcess | None = None
     redis: ManagedProcess | None = None
     owned: bool = True
+    # how this stack started each server, so a fault test (or an operator's tool) can restart one alone
+    start_kafka: Callable[[], ManagedProcess] | None = field(default=None, repr=False)
+    start_redis: Callable[[], ManagedProcess] | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -92,6 +97,30 @@ class LocalStack:
             if proc is not None:
                 proc.stop(STOP_TIMEOUT_S)
         clear_state(self.data_dir)
+
+    def restart_kafka(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Stop the broker cleanly and start it again on the same ports and data (topics, offsets kept)."""
+        if self.kafka is None or self.start_kafka is None:
+            raise CityScreenError("only a stack started by this process can restart its broker")
+        self.kafka.stop(STOP_TIMEOUT_S)
+        self.kafka = self.start_kafka()
+        kafka.wait_broker_ready(
+            self.kafka, self.bootstrap, ALL_TOPICS, self.settings.kafka.partitions, timeout_s
+        )
+        self._record(replace(self.state, kafka_pid=self.kafka.pid))
+
+    def restart_redis(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Stop redis-server (it saves its snapshot on SIGTERM) and start it again on the same port."""
+        if self.redis is None or self.start_redis is None:
+            raise CityScreenError("only a stack started by this process can restart its Redis")
+        self.redis.stop(STOP_TIMEOUT_S)
+        self.redis = self.start_redis()
+        redis_server.wait_redis_ready(self.redis, self.redis_url, timeout_s)
+        self._record(replace(self.state, redis_pid=self.redis.pid))
+
+    def _record(self, state: StackState) -> None:
+        self.state = state
+        write_state(state)
 
     def __enter__(self) -> LocalStack:
         return self
@@ -170,20 +199,27 @@ def start_stack(
     )
     url = redis_url(ports["Redis"])
     started: list[ManagedProcess] = []
+    start_redis = functools.partial(
+        redis_server.start_redis,
+        port=ports["Redis"],
+        data_dir=stack_dir(data_dir) / "redis",
+        log_dir=logs,
+        attached=attached,
+    )
+    start_kafka = functools.partial(
+        kafka.start_broker,
+        java=java,
+        libs=libs,
+        conf_dir=stack_dir(data_dir) / "kafka-conf",
+        config=config,
+        heap_mb=settings.kafka.heap_mb,
+        log_dir=logs,
+        attached=attached,
+    )
     try:
-        redis_proc = redis_server.start_redis(
-            port=ports["Redis"], data_dir=stack_dir(data_dir) / "redis", log_dir=logs, attached=attached
-        )
+        redis_proc = start_redis()
         started.append(redis_proc)
-        broker = kafka.start_broker(
-            java=java,
-            libs=libs,
-            conf_dir=stack_dir(data_dir) / "kafka-conf",
-            config=config,
-            heap_mb=settings.kafka.heap_mb,
-            log_dir=logs,
-            attached=attached,
-        )
+        broker = start_kafka()
         started.append(broker)
         redis_server.wait_redis_ready(redis_proc, url, timeout_s)
         kafka.wait_broker_ready(broker, config.bootstrap, ALL_TOPICS, settings.kafka.partitions, timeout_s)
@@ -204,4 +240,11 @@ def start_stack(
         started_ms=int(time.time() * 1000),
     )
     write_state(state)
-    return LocalStack(state=state, settings=settings_for(settings, state), kafka=broker, redis=redis_proc)
+    return LocalStack(
+        state=state,
+        settings=settings_for(settings, state),
+        kafka=broker,
+        redis=redis_proc,
+        start_kafka=start_kafka,
+        start_redis=start_redis,
+    )

@@ -403,6 +403,7 @@ def test_suppressed_cells_show_as_suppressed(page: Any, feed: Feed) -> None:
     assert census(page)["violet"] > HEX_PIXELS, "suppressed cells are not drawn in their own colour"
 
 
+@pytest.mark.faults  # issue 16's "the gateway restarted: browsers reconnect and resume"
 def test_page_reconnects_after_gateway_restart(page: Any, feed: Feed) -> None:
     before = state(page)["messages"]
     feed.api.stop(10.0)
