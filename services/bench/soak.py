@@ -11,7 +11,6 @@ import os
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -27,15 +26,6 @@ from services.bench.stack import bench_stack
 from services.gateway.testing import free_port
 from services.stack.procs import ManagedProcess, spawn
 from services.stack.state import read_state
-
-
-@dataclass
-class SoakOptions:
-    rate_eps: float = 20_000
-    minutes: float = 30
-    sample_s: float = 10.0
-    persons: int | None = None
-    use_running: bool = False
 
 
 class RssSampler:
@@ -66,7 +56,7 @@ class RssSampler:
         self.load.append((t_s, os.getloadavg()[0]))
 
 
-def run_soak(settings: Settings, opts: SoakOptions, say: Say) -> dict[str, object]:
+def run_soak(settings: Settings, opts: LiveOptions, say: Say) -> dict[str, object]:
     with bench_stack(settings, "soak", opts.use_running, say) as s:
         s = s.model_copy(update={"gateway": s.gateway.model_copy(update={"port": free_port()})})
         env = {**os.environ, **to_env(s)}
@@ -78,13 +68,11 @@ def run_soak(settings: Settings, opts: SoakOptions, say: Say) -> dict[str, objec
             gateway.stop()
 
 
-def _observe(s: Settings, opts: SoakOptions, gateway: ManagedProcess, say: Say) -> dict[str, object]:
+def _observe(s: Settings, opts: LiveOptions, gateway: ManagedProcess, say: Say) -> dict[str, object]:
     state = read_state(s.data_dir.resolve())
     sampler = RssSampler({**(state.pids() if state else {}), "gateway": gateway.pid}, s.redis.url)
-    live_opts = LiveOptions(rate_eps=opts.rate_eps, seconds=opts.minutes * 60, sample_s=opts.sample_s,
-                            persons=opts.persons, use_running=opts.use_running)  # fmt: skip
     t0 = time.monotonic()
-    live = run_on_stack(s, live_opts, say, on_sample=sampler.sample)
+    live = run_on_stack(s, opts, say, on_sample=sampler.sample)
     say(f"[soak] load done after {time.monotonic() - t0:.0f} s; counting the events on the clean topics ...")
     stats: dict[str, int] = live["stats"]  # type: ignore[assignment]
     clean_events, _ = asyncio.run(
@@ -100,7 +88,7 @@ def _observe(s: Settings, opts: SoakOptions, gateway: ManagedProcess, say: Say) 
         sampler.load,
         since_s=sampler.load_start_s or 0.0,
     )
-    return {"command": "bench soak", "rate_eps": opts.rate_eps, "minutes": opts.minutes, **summary,
+    return {"command": "bench soak", "rate_eps": opts.rate_eps, "minutes": opts.seconds / 60, **summary,
             "live": live}  # fmt: skip
 
 
