@@ -84,7 +84,12 @@ def _observe(s: Settings, opts: LiveOptions, gateway: ManagedProcess, say: Say) 
     summary = soak_summary(
         sampler.rss,
         lags,
-        event_balance(sent_events(str(live["generator"])), clean_events, ingest_dead_lettered(stats)),
+        event_balance(
+            sent_events(str(live["generator"])),
+            clean_events,
+            ingest_dead_lettered(stats),
+            stats.get("late_events", 0),
+        ),
         sampler.load,
         since_s=sampler.load_start_s or 0.0,
     )

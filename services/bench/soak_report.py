@@ -8,6 +8,8 @@ Definitions (also written into the JSON):
 - lag_slope: the same slope of a consumer group's lag (records), per hour.
 - events: in = events the generator reports sent; out = events on the clean topics plus events the
   ingest edge dead-lettered. Equal when nothing was lost (and, with no restart, nothing repeated).
+  Of the clean events, `late_dead_lettered` came too late for their window and were dead-lettered by
+  the aggregators; `aggregated` are the rest.
 """
 
 from __future__ import annotations
@@ -61,8 +63,11 @@ def lag_trend(samples: Samples) -> dict[str, float | int]:
     }
 
 
-def event_balance(sent: int | None, clean_events: int, dead_lettered: int) -> dict[str, int | bool | None]:
-    """Events in (generator) against events out (clean topics + ingest dead letters)."""
+def event_balance(
+    sent: int | None, clean_events: int, dead_lettered: int, late_events: int = 0
+) -> dict[str, int | bool | None]:
+    """Events in (generator) against events out (clean topics + ingest dead letters), and of the clean
+    ones how many the aggregators dead-lettered as late (outside any window they could still count)."""
     out = clean_events + dead_lettered
     return {
         "in": sent,
@@ -70,6 +75,8 @@ def event_balance(sent: int | None, clean_events: int, dead_lettered: int) -> di
         "out_dead_lettered": dead_lettered,
         "out": out,
         "equal": sent is not None and sent == out,
+        "late_dead_lettered": late_events,
+        "aggregated": clean_events - late_events,
     }
 
 

@@ -70,6 +70,12 @@ def test_event_balance_is_equal_only_when_every_event_came_out() -> None:
     assert event_balance(None, 0, 0)["equal"] is False  # the generator's count is unknown: not proven
 
 
+def test_event_balance_says_how_many_clean_events_came_too_late_to_count() -> None:
+    doc = event_balance(100, 97, 3, late_events=7)
+    assert doc["equal"] is True
+    assert doc["late_dead_lettered"] == 7 and doc["aggregated"] == 90
+
+
 def test_ingest_dead_lettered_sums_the_reasons_only() -> None:
     stats = {"ingest.accepted": 90, "deadletter.ts_skew": 4, "deadletter.schema": 1, "records": 7}
     assert ingest_dead_lettered(stats) == 5
