@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup setup-test run test test-shifted lint typecheck unit inprocess integration web-test loadtest bench clean
+.PHONY: setup setup-test run test test-faults test-shifted lint typecheck unit inprocess integration web-test loadtest bench soak clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -47,6 +47,11 @@ web-test: web/node_modules/.installed
 test-shifted: setup-test
 	faketime -f '+400d' $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/inprocess
 
+# The fault suite alone (issue 16): faults injected into the real stack. `make test` runs it too, as part
+# of `pytest tests` (every test is collected once, so nothing runs twice).
+test-faults: setup-test
+	$(BIN)/pytest -m faults tests/integration
+
 test: setup-test lint typecheck web-test test-shifted
 	$(BIN)/pytest tests
 
@@ -55,6 +60,9 @@ loadtest: setup
 
 bench: setup
 	$(BIN)/cityscreen bench pipeline --events 2000000 --out artifacts/bench-pipeline.json
+
+soak: setup
+	$(BIN)/cityscreen bench soak --rate 20000 --minutes 30 --out artifacts/bench-soak.json
 
 clean:
 	rm -rf $(VENV) web/node_modules web/dist .data artifacts

@@ -30,6 +30,12 @@ class KafkaSettings(BaseModel):
     replication_factor: int = Field(
         1, ge=1, le=5, description="replicas of every project and worker topic (3 on a real cluster)"
     )
+    session_timeout_s: float = Field(
+        60.0,
+        ge=6.0,
+        le=300.0,
+        description="a worker silent this long (killed, frozen) leaves its group and its partitions move",
+    )
 
 
 class RedisSettings(BaseModel):

@@ -48,4 +48,8 @@ def create_app(settings: Settings, *, app_id: str = "cityscreen") -> faust.App:
         datadir=str(datadir),
         producer_max_request_size=MAX_RECORD_BYTES,  # frames can exceed 1 MB (streams/internal_topics.py)
         consumer_max_fetch_size=FETCH_BYTES,
+        # a SIGKILLed worker holds its partitions until the broker gives up on it; heartbeats must come
+        # at least three times per session so a live worker is never taken for a dead one
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_s / 3),
     )

@@ -1,4 +1,4 @@
-"""`cityscreen bench pipeline|live`: the throughput benchmark and the live-mode latency run."""
+"""`cityscreen bench pipeline|generator|live|soak`: throughput, the live-mode latency run, the soak."""
 
 from __future__ import annotations
 
@@ -79,15 +79,20 @@ def register(app: typer.Typer) -> None:
         )
         write_generator_result(out, run_generator_bench(opts, _say), _say)
 
+    # shared by `live` and `soak`, which run the same load
+    rate_option = typer.Option(20_000, "--rate", help="generator events per second (wall clock)")
+    persons_option = typer.Option(None, "--persons", help="generator population [generator.persons]")
+    running_option = typer.Option(False, "--use-running", help="the running stack, not a fresh one")
+
     @bench.command("live")
     def live(
         ctx: typer.Context,
-        rate: float = typer.Option(20_000, "--rate", help="generator events per second (wall clock)"),
+        rate: float = rate_option,
         seconds: float = typer.Option(300, "--seconds", help="how long the generator runs"),
         out: Path = typer.Option(Path("artifacts/bench-live.json"), "--out", help="result JSON"),
         sample_s: float = typer.Option(5.0, "--sample-s", help="seconds between consumer-lag samples"),
-        persons: int = typer.Option(None, "--persons", help="generator population [generator.persons]"),
-        use_running: bool = typer.Option(False, "--use-running", help="the running stack, not a fresh one"),
+        persons: int = persons_option,
+        use_running: bool = running_option,
     ) -> None:
         """Generator at a fixed rate in real time through ingest and aggregate: delay and consumer lag."""
         from services.bench.live import LiveOptions, run_live, write_live
@@ -97,3 +102,24 @@ def register(app: typer.Typer) -> None:
             rate_eps=rate, seconds=seconds, sample_s=sample_s, persons=persons, use_running=use_running
         )
         write_live(out, run_live(settings, opts, _say), _say)
+
+    @bench.command("soak")
+    def soak(
+        ctx: typer.Context,
+        rate: float = rate_option,
+        minutes: float = typer.Option(30, "--minutes", help="how long the generator runs"),
+        out: Path = typer.Option(Path("artifacts/bench-soak.json"), "--out", help="result JSON"),
+        sample_s: float = typer.Option(10.0, "--sample-s", help="seconds between RSS and lag samples"),
+        persons: int = persons_option,
+        use_running: bool = running_option,
+    ) -> None:
+        """`bench live` held for minutes: RSS of every process and consumer lag over time with their
+        slopes, and events in against events out; write JSON."""
+        from services.bench.live import LiveOptions
+        from services.bench.soak import run_soak, write_soak
+
+        settings: Settings = ctx.obj
+        opts = LiveOptions(
+            rate_eps=rate, seconds=minutes * 60, sample_s=sample_s, persons=persons, use_running=use_running
+        )
+        write_soak(out, run_soak(settings, opts, _say), _say)

@@ -3,11 +3,12 @@ loopback, creates the topics and returns a `LocalStack` whose `.settings` point 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -68,6 +69,7 @@ class LocalStack:
     # brokers 2..n of a cluster, and how to start any node again (known only where it was started)
     more_brokers: list[ManagedProcess] = field(default_factory=list)
     restarters: list[Callable[[], ManagedProcess]] = field(default_factory=list, repr=False)
+    start_redis: Callable[[], ManagedProcess] | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -106,6 +108,34 @@ class LocalStack:
         else:
             self.more_brokers[node_id - 2] = proc
         return proc
+
+    def restart_kafka(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Stop every broker cleanly and start them again on the same ports and data (topics and
+        offsets kept): a broker restart as an operator does it, for the fault suite."""
+        if self.kafka is None or not self.restarters:
+            raise CityScreenError("only a stack started by this process can restart its brokers")
+        kill_groups([p.pid for p in self.brokers if p.is_alive()], STOP_TIMEOUT_S)
+        for node_id in range(1, len(self.brokers) + 1):
+            self.restart_broker(node_id)
+        k = self.settings.kafka
+        rf = self.state.replication_factor
+        kafka.wait_broker_ready(self.brokers[0], self.bootstrap, ALL_TOPICS, k.partitions, timeout_s,
+                                brokers=len(self.brokers), replication_factor=rf)  # fmt: skip
+        self._record(replace(self.state, kafka_pid=self.brokers[0].pid,
+                             more_kafka_pids=[p.pid for p in self.more_brokers]))  # fmt: skip
+
+    def restart_redis(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Stop redis-server (it saves its snapshot on SIGTERM) and start it again on the same port."""
+        if self.redis is None or self.start_redis is None:
+            raise CityScreenError("only a stack started by this process can restart its Redis")
+        self.redis.stop(STOP_TIMEOUT_S)
+        self.redis = self.start_redis()
+        redis_server.wait_redis_ready(self.redis, self.redis_url, timeout_s)
+        self._record(replace(self.state, redis_pid=self.redis.pid))
+
+    def _record(self, state: StackState) -> None:
+        self.state = state
+        write_state(state)
 
     def stop(self) -> None:
         if self._stopped or not self.owned:
@@ -190,11 +220,13 @@ def start_stack(
     configs = _broker_configs(settings, ports, data_dir)
     url = redis_url(ports["Redis"])
     restarters = [_broker_starter(java, libs, settings, c, data_dir, attached) for c in configs]
+    start_redis = functools.partial(
+        redis_server.start_redis, port=ports["Redis"], data_dir=stack_dir(data_dir) / "redis", log_dir=logs,
+        attached=attached,
+    )  # fmt: skip
     started: list[ManagedProcess] = []
     try:
-        redis_proc = redis_server.start_redis(
-            port=ports["Redis"], data_dir=stack_dir(data_dir) / "redis", log_dir=logs, attached=attached
-        )
+        redis_proc = start_redis()
         started.append(redis_proc)
         for restart in restarters:
             started.append(restart())
@@ -224,7 +256,7 @@ def start_stack(
     )
     write_state(state)
     return LocalStack(state=state, settings=settings_for(settings, state), kafka=broker, redis=redis_proc,
-                      more_brokers=more, restarters=restarters)  # fmt: skip
+                      more_brokers=more, restarters=restarters, start_redis=start_redis)  # fmt: skip
 
 
 def check_broker_count(stack: Path, brokers: int) -> None:
