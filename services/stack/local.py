@@ -115,6 +115,8 @@ class LocalStack:
         if self.kafka is None or not self.restarters:
             raise CityScreenError("only a stack started by this process can restart its brokers")
         kill_groups([p.pid for p in self.brokers if p.is_alive()], STOP_TIMEOUT_S)
+        for proc in self.brokers:
+            proc.stop(0.0)  # reaps it: restart_broker starts only a broker it knows is gone
         for node_id in range(1, len(self.brokers) + 1):
             self.restart_broker(node_id)
         k = self.settings.kafka
