@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 import msgspec
+import numpy as np
 
 from cityscreen.city import BBox, City, load_city
 from cityscreen.deadletter import DeadLetter, safe_detail, safe_preview
@@ -87,14 +88,38 @@ class Pseudonymizer:
         self.secret, self.rotation_s, self.memo_size = secret, rotation_s, memo_size
         self.offset_s = offset_s
         self._states: dict[int, hmac.HMAC] = {}
-        self._memo: dict[tuple[int, str], str] = {}
+        # (period, domain) -> identifier -> pseudonym: a batch of one period and domain looks up plain
+        # strings, with no key tuple or "domain:id" string built per event
+        self._memo: dict[tuple[int, str], dict[str, str]] = {}
+        self._memo_entries = 0
 
     def __call__(self, identifier: str, ts_ms: int, domain: str) -> str:
         period = period_of(ts_ms, self.rotation_s, self.offset_s)
-        key = (period, f"{domain}:{identifier}")
-        hit = self._memo.get(key)
-        if hit is not None:
-            return hit
+        return self._of_period([identifier], period, domain)[0]
+
+    def many(self, identifiers: list[str], ts_ms: np.ndarray, domain: str) -> list[str]:
+        """The pseudonyms of a batch's identifiers (ts_ms: their events' times), one HMAC per identifier
+        not yet seen in its period; a batch usually lies in one period, so it is one memo lookup each."""
+        periods = (ts_ms.astype(np.int64) - self.offset_s * 1000) // (self.rotation_s * 1000)
+        if len(periods) == 0 or (periods == periods[0]).all():
+            return self._of_period(identifiers, int(periods[0]) if len(periods) else 0, domain)
+        out = [""] * len(identifiers)
+        for period in np.unique(periods).tolist():
+            where = np.flatnonzero(periods == period).tolist()
+            for i, value in zip(
+                where, self._of_period([identifiers[i] for i in where], period, domain), strict=True
+            ):
+                out[i] = value
+        return out
+
+    def _of_period(self, identifiers: list[str], period: int, domain: str) -> list[str]:
+        memo = self._memo.get((period, domain))
+        if memo is None:
+            memo = self._memo[(period, domain)] = {}
+        get = memo.get
+        out = [get(i) for i in identifiers]
+        if None not in out:
+            return out  # type: ignore[return-value]
         state = self._states.get(period)
         if state is None:
             if len(self._states) > 8:
@@ -102,13 +127,25 @@ class Pseudonymizer:
             state = self._states[period] = hmac.new(
                 _period_key(self.secret, period), digestmod=hashlib.sha256
             )
-        h = state.copy()
-        h.update(key[1].encode())
-        value = h.hexdigest()[:PSEUDONYM_HEX_CHARS]
-        if len(self._memo) >= self.memo_size:
-            self._memo.clear()  # crude but bounded: a new period makes old entries useless anyway
-        self._memo[key] = value
-        return value
+        prefix = f"{domain}:"
+        for n, identifier in enumerate(identifiers):
+            if out[n] is None:
+                value = get(identifier)
+                if value is None:
+                    h = state.copy()
+                    h.update((prefix + identifier).encode())
+                    value = h.hexdigest()[:PSEUDONYM_HEX_CHARS]
+                    if self._memo_entries >= self.memo_size:
+                        # crude but bounded: a new period makes old entries useless anyway
+                        self._memo.clear()
+                        self._memo_entries = 0
+                        memo = self._memo[(period, domain)] = {}
+                        get = memo.get
+                    if self.memo_size:
+                        memo[identifier] = value
+                        self._memo_entries += 1
+                out[n] = value
+        return out  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=1)
@@ -231,6 +268,10 @@ class Validator:
         except msgspec.DecodeError as exc:
             self._dead(result, MALFORMED, str(exc), element, where)
             return
+        self._accept(result, raw, element, where, now_ms)
+
+    def _accept(self, result: IngestResult, raw: RawEvent, element: bytes, where: tuple, now_ms: int) -> None:
+        """A decoded event: dead-lettered, or added to `result` as a clean event (the per-event path)."""
         problem = self.problem(raw, now_ms)
         if problem:
             self._dead(result, problem[0], problem[1], element, where)
@@ -329,7 +370,7 @@ class Validator:
         result.counts[f"deadletter.{reason}"] += 1
 
 
-def to_clean(raw: RawEvent, pseudonym: Pseudonymizer) -> CleanEvent:
+def to_clean(raw: RawEvent, pseudonym: Callable[[str, int, str], str]) -> CleanEvent:
     """A valid raw event as a clean event: `person` is the keyed pseudonym, birth year becomes a band."""
     if isinstance(raw, RawSim):
         return SimEvent(
