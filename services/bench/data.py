@@ -35,7 +35,7 @@ from cityscreen.ingest import TS_SKEW, IngestResult, Validator, config_from_sett
 from cityscreen.settings import Settings
 from services.generator.columnar.engine import Engine
 
-RECORD_EVENTS = 1000  # clean events per record, as streams.ingest.RECORD_EVENTS writes them
+RECORD_EVENTS = 1000  # clean events per record, as cityscreen.ingest_batch.RECORD_EVENTS
 CHUNK_EVENTS = 20_000  # raw events validated per ingest batch
 
 
