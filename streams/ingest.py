@@ -124,11 +124,11 @@ def redis_counter(url: str) -> CountStats:
     return count
 
 
-def run_ingest_worker(settings: Settings) -> None:
+def run_ingest_worker(settings: Settings, app_id: str = "cityscreen-ingest") -> None:
     """Run the ingest edge until stopped. Refuses a placeholder pseudonym secret outside development."""
     from streams.app import create_app
 
     require_secret(settings)
-    app = create_app(settings, app_id="cityscreen-ingest")
+    app = create_app(settings, app_id=app_id)  # a benchmark runs a second edge in a group of its own
     build_ingest(app, settings, count=redis_counter(settings.redis.url))
     faust.Worker(app, loglevel="WARNING").execute_from_commandline()
