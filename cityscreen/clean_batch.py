@@ -19,7 +19,7 @@ Nothing else of the event travels: no tower, merchant or station id, and no posi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -95,7 +95,7 @@ def encode_columns(
     persons: str,
     cell: np.ndarray,
     event_ids: Sequence[str],
-    cats: dict[str, Sequence[str]],
+    cats: Mapping[str, Sequence[str]],
     amount_cny: np.ndarray | None,
 ) -> bytes:
     """A clean record from its columns (`persons`: the pseudonyms joined): what `encode_batch` writes,

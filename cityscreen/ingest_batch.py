@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 
 import msgspec
 import numpy as np
@@ -71,23 +72,27 @@ class _Block:
     persons: list[str]
     ages: list[str] | None  # age bands (sim only)
 
-    def columns(self, kind: str, res: int, lo: int, hi: int) -> bytes:
-        raws = self.raws[lo:hi]
-        cats: dict[str, Sequence[str]] = {}
-        for name in CATEGORIES[kind]:
-            cats[name] = (
-                self.ages[lo:hi] if name == "age_band" and self.ages else [getattr(r, name) for r in raws]
-            )
-        lat = np.fromiter((r.lat for r in raws), np.float64, len(raws))
-        lng = np.fromiter((r.lng for r in raws), np.float64, len(raws))
-        amounts = None
-        if kind == "payment":
-            amounts = np.fromiter((r.amount_cny for r in raws), np.float64, len(raws))  # type: ignore[union-attr]
-        return encode_columns(
-            kind, res, ts_ms=np.fromiter((r.ts_ms for r in raws), np.int64, len(raws)),
-            persons="".join(self.persons[lo:hi]), cell=cells(lat, lng, res),
-            event_ids=[r.event_id for r in raws], cats=cats, amount_cny=amounts,
-        )  # fmt: skip
+    def records(self, kind: str, res: int) -> list[bytes]:
+        """Clean batches of up to RECORD_EVENTS events; each column taken from the events once."""
+        n = len(self.raws)
+        cell = cells(_num(self.raws, "lat", np.float64), _num(self.raws, "lng", np.float64), res)
+        ts = _num(self.raws, "ts_ms", np.int64)
+        amounts = _num(self.raws, "amount_cny", np.float64) if kind == "payment" else None
+        ids = _strs(self.raws, "event_id")
+        cats = {
+            name: self.ages if name == "age_band" and self.ages else _strs(self.raws, name)
+            for name in CATEGORIES[kind]
+        }
+        out = []
+        for lo in range(0, n, RECORD_EVENTS):
+            hi = lo + RECORD_EVENTS
+            cols = {name: values[lo:hi] for name, values in cats.items()}
+            amount = None if amounts is None else amounts[lo:hi]
+            persons = "".join(self.persons[lo:hi])
+            record = encode_columns(kind, res, ts_ms=ts[lo:hi], persons=persons, cell=cell[lo:hi],
+                                    event_ids=ids[lo:hi], cats=cols, amount_cny=amount)  # fmt: skip
+            out.append(record)
+        return out
 
 
 @dataclass
@@ -100,11 +105,11 @@ class BatchResult:
 
     def records(self, res: int) -> list[tuple[str, int, bytes]]:
         """(kind, partition, clean batch) records of up to RECORD_EVENTS events, as the edge sends them."""
-        out = []
-        for (kind, partition), block in self.blocks.items():
-            for lo in range(0, len(block.raws), RECORD_EVENTS):
-                out.append((kind, partition, block.columns(kind, res, lo, lo + RECORD_EVENTS)))
-        return out
+        return [
+            (kind, partition, value)
+            for (kind, partition), block in self.blocks.items()
+            for value in block.records(kind, res)
+        ]
 
     @cached_property
     def clean(self) -> dict[tuple[str, int], list[CleanEvent]]:
@@ -167,9 +172,13 @@ class BatchValidator:
         letters: list[tuple[tuple[int, int], DeadLetter]] = []
         by_kind: dict[str, tuple[list[RawEvent], list[tuple[int, int]]]] = {k: ([], []) for k in CATEGORIES}
         singles = self._decode_singles(records)
-        for i, (value, topic, partition, offset) in enumerate(records):
+        if singles is not None:  # one event per record: grouped by kind in C-level loops
+            for cls, kind in _KINDS.items():
+                idx = [i for i, raw in enumerate(singles) if type(raw) is cls]
+                by_kind[kind] = ([singles[i] for i in idx], [(i, 0) for i in idx])
+        for i, (value, topic, partition, offset) in enumerate(records if singles is None else ()):
             value = value or b""
-            events = [(0, singles[i])] if singles is not None else self._decode(value)
+            events = self._decode(value)
             if events is None:  # the reference path finds each element's fate and reason
                 events = self._decode_slowly(i, value, (topic, partition, offset, now_ms), letters, result)
             for j, raw in events:
@@ -269,9 +278,9 @@ class BatchValidator:
     ) -> None:
         if not raws:
             return
-        ts = np.fromiter((r.ts_ms for r in raws), np.int64, len(raws))
+        ts = _num(raws, "ts_ms", np.int64)
         field_name = _IDENTIFIER[kind]
-        persons = self.reference.pseudonym.many([getattr(r, field_name) for r in raws], ts, field_name)
+        persons = self.reference.pseudonym.many(_strs(raws, field_name), ts, field_name)
         head = np.frombuffer(bytes.fromhex("".join(p[:8] for p in persons)), ">u4")
         parts = head % self.config.partitions
         if kind == "sim":
@@ -287,40 +296,40 @@ class BatchValidator:
         result.counts[ACCEPTED] += len(raws)
 
     def _bands(self, raws: list[RawEvent]) -> np.ndarray:
-        ts = np.fromiter((r.ts_ms for r in raws), np.int64, len(raws))
-        births = np.fromiter((r.birth_year for r in raws), np.int64, len(raws))  # type: ignore[union-attr]
+        ts = _num(raws, "ts_ms", np.int64)
+        births = _num(raws, "birth_year", np.int64)
         return np.searchsorted(_BAND_UPPERS, _years(ts) - births)
 
     def _rules(self, kind: str, raws: list[RawEvent], now_ms: int) -> tuple[np.ndarray, np.ndarray | None]:
         """A mask of events that pass every rule of `Validator.problem` for sure (False: judge it
         alone), and for SIM events the age-band index of each."""
-        n, cfg = len(raws), self.config
-        v = np.fromiter((r.v for r in raws), np.int64, n)
-        ts = np.fromiter((r.ts_ms for r in raws), np.int64, n)
-        lat = np.fromiter((r.lat for r in raws), np.float64, n)
-        lng = np.fromiter((r.lng for r in raws), np.float64, n)
+        cfg = self.config
+        v = _num(raws, "v", np.int64)
+        ts = _num(raws, "ts_ms", np.int64)
+        lat = _num(raws, "lat", np.float64)
+        lng = _num(raws, "lng", np.float64)
         box = cfg.bbox
         ok = (v == SCHEMA_VERSION) & (np.abs(ts) < _SAFE_TS_MS)
         ok &= (box.min_lat <= lat) & (lat <= box.max_lat) & (box.min_lng <= lng) & (lng <= box.max_lng)
         ok &= ~(np.abs(np.where(ok, ts, now_ms) - now_ms) / 1000 > cfg.max_skew_s)
-        ok &= _ids_ok([r.event_id for r in raws])
+        ok &= _ids_ok(_strs(raws, "event_id"))
         ages = None
         if kind == "sim":
             sims: list[RawSim] = raws  # type: ignore[assignment]
-            ok &= _lengths_ok([r.imsi for r in sims]) & _lengths_ok([r.msisdn for r in sims])
-            ok &= _ids_ok([r.tower_id for r in sims]) & _origins_ok([r.origin for r in sims])
-            age = _years(np.where(ok, ts, now_ms)) - np.fromiter((r.birth_year for r in sims), np.int64, n)
+            ok &= _lengths_ok(_strs(sims, "imsi")) & _lengths_ok(_strs(sims, "msisdn"))
+            ok &= _ids_ok(_strs(sims, "tower_id")) & _origins_ok(_strs(sims, "origin"))
+            age = _years(np.where(ok, ts, now_ms)) - _num(sims, "birth_year", np.int64)
             ok &= (age >= 0) & (age <= MAX_AGE_YEARS)
             ages = np.searchsorted(_BAND_UPPERS, age)
         elif kind == "payment":
             pays: list[RawPayment] = raws  # type: ignore[assignment]
-            ok &= _lengths_ok([r.account for r in pays]) & _origins_ok([r.origin for r in pays])
-            amount = np.fromiter((r.amount_cny for r in pays), np.float64, n)
+            ok &= _lengths_ok(_strs(pays, "account")) & _origins_ok(_strs(pays, "origin"))
+            amount = _num(pays, "amount_cny", np.float64)
             ok &= np.isfinite(amount) & (amount > 0) & (amount <= cfg.max_amount_cny)
             ok &= self._names_ok([(r.category, r.merchant_id) for r in pays], payment_problem)
         else:
             taps: list[RawTransit] = raws  # type: ignore[assignment]
-            ok &= _lengths_ok([r.card for r in taps])
+            ok &= _lengths_ok(_strs(taps, "card"))
             ok &= self._names_ok([(r.line, r.mode, r.station_id) for r in taps], transit_problem)
         return ok, ages
 
@@ -331,6 +340,15 @@ class BatchValidator:
         if not bad:
             return np.ones(len(keys), bool)
         return np.fromiter((k not in bad for k in keys), bool, len(keys))
+
+
+def _num(raws: Sequence[RawEvent], name: str, dtype: type) -> np.ndarray:
+    """A numeric field of every event as an array (map with attrgetter: the loop runs in C)."""
+    return np.fromiter(map(attrgetter(name), raws), dtype, len(raws))
+
+
+def _strs(raws: Sequence[RawEvent], name: str) -> list[str]:
+    return list(map(attrgetter(name), raws))
 
 
 def _years(ts_ms: np.ndarray) -> np.ndarray:
