@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 
@@ -185,6 +186,20 @@ def clean_batches(
         yield flush()
 
 
+def bench_producer(bootstrap: str, *, linger_ms: int, request_timeout_ms: int) -> Any:
+    """The loading producer of the benchmarks: large batches, leader acks only (loading is not timed)."""
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=linger_ms,
+        max_batch_size=1_048_576,
+        max_request_size=8 * 1024 * 1024,
+        acks=1,
+        request_timeout_ms=request_timeout_ms,
+    )
+
+
 async def load_kafka(
     bootstrap: str,
     batches: Iterator[CleanBatch],
@@ -195,16 +210,7 @@ async def load_kafka(
 ) -> int:
     """Send the clean records, and the first `single_events` events one JSON event per record to
     `single_topic` (the external format, for the textbook peer). Returns the single events sent."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        linger_ms=20,
-        max_batch_size=1_048_576,
-        max_request_size=8 * 1024 * 1024,
-        acks=1,
-        request_timeout_ms=60_000,
-    )
+    producer = bench_producer(bootstrap, linger_ms=20, request_timeout_ms=60_000)
     await producer.start()
     singles = 0
     try:

@@ -29,7 +29,14 @@ from cityscreen.errors import CityScreenError
 from cityscreen.events import INGEST_TOPICS, RawEvent, encode, encode_many
 from cityscreen.settings import Settings, to_env
 from services.bench import probes
-from services.bench.data import base_events, morning_start_ms, plan_load, raw_events, replicas_for
+from services.bench.data import (
+    base_events,
+    bench_producer,
+    morning_start_ms,
+    plan_load,
+    raw_events,
+    replicas_for,
+)
 from services.bench.report import rate_eps
 from services.stack.procs import ManagedProcess, spawn
 
@@ -75,16 +82,7 @@ async def load_raw(
 ) -> RawLoad:
     """Write raw events as JSON, `per_record` per record (1: one event object per record), to the raw
     topics by kind, in event-time order; the batches are built here (one send per ~1 MB, not per record)."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        linger_ms=50,
-        max_batch_size=1_048_576,
-        max_request_size=8 * 1024 * 1024,
-        acks=1,
-        request_timeout_ms=120_000,
-    )
+    producer = bench_producer(bootstrap, linger_ms=50, request_timeout_ms=120_000)
     await producer.start()
     load, t0 = RawLoad(), time.monotonic()
     batches = {kind: producer.create_batch() for kind in INGEST_TOPICS}
@@ -208,22 +206,18 @@ def measure_ingest(
     r = redis_sync.Redis.from_url(s.redis.url)
     before, group = ingest_counted(r), f"bench-ingest-alone-{int(time.time())}"
     say(f"[ingest] one ingest worker in group {group}, until it has counted {load.events:,} events ...")
-    t = timed(
+    done = lambda: ingest_counted(r) - before >= load.events  # noqa: E731
+    return _measure(
         s,
         env,
         logs,
+        load,
+        say,
+        "ingest",
         [("ingest", group)],
-        lambda: ingest_counted(r) - before >= load.events,
-        lambda el: say(f"[ingest] {ingest_counted(r) - before:,} events counted, {el:.0f} s"),
+        done,
+        "ingest group Stable -> its counters account for every loaded event",
     )
-    eps = rate_eps(load.events, t["seconds"])
-    say(f"[ingest] {load.events:,} events in {t['seconds']:.2f} s after the group was assigned: {eps:,.0f}/s")
-    return {
-        "eps": round(eps, 1),
-        "events": load.events,
-        **_rounded(t),
-        "timed": "ingest group Stable -> its counters account for every loaded event",
-    }
 
 
 def measure_e2e(
@@ -236,24 +230,45 @@ def measure_e2e(
     coarsest, last = min(s.window.resolutions), load.last_window
     say(f"[{phase}] 1 ingest + {workers} aggregate worker(s), until window {last} is published ...")
     roles = [("ingest", ingest_group)] + [("aggregate", aggregate_group)] * workers
+    done = lambda: last in probes.published_windows(r, coarsest)  # noqa: E731
+    doc = _measure(
+        s,
+        env,
+        logs,
+        load,
+        say,
+        phase,
+        roles,
+        done,
+        "ingest and aggregate groups Stable -> last window's coarsest frame in Redis",
+    )
+    return {**doc, "workers": workers}
+
+
+def _measure(
+    s: Settings,
+    env: dict[str, str],
+    logs: Path,
+    load: RawLoad,
+    say: Say,
+    phase: str,
+    roles: list[tuple[str, str]],
+    done: Callable[[], bool],
+    what: str,
+) -> dict[str, object]:
+    r = redis_sync.Redis.from_url(s.redis.url)
     before = ingest_counted(r)
     t = timed(
         s,
         env,
         logs,
         roles,
-        lambda: last in probes.published_windows(r, coarsest),
+        done,
         lambda el: say(f"[{phase}] {ingest_counted(r) - before:,} events ingested, {el:.0f} s"),
     )
     eps = rate_eps(load.events, t["seconds"])
-    say(f"[{phase}] {load.events:,} events in {t['seconds']:.2f} s from the groups assigned: {eps:,.0f}/s")
-    return {
-        "eps": round(eps, 1),
-        "events": load.events,
-        "workers": workers,
-        **_rounded(t),
-        "timed": "ingest and aggregate groups Stable -> last window's coarsest frame in Redis",
-    }
+    say(f"[{phase}] {load.events:,} events in {t['seconds']:.2f} s from the group(s) assigned: {eps:,.0f}/s")
+    return {"eps": round(eps, 1), "events": load.events, **_rounded(t), "timed": what}
 
 
 def _rounded(t: dict[str, float]) -> dict[str, float]:
