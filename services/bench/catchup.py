@@ -37,8 +37,7 @@ class CatchupOptions:
 
 def run_catchup(settings: Settings, opts: CatchupOptions, say: Say) -> dict[str, object]:
     with bench_stack(settings, "catchup", opts.use_running, say) as s:
-        # the backlog ends, so its last window closes on idleness: 1 s, as in the pipeline bench
-        s = s.model_copy(update={"window": s.window.model_copy(update={"idle_close_s": 1.0})})
+        # window.idle_close_s stays the live default: the last window closes on it (services/bench/e2e.py)
         return _run(s, opts, say)
 
 
