@@ -58,8 +58,10 @@ test: setup-test lint typecheck web-test test-shifted
 loadtest: setup
 	$(BIN)/cityscreen loadtest ws --clients 5000 --seconds 60 --out artifacts/loadtest-ws.json
 
+# Both modes: the aggregate stage alone, then raw JSON (one event per record) through ingest and aggregate.
 bench: setup
 	$(BIN)/cityscreen bench pipeline --events 2000000 --out artifacts/bench-pipeline.json
+	$(BIN)/cityscreen bench pipeline --end-to-end --events 2000000 --out artifacts/bench-e2e.json
 
 soak: setup
 	$(BIN)/cityscreen bench soak --rate 20000 --minutes 30 --out artifacts/bench-soak.json

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from cityscreen.clean_batch import BatchError
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC
+from cityscreen.ingest_batch import RECORD_EVENTS
 from cityscreen.lifetime import die_with_parent
 from cityscreen.settings import Settings
 from streams.aggregate.chunked import ChunkedLog
@@ -33,7 +34,6 @@ from streams.aggregate.engine import Closed, Engine
 from streams.aggregate.late import LateCounts, late_letter, window_of
 from streams.aggregate.partial import PartialMessage, decode_header, encode_message
 from streams.app import create_app
-from streams.ingest import RECORD_EVENTS
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import Gating, ReleaseSink, warm_gate
 from streams.release_book import ReleaseBook

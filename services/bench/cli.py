@@ -36,6 +36,10 @@ def register(app: typer.Typer) -> None:
         idle_close_s: float = typer.Option(
             1.0, "--idle-close-s", help="window.idle_close_s of the workers: the last window closes on it"
         ),
+        end_to_end: bool = typer.Option(
+            False, "--end-to-end", help="also raw JSON through the real ingest edge: e2e_eps, ingest_eps"
+        ),
+        raw_per_record: int = typer.Option(1, "--raw-per-record", help="--end-to-end: events per raw record"),
     ) -> None:
         """Load N generator events into Kafka, then measure limit, peer and ours on them; write JSON."""
         from services.bench.pipeline import PipelineOptions, run_pipeline, write_result
@@ -50,8 +54,25 @@ def register(app: typer.Typer) -> None:
             workers=workers,
             use_running=use_running,
             idle_close_s=idle_close_s,
+            end_to_end=end_to_end,
+            raw_per_record=raw_per_record,
         )
         write_result(out, run_pipeline(settings, opts, _say), _say)
+
+    @bench.command("catchup")
+    def catchup(
+        ctx: typer.Context,
+        minutes: float = typer.Option(10.0, "--minutes", help="outage length: backlog of this many minutes"),
+        rate: float = typer.Option(20_000, "--rate", help="events per second the producers sent meanwhile"),
+        target_s: float = typer.Option(120.0, "--target-s", help="catch-up target in seconds"),
+        out: Path = typer.Option(Path("artifacts/bench-catchup.json"), "--out", help="result JSON"),
+        use_running: bool = typer.Option(False, "--use-running", help="the running stack, not a fresh one"),
+    ) -> None:
+        """A backlog of N minutes in the raw topics, then ingest and aggregate restart: time until current."""
+        from services.bench.catchup import CatchupOptions, run_catchup, write_catchup
+
+        opts = CatchupOptions(minutes=minutes, rate_eps=rate, target_s=target_s, use_running=use_running)
+        write_catchup(out, run_catchup(ctx.obj, opts, _say), _say)
 
     @bench.command("generator")
     def generator(

@@ -38,7 +38,13 @@ from services.bench.data import (
     raw_events,
     replicas_for,
 )
-from services.bench.report import pipeline_result, rate_eps, summary_lines
+from services.bench.report import (
+    end_to_end_lines,
+    end_to_end_result,
+    pipeline_result,
+    rate_eps,
+    summary_lines,
+)
 from services.bench.stack import bench_stack
 from services.generator.sinks import ensure_topics
 from services.stack.procs import ManagedProcess, spawn
@@ -61,6 +67,8 @@ class PipelineOptions:
     # safe here because a topic also counts as quiet only once it is read to its end offset
     idle_close_s: float = 1.0
     seed: int = 42
+    end_to_end: bool = False  # then also raw JSON through the real ingest edge (services/bench/e2e.py)
+    raw_per_record: int = 1  # events per raw record in that mode: 1, as external producers send them
 
 
 def _per_reason(counts: dict[str, int]) -> str:
@@ -76,8 +84,30 @@ def rejected_line(stats: LoadStats) -> str:
 
 
 def run_pipeline(settings: Settings, opts: PipelineOptions, say: Say) -> dict[str, object]:
+    if opts.end_to_end and opts.use_running:
+        raise CityScreenError("--end-to-end needs fresh stacks (its workers read topics from their start)")
     with bench_stack(settings, "pipeline", opts.use_running, say) as s:
-        return _run(s, opts, say)
+        doc = _run(s, opts, say)
+    if not opts.end_to_end:
+        return doc
+    from services.bench.e2e import run_end_to_end
+
+    with bench_stack(settings, "e2e", False, say) as s:
+        city = load_city(s.generator.city_file)
+        more = run_end_to_end(
+            s,
+            city,
+            int(time.time() * 1000),
+            say,
+            events=opts.events,
+            base_persons=opts.base_persons,
+            span_s=opts.span_s,
+            per_record=opts.raw_per_record,
+            workers=opts.workers,
+            seed=opts.seed,
+        )
+    e2e, ingest = cast(dict, more["e2e"]), cast(dict, more["ingest"])
+    return end_to_end_result({**doc, **more}, e2e["eps"], ingest["eps"])
 
 
 def _run(s: Settings, opts: PipelineOptions, say: Say) -> dict[str, object]:
@@ -184,7 +214,7 @@ def _run(s: Settings, opts: PipelineOptions, say: Say) -> dict[str, object]:
             "dp_enabled": s.privacy.dp_enabled,
             "stack": "running" if opts.use_running else "fresh",
         },
-        machine={"cores": os.cpu_count(), "python": sys.version.split()[0]},
+        machine={"cores": os.cpu_count(), "python": sys.version.split()[0], "load_avg": os.getloadavg()},
     )
 
 
@@ -326,4 +356,8 @@ def write_result(path: Path, result: dict[str, object], say: Say) -> None:
     rates = (result["limit_eps"], result["peer_eps"], result["ours_eps"], result["limit_batched_eps"])
     for line in summary_lines(*rates):  # type: ignore[arg-type]
         say(line)
+    if "e2e_eps" in result:
+        e2e = [float(cast(float, result[k])) for k in ("e2e_eps", "ingest_eps", "limit_eps", "peer_eps")]
+        for line in end_to_end_lines(*e2e):
+            say(line)
     say(f"wrote {path}")
