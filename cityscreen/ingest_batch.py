@@ -25,7 +25,7 @@ from operator import attrgetter
 import msgspec
 import numpy as np
 
-from cityscreen.clean_batch import CATEGORIES, encode_columns
+from cityscreen.clean_batch import CATEGORIES, Provenance, encode_columns
 from cityscreen.deadletter import DeadLetter
 from cityscreen.demography import ORIGIN_REGIONS
 from cityscreen.events import (
@@ -50,6 +50,7 @@ from cityscreen.ingest import (
     to_clean,
     transit_problem,
 )
+from cityscreen.provenance import batch_bounds, record_provenance, source_name
 from cityscreen.vocabulary import MAX_ID_CHARS, is_id
 
 RECORD_EVENTS = 1000  # clean events per output record: ~45 kB as a clean batch
@@ -66,15 +67,22 @@ _BAND_UPPERS = np.array([17, 24, 34, 44, 54, 64])  # cityscreen.demography.age_b
 
 @dataclass
 class _Block:
-    """One kind's valid events of one output partition, in input order."""
+    """One kind's valid events of one output partition, in input order, with their raw keys."""
 
     raws: list[RawEvent]
     persons: list[str]
     ages: list[str] | None  # age bands (sim only)
+    keys: tuple[np.ndarray, np.ndarray, np.ndarray]  # per event: raw source index, offset, element
 
-    def records(self, kind: str, res: int) -> list[bytes]:
-        """Clean batches of up to RECORD_EVENTS events; each column taken from the events once."""
+    def records(self, kind: str, res: int, sources: tuple[list[str], dict] | None) -> list[bytes]:
+        """Clean batches of up to RECORD_EVENTS events; each column taken from the events once.
+        `sources` (the batch's raw source names and bounds): each record says which raw keys it holds
+        (cityscreen.provenance); None: records without provenance."""
         n = len(self.raws)
+        cuts = [*range(0, n, RECORD_EVENTS), n]
+        provs: list[Provenance | None] = [None] * n
+        if sources is not None:
+            provs = list(record_provenance(*sources, *self.keys, cuts))
         cell = cells(_num(self.raws, "lat", np.float64), _num(self.raws, "lng", np.float64), res)
         ts = _num(self.raws, "ts_ms", np.int64)
         amounts = _num(self.raws, "amount_cny", np.float64) if kind == "payment" else None
@@ -84,13 +92,14 @@ class _Block:
             for name in CATEGORIES[kind]
         }
         out = []
-        for lo in range(0, n, RECORD_EVENTS):
+        for lo, prov in zip(range(0, n, RECORD_EVENTS), provs, strict=False):
             hi = lo + RECORD_EVENTS
             cols = {name: values[lo:hi] for name, values in cats.items()}
             amount = None if amounts is None else amounts[lo:hi]
             persons = "".join(self.persons[lo:hi])
             record = encode_columns(kind, res, ts_ms=ts[lo:hi], persons=persons, cell=cell[lo:hi],
-                                    event_ids=ids[lo:hi], cats=cols, amount_cny=amount)  # fmt: skip
+                                    event_ids=ids[lo:hi], cats=cols, amount_cny=amount,
+                                    provenance=prov)  # fmt: skip
             out.append(record)
         return out
 
@@ -102,13 +111,17 @@ class BatchResult:
     blocks: dict[tuple[str, int], _Block] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    sources: list[str] = field(default_factory=list)  # the batch's raw sources ("topic:partition")
+    bounds: dict[str, tuple[int, int]] = field(default_factory=dict)  # per source: first, last offset
 
-    def records(self, res: int) -> list[tuple[str, int, bytes]]:
-        """(kind, partition, clean batch) records of up to RECORD_EVENTS events, as the edge sends them."""
+    def records(self, res: int, provenance: bool = True) -> list[tuple[str, int, bytes]]:
+        """(kind, partition, clean batch) records of up to RECORD_EVENTS events, as the edge sends them
+        (with provenance: the aggregators then count an event written twice once)."""
+        sources = (self.sources, self.bounds) if provenance else None
         return [
             (kind, partition, value)
             for (kind, partition), block in self.blocks.items()
-            for value in block.records(kind, res)
+            for value in block.records(kind, res, sources)
         ]
 
     @cached_property
@@ -169,6 +182,12 @@ class BatchValidator:
         """Validate a batch of records. Never raises for a record's content: like the reference path,
         whatever fails on one record dead-letters that record (or element) alone."""
         result = BatchResult()
+        names = [source_name(topic, partition) for _, topic, partition, _ in records]
+        result.bounds = batch_bounds(names, [offset for *_, offset in records])
+        result.sources = list(result.bounds)
+        code = {name: i for i, name in enumerate(result.sources)}
+        # per record: its raw source's index and offset (an event's raw key adds its element index)
+        origin = np.array([code[n] for n in names], np.int64), np.array([r[3] for r in records], np.int64)
         letters: list[tuple[tuple[int, int], DeadLetter]] = []
         by_kind: dict[str, tuple[list[RawEvent], list[tuple[int, int]]]] = {k: ([], []) for k in CATEGORIES}
         singles = self._decode_singles(records)
@@ -187,7 +206,7 @@ class BatchValidator:
                 seqs.append((i, j))
         for kind, (raws, seqs) in by_kind.items():
             if raws:
-                self._kind(result, letters, records, kind, raws, seqs, now_ms)
+                self._kind(result, letters, records, origin, kind, (raws, seqs), now_ms)
         letters.sort(key=lambda x: x[0])
         result.dead.extend(letter for _, letter in letters)
         return result
@@ -242,11 +261,12 @@ class BatchValidator:
         result: BatchResult,
         letters: list,
         records: Sequence[Record],
+        origin: tuple[np.ndarray, np.ndarray],
         kind: str,
-        raws: list[RawEvent],
-        seqs: list[tuple[int, int]],
+        events: tuple[list[RawEvent], list[tuple[int, int]]],
         now_ms: int,
     ) -> None:
+        raws, seqs = events
         try:
             ok, ages = self._rules(kind, raws, now_ms)
         except Exception:  # e.g. an integer beyond int64: every event is judged alone
@@ -271,13 +291,24 @@ class BatchValidator:
             result.counts.update(sink.counts)
         if not (keep == ok).all():
             ages = None  # an event the batch rules doubted is valid after all: its band is computed anew
-        self._keep(result, kind, [r for r, k in zip(raws, keep.tolist(), strict=True) if k], ages, keep)
+        at = np.array(seqs, np.int64).reshape(len(seqs), 2)[keep]  # (record, element) per kept event
+        kept = [r for r, k in zip(raws, keep.tolist(), strict=True) if k]
+        self._keep(result, kind, kept, (origin, at), ages, keep)
 
     def _keep(
-        self, result: BatchResult, kind: str, raws: list[RawEvent], ages: np.ndarray | None, keep: np.ndarray
+        self,
+        result: BatchResult,
+        kind: str,
+        raws: list[RawEvent],
+        keys: tuple[tuple[np.ndarray, np.ndarray], np.ndarray],
+        ages: np.ndarray | None,
+        keep: np.ndarray,
     ) -> None:
         if not raws:
             return
+        (record_source, record_offset), at = keys
+        source, offset = record_source[at[:, 0]], record_offset[at[:, 0]]
+        element = at[:, 1].astype(np.uint32)
         ts = _num(raws, "ts_ms", np.int64)
         field_name = _IDENTIFIER[kind]
         persons = self.reference.pseudonym.many(_strs(raws, field_name), ts, field_name)
@@ -291,7 +322,8 @@ class BatchValidator:
         for partition in np.unique(parts).tolist():
             idx = np.flatnonzero(parts == partition).tolist()
             block = _Block([raws[i] for i in idx], [persons[i] for i in idx],
-                           [bands[i] for i in idx] if bands is not None else None)  # fmt: skip
+                           [bands[i] for i in idx] if bands is not None else None,
+                           (source[idx], offset[idx], element[idx]))  # fmt: skip
             result.blocks[(kind, partition)] = block
         result.counts[ACCEPTED] += len(raws)
 
