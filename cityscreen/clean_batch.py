@@ -183,7 +183,7 @@ class CleanBatch:
         self.provenance: Provenance | None = None
         if wire.spans:
             self.provenance = Provenance(
-                [(name, floor, tuple(first), tuple(last)) for name, floor, first, last in wire.spans],  # type: ignore[misc]
+                list(wire.spans),  # msgspec decodes the keys as the tuples the type names
                 np.frombuffer(wire.source, _source_dtype(len(wire.spans))),
                 np.frombuffer(wire.offset, "<i8"),
                 np.frombuffer(wire.element, "<u4"),

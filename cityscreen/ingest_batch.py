@@ -15,19 +15,17 @@ a large random input), with the per-event Python steps replaced by batch ones:
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 import msgspec
 import numpy as np
 
 from cityscreen.clean_batch import CATEGORIES, Provenance, encode_columns
 from cityscreen.deadletter import DeadLetter
-from cityscreen.demography import ORIGIN_REGIONS
 from cityscreen.events import (
     AGE_BANDS,
     SCHEMA_VERSION,
@@ -50,19 +48,19 @@ from cityscreen.ingest import (
     to_clean,
     transit_problem,
 )
+from cityscreen.ingest_masks import ids_ok, lengths_ok, origins_ok, years
 from cityscreen.provenance import batch_bounds, record_provenance, source_name
-from cityscreen.vocabulary import MAX_ID_CHARS, is_id
 
 RECORD_EVENTS = 1000  # clean events per output record: ~45 kB as a clean batch
 Record = tuple[bytes | None, str, int, int]  # value, topic, partition, offset
 _ONE = msgspec.json.Decoder(RawEvent)
 _MANY = msgspec.json.Decoder(list[RawEvent])
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
-_ID_CHARS = re.compile(r"[A-Za-z0-9._:\-]*")
 _KINDS = {RawSim: "sim", RawPayment: "payment", RawTransit: "transit"}
 _IDENTIFIER = {"sim": "imsi", "payment": "account", "transit": "card"}
 _SAFE_TS_MS = 1 << 52  # beyond this an event time is judged per event (no int64 overflow, exact floats)
 _BAND_UPPERS = np.array([17, 24, 34, 44, 54, 64])  # cityscreen.demography.age_band's upper ages
+_TOPIC_PARTITION, _OFFSET = itemgetter(1, 2), itemgetter(3)  # of a Record
 
 
 @dataclass
@@ -80,7 +78,7 @@ class _Block:
         (cityscreen.provenance); None: records without provenance."""
         n = len(self.raws)
         cuts = [*range(0, n, RECORD_EVENTS), n]
-        provs: list[Provenance | None] = [None] * n
+        provs: list[Provenance | None] = [None] * (len(cuts) - 1)
         if sources is not None:
             provs = list(record_provenance(*sources, *self.keys, cuts))
         cell = cells(_num(self.raws, "lat", np.float64), _num(self.raws, "lng", np.float64), res)
@@ -182,12 +180,15 @@ class BatchValidator:
         """Validate a batch of records. Never raises for a record's content: like the reference path,
         whatever fails on one record dead-letters that record (or element) alone."""
         result = BatchResult()
-        names = [source_name(topic, partition) for _, topic, partition, _ in records]
-        result.bounds = batch_bounds(names, [offset for *_, offset in records])
-        result.sources = list(result.bounds)
-        code = {name: i for i, name in enumerate(result.sources)}
         # per record: its raw source's index and offset (an event's raw key adds its element index)
-        origin = np.array([code[n] for n in names], np.int64), np.array([r[3] for r in records], np.int64)
+        tps = list(map(_TOPIC_PARTITION, records))
+        index = {tp: i for i, tp in enumerate(dict.fromkeys(tps))}
+        origin = (
+            np.fromiter(map(index.__getitem__, tps), np.int64, len(tps)),
+            np.fromiter(map(_OFFSET, records), np.int64, len(records)),
+        )
+        result.sources = [source_name(*tp) for tp in index]
+        result.bounds = batch_bounds(result.sources, *origin)
         letters: list[tuple[tuple[int, int], DeadLetter]] = []
         by_kind: dict[str, tuple[list[RawEvent], list[tuple[int, int]]]] = {k: ([], []) for k in CATEGORIES}
         singles = self._decode_singles(records)
@@ -330,7 +331,7 @@ class BatchValidator:
     def _bands(self, raws: list[RawEvent]) -> np.ndarray:
         ts = _num(raws, "ts_ms", np.int64)
         births = _num(raws, "birth_year", np.int64)
-        return np.searchsorted(_BAND_UPPERS, _years(ts) - births)
+        return np.searchsorted(_BAND_UPPERS, years(ts) - births)
 
     def _rules(self, kind: str, raws: list[RawEvent], now_ms: int) -> tuple[np.ndarray, np.ndarray | None]:
         """A mask of events that pass every rule of `Validator.problem` for sure (False: judge it
@@ -344,24 +345,24 @@ class BatchValidator:
         ok = (v == SCHEMA_VERSION) & (np.abs(ts) < _SAFE_TS_MS)
         ok &= (box.min_lat <= lat) & (lat <= box.max_lat) & (box.min_lng <= lng) & (lng <= box.max_lng)
         ok &= ~(np.abs(np.where(ok, ts, now_ms) - now_ms) / 1000 > cfg.max_skew_s)
-        ok &= _ids_ok(_strs(raws, "event_id"))
+        ok &= ids_ok(_strs(raws, "event_id"))
         ages = None
         if kind == "sim":
             sims: list[RawSim] = raws  # type: ignore[assignment]
-            ok &= _lengths_ok(_strs(sims, "imsi")) & _lengths_ok(_strs(sims, "msisdn"))
-            ok &= _ids_ok(_strs(sims, "tower_id")) & _origins_ok(_strs(sims, "origin"))
-            age = _years(np.where(ok, ts, now_ms)) - _num(sims, "birth_year", np.int64)
+            ok &= lengths_ok(_strs(sims, "imsi")) & lengths_ok(_strs(sims, "msisdn"))
+            ok &= ids_ok(_strs(sims, "tower_id")) & origins_ok(_strs(sims, "origin"))
+            age = years(np.where(ok, ts, now_ms)) - _num(sims, "birth_year", np.int64)
             ok &= (age >= 0) & (age <= MAX_AGE_YEARS)
             ages = np.searchsorted(_BAND_UPPERS, age)
         elif kind == "payment":
             pays: list[RawPayment] = raws  # type: ignore[assignment]
-            ok &= _lengths_ok(_strs(pays, "account")) & _origins_ok(_strs(pays, "origin"))
+            ok &= lengths_ok(_strs(pays, "account")) & origins_ok(_strs(pays, "origin"))
             amount = _num(pays, "amount_cny", np.float64)
             ok &= np.isfinite(amount) & (amount > 0) & (amount <= cfg.max_amount_cny)
             ok &= self._names_ok([(r.category, r.merchant_id) for r in pays], payment_problem)
         else:
             taps: list[RawTransit] = raws  # type: ignore[assignment]
-            ok &= _lengths_ok(_strs(taps, "card"))
+            ok &= lengths_ok(_strs(taps, "card"))
             ok &= self._names_ok([(r.line, r.mode, r.station_id) for r in taps], transit_problem)
         return ok, ages
 
@@ -381,30 +382,6 @@ def _num(raws: Sequence[RawEvent], name: str, dtype: type) -> np.ndarray:
 
 def _strs(raws: Sequence[RawEvent], name: str) -> list[str]:
     return list(map(attrgetter(name), raws))
-
-
-def _years(ts_ms: np.ndarray) -> np.ndarray:
-    """The UTC calendar year of each time (as `datetime.fromtimestamp(ts / 1000, UTC).year`)."""
-    return ts_ms.astype("datetime64[ms]").astype("datetime64[Y]").astype(np.int64) + 1970
-
-
-def _lengths_ok(values: list[str]) -> np.ndarray:
-    sizes = np.fromiter(map(len, values), np.int64, len(values))
-    return (sizes > 0) & (sizes <= MAX_ID_CHARS)
-
-
-def _ids_ok(values: list[str]) -> np.ndarray:
-    """Event and tower ids: the characters of all of them checked in one regex call."""
-    ok = _lengths_ok(values)
-    if _ID_CHARS.fullmatch("".join(values)):
-        return ok
-    return ok & np.fromiter(map(is_id, values), bool, len(values))
-
-
-def _origins_ok(values: list[str]) -> np.ndarray:
-    if set(values) <= ORIGIN_REGIONS.keys():
-        return np.ones(len(values), bool)
-    return np.fromiter((v in ORIGIN_REGIONS for v in values), bool, len(values))
 
 
 def _element(value: bytes, j: int) -> bytes:

@@ -29,12 +29,13 @@ def source_name(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-def batch_bounds(names: Sequence[str], offsets: Sequence[int]) -> dict[str, tuple[int, int]]:
-    """Per raw source of a batch's records (name, offset each): its first and last raw offset."""
-    bounds: dict[str, tuple[int, int]] = {}
-    for name, offset in zip(names, offsets, strict=True):
-        lo, hi = bounds.get(name, (offset, offset))
-        bounds[name] = (min(lo, offset), max(hi, offset))
+def batch_bounds(names: Sequence[str], source: np.ndarray, offset: np.ndarray) -> dict[str, tuple[int, int]]:
+    """Per raw source of a batch (`source` indexes `names` per record, `offset` each record's): its
+    first and last raw offset in the batch."""
+    bounds = {}
+    for i, name in enumerate(names):
+        of = offset[source == i]
+        bounds[name] = (int(of.min()), int(of.max()))
     return bounds
 
 

@@ -152,7 +152,7 @@ def test_a_batch_delivered_in_part_then_retried_whole_is_counted_once() -> None:
 
 def test_spans_of_one_batch_tile_its_keys_and_join_the_next_batch() -> None:
     names = ["raw:0", "raw:1"]
-    bounds = batch_bounds(["raw:0", "raw:0", "raw:1", "raw:0"], [10, 11, 7, 14])
+    bounds = batch_bounds(names, np.array([0, 0, 1, 0]), np.array([10, 11, 7, 14]))
     assert bounds == {"raw:0": (10, 14), "raw:1": (7, 7)}
     source = np.array([0, 1, 0, 0, 0])
     offset = np.array([10, 7, 11, 11, 14])
