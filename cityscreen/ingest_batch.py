@@ -61,6 +61,7 @@ _IDENTIFIER = {"sim": "imsi", "payment": "account", "transit": "card"}
 _SAFE_TS_MS = 1 << 52  # beyond this an event time is judged per event (no int64 overflow, exact floats)
 _BAND_UPPERS = np.array([17, 24, 34, 44, 54, 64])  # cityscreen.demography.age_band's upper ages
 _TOPIC_PARTITION, _OFFSET = itemgetter(1, 2), itemgetter(3)  # of a Record
+_RECORD_ELEMENT = itemgetter(0), itemgetter(1)  # of an event's (record index, element index)
 
 
 @dataclass
@@ -292,7 +293,8 @@ class BatchValidator:
             result.counts.update(sink.counts)
         if not (keep == ok).all():
             ages = None  # an event the batch rules doubted is valid after all: its band is computed anew
-        at = np.array(seqs, np.int64).reshape(len(seqs), 2)[keep]  # (record, element) per kept event
+        # (record, element) per kept event; fromiter over C-level maps: np.array of 20,000 tuples took 60 ms
+        at = [np.fromiter(map(get, seqs), np.int64, len(seqs))[keep] for get in _RECORD_ELEMENT]
         kept = [r for r, k in zip(raws, keep.tolist(), strict=True) if k]
         self._keep(result, kind, kept, (origin, at), ages, keep)
 
@@ -301,15 +303,14 @@ class BatchValidator:
         result: BatchResult,
         kind: str,
         raws: list[RawEvent],
-        keys: tuple[tuple[np.ndarray, np.ndarray], np.ndarray],
+        keys: tuple[tuple[np.ndarray, np.ndarray], list[np.ndarray]],
         ages: np.ndarray | None,
         keep: np.ndarray,
     ) -> None:
         if not raws:
             return
-        (record_source, record_offset), at = keys
-        source, offset = record_source[at[:, 0]], record_offset[at[:, 0]]
-        element = at[:, 1].astype(np.uint32)
+        (record_source, record_offset), (record, element) = keys
+        source, offset = record_source[record], record_offset[record]
         ts = _num(raws, "ts_ms", np.int64)
         field_name = _IDENTIFIER[kind]
         persons = self.reference.pseudonym.many(_strs(raws, field_name), ts, field_name)
