@@ -13,13 +13,19 @@ Layout: `MAGIC`, then a msgpack array (`_Wire`):
 - `cell`: n little-endian uint64 H3 indexes at that resolution, computed by the ingest edge;
 - `event_id`: the n event ids (msgpack strings, decoded only when asked for);
 - `cats`: per category column of the kind (`CATEGORIES`), [distinct values, one code per event];
-- `amount_cny`: n little-endian float64 for payments, empty otherwise.
+- `amount_cny`: n little-endian float64 for payments, empty otherwise;
+- the events' provenance (`Provenance`, optional: records of other writers and older ones have none):
+  the raw sources, each with its floor and the span of raw keys this record accounts for, then per
+  event its source's index, raw offset and element index. The aggregators skip an event whose raw key
+  they already counted (streams/aggregate/repeats.py): an ingest worker killed before committing its
+  offsets makes its successor write the same events again.
 Nothing else of the event travels: no tower, merchant or station id, and no position but the cell.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -44,6 +50,27 @@ class BatchError(ValueError):
     """A clean record that is neither a clean batch nor clean JSON."""
 
 
+Key = tuple[int, int]  # an event's raw key: (offset of its raw record, index of the element in it)
+Span = tuple[str, int, Key, Key]  # raw source, floor offset, first and last raw key accounted for
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a record's events come from, so that an event written twice is counted once.
+
+    `spans` has one entry per raw source ("topic:partition") of the record's events: its floor (every
+    event of the source below that raw offset that belongs in this partition was written before this
+    record: the ingest worker read it in an earlier batch, delivered, or it was committed by a worker
+    before) and the first and last raw keys this record accounts for (the records one batch writes to
+    one partition cut the batch's raw keys into adjacent spans, so none of them ever holds back another).
+    Per event: `source` (index into `spans`), `offset` and `element` (its raw key)."""
+
+    spans: list[Span]
+    source: np.ndarray  # uint8 or uint16
+    offset: np.ndarray  # int64
+    element: np.ndarray  # uint32
+
+
 class _Wire(msgspec.Struct, array_like=True):
     kind: str
     res: int
@@ -54,6 +81,11 @@ class _Wire(msgspec.Struct, array_like=True):
     event_id: msgspec.Raw
     cats: dict[str, tuple[list[str], bytes]]
     amount_cny: bytes
+    # provenance, last and optional: a record written without it (older, or by another writer) decodes
+    spans: list[tuple[str, int, tuple[int, int], tuple[int, int]]] = msgspec.field(default_factory=list)
+    source: bytes = b""
+    offset: bytes = b""
+    element: bytes = b""
 
 
 _ENC = msgspec.msgpack.Encoder()
@@ -97,12 +129,14 @@ def encode_columns(
     event_ids: Sequence[str],
     cats: Mapping[str, Sequence[str]],
     amount_cny: np.ndarray | None,
+    provenance: Provenance | None = None,
 ) -> bytes:
     """A clean record from its columns (`persons`: the pseudonyms joined): what `encode_batch` writes,
     for a caller that already holds columns (the ingest edge's batch path) and no event objects."""
     n = len(event_ids)
     if len(persons) != PSEUDONYM_HEX_CHARS * n:
         raise BatchError(f"every person must be a {PSEUDONYM_HEX_CHARS}-character pseudonym")
+    prov = provenance
     wire = _Wire(
         kind=kind,
         res=res,
@@ -113,8 +147,16 @@ def encode_columns(
         event_id=msgspec.Raw(_ENC.encode(list(event_ids))),
         cats={name: _coded(cats[name]) for name in CATEGORIES[kind]},
         amount_cny=b"" if kind != "payment" else np.asarray(amount_cny, "<f8").tobytes(),
+        spans=[] if prov is None else list(prov.spans),
+        source=b"" if prov is None else np.asarray(prov.source, _source_dtype(len(prov.spans))).tobytes(),
+        offset=b"" if prov is None else np.asarray(prov.offset, "<i8").tobytes(),
+        element=b"" if prov is None else np.asarray(prov.element, "<u4").tobytes(),
     )
     return MAGIC + _ENC.encode(wire)
+
+
+def _source_dtype(sources: int) -> str:
+    return "<u1" if sources <= 256 else "<u2"
 
 
 class CleanBatch:
@@ -138,6 +180,18 @@ class CleanBatch:
         sizes += [len(codes) for _, codes in self.cats.values()]
         if self.amount_cny is not None:
             sizes.append(len(self.amount_cny))
+        self.provenance: Provenance | None = None
+        if wire.spans:
+            self.provenance = Provenance(
+                list(wire.spans),  # msgspec decodes the keys as the tuples the type names
+                np.frombuffer(wire.source, _source_dtype(len(wire.spans))),
+                np.frombuffer(wire.offset, "<i8"),
+                np.frombuffer(wire.element, "<u4"),
+            )
+            prov = self.provenance
+            sizes += [len(prov.source), len(prov.offset), len(prov.element)]
+            if len(prov.source) and int(prov.source.max()) >= len(prov.spans):
+                raise BatchError("clean batch provenance names a raw source it does not list")
         if any(s != n for s in sizes) or set(self.cats) != set(CATEGORIES[wire.kind]):
             raise BatchError(f"clean batch columns disagree with its {n} events (or miss a category)")
 

@@ -33,6 +33,7 @@ from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import Closed, Engine
 from streams.aggregate.late import LateCounts, late_letter, window_of
 from streams.aggregate.partial import PartialMessage, decode_header, encode_message
+from streams.aggregate.partition import REPEATED
 from streams.app import create_app
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import Gating, ReleaseSink, warm_gate
@@ -193,6 +194,13 @@ def build_worker(
                 if late:
                     await dead_letter(late)
                 unsaid["records"] += n  # into the stats hash at the next timer tick, not per batch
+                tally = engine.take_tally()
+                unsaid.update(tally)
+                if tally[REPEATED]:
+                    app.log.warning(
+                        f"{tally[REPEATED]} clean events skipped as already counted: the ingest edge wrote "
+                        "them again (an ingest worker stopped between delivering and committing a batch)"
+                    )
                 await emit(engine.close_due())
                 engine.pause_idle(time.monotonic() - started)
 

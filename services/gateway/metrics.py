@@ -21,6 +21,11 @@ PIPELINE_COUNTERS = {
     "windows_published": ("cityscreen_windows_published", "windows released to Redis and the frames topic"),
     "windows_gated": ("cityscreen_windows_gated", "windows the privacy gate processed"),
     "late_events": ("cityscreen_late_events", "events that arrived after their window closed"),
+    "events_counted": ("cityscreen_aggregate_events", "clean events the aggregate workers counted"),
+    "events_repeated": (
+        "cityscreen_aggregate_repeated_events",
+        "clean events the aggregate workers skipped as already counted (ingest wrote them twice)",
+    ),
 }
 DEADLETTER_PREFIX = "deadletter."  # the ingest edge's dead letters, one field per reason
 GATE_MS = "gate_ms"

@@ -11,6 +11,7 @@ redundant are deleted.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -73,6 +74,7 @@ class Engine:
         # wall-clock time of the last record per partition and topic kind (idleness, never event time)
         self._active_at: dict[int, dict[str, float]] = {}
         self._since: dict[int, float] = {}  # when this worker took the partition
+        self._tally: Counter[str] = Counter()  # of partitions dropped since the last `take_tally`
 
     def state(self, partition: int) -> PartitionState:
         st = self.states.get(partition)
@@ -218,10 +220,20 @@ class Engine:
             self.log.put(p, f"{CARRY}{old:015d}", None)
             keys.remove(old)
 
+    def take_tally(self) -> Counter[str]:
+        """Events counted and repeats skipped (`PartitionState.tally`) since the last call."""
+        out, self._tally = self._tally, Counter()
+        for st in self.states.values():
+            out.update(st.tally)
+            st.tally.clear()
+        return out
+
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget partitions moved to another worker (their log moved with them)."""
         for p in partitions:
-            self.states.pop(p, None)
+            st = self.states.pop(p, None)
+            if st is not None:
+                self._tally.update(st.tally)
             self._delta_newest.pop(p, None)
             self._carry_keys.pop(p, None)
             self._active_at.pop(p, None)

@@ -9,11 +9,13 @@ Durability: everything applied since the last persist is returned by `take_delta
 snapshot (closed-through, watermarks, offsets) by `snapshot` after a close, the carry by
 `take_carry_delta`. `restore` rebuilds the state
 from the latest snapshot plus later deltas; records at or below the applied offsets are then skipped, so
-a replay after a crash never counts an event twice.
+a replay after a crash never counts an event twice. Events the ingest edge wrote twice (in two records)
+are skipped by their raw keys (streams/aggregate/repeats.py), which the deltas and snapshots keep too.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +27,13 @@ from cityscreen.clean_batch import CleanBatch
 from streams.aggregate.close import AggConfig, Carry, close_chunks
 from streams.aggregate.codec import FORMAT, StateFormatError, check_format, delta_chunks, encode_chunk
 from streams.aggregate.partial import Partial
+from streams.aggregate.repeats import Seen, encode_seen, merge_seen, take_fresh
 from streams.aggregate.rows import KINDS, Chunk, chunk_of, window_of
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder()
 _NEVER = -(2**62)
+COUNTED, REPEATED = "events_counted", "events_repeated"  # `PartitionState.tally` keys (worker counters)
 __all__ = ["PartitionState", "StateFormatError", "WindowRows"]
 
 
@@ -53,6 +57,8 @@ class PartitionState:
     applied_offset: dict[str, int] = field(default_factory=dict)
     closed_through_ms: int | None = None
     carry: Carry = field(default_factory=Carry)
+    seen: dict[str, dict[str, Seen]] = field(default_factory=dict)  # kind -> raw source -> keys counted
+    tally: Counter[str] = field(default_factory=Counter)  # events counted and repeats skipped (not kept)
     _delta: list[tuple[str, int, Chunk]] = field(default_factory=list)
     _delta_late: dict[int, int] = field(default_factory=dict)
     _dirty: bool = False  # offsets or watermarks changed since the last take_delta
@@ -72,10 +78,25 @@ class PartitionState:
         if not batch.n:
             return np.empty(0, np.int64)
         cfg = self.cfg
+        rows = chunk_of(batch, cfg.base_res, cfg.clip_cny)
+        fresh = (
+            None if batch.provenance is None else take_fresh(self.seen.setdefault(kind, {}), batch.provenance)
+        )
+        if fresh is not None and len(fresh) < batch.n:  # the ingest edge wrote some of these before
+            self.tally[REPEATED] += batch.n - len(fresh)
+            rows = rows.take(fresh)
+            if not len(fresh):
+                return np.empty(0, np.int64)
+        self.tally[COUNTED] += len(rows)
+        late = self._add_chunk(kind, rows)
+        return late if fresh is None else fresh[late]
+
+    def _add_chunk(self, kind: str, rows: Chunk) -> np.ndarray:
+        """Window the rows of one record; returns the indexes (into `rows`) of the late ones."""
+        cfg = self.cfg
         win_ms, span_ms = cfg.window_ms, cfg.window_ms + cfg.grace_ms
         wm = self.watermark_ms.get(kind, _NEVER)
         closed = self.closed_through_ms if self.closed_through_ms is not None else _NEVER
-        rows = chunk_of(batch, cfg.base_res, cfg.clip_cny)
         ts = rows.ts
         lo, hi = int(ts.min()), int(ts.max())
         w = lo - lo % win_ms
@@ -185,6 +206,7 @@ class PartitionState:
                 "late": self._delta_late,
                 "wm": self.watermark_ms,
                 "off": self.applied_offset,
+                "seen": encode_seen(self.seen),
             }
         )
         self._delta, self._delta_late, self._dirty = [], {}, False
@@ -199,6 +221,7 @@ class PartitionState:
                 "closed": self.closed_through_ms,
                 "wm": self.watermark_ms,
                 "off": self.applied_offset,
+                "seen": encode_seen(self.seen),
             }
         )
 
@@ -227,6 +250,7 @@ class PartitionState:
             state.closed_through_ms = snap["closed"]
             state.watermark_ms = dict(snap["wm"])
             state.applied_offset = dict(snap["off"])
+            merge_seen(state.seen, snap.get("seen", {}))  # state written before provenance has none
         closed = state.closed_through_ms if state.closed_through_ms is not None else _NEVER
         for through, raw in sorted(carry_deltas):
             if through <= closed:  # later ones were written by a close whose snapshot never landed
@@ -244,4 +268,5 @@ class PartitionState:
                 state.watermark_ms[k] = max(v, state.watermark_ms.get(k, v))
             for k, v in d["off"].items():
                 state.applied_offset[k] = max(v, state.applied_offset.get(k, v))
+            merge_seen(state.seen, d.get("seen", {}))
         return state

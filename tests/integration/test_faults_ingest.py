@@ -3,7 +3,9 @@
 The shipped fixture is replayed at ten times its recorded pace while ingest workers are started and
 each is SIGKILLed as soon as it has published its first batch (no cleanup, no commit of what it was
 doing). A fourth ingest worker then finishes the feed and one aggregate worker aggregates it. Every
-event the replay had acknowledged reaches a clean topic, and the frames are the golden ones.
+event the replay had acknowledged reaches a clean topic, the aggregator counts each of them exactly once
+(the killed workers' successors wrote some again: the edge is at-least-once, and the aggregators skip
+what they already counted by the events' raw keys), and the frames are the golden ones.
 
 The aggregate worker starts only after ingest has caught up: its idle close (5 s) would otherwise
 close windows during the ingest outages this test makes on purpose, and turn later events late.
@@ -32,6 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 KILLS = 3
 ACCEPTED = "ingest.accepted"
+COUNTED, REPEATED = "events_counted", "events_repeated"  # the aggregate workers' counters
 
 
 def clean_event_ids(bootstrap: str, partitions: int) -> Counter[str]:
@@ -40,11 +43,6 @@ def clean_event_ids(bootstrap: str, partitions: int) -> Counter[str]:
     return Counter(i for r in records for i in decode_batch(r.value).event_ids())
 
 
-# Known defect, issue 16: the ingest edge is at-least-once and the aggregator does not deduplicate, so a
-# killed worker's last batch is counted twice; the frames equal the golden ones only while the repeats
-# stay inside suppressed values, which depends on where a kill lands. Failed once in CI on 2026-12-05.
-# Not strict: it runs every time, and a transactional edge (or dedup by event id) makes it pass always.
-@pytest.mark.xfail(strict=False, reason="repeats after an ingest crash are counted twice (issue 16)")
 def test_ingest_sigkilled_mid_stream_three_times_loses_nothing_and_yields_golden_frames(
     stack_factory: Callable[..., Any], spawn: Callable[..., Any], wait_for: Callable[..., Any]
 ) -> None:
@@ -82,5 +80,12 @@ def test_ingest_sigkilled_mid_stream_three_times_loses_nothing_and_yields_golden
     spawn("worker", "--role", "aggregate", settings=settings, name="aggregate")
     wait_for(lambda: windows_published(client) >= len(expected), timeout_s=240,
              what=f"all {len(expected)} windows")  # fmt: skip
+    # the counters reach Redis at the worker's next timer tick: wait until it has read every record
+    wait_for(lambda: stat(client, COUNTED) + stat(client, REPEATED) >= on_clean.total(), timeout_s=60,
+             what="the aggregator's counters of every clean event")  # fmt: skip
+    counted, skipped = stat(client, COUNTED), stat(client, REPEATED)
+    print(f"aggregator: {counted} events counted, {skipped} skipped as repeats")
+    # nothing counted twice: each acknowledged event exactly once, every repeat on the clean topics skipped
+    assert (counted, skipped) == (len(accepted_ids), repeated)
     assert published_frames(client, settings) == expected_frames(expected, settings)
     assert windows_published(client) == len(expected)

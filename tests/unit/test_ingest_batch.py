@@ -139,7 +139,7 @@ def batched(cfg: IngestConfig, values: list[bytes], batch: int) -> tuple[dict, l
     for lo in range(0, len(values), batch):
         chunk = [(values[o], INGEST_SIM_TOPIC, 0, o) for o in range(lo, min(lo + batch, len(values)))]
         result: BatchResult = validator.run(chunk, NOW_MS)
-        for kind, partition, value in result.records(RES):
+        for kind, partition, value in result.records(RES, provenance=False):
             buckets.setdefault((kind, partition), []).append(value)
         dead.extend(result.dead)
         for k, v in result.counts.items():
