@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from cityscreen.privacy.auditor import Auditor
+from cityscreen.privacy.protection import Protection
 from cityscreen.privacy.structure import AMOUNT_METRICS, Structure
+from cityscreen.settings import PROTECTED_DIMENSIONS
 
 MAX_AUDIT_ROUNDS = 25
 
@@ -114,22 +116,46 @@ def _pick_order(value: np.ndarray, persons: np.ndarray) -> list[int] | None:
     return list(place.tolist())
 
 
-def suppress(structure: Structure, min_persons: int, dominance_share: float) -> np.ndarray:
-    """The suppression mask: primary suppressions plus every complementary one they need."""
+def suppress(
+    structure: Structure,
+    min_persons: int,
+    dominance_share: float,
+    *,
+    min_whole_numbers: int = 3,
+    dimensions: tuple[str, ...] | list[str] = PROTECTED_DIMENSIONS,
+) -> np.ndarray:
+    """The suppression mask: primary suppressions plus every complementary one they need, until the
+    auditor recovers nothing and every protection interval holds (protection.py)."""
     sup = primary(structure, min_persons, dominance_share)
     auditor = Auditor(structure)  # same answers as audit.determined, cached across the rounds
+    rules = Protection(
+        structure,
+        auditor.idx,
+        auditor.coef,
+        min_persons=min_persons,
+        min_whole_numbers=min_whole_numbers,
+        dimensions=dimensions,
+    )
+    public = structure.known_zero if structure.known_zero is not None else np.zeros(len(sup), dtype=bool)
+
+    def leaks() -> list[int]:
+        # the cheap audit first (exact equations, propagated bounds); programs only once it is clean.
+        # A value the key set alone says is 0 is public, as an absent key is: no repair can hide it
+        found = [v for v in auditor.determined(sup) if not public[v]]
+        return found or rules.flagged(sup)
+
     fix = _Fixpoint(structure, sup, min_persons, dominance_share, auditor)
     fix.run(list(range(len(structure.equations))))
     for _ in range(MAX_AUDIT_ROUNDS):
-        leaks = auditor.determined(sup)
-        if not leaks:
+        found = leaks()
+        if not found:
             return sup
         pending: list[int] = []
-        for v in leaks:
+        for v in found:
             _widen(fix, v, pending)
         fix.run(pending)
     # Still leaking after many repairs: hide every linked value of the affected blocks (always safe).
-    leaking = {structure.block[v] for v in auditor.determined(sup)}
+    leaking = {structure.block[v] for v in leaks()}
     for u, b in enumerate(structure.block):
         if b in leaking:
             sup[u] = True
