@@ -136,13 +136,13 @@ def suppress(
         min_whole_numbers=min_whole_numbers,
         dimensions=dimensions,
     )
-    public = structure.known_zero if structure.known_zero is not None else np.zeros(len(sup), dtype=bool)
 
     def leaks() -> list[int]:
-        # the cheap audit first (exact equations, propagated bounds); programs only once it is clean.
-        # A value the key set alone says is 0 is public, as an absent key is: no repair can hide it
-        found = [v for v in auditor.determined(sup) if not public[v]]
-        return found or rules.flagged(sup)
+        # A value the equations determine has a program interval of one number, so the protection
+        # rules flag everything the equation auditor (audit.determined, tested against the result)
+        # would, and more: its rank test is not run again here (with transit mode = its lines, most
+        # transit groups lost their exact proof of freedom and cost a dense eigh per round)
+        return rules.flagged(sup)
 
     fix = _Fixpoint(structure, sup, min_persons, dominance_share, auditor)
     fix.run(list(range(len(structure.equations))))

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 
 import highspy
 import numpy as np
-from privacy_helpers import VarKey, _components, _equations
+from privacy_helpers import AMOUNT, VarKey, _components, knowledge, unknown_rows
 
 from cityscreen.aggregates import parse_stat_key
-from cityscreen.city import load_city
 from cityscreen.frames import Frame
 
-AMOUNT = "payments.amount_cny"
 PROTECTED = ("gender", "age_band", "origin", "category")
 
 
@@ -43,40 +41,6 @@ class Interval:
         if self.hi == math.inf:
             return math.inf
         return max(0, math.floor(self.hi + 1e-6) - math.ceil(self.lo - 1e-6) + 1)
-
-
-def metro_lines() -> frozenset[str]:
-    return frozenset(line.id for line in load_city(None).metro_lines)
-
-
-def _knowledge(
-    frames: list[Frame],
-) -> tuple[dict[VarKey, float | None], list, dict[VarKey, float], set[VarKey]]:
-    """Released values, equations (with mode = lines), floors and the modes the key set says are 0."""
-    known, eqs = _equations(frames)
-    metro = metro_lines()
-    floors: dict[VarKey, float] = {}
-    zeros: set[VarKey] = set()
-    by_cell: dict[tuple[int, str], list[str]] = defaultdict(list)
-    for res, cell, key in known:
-        by_cell[(res, cell)].append(key)
-    for (res, cell), keys in by_cell.items():
-        for key in keys:
-            layer, metric, dim, cat = parse_stat_key(key)
-            head = f"{layer}.{metric}"
-            if (dim is None and head != AMOUNT) or dim == "line":
-                floors[(res, cell, key)] = 1.0
-            if dim == "mode":
-                lines = [
-                    k
-                    for k in keys
-                    if k.startswith(head + "|line=")
-                    and ("metro" if k.partition("=")[2] in metro else "bus") == cat
-                ]
-                eqs.append([((res, cell, key), 1.0)] + [((res, cell, k), -1.0) for k in lines])
-                if not lines:
-                    zeros.add((res, cell, key))
-    return known, eqs, floors, zeros
 
 
 def intervals(frames: list[Frame], *, every_group: bool = False) -> dict[tuple[int, int, str, str], Interval]:
@@ -98,20 +62,8 @@ def intervals(frames: list[Frame], *, every_group: bool = False) -> dict[tuple[i
 
 
 def _window(frames: list[Frame], every_group: bool) -> dict[VarKey, Interval]:
-    known, eqs, floors, zeros = _knowledge(frames)
-    unknown = sorted(k for k, v in known.items() if v is None)
-    col = {k: j for j, k in enumerate(unknown)}
-    rows: list[tuple[dict[int, float], float]] = []
-    for eq in eqs:
-        row: dict[int, float] = defaultdict(float)
-        b = 0.0
-        for var, c in eq:
-            if var in col:
-                row[col[var]] += c
-            else:
-                b -= c * (known.get(var) or 0.0)  # an absent key is a known 0
-        if any(row.values()):
-            rows.append((row, b))
+    known, eqs, floors, zeros = knowledge(frames)
+    unknown, rows = unknown_rows(known, eqs)
     out: dict[VarKey, Interval] = {}
     grouped = set()
     for cols, group in _components(len(unknown), rows):
