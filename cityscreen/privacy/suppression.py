@@ -163,12 +163,22 @@ def suppress(
 
 
 def _widen(fix: _Fixpoint, v: int, pending: list[int]) -> None:
-    """Suppress one more released value next to a recoverable one, in the equation with the smallest."""
-    best: int | None = None
-    for e in fix.eqs_of(v):
-        head, members = fix.s.equations[e]
-        cand = fix._smallest([u for u in (head, *members) if not fix.hidden[u]])
-        if cand is not None and (best is None or fix.value[cand] < fix.value[best]):
-            best = cand
-    if best is not None:
-        fix.suppress(best, pending)
+    """Suppress one more released value next to a recoverable one, in the equation with the smallest.
+    When every equation of `v` is all hidden, what bounds it comes from further off: the nearest
+    equations (through hidden values) that hold a released value are widened instead."""
+    frontier, seen = [v], {v}
+    while frontier:
+        best: int | None = None
+        nxt: list[int] = []
+        for u in frontier:
+            for e in fix.eqs_of(u):
+                head, members = fix.s.equations[e]
+                cand = fix._smallest([w for w in (head, *members) if not fix.hidden[w]])
+                if cand is not None and (best is None or fix.value[cand] < fix.value[best]):
+                    best = cand
+                nxt.extend(w for w in (head, *members) if fix.hidden[w] and w not in seen)
+        if best is not None:
+            fix.suppress(best, pending)
+            return
+        seen.update(nxt)
+        frontier = list(dict.fromkeys(nxt))
