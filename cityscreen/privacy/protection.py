@@ -14,10 +14,11 @@ that integer programming would pin; the attack tests run both (tests/unit/interv
 
 Cheap first: a group whose equations hold no released value is safe without a program (one more person
 in any of its cells changes only its values, so nothing is bounded above, and relabelling one person
-between two categories of a breakdown, all suppressed, takes any category down to 0). For the others, two
-programs over the whole group (push every value up to its truth + m, then every value down) certify most
-values at once; only values they leave in doubt get programs of their own. Each solution is a feasible
-point, so every value it shows widens that value's known interval.
+between two categories of a breakdown, all suppressed, takes any category down to 0). For the others, bounds
+propagated from the floors flag what they already can (that group is repaired before any program).
+Then programs that push a random half of the values in doubt, each up or down inside a box around the
+truth, certify most values at once; only values they leave in doubt get programs of their own. Each
+solution is a feasible point, so every value it shows widens that value's known interval.
 """
 
 from __future__ import annotations
