@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup setup-test run test test-shifted lint typecheck unit inprocess integration web-test loadtest bench clean
+.PHONY: setup setup-test run test test-faults test-shifted lint typecheck unit inprocess integration web-test loadtest bench soak clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -33,6 +33,7 @@ run: setup
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
@@ -46,14 +47,24 @@ web-test: web/node_modules/.installed
 test-shifted: setup-test
 	faketime -f '+400d' $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/inprocess
 
+# The fault suite alone (issue 16): faults injected into the real stack. `make test` runs it too, as part
+# of `pytest tests` (every test is collected once, so nothing runs twice).
+test-faults: setup-test
+	$(BIN)/pytest -m faults tests/integration
+
 test: setup-test lint typecheck web-test test-shifted
 	$(BIN)/pytest tests
 
 loadtest: setup
 	$(BIN)/cityscreen loadtest ws --clients 5000 --seconds 60 --out artifacts/loadtest-ws.json
 
+# Both modes: the aggregate stage alone, then raw JSON (one event per record) through ingest and aggregate.
 bench: setup
 	$(BIN)/cityscreen bench pipeline --events 2000000 --out artifacts/bench-pipeline.json
+	$(BIN)/cityscreen bench pipeline --end-to-end --events 2000000 --out artifacts/bench-e2e.json
+
+soak: setup
+	$(BIN)/cityscreen bench soak --rate 20000 --minutes 30 --out artifacts/bench-soak.json
 
 clean:
 	rm -rf $(VENV) web/node_modules web/dist .data artifacts

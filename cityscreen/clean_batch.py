@@ -19,7 +19,7 @@ Nothing else of the event travels: no tower, merchant or station id, and no posi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -72,25 +72,47 @@ def encode_batch(kind: str, events: Sequence[CleanEvent], res: int) -> bytes:
     """A clean record of events of one kind, with cells at H3 resolution `res`."""
     if any(_KIND_OF[type(e)] != kind for e in events):
         raise BatchError(f"a clean batch holds one kind of event; got others among {kind!r} events")
-    persons = "".join(e.person for e in events)
-    if len(persons) != PSEUDONYM_HEX_CHARS * len(events):
-        raise BatchError(f"every person must be a {PSEUDONYM_HEX_CHARS}-character pseudonym")
-    cats: dict[str, tuple[list[str], bytes]] = {
-        name: _coded([getattr(e, name) for e in events]) for name in CATEGORIES[kind]
-    }
-    amounts = b""
+    amounts = None
     if kind == "payment":
-        amounts = np.array([e.amount_cny for e in events], "<f8").tobytes()  # type: ignore[union-attr]
+        amounts = np.array([e.amount_cny for e in events], "<f8")  # type: ignore[union-attr]
+    return encode_columns(
+        kind,
+        res,
+        ts_ms=np.array([e.ts_ms for e in events], "<i8"),
+        persons="".join(e.person for e in events),
+        cell=np.array([cell_id_for(e.lat, e.lng, res) for e in events], "<u8"),
+        event_ids=[e.event_id for e in events],
+        cats={name: [getattr(e, name) for e in events] for name in CATEGORIES[kind]},
+        amount_cny=amounts,
+    )
+
+
+def encode_columns(
+    kind: str,
+    res: int,
+    *,
+    ts_ms: np.ndarray,
+    persons: str,
+    cell: np.ndarray,
+    event_ids: Sequence[str],
+    cats: Mapping[str, Sequence[str]],
+    amount_cny: np.ndarray | None,
+) -> bytes:
+    """A clean record from its columns (`persons`: the pseudonyms joined): what `encode_batch` writes,
+    for a caller that already holds columns (the ingest edge's batch path) and no event objects."""
+    n = len(event_ids)
+    if len(persons) != PSEUDONYM_HEX_CHARS * n:
+        raise BatchError(f"every person must be a {PSEUDONYM_HEX_CHARS}-character pseudonym")
     wire = _Wire(
         kind=kind,
         res=res,
-        n=len(events),
-        ts_ms=np.array([e.ts_ms for e in events], "<i8").tobytes(),
+        n=n,
+        ts_ms=np.asarray(ts_ms, "<i8").tobytes(),
         person=bytes.fromhex(persons),
-        cell=np.array([cell_id_for(e.lat, e.lng, res) for e in events], "<u8").tobytes(),
-        event_id=msgspec.Raw(_ENC.encode([e.event_id for e in events])),
-        cats=cats,
-        amount_cny=amounts,
+        cell=np.asarray(cell, "<u8").tobytes(),
+        event_id=msgspec.Raw(_ENC.encode(list(event_ids))),
+        cats={name: _coded(cats[name]) for name in CATEGORIES[kind]},
+        amount_cny=b"" if kind != "payment" else np.asarray(amount_cny, "<f8").tobytes(),
     )
     return MAGIC + _ENC.encode(wire)
 

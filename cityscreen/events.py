@@ -47,6 +47,19 @@ def topic_partitions(topic: str, partitions: int) -> int:
     return INGEST_TOPIC_PARTITIONS if topic in INGEST_TOPICS.values() else partitions
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """Replicas that must hold a record before an acks=all write succeeds: all but one, so one broker may
+    fail without refusing writes or losing an acknowledged record (3 replicas: 2 in sync)."""
+    return max(1, replication_factor - 1)
+
+
+def replica_configs(replication_factor: int) -> dict[str, str]:
+    """The topic configs that go with `replication_factor` (none for an unreplicated topic)."""
+    if replication_factor == 1:
+        return {}
+    return {"min.insync.replicas": str(min_insync_replicas(replication_factor))}
+
+
 Kind = Literal["sim", "payment", "transit"]
 Gender = Literal["F", "M"]
 AgeBand = Literal["0-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+"]

@@ -8,8 +8,6 @@ whose age is an age band: no raw identifier and no birth year leaves this module
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -36,7 +34,7 @@ from cityscreen.events import (
     partition_for,
 )
 from cityscreen.json_depth import is_too_deep
-from cityscreen.pseudonym import PSEUDONYM_HEX_CHARS, _period_key, period_of
+from cityscreen.pseudonym import Pseudonymizer
 from cityscreen.settings import PLACEHOLDER_SECRETS, Settings
 from cityscreen.vocabulary import (
     BAD_ID,
@@ -78,37 +76,6 @@ _RAW_ONE = msgspec.json.Decoder(RawEvent)
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY = msgspec.json.Decoder()
 _ID_DOMAIN = {RawSim: "imsi", RawPayment: "account"}
-
-
-class Pseudonymizer:
-    """`cityscreen.pseudonym.pseudonymize`, made fast: per-period HMAC states and a bounded memo."""
-
-    def __init__(self, secret: str, rotation_s: int, memo_size: int = 1_000_000, offset_s: int = 0) -> None:
-        self.secret, self.rotation_s, self.memo_size = secret, rotation_s, memo_size
-        self.offset_s = offset_s
-        self._states: dict[int, hmac.HMAC] = {}
-        self._memo: dict[tuple[int, str], str] = {}
-
-    def __call__(self, identifier: str, ts_ms: int, domain: str) -> str:
-        period = period_of(ts_ms, self.rotation_s, self.offset_s)
-        key = (period, f"{domain}:{identifier}")
-        hit = self._memo.get(key)
-        if hit is not None:
-            return hit
-        state = self._states.get(period)
-        if state is None:
-            if len(self._states) > 8:
-                self._states.clear()
-            state = self._states[period] = hmac.new(
-                _period_key(self.secret, period), digestmod=hashlib.sha256
-            )
-        h = state.copy()
-        h.update(key[1].encode())
-        value = h.hexdigest()[:PSEUDONYM_HEX_CHARS]
-        if len(self._memo) >= self.memo_size:
-            self._memo.clear()  # crude but bounded: a new period makes old entries useless anyway
-        self._memo[key] = value
-        return value
 
 
 @lru_cache(maxsize=1)
@@ -231,6 +198,10 @@ class Validator:
         except msgspec.DecodeError as exc:
             self._dead(result, MALFORMED, str(exc), element, where)
             return
+        self._accept(result, raw, element, where, now_ms)
+
+    def _accept(self, result: IngestResult, raw: RawEvent, element: bytes, where: tuple, now_ms: int) -> None:
+        """A decoded event: dead-lettered, or added to `result` as a clean event (the per-event path)."""
         problem = self.problem(raw, now_ms)
         if problem:
             self._dead(result, problem[0], problem[1], element, where)
@@ -329,7 +300,7 @@ class Validator:
         result.counts[f"deadletter.{reason}"] += 1
 
 
-def to_clean(raw: RawEvent, pseudonym: Pseudonymizer) -> CleanEvent:
+def to_clean(raw: RawEvent, pseudonym: Callable[[str, int, str], str]) -> CleanEvent:
     """A valid raw event as a clean event: `person` is the keyed pseudonym, birth year becomes a band."""
     if isinstance(raw, RawSim):
         return SimEvent(

@@ -13,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from functools import lru_cache
+from typing import Any
+
+import numpy as np
 
 PSEUDONYM_HEX_CHARS = 20  # 80 bits: collisions negligible for tens of millions of persons
 
@@ -39,3 +42,81 @@ def pseudonymize(
     key = _period_key(secret, period_of(ts_ms, rotation_s, offset_s))
     digest = hmac.new(key, f"{domain}:{identifier}".encode(), hashlib.sha256).hexdigest()
     return digest[:PSEUDONYM_HEX_CHARS]
+
+
+class Pseudonymizer:
+    """`cityscreen.pseudonym.pseudonymize`, made fast: per-period HMAC states and a bounded memo."""
+
+    def __init__(self, secret: str, rotation_s: int, memo_size: int = 1_000_000, offset_s: int = 0) -> None:
+        self.secret, self.rotation_s, self.memo_size = secret, rotation_s, memo_size
+        self.offset_s = offset_s
+        self._states: dict[int, tuple[Any, Any]] = {}  # period -> (inner, outer) SHA-256 states
+        # (period, domain) -> identifier -> pseudonym: a batch of one period and domain looks up plain
+        # strings, with no key tuple or "domain:id" string built per event
+        self._memo: dict[tuple[int, str], dict[str, str]] = {}
+        self._memo_entries = 0
+
+    def __call__(self, identifier: str, ts_ms: int, domain: str) -> str:
+        period = period_of(ts_ms, self.rotation_s, self.offset_s)
+        return self._of_period([identifier], period, domain)[0]
+
+    def many(self, identifiers: list[str], ts_ms: np.ndarray, domain: str) -> list[str]:
+        """The pseudonyms of a batch's identifiers (ts_ms: their events' times), one HMAC per identifier
+        not yet seen in its period; a batch usually lies in one period, so it is one memo lookup each."""
+        periods = (ts_ms.astype(np.int64) - self.offset_s * 1000) // (self.rotation_s * 1000)
+        if len(periods) == 0 or (periods == periods[0]).all():
+            return self._of_period(identifiers, int(periods[0]) if len(periods) else 0, domain)
+        out = [""] * len(identifiers)
+        for period in np.unique(periods).tolist():
+            where = np.flatnonzero(periods == period).tolist()
+            for i, value in zip(
+                where, self._of_period([identifiers[i] for i in where], period, domain), strict=True
+            ):
+                out[i] = value
+        return out
+
+    def _of_period(self, identifiers: list[str], period: int, domain: str) -> list[str]:
+        memo = self._memo.get((period, domain))
+        if memo is None:
+            memo = self._memo[(period, domain)] = {}
+        get = memo.get
+        out = [get(i) for i in identifiers]
+        if None not in out:
+            return out  # type: ignore[return-value]
+        states = self._states.get(period)
+        if states is None:
+            if len(self._states) > 8:
+                self._states.clear()
+            states = self._states[period] = _hmac_pads(_period_key(self.secret, period))
+        inner, outer = states[0].copy, states[1].copy
+        prefix = f"{domain}:"
+        for n, identifier in enumerate(identifiers):
+            if out[n] is None:
+                value = get(identifier)
+                if value is None:
+                    h, o = inner(), outer()
+                    h.update((prefix + identifier).encode())
+                    o.update(h.digest())
+                    value = o.hexdigest()[:PSEUDONYM_HEX_CHARS]
+                    if self._memo_entries >= self.memo_size:
+                        # crude but bounded: a new period makes old entries useless anyway
+                        self._memo.clear()
+                        self._memo_entries = 0
+                        memo = self._memo[(period, domain)] = {}
+                        get = memo.get
+                    if self.memo_size:
+                        memo[identifier] = value
+                        self._memo_entries += 1
+                out[n] = value
+        return out  # type: ignore[return-value]
+
+
+def _hmac_pads(key: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256 under `key` (RFC 2104) as two SHA-256 states to copy, inner and outer: one copy and one
+    update each per identifier, all in C (the `hmac` module's copy is Python code, half the cost here).
+    `pseudonymize` computes the same digest with `hmac` (tests/unit/test_ingest.py compares them)."""
+    block = key.ljust(64, b"\0") if len(key) <= 64 else hashlib.sha256(key).digest().ljust(64, b"\0")
+    return (
+        hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+        hashlib.sha256(bytes(b ^ 0x5C for b in block)),
+    )

@@ -26,6 +26,16 @@ class KafkaSettings(BaseModel):
     controller_port: int = Field(0, ge=0, le=65535, description="local KRaft controller port; 0 = free")
     heap_mb: int = Field(512, ge=128, le=512, description="broker JVM heap in MB (at most 512)")
     version: str = Field("3.9.2", description="Apache Kafka version fetched from Maven Central")
+    brokers: int = Field(1, ge=1, le=5, description="KRaft brokers `stack start` runs on loopback")
+    replication_factor: int = Field(
+        1, ge=1, le=5, description="replicas of every project and worker topic (3 on a real cluster)"
+    )
+    session_timeout_s: float = Field(
+        60.0,
+        ge=6.0,
+        le=300.0,
+        description="a worker silent this long (killed, frozen) leaves its group and its partitions move",
+    )
 
 
 class RedisSettings(BaseModel):

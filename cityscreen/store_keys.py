@@ -6,6 +6,7 @@ PREFIX = "city"
 NOTIFY_CHANNEL = f"{PREFIX}:frames:notify"  # pub/sub: {"res": r, "window_start_ms": t}
 MANIFEST_KEY = f"{PREFIX}:privacy:manifest"  # JSON privacy manifest in force
 STATS_KEY = f"{PREFIX}:stats"  # hash of worker counters (events, late, dead-lettered)
+LAG_KEY = f"{PREFIX}:lag"  # hash "<stage>:<topic>:<partition>" -> records its consumer is behind
 
 
 def latest_frame_key(res: int) -> str:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.city import City, load_city
@@ -25,13 +25,21 @@ from cityscreen.frames import Frame
 from cityscreen.privacy.gate import release
 from cityscreen.settings import Settings
 from services.bench.data import LoadStats, clean_batches
-from streams.offline import CleanRecord, OfflineAggregator
 
 POPULATION = "population.persons"
 PEAK_DAY = date(2026, 11, 17)  # a Tuesday: a working day's commute (fixed, so reports compare)
 WARMUP_S = 1800  # every idle phone reports once in 30 minutes: after that the stock holds everyone
 KIND_OF_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
 Events = Callable[[City, int, int, int, float], Iterator[RawEvent]]  # city, persons, seed, start, span_s
+CleanRecord = tuple[int, str, int, bytes]  # (partition, kind, offset, clean batch bytes)
+
+
+class Aggregator(Protocol):
+    """The real aggregation without Kafka (`streams.offline.OfflineAggregator`), passed in by the
+    command line: services do not import streams (the import-linter contracts in pyproject.toml)."""
+
+    def feed(self, records: Iterable[CleanRecord]) -> Iterator[WindowAggregate]: ...
+    def finish(self) -> Iterator[WindowAggregate]: ...
 
 
 @dataclass
@@ -76,8 +84,8 @@ def _share(part: float, whole: float) -> float:
 
 
 def city_report(
-    settings: Settings, *, minutes: int, persons: int, events: Events = simulated_events,
-    say: Callable[[str], None] = print,
+    settings: Settings, *, minutes: int, persons: int, aggregator: Callable[[Settings], Aggregator],
+    events: Events = simulated_events, say: Callable[[str], None] = print,
     on_window: Callable[[WindowAggregate, list[Frame]], None] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Simulate WARMUP_S before 08:00 local and `minutes` after it; aggregate; gate; report.
@@ -90,7 +98,7 @@ def city_report(
     say(f"[report] {persons:,} persons over {span_s // 60} simulated minutes ({WARMUP_S // 60} of warm-up)")
     stats = LoadStats()
     raws = events(city, persons, settings.generator.seed, start_ms, span_s)
-    agg = OfflineAggregator(settings)
+    agg = aggregator(settings)
     tallies: dict[int, Tally] = {}
     present: list[int] = []
     flows: list[int] = []

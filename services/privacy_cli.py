@@ -41,8 +41,15 @@ def _load_aggregates(path: Path) -> list[WindowAggregate]:
 def _default_city(settings: Settings, minutes: int, persons: int | None, out: Path | None) -> None:
     from services.city_report import city_report
     from services.up import run_persons
+    from streams.offline import OfflineAggregator
 
-    doc = city_report(settings, minutes=minutes, persons=persons or run_persons(settings), say=typer.echo)
+    doc = city_report(
+        settings,
+        minutes=minutes,
+        persons=persons or run_persons(settings),
+        aggregator=OfflineAggregator,
+        say=typer.echo,
+    )
     text = json.dumps(doc, indent=2)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

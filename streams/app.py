@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
+from faust.transport.drivers.aiokafka import Producer
+from faust.types import ProducerT
 
 from cityscreen.settings import Settings
 from streams.internal_topics import MAX_RECORD_BYTES
@@ -14,17 +18,38 @@ from streams.internal_topics import MAX_RECORD_BYTES
 FETCH_BYTES = 16 * 1024 * 1024
 
 
+class IdempotentProducer(Producer):
+    """Faust's producer with idempotence on, which Faust enables only inside transactions (the workers use
+    none): a send the client retries after a broker failure is then written once, not twice."""
+
+    def _settings_extra(self) -> dict[str, Any]:
+        return {"acks": "all", "enable_idempotence": True}
+
+
+class App(faust.App):
+    def _new_producer(self) -> ProducerT:
+        return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
+
 def create_app(settings: Settings, *, app_id: str = "cityscreen") -> faust.App:
     datadir = settings.data_dir / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-    return faust.App(
+    return App(
         app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
         store="memory://",
         topic_partitions=settings.kafka.partitions,
         topic_allow_declare=True,
+        # the worker's own topics (changelogs, partials) are as replicated as the project's, and its
+        # writes wait for every in-sync replica: a broker's loss then loses no state and no frame
+        topic_replication_factor=settings.kafka.replication_factor,
+        producer_acks=-1,
         web_enabled=False,
         datadir=str(datadir),
         producer_max_request_size=MAX_RECORD_BYTES,  # frames can exceed 1 MB (streams/internal_topics.py)
         consumer_max_fetch_size=FETCH_BYTES,
+        # a SIGKILLed worker holds its partitions until the broker gives up on it; heartbeats must come
+        # at least three times per session so a live worker is never taken for a dead one
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_s / 3),
     )

@@ -8,6 +8,8 @@ import typer
 
 from cityscreen.settings import Settings
 
+INGEST_GROUP = "cityscreen-ingest"  # the default groups (bench runs pass their own)
+
 
 def register(app: typer.Typer) -> None:
     @app.command("worker")
@@ -17,7 +19,8 @@ def register(app: typer.Typer) -> None:
             "aggregate", help="ingest: validate + pseudonymize raw events; aggregate: bin, window, release"
         ),
         group: str = typer.Option(
-            "cityscreen-aggregate", help="aggregate only: consumer group / Faust app id (state is per group)"
+            None,
+            help="consumer group / Faust app id [cityscreen-ingest, cityscreen-aggregate]; state per group",
         ),
     ) -> None:
         """Run a Faust worker (until Ctrl-C / SIGTERM)."""
@@ -25,8 +28,8 @@ def register(app: typer.Typer) -> None:
         if role == "ingest":
             from streams.ingest import run_ingest_worker
 
-            run_ingest_worker(settings)
+            run_ingest_worker(settings, app_id=group or INGEST_GROUP)
         else:
             from streams.worker import run_aggregate_worker
 
-            run_aggregate_worker(settings, app_id=group)
+            run_aggregate_worker(settings, app_id=group or "cityscreen-aggregate")

@@ -1,7 +1,12 @@
 """The ingest edge agent: raw `city.ingest.*` records in, clean person-keyed records and dead letters out.
 
-The agent is a thin shell: `cityscreen.ingest.Validator` does the validation and pseudonymization;
-this module only moves bytes between Kafka, the validator and the Redis counters.
+The agent is a thin shell: `cityscreen.ingest_batch.BatchValidator` does the validation, pseudonymization
+and binning of a whole batch of records at once (with `cityscreen.ingest.Validator`, event by event, as its
+reference and fallback); this module only moves bytes between Kafka, the validator and the Redis counters.
+
+A batch is `window.max_batch_events // generator.batch_events` records: `generator.batch_events` is what
+the edge expects producers to put in a record (500, the generator's arrays; set it to 1 for producers
+that send one event per record, so that a batch still holds about `max_batch_events` events).
 """
 
 from __future__ import annotations
@@ -16,16 +21,15 @@ from typing import Any
 import faust
 
 from cityscreen.city import load_city
-from cityscreen.clean_batch import encode_batch
 from cityscreen.deadletter import encode_dead
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS
-from cityscreen.ingest import IngestResult, Validator, config_from_settings, require_secret
+from cityscreen.ingest import config_from_settings, require_secret
+from cityscreen.ingest_batch import BatchResult, BatchValidator
 from cityscreen.settings import Settings
 from cityscreen.store_keys import STATS_KEY
 
-RECORD_EVENTS = 1000  # clean events per output record: ~45 kB as a clean batch
 PUBLISH_RETRY_S = (0.5, 1.0, 2.0, 5.0)  # waits between publish attempts, the last one repeated
-Publish = Callable[[IngestResult], Awaitable[None]]
+Publish = Callable[[BatchResult], Awaitable[None]]
 CountStats = Callable[[Counter[str]], Awaitable[None]]
 
 
@@ -38,7 +42,7 @@ def build_ingest(
 ) -> Any:
     """Declare the ingest agent on `app`; `publish` and `count` default to Kafka topics and nothing."""
     city = load_city(settings.generator.city_file)  # its bbox and its names are the edge's vocabulary
-    validator = Validator(config_from_settings(settings, city.bbox, city))
+    validator = BatchValidator(config_from_settings(settings, city.bbox, city))
     raw = app.topic(*INGEST_TOPICS.values(), value_serializer="raw", key_serializer="raw")
     publish = publish or kafka_publisher(app, settings)
     records_per_take = max(1, settings.window.max_batch_events // settings.generator.batch_events)
@@ -49,13 +53,9 @@ def build_ingest(
         # for, and also when this body raises: nothing may raise here before every record of the batch
         # is delivered to a clean topic or the dead-letter topic, or the batch is silently lost
         async for events in stream.take_events(records_per_take, within=settings.window.flush_s):
-            result = IngestResult()
             now_ms = int(time.time() * 1000)
-            for event in events:
-                m = event.message
-                validator.process(  # never raises: a record that fails in any way is dead-lettered
-                    result, m.value, topic=m.topic, partition=m.partition, offset=m.offset, now_ms=now_ms
-                )
+            records = [(m.value, m.topic, m.partition, m.offset) for m in (e.message for e in events)]
+            result = validator.run(records, now_ms)  # never raises for a record's content
             await publish_until_delivered(publish, result, app.log)
             if count is not None:
                 try:
@@ -66,7 +66,7 @@ def build_ingest(
     return ingest
 
 
-async def publish_until_delivered(publish: Publish, result: IngestResult, log: Any) -> None:
+async def publish_until_delivered(publish: Publish, result: BatchResult, log: Any) -> None:
     """Publish one batch's output, retrying until the broker has it (at-least-once: a retry after a
     partial failure can repeat records). Returns only when everything is delivered."""
     for attempt in itertools.count():
@@ -96,12 +96,10 @@ def kafka_publisher(app: faust.App, settings: Settings) -> Publish:
 
     # force=True: inside an agent Faust would otherwise attach each send to the current event and
     # publish it at that event's ack, after this batch's offsets are already acked
-    async def publish(result: IngestResult) -> None:
+    async def publish(result: BatchResult) -> None:
         delivered = []
-        for (kind, partition), events in result.clean.items():
-            for i in range(0, len(events), RECORD_EVENTS):
-                value = encode_batch(kind, events[i : i + RECORD_EVENTS], res)
-                delivered.append(await clean[kind].send(value=value, partition=partition, force=True))
+        for kind, partition, value in result.records(res):  # up to RECORD_EVENTS events each
+            delivered.append(await clean[kind].send(value=value, partition=partition, force=True))
         for letter in result.dead:  # the dead letters are part of the batch's delivery too
             delivered.append(await dead.send(value=encode_dead(letter), force=True))
         for fut in delivered:  # every send is queued before any is awaited: one round trip, not many
@@ -126,11 +124,11 @@ def redis_counter(url: str) -> CountStats:
     return count
 
 
-def run_ingest_worker(settings: Settings) -> None:
-    """Run the ingest edge until stopped. Refuses a placeholder pseudonym secret outside development."""
-    from streams.app import create_app
+def run_ingest_worker(settings: Settings, app_id: str = "cityscreen-ingest") -> None:
+    """Run the ingest edge until stopped. Refuses a placeholder pseudonym secret outside development. The
+    worker runs the consumer loop of streams.ingest_loop, not this module's Faust agent: Faust's stream
+    costs more per record than the validation itself when producers send one event per record."""
+    from streams.ingest_loop import run_ingest_loop
 
     require_secret(settings)
-    app = create_app(settings, app_id="cityscreen-ingest")
-    build_ingest(app, settings, count=redis_counter(settings.redis.url))
-    faust.Worker(app, loglevel="WARNING").execute_from_commandline()
+    run_ingest_loop(settings, app_id, redis_counter(settings.redis.url))

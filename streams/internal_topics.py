@@ -11,6 +11,8 @@ import asyncio
 import time
 from typing import Any
 
+from cityscreen.events import replica_configs
+
 STATE_TABLE = "aggregate-state"
 BOOK_TABLE = "release-book"
 # A fine-resolution frame of a dense city is over Kafka's 1 MB default (the shipped fixture's res-8 frames
@@ -43,11 +45,17 @@ def internal_topics(app_id: str, partitions: int) -> list[tuple[str, int, dict[s
 
 
 def ensure_internal_topics(
-    bootstrap: str, app_id: str, partitions: int, timeout_s: float = 30.0, large_topics: tuple[str, ...] = ()
+    bootstrap: str,
+    app_id: str,
+    partitions: int,
+    timeout_s: float = 30.0,
+    large_topics: tuple[str, ...] = (),
+    replication_factor: int = 1,
 ) -> None:
     """Create the internal topics; let existing `large_topics` take records up to MAX_RECORD_BYTES."""
-    topics = internal_topics(app_id, partitions)
-    asyncio.run(_ensure(bootstrap, topics, time.monotonic() + timeout_s, large_topics))
+    replicated = replica_configs(replication_factor)
+    topics = [(n, p, {**c, **replicated}) for n, p, c in internal_topics(app_id, partitions)]
+    asyncio.run(_ensure(bootstrap, topics, time.monotonic() + timeout_s, large_topics, replication_factor))
 
 
 async def _ensure(
@@ -55,6 +63,7 @@ async def _ensure(
     topics: list[tuple[str, int, dict[str, str]]],
     deadline: float,
     large_topics: tuple[str, ...],
+    replication_factor: int,
 ) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -68,7 +77,10 @@ async def _ensure(
                 await _allow_large_records(admin, [t for t in large_topics if t in existing])
                 return
             response = await admin.create_topics(
-                [NewTopic(n, num_partitions=p, replication_factor=1, topic_configs=c) for n, p, c in missing]
+                [
+                    NewTopic(n, num_partitions=p, replication_factor=replication_factor, topic_configs=c)
+                    for n, p, c in missing
+                ]
             )
             # 36 = TOPIC_ALREADY_EXISTS (a concurrent worker won); other errors retry until the deadline
             errors = [(name, code) for name, code, *_ in response.topic_errors if code not in (0, 36)]

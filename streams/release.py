@@ -144,7 +144,12 @@ class ReleaseSink:
     ) -> list[Frame] | None:
         if await self.is_published(window_start_ms):
             return None
-        return await self._gate(aggregate)
+        # wall time from asking for the gate to having its frames, waits for a free gate process included:
+        # what an operator sees delay a window (cityscreen_gate_seconds_total, deploy/observability)
+        started_s = time.monotonic()
+        frames = await self._gate(aggregate)
+        await self.count(gate_ms=round((time.monotonic() - started_s) * 1000), windows_gated=1)
+        return frames
 
     async def _store(self, window_start_ms: int, frames: list[Frame]) -> list[Frame]:
         history_s = self.settings.redis.history_s
@@ -176,6 +181,11 @@ class ReleaseSink:
             if n:
                 pipe.hincrby(store_keys.STATS_KEY, name, n)
         await pipe.execute()
+
+    async def record_lag(self, lag_records: dict[str, int]) -> None:
+        """Records each clean partition's consumer is behind its end offset, for the gateway's /metrics."""
+        if lag_records:
+            await self.redis.hset(store_keys.LAG_KEY, mapping=lag_records)
 
     async def _previous(self, frame: Frame) -> Frame | None:
         prev_start = frame.window_start_ms - frame.window_s * 1000

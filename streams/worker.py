@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from cityscreen.clean_batch import BatchError
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC
+from cityscreen.ingest_batch import RECORD_EVENTS
 from cityscreen.lifetime import die_with_parent
 from cityscreen.settings import Settings
 from streams.aggregate.chunked import ChunkedLog
@@ -33,7 +34,6 @@ from streams.aggregate.engine import Closed, Engine
 from streams.aggregate.late import LateCounts, late_letter, window_of
 from streams.aggregate.partial import PartialMessage, decode_header, encode_message
 from streams.app import create_app
-from streams.ingest import RECORD_EVENTS
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import Gating, ReleaseSink, warm_gate
 from streams.release_book import ReleaseBook
@@ -197,6 +197,7 @@ def build_worker(
                 engine.pause_idle(time.monotonic() - started)
 
     stall = StallWatch()
+    reported_lag: dict[str, int] = {}
 
     # a partition idle for idle_close_s is noticed within a quarter of it (and within flush_s): a
     # coarser tick would add up to a whole tick to the last window's release at the end of a feed
@@ -222,6 +223,9 @@ def build_worker(
             engine.load(tp.partition for tp in assigned)
             applied = {pk: engine.applied_offset(*pk) for pk in end_of}
             behind = [(p, k, applied[p, k], end) for (p, k), end in end_of.items() if applied[p, k] + 1 < end]
+            lag = {
+                f"aggregate:{CLEAN_TOPICS[k]}:{p}": end - applied[p, k] - 1 for (p, k), end in end_of.items()
+            }
             unread = {(p, k) for p, k, _, _ in behind}
 
             def caught_up(partition: int, kind: str) -> bool:
@@ -233,6 +237,10 @@ def build_worker(
             if verdict.warning:
                 app.log.warning(verdict.warning)
             await _reseek(app, verdict.reseek)
+            if lag != reported_lag:  # a write when it changes, not every tick
+                await sink.record_lag(lag)
+                reported_lag.clear()
+                reported_lag.update(lag)
             started = time.monotonic()
             await emit(engine.close_due(idle_s=win.idle_close_s, caught_up=caught_up))
             engine.pause_idle(time.monotonic() - started)
@@ -337,7 +345,8 @@ def run_aggregate_worker(settings: Settings, *, app_id: str = "cityscreen-aggreg
     os.environ["OPENBLAS_NUM_THREADS"] = "1"  # and in the gate's process, which imports numpy afresh
     # frames of a dense city exceed Kafka's 1 MB default record size (streams/internal_topics.py)
     kafka = settings.kafka
-    ensure_internal_topics(kafka.bootstrap, app_id, kafka.partitions, large_topics=(FRAMES_TOPIC,))
+    ensure_internal_topics(kafka.bootstrap, app_id, kafka.partitions, large_topics=(FRAMES_TOPIC,),
+                           replication_factor=kafka.replication_factor)  # fmt: skip
     # spawn, not fork: the parent runs threads (aiokafka, Faust) that a forked child would inherit mid-lock
     spawn = multiprocessing.get_context("spawn")
     processes = settings.privacy.gate_processes

@@ -207,25 +207,30 @@ async def produce_clean(
     *,
     as_json: bool = False,
     res: int = DEFAULT_RES,
+    **producer_options: object,
 ) -> int:
     """Write clean events to the clean topics, one partition per person: as clean batches, the format the
-    ingest edge writes, or (`as_json`) as JSON arrays, which the aggregators also read."""
+    ingest edge writes, or (`as_json`) as JSON arrays, which the aggregators also read. Returns the
+    records the broker acknowledged (all of them: a refused one raises); `producer_options` go to the
+    producer (e.g. acks="all", enable_idempotence=True)."""
+    import asyncio
+
     from aiokafka import AIOKafkaProducer
 
     from cityscreen.events import CLEAN_TOPICS, encode_many
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=4_000_000)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=4_000_000, **producer_options
+    )
     await producer.start()
-    n = 0
     try:
+        acks = []
         for p, kind, _, evs in split_records(events, partitions, per_record):
             value = encode_many(evs) if as_json else encode_batch(kind, evs, res)
-            await producer.send(CLEAN_TOPICS[kind], value, partition=p)
-            n += 1
-        await producer.flush()
+            acks.append(await producer.send(CLEAN_TOPICS[kind], value, partition=p))
+        return len(await asyncio.gather(*acks))
     finally:
         await producer.stop()
-    return n
 
 
 def expected_frames(

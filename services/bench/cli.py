@@ -1,4 +1,4 @@
-"""`cityscreen bench pipeline|live`: the throughput benchmark and the live-mode latency run."""
+"""`cityscreen bench pipeline|generator|live|soak`: throughput, the live-mode latency run, the soak."""
 
 from __future__ import annotations
 
@@ -36,6 +36,10 @@ def register(app: typer.Typer) -> None:
         idle_close_s: float = typer.Option(
             1.0, "--idle-close-s", help="window.idle_close_s of the workers: the last window closes on it"
         ),
+        end_to_end: bool = typer.Option(
+            False, "--end-to-end", help="also raw JSON through the real ingest edge: e2e_eps, ingest_eps"
+        ),
+        raw_per_record: int = typer.Option(1, "--raw-per-record", help="--end-to-end: events per raw record"),
     ) -> None:
         """Load N generator events into Kafka, then measure limit, peer and ours on them; write JSON."""
         from services.bench.pipeline import PipelineOptions, run_pipeline, write_result
@@ -50,8 +54,25 @@ def register(app: typer.Typer) -> None:
             workers=workers,
             use_running=use_running,
             idle_close_s=idle_close_s,
+            end_to_end=end_to_end,
+            raw_per_record=raw_per_record,
         )
         write_result(out, run_pipeline(settings, opts, _say), _say)
+
+    @bench.command("catchup")
+    def catchup(
+        ctx: typer.Context,
+        minutes: float = typer.Option(10.0, "--minutes", help="outage length: backlog of this many minutes"),
+        rate: float = typer.Option(20_000, "--rate", help="events per second the producers sent meanwhile"),
+        target_s: float = typer.Option(120.0, "--target-s", help="catch-up target in seconds"),
+        out: Path = typer.Option(Path("artifacts/bench-catchup.json"), "--out", help="result JSON"),
+        use_running: bool = typer.Option(False, "--use-running", help="the running stack, not a fresh one"),
+    ) -> None:
+        """A backlog of N minutes in the raw topics, then ingest and aggregate restart: time until current."""
+        from services.bench.catchup import CatchupOptions, run_catchup, write_catchup
+
+        opts = CatchupOptions(minutes=minutes, rate_eps=rate, target_s=target_s, use_running=use_running)
+        write_catchup(out, run_catchup(ctx.obj, opts, _say), _say)
 
     @bench.command("generator")
     def generator(
@@ -79,15 +100,20 @@ def register(app: typer.Typer) -> None:
         )
         write_generator_result(out, run_generator_bench(opts, _say), _say)
 
+    # shared by `live` and `soak`, which run the same load
+    rate_option = typer.Option(20_000, "--rate", help="generator events per second (wall clock)")
+    persons_option = typer.Option(None, "--persons", help="generator population [generator.persons]")
+    running_option = typer.Option(False, "--use-running", help="the running stack, not a fresh one")
+
     @bench.command("live")
     def live(
         ctx: typer.Context,
-        rate: float = typer.Option(20_000, "--rate", help="generator events per second (wall clock)"),
+        rate: float = rate_option,
         seconds: float = typer.Option(300, "--seconds", help="how long the generator runs"),
         out: Path = typer.Option(Path("artifacts/bench-live.json"), "--out", help="result JSON"),
         sample_s: float = typer.Option(5.0, "--sample-s", help="seconds between consumer-lag samples"),
-        persons: int = typer.Option(None, "--persons", help="generator population [generator.persons]"),
-        use_running: bool = typer.Option(False, "--use-running", help="the running stack, not a fresh one"),
+        persons: int = persons_option,
+        use_running: bool = running_option,
     ) -> None:
         """Generator at a fixed rate in real time through ingest and aggregate: delay and consumer lag."""
         from services.bench.live import LiveOptions, run_live, write_live
@@ -97,3 +123,24 @@ def register(app: typer.Typer) -> None:
             rate_eps=rate, seconds=seconds, sample_s=sample_s, persons=persons, use_running=use_running
         )
         write_live(out, run_live(settings, opts, _say), _say)
+
+    @bench.command("soak")
+    def soak(
+        ctx: typer.Context,
+        rate: float = rate_option,
+        minutes: float = typer.Option(30, "--minutes", help="how long the generator runs"),
+        out: Path = typer.Option(Path("artifacts/bench-soak.json"), "--out", help="result JSON"),
+        sample_s: float = typer.Option(10.0, "--sample-s", help="seconds between RSS and lag samples"),
+        persons: int = persons_option,
+        use_running: bool = running_option,
+    ) -> None:
+        """`bench live` held for minutes: RSS of every process and consumer lag over time with their
+        slopes, and events in against events out; write JSON."""
+        from services.bench.live import LiveOptions
+        from services.bench.soak import run_soak, write_soak
+
+        settings: Settings = ctx.obj
+        opts = LiveOptions(
+            rate_eps=rate, seconds=minutes * 60, sample_s=sample_s, persons=persons, use_running=use_running
+        )
+        write_soak(out, run_soak(settings, opts, _say), _say)

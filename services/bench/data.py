@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 
@@ -35,7 +36,7 @@ from cityscreen.ingest import TS_SKEW, IngestResult, Validator, config_from_sett
 from cityscreen.settings import Settings
 from services.generator.columnar.engine import Engine
 
-RECORD_EVENTS = 1000  # clean events per record, as streams.ingest.RECORD_EVENTS writes them
+RECORD_EVENTS = 1000  # clean events per record, as cityscreen.ingest_batch.RECORD_EVENTS
 CHUNK_EVENTS = 20_000  # raw events validated per ingest batch
 
 
@@ -185,6 +186,20 @@ def clean_batches(
         yield flush()
 
 
+def bench_producer(bootstrap: str, *, linger_ms: int, request_timeout_ms: int) -> Any:
+    """The loading producer of the benchmarks: large batches, leader acks only (loading is not timed)."""
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=linger_ms,
+        max_batch_size=1_048_576,
+        max_request_size=8 * 1024 * 1024,
+        acks=1,
+        request_timeout_ms=request_timeout_ms,
+    )
+
+
 async def load_kafka(
     bootstrap: str,
     batches: Iterator[CleanBatch],
@@ -195,16 +210,7 @@ async def load_kafka(
 ) -> int:
     """Send the clean records, and the first `single_events` events one JSON event per record to
     `single_topic` (the external format, for the textbook peer). Returns the single events sent."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        linger_ms=20,
-        max_batch_size=1_048_576,
-        max_request_size=8 * 1024 * 1024,
-        acks=1,
-        request_timeout_ms=60_000,
-    )
+    producer = bench_producer(bootstrap, linger_ms=20, request_timeout_ms=60_000)
     await producer.start()
     singles = 0
     try:

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,15 @@ from services.bench import probes
 from services.bench.pipeline import Say, _alive
 from services.bench.report import event_delays_ms, lag_is_flat, percentile, second_half, slope_per_s
 from services.bench.stack import bench_stack
-from services.stack.procs import spawn
+from services.stack.procs import ManagedProcess, spawn
 
 INGEST_GROUP = "cityscreen-ingest"
 AGGREGATE_GROUP = "cityscreen-aggregate"
 SAMPLE_MS = 10  # one delay value per 10 ms of a window's covered event time
+
+# Called at every lag sample with the seconds since the start and the run's processes by role, so a
+# longer run (`bench soak`) can observe them too without a second loop.
+OnSample = Callable[[float, dict[str, ManagedProcess]], None]
 
 
 @dataclass
@@ -49,10 +54,12 @@ class LiveOptions:
 
 def run_live(settings: Settings, opts: LiveOptions, say: Say) -> dict[str, object]:
     with bench_stack(settings, "live", opts.use_running, say) as s:
-        return _run(s, opts, say)
+        return run_on_stack(s, opts, say)
 
 
-def _run(s: Settings, opts: LiveOptions, say: Say) -> dict[str, object]:
+def run_on_stack(
+    s: Settings, opts: LiveOptions, say: Say, on_sample: OnSample | None = None
+) -> dict[str, object]:
     env = {**os.environ, **to_env(s)}
     logs = s.data_dir / "bench-logs"
     cli = [sys.executable, "-m", "services.cli"]
@@ -86,7 +93,7 @@ def _run(s: Settings, opts: LiveOptions, say: Say) -> dict[str, object]:
             str(opts.seconds),
             "--no-progress",
         ] + (["--persons", str(opts.persons)] if opts.persons else [])
-        gen = spawn("live-generator", gen_argv, log_dir=logs, env=env)
+        gen = gen_proc = spawn("live-generator", gen_argv, log_dir=logs, env=env)
         first_ms: int | None = None
         end_ms: int | None = None
         lags: dict[str, list[tuple[float, float]]] = {INGEST_GROUP: [], AGGREGATE_GROUP: []}
@@ -123,6 +130,8 @@ def _run(s: Settings, opts: LiveOptions, say: Say) -> dict[str, object]:
                     ):
                         lags[group].append((t_s, lag))
                         ends[group].append((t_s, end))
+                if on_sample is not None:
+                    on_sample(t_s, {"ingest": workers[0], "aggregate": workers[1], "generator": gen_proc})
                 say(
                     f"[live] {t_s:5.0f} s  lag ingest {ingest:,} records, aggregate {agg:,} records, "
                     f"{len(published)} windows published"

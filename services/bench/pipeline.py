@@ -4,7 +4,7 @@ Phases (only 2-5 are timed, each on its own):
 1. load: generator events -> ingest edge's pure code -> clean topics (batched records, partitioned by
    person), plus a prefix one JSON event per record on the peer's bench-only topic;
 2. limit: a plain aiokafka consumer decodes every clean event (and, as an extra, the one-per-record copy);
-3. peer: the textbook Faust agent (services/bench/peer.py) on the one-per-record prefix, capped in time;
+3. peer: the textbook Faust agent (streams/bench_peer.py) on the one-per-record prefix, capped in time;
 4. ours: `cityscreen worker --role aggregate` process(es) in one group, timed from the group being
    assigned until the frame of the last window is in Redis (the release sink's frame index).
 """
@@ -38,11 +38,18 @@ from services.bench.data import (
     raw_events,
     replicas_for,
 )
-from services.bench.peer import PEER_TOPIC
-from services.bench.report import pipeline_result, rate_eps, summary_lines
+from services.bench.report import (
+    end_to_end_lines,
+    end_to_end_result,
+    pipeline_result,
+    rate_eps,
+    summary_lines,
+)
 from services.bench.stack import bench_stack
 from services.generator.sinks import ensure_topics
 from services.stack.procs import ManagedProcess, spawn
+
+PEER_TOPIC = "bench.peer.events.v1"  # bench only: clean events, one JSON event per record
 
 Say = Callable[[str], None]
 
@@ -60,6 +67,8 @@ class PipelineOptions:
     # safe here because a topic also counts as quiet only once it is read to its end offset
     idle_close_s: float = 1.0
     seed: int = 42
+    end_to_end: bool = False  # then also raw JSON through the real ingest edge (services/bench/e2e.py)
+    raw_per_record: int = 1  # events per raw record in that mode: 1, as external producers send them
 
 
 def _per_reason(counts: dict[str, int]) -> str:
@@ -75,8 +84,30 @@ def rejected_line(stats: LoadStats) -> str:
 
 
 def run_pipeline(settings: Settings, opts: PipelineOptions, say: Say) -> dict[str, object]:
+    if opts.end_to_end and opts.use_running:
+        raise CityScreenError("--end-to-end needs fresh stacks (its workers read topics from their start)")
     with bench_stack(settings, "pipeline", opts.use_running, say) as s:
-        return _run(s, opts, say)
+        doc = _run(s, opts, say)
+    if not opts.end_to_end:
+        return doc
+    from services.bench.e2e import run_end_to_end
+
+    with bench_stack(settings, "e2e", False, say) as s:
+        city = load_city(s.generator.city_file)
+        more = run_end_to_end(
+            s,
+            city,
+            int(time.time() * 1000),
+            say,
+            events=opts.events,
+            base_persons=opts.base_persons,
+            span_s=opts.span_s,
+            per_record=opts.raw_per_record,
+            workers=opts.workers,
+            seed=opts.seed,
+        )
+    e2e, ingest = cast(dict, more["e2e"]), cast(dict, more["ingest"])
+    return end_to_end_result({**doc, **more}, e2e["eps"], ingest["eps"])
 
 
 def _run(s: Settings, opts: PipelineOptions, say: Say) -> dict[str, object]:
@@ -183,7 +214,7 @@ def _run(s: Settings, opts: PipelineOptions, say: Say) -> dict[str, object]:
             "dp_enabled": s.privacy.dp_enabled,
             "stack": "running" if opts.use_running else "fresh",
         },
-        machine={"cores": os.cpu_count(), "python": sys.version.split()[0]},
+        machine={"cores": os.cpu_count(), "python": sys.version.split()[0], "load_avg": os.getloadavg()},
     )
 
 
@@ -212,7 +243,10 @@ def _measure_peer(env: dict[str, str], logs: Path, singles: int, cap_s: float, s
     )  # Faust makes only the last level
     status_file.unlink(missing_ok=True)
     proc = spawn(
-        "bench-peer", [sys.executable, "-m", "services.bench.peer", str(status_file)], log_dir=logs, env=env
+        "bench-peer",
+        [sys.executable, "-m", "streams.bench_peer", PEER_TOPIC, str(status_file)],
+        log_dir=logs,
+        env=env,
     )
     seen = {"events": 0, "first_ms": 0, "last_ms": 0}
     try:
@@ -322,4 +356,8 @@ def write_result(path: Path, result: dict[str, object], say: Say) -> None:
     rates = (result["limit_eps"], result["peer_eps"], result["ours_eps"], result["limit_batched_eps"])
     for line in summary_lines(*rates):  # type: ignore[arg-type]
         say(line)
+    if "e2e_eps" in result:
+        e2e = [float(cast(float, result[k])) for k in ("e2e_eps", "ingest_eps", "limit_eps", "peer_eps")]
+        for line in end_to_end_lines(*e2e):
+            say(line)
     say(f"wrote {path}")

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 TARGET_OURS_EPS = 200_000.0
 TARGET_OURS_PER_PEER = 20.0
 TARGET_OURS_PER_LIMIT = 0.5
+# Targets of issue 17: raw JSON to released frame, and the ingest edge alone.
+TARGET_E2E_EPS = 200_000.0
+TARGET_INGEST_EPS = 250_000.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,36 @@ def pipeline_result(
     }
     doc.update(extra)
     return doc
+
+
+def end_to_end_result(doc: dict[str, object], e2e_eps: float, ingest_eps: float) -> dict[str, object]:
+    """`doc` (a `pipeline_result`) with e2e_eps and ingest_eps first, their ratios against the limit and
+    the peer, their targets and verdicts."""
+    limit_eps, peer_eps = float(doc["limit_eps"]), float(doc["peer_eps"])  # type: ignore[arg-type]
+    out: dict[str, object] = {"e2e_eps": round(e2e_eps, 1), "ingest_eps": round(ingest_eps, 1), **doc}
+    ratios = dict(doc["ratios"])  # type: ignore[call-overload]
+    for name, eps in (("e2e", e2e_eps), ("ingest", ingest_eps)):
+        ratios[f"{name}_per_limit"] = _json_num(ratio(eps, limit_eps))
+        ratios[f"{name}_per_peer"] = _json_num(ratio(eps, peer_eps))
+    out["ratios"] = ratios
+    cs = end_to_end_checks(e2e_eps, ingest_eps)
+    out["targets"] = {**doc["targets"], **{c.name: c.target for c in cs}}  # type: ignore[dict-item]
+    out["passed"] = {**doc["passed"], **{c.name: c.passed for c in cs}}  # type: ignore[dict-item]
+    return out
+
+
+def end_to_end_checks(e2e_eps: float, ingest_eps: float) -> list[Check]:
+    return [Check("e2e_eps", e2e_eps, TARGET_E2E_EPS), Check("ingest_eps", ingest_eps, TARGET_INGEST_EPS)]
+
+
+def end_to_end_lines(e2e_eps: float, ingest_eps: float, limit_eps: float, peer_eps: float) -> list[str]:
+    lines = [
+        f"e2e_eps        {e2e_eps:>12,.0f}  (raw JSON -> ingest -> aggregate -> last frame published)",
+        f"ingest_eps     {ingest_eps:>12,.0f}  (the ingest edge alone, raw topics -> clean topics)",
+        f"e2e/limit {ratio(e2e_eps, limit_eps):.2f}, e2e/peer {ratio(e2e_eps, peer_eps):.2f}, "
+        f"ingest/limit {ratio(ingest_eps, limit_eps):.2f}, ingest/peer {ratio(ingest_eps, peer_eps):.2f}",
+    ]
+    return lines + [c.line() for c in end_to_end_checks(e2e_eps, ingest_eps)]
 
 
 def _json_num(x: float) -> float | None:

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from cityscreen.settings import Settings
 from services.gateway.hub import PACING_SLACK, Hub
 from services.gateway.live import live_socket
-from services.gateway.metrics import GatewayMetrics
+from services.gateway.metrics import GatewayMetrics, scrape
 from services.gateway.routes import router
 
 
@@ -52,7 +52,8 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+        body = await scrape(request.app.state.metrics, request.app.state.redis)
+        return Response(body, media_type="text/plain; version=0.0.4")
 
     @app.websocket("/ws/live")
     async def live(websocket: WebSocket) -> None:

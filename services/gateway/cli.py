@@ -60,6 +60,9 @@ def loadtest_ws(
     client: Annotated[
         str, typer.Option(help="lean (receipt timed at the socket) | library (a cross-check)")
     ] = "lean",
+    gateways: Annotated[
+        int, typer.Option(min=1, max=8, help="gateway processes on one Redis; clients spread over them")
+    ] = 1,
 ) -> None:
     """Open N websocket clients, measure delivered frames/s, delay from published_ms, and drops."""
     from cityscreen.errors import CityScreenError
@@ -79,9 +82,13 @@ def loadtest_ws(
         res=res if res is not None else settings.window.resolutions[-1],
         persons=persons,
         client=client,
+        gateways=gateways,
     )
     result = run_loadtest(settings, plan, sink_publisher)
+    per_gateway = result.pop("gateways", [])
     typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+    for figures in per_gateway:
+        typer.echo("  gateway " + " ".join(f"{k}={v}" for k, v in figures.items()))
 
 
 def sink_publisher(redis: Any, settings: Settings) -> Publish:

@@ -175,6 +175,7 @@ class Hub:
             try:
                 await pubsub.subscribe(store_keys.NOTIFY_CHANNEL)
                 backoff_s = 0.2
+                await self.resync()
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         await self.handle_notify(message["data"])
@@ -185,6 +186,18 @@ class Hub:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+
+    async def resync(self) -> None:
+        """After (re)subscribing: announcements made while the subscription was down (Redis restarted)
+        are lost, so watchers get Redis's newest frame now (`deliver` skips one they already have), and
+        cached snapshots nobody watches are dropped, so the next subscriber reads Redis, not a stale one."""
+        for res in list(self.latest):
+            if not self.watchers.get(res):
+                self.latest.pop(res, None)
+        for res in [r for r, watching in self.watchers.items() if watching]:
+            frame = await store.latest_frame(self.redis, res)
+            if frame is not None:
+                self.deliver(frame)
 
     def beat(self, heartbeat_s: float) -> int:
         """Queue a heartbeat for every client that has been sent nothing for `heartbeat_s`."""

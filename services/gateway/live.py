@@ -131,11 +131,11 @@ def requested_res(value: object) -> int:
     """The `res` of a subscribe message as an int; ViewError (answered to the client) for anything else:
     a bool, a string, a fraction, or a number out of range (1e400 is inf, and int(inf) raised)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ViewError("res must be an integer H3 resolution")
+        raise ViewError("res must be an integer H3 resolution", "res")
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
-        raise ViewError("res must be an integer H3 resolution")
+        raise ViewError("res must be an integer H3 resolution", "res")
     if not -(2**31) <= value < 2**31:
-        raise ViewError("res is out of range: choose a released resolution")
+        raise ViewError("res is out of range: choose a released resolution", "res")
     return int(value)
 
 

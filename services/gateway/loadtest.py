@@ -62,6 +62,7 @@ class LoadTestPlan:
     layers: tuple[str, ...] = ("population",)
     persons: int = 1_000  # per synthetic window: the gate's time per window grows with it
     client: str = "lean"  # "lean" (wsclient) or "library" (the websockets library, a cross-check)
+    gateways: int = 1  # gateway processes started on one Redis; client processes spread over them
 
 
 class _Stamp(msgspec.Struct):
@@ -280,16 +281,19 @@ def run_loadtest(settings: Settings, plan: LoadTestPlan, make_publisher: MakePub
                 redis_server(Path(tempfile.mkdtemp(prefix="cityscreen-loadtest-")))
             )
         settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": redis_url})})
-        url = plan.url or stack.enter_context(_gateway(settings))
+        urls = (
+            [plan.url]
+            if plan.url
+            else [stack.enter_context(_gateway(settings)) for _ in range(plan.gateways)]
+        )
         token = settings.gateway.operator_tokens[0]
         subscribe = {"type": "subscribe", "res": plan.res, "layers": list(plan.layers)}
         ctx = mp.get_context("spawn")
         pipes, procs = [], []
-        share = [
-            plan.clients // plan.processes + (i < plan.clients % plan.processes)
-            for i in range(plan.processes)
-        ]
-        for n in share:
+        processes = max(plan.processes, len(urls))  # at least one client process per gateway
+        share = [plan.clients // processes + (i < plan.clients % processes) for i in range(processes)]
+        targets = [urls[i % len(urls)] for i in range(processes)]
+        for n, url in zip(share, targets, strict=True):
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_client_process, args=(url, token, n, subscribe, child, plan.client), daemon=True
@@ -310,18 +314,25 @@ def run_loadtest(settings: Settings, plan: LoadTestPlan, make_publisher: MakePub
             published: list[int] = []
             if plan.publish:
                 published = asyncio.run(_publish(make_publisher, settings, plan.persons, plan.hz, end_s))
-            delays: list[float] = []
-            for p in pipes:
-                delays.extend(p.recv()["delays"])
+            delays_of = [p.recv()["delays"] for p in pipes]
         finally:
             for proc in procs:
                 proc.join(timeout=GRACE_S + 10)
                 if proc.is_alive():
                     proc.terminate()
     in_window = [ms for ms in published if start_s * 1000 <= ms <= end_s * 1000]
-    result = summarize(
-        delays, clients=plan.clients, seconds=plan.seconds, published=len(in_window), delivered=len(delays)
-    )
+
+    def report(picked: list[int]) -> dict[str, Any]:
+        delays = [d for i in picked for d in delays_of[i]]
+        clients = sum(share[i] for i in picked)
+        return summarize(delays, clients=clients, seconds=plan.seconds, published=len(in_window),
+                         delivered=len(delays))  # fmt: skip
+
+    result = report(list(range(processes)))
+    if len(urls) > 1:
+        result["gateways"] = [
+            {"url": u, **report([i for i, t in enumerate(targets) if t == u])} for u in urls
+        ]
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     plan.out.write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -13,6 +13,7 @@ from cityscreen.city import load_city
 from cityscreen.demography import BREAKDOWN_CATEGORIES
 from services.gateway import store
 from services.gateway.deps import MetricsDep, OperatorDep, RedisDep, SettingsDep
+from services.gateway.metrics import scrape
 from services.gateway.totals import totals_series
 from services.gateway.view import VIEW_LAYERS, View, ViewError, cell_history, make_view, view_frame
 
@@ -21,6 +22,13 @@ router = APIRouter(prefix="/api/v1")
 LayersQuery = Annotated[str | None, Query(description="comma-separated layers; default all")]
 BBoxQuery = Annotated[str | None, Query(description="west,south,east,north in degrees")]
 BreakdownQuery = Annotated[str | None, Query(description="a breakdown dimension, e.g. gender")]
+
+
+def invalid(where: str, name: str, message: str) -> HTTPException:
+    """A 422 in the shape the OpenAPI document declares (FastAPI's validation errors): a list of
+    {loc, msg, type}, so clients parse every 422 alike."""
+    detail = [{"loc": [where, name], "msg": message, "type": "value_error"}]
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
 def parse_view(
@@ -34,8 +42,10 @@ def parse_view(
             breakdown or None,
             resolutions=settings.window.resolutions,
         )
-    except (ViewError, ValueError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    except ViewError as exc:
+        raise invalid("query", exc.field, str(exc)) from exc
+    except ValueError as exc:  # a bbox that is not four numbers
+        raise invalid("query", "bbox", f"bbox must be four numbers west,south,east,north ({exc})") from exc
 
 
 @router.get("/health", tags=["health"])
@@ -142,7 +152,7 @@ async def history(
 ) -> dict[str, Any]:
     """The cell's stats over its last `windows` released windows, oldest first (null = suppressed)."""
     if not h3.is_valid_cell(cell):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{cell!r} is not an H3 cell")
+        raise invalid("path", "cell", f"{cell!r} is not an H3 cell")
     res = h3.get_resolution(cell)
     view = parse_view(settings, res, layers, None, breakdown)
     frames = await store.recent_frames(redis, res, windows)
@@ -169,5 +179,5 @@ async def totals(
 
 
 @router.get("/metrics", tags=["health"], include_in_schema=False)
-async def metrics_text(metrics: MetricsDep) -> Response:
-    return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+async def metrics_text(metrics: MetricsDep, redis: RedisDep) -> Response:
+    return Response(await scrape(metrics, redis), media_type="text/plain; version=0.0.4")

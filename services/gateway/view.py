@@ -43,7 +43,12 @@ class View(msgspec.Struct, frozen=True):
 
 
 class ViewError(ValueError):
-    """A subscription or query the gateway cannot serve; the message says what is accepted."""
+    """A subscription or query the gateway cannot serve; the message says what is accepted, `field`
+    which parameter it was."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def make_view(
@@ -56,20 +61,24 @@ def make_view(
 ) -> View:
     """Validate a requested view against what is released."""
     if res not in resolutions:
-        raise ViewError(f"res {res} is not released; choose one of {sorted(resolutions)}")
+        raise ViewError(f"res {res} is not released; choose one of {sorted(resolutions)}", "res")
     chosen = frozenset(layers) if layers is not None else frozenset(VIEW_LAYERS)
     unknown = chosen - set(VIEW_LAYERS)
     if unknown:
-        raise ViewError(f"unknown layers {sorted(unknown)}; choose from {list(VIEW_LAYERS)}")
+        raise ViewError(f"unknown layers {sorted(unknown)}; choose from {list(VIEW_LAYERS)}", "layers")
     box = None
     if bbox is not None:
         if len(bbox) != 4:
-            raise ViewError("bbox must be [west, south, east, north]")
+            raise ViewError("bbox must be [west, south, east, north]", "bbox")
         box = BBox(*(float(v) for v in bbox))
         if box.west > box.east or box.south > box.north:
-            raise ViewError("bbox must be [west, south, east, north] with west <= east and south <= north")
+            raise ViewError(
+                "bbox must be [west, south, east, north] with west <= east and south <= north", "bbox"
+            )
     if breakdown is not None and breakdown not in BREAKDOWN_DIMENSIONS:
-        raise ViewError(f"unknown breakdown {breakdown!r}; choose from {sorted(BREAKDOWN_DIMENSIONS)}")
+        raise ViewError(
+            f"unknown breakdown {breakdown!r}; choose from {sorted(BREAKDOWN_DIMENSIONS)}", "breakdown"
+        )
     return View(res=res, layers=chosen, bbox=box, breakdown=breakdown)
 
 

@@ -64,7 +64,8 @@ class KafkaSink:
         await ensure_topics(self.bootstrap, list(self.topics.values()), self.partitions)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, linger_ms=5, max_batch_size=1_048_576,
-            max_request_size=MAX_REQUEST_BYTES, acks=1, request_timeout_ms=30_000,
+            max_request_size=MAX_REQUEST_BYTES, acks="all", enable_idempotence=True,
+            request_timeout_ms=30_000,
         )  # fmt: skip
         try:
             await self._producer.start()

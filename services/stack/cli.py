@@ -24,17 +24,22 @@ from services.stack.state import read_state
 
 def stack_env_lines(stack: LocalStack) -> list[str]:
     """Shell lines that point other `cityscreen` commands at this stack."""
-    return [
+    lines = [
         f"export CITY_DATA_DIR={stack.data_dir}",
         f"export CITY_KAFKA__BOOTSTRAP={stack.bootstrap}",
         f"export CITY_REDIS__URL={stack.redis_url}",
     ]
+    if stack.state.replication_factor > 1:  # workers must create their own topics as replicated
+        lines.append(f"export CITY_KAFKA__REPLICATION_FACTOR={stack.state.replication_factor}")
+    return lines
 
 
 def describe(stack: LocalStack) -> str:
     s = stack.state
+    kafka_pids = ", ".join(str(pid) for name, pid in s.pids().items() if name.startswith("kafka"))
+    replicas = f", {s.replication_factor} replicas" if s.replication_factor > 1 else ""
     return (
-        f"Kafka  {s.bootstrap} (controller :{s.kafka_controller_port}, pid {s.kafka_pid})\n"
+        f"Kafka  {s.bootstrap} (controller :{s.kafka_controller_port}, pid {kafka_pids}{replicas})\n"
         f"Redis  {s.redis_url} (pid {s.redis_pid})\n"
         f"logs   {logs_dir(stack.data_dir)}"
     )
@@ -69,9 +74,20 @@ def register(app: typer.Typer) -> None:
         foreground: bool = typer.Option(
             False, "--foreground", help="stay attached; Ctrl-C stops the stack (default: run in background)"
         ),
+        brokers: int = typer.Option(
+            0,
+            "--brokers",
+            min=0,
+            max=5,
+            help="KRaft brokers (3: topics replicated 3x, 2 in sync); 0 = setting",
+        ),
     ) -> None:
         """Start Kafka and Redis, create every topic, record them in <data_dir>/stack.json."""
         settings: Settings = ctx.obj
+        if brokers:
+            settings = settings.model_copy(
+                update={"kafka": settings.kafka.model_copy(update={"brokers": brokers})}
+            )
         with sigterm_raises_interrupt():
             stack = start_stack(settings, fresh=fresh, attached=foreground)
             print(describe(stack))
@@ -116,7 +132,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create every project topic on CITY_KAFKA__BOOTSTRAP (for a Kafka not started by `stack start`)."""
         settings: Settings = ctx.obj
-        create_project_topics(settings.kafka.bootstrap, ALL_TOPICS, settings.kafka.partitions, timeout_s)
+        k = settings.kafka
+        create_project_topics(k.bootstrap, ALL_TOPICS, k.partitions, timeout_s, k.replication_factor)
         print(f"{len(ALL_TOPICS)} topics ready on {settings.kafka.bootstrap}")
 
     @stack_app.command("env")

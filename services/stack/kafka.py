@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cityscreen.errors import CityScreenError
+from cityscreen.events import min_insync_replicas
 from services.stack.procs import TAIL_LINES, ManagedProcess, spawn
 from services.stack.templates import properties_value, render, template_text
 
@@ -28,25 +29,43 @@ JAVA_INSTALL_HINT = "install a JDK (Debian: apt-get install openjdk-17-jre-headl
 
 @dataclass(frozen=True)
 class BrokerConfig:
+    """One KRaft node. Alone by default; in a cluster `voters` names every node's controller address."""
+
     port: int
     controller_port: int
     partitions: int
     log_dirs: Path
     log_file: Path
+    node_id: int = 1
+    voters: str = ""
+    replication_factor: int = 1
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def quorum_voters(self) -> str:
+        return self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
+
+
+def quorum_voters(controller_ports: list[int]) -> str:
+    """KRaft's `controller.quorum.voters` for nodes 1..n listening on these loopback controller ports."""
+    return ",".join(f"{i}@127.0.0.1:{port}" for i, port in enumerate(controller_ports, start=1))
 
 
 def render_server_properties(config: BrokerConfig) -> str:
     return render(
         template_text("server.properties"),
         {
+            "node_id": config.node_id,
+            "voters": config.quorum_voters,
             "port": config.port,
             "controller_port": config.controller_port,
             "partitions": config.partitions,
             "log_dirs": properties_value(config.log_dirs),
+            "replication_factor": config.replication_factor,
+            "min_insync_replicas": min_insync_replicas(config.replication_factor),
         },
     )
 
@@ -155,24 +174,33 @@ def is_formatted(log_dirs: Path) -> bool:
     return (log_dirs / "meta.properties").exists()
 
 
-def format_storage(java: str, libs: Path, conf_dir: Path, log_dirs: Path) -> None:
-    """Give the KRaft log dir a cluster id once; a formatted dir is left alone so topics survive restarts."""
-    if is_formatted(log_dirs):
-        return
-    base = java_argv(java, libs, conf_dir / "log4j.properties", 256, [])
+def new_cluster_id(java: str, libs: Path, log4j: Path) -> str:
+    """A fresh KRaft cluster id; every node of one cluster is formatted with the same one."""
+    base = java_argv(java, libs, log4j, 256, [])
     uuid = subprocess.run(
         [*base, "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, check=False
     )
     cluster_id = uuid.stdout.strip().splitlines()[-1] if uuid.stdout.strip() else ""
     if uuid.returncode != 0 or not cluster_id:
         raise CityScreenError(f"Kafka StorageTool random-uuid failed:\n{uuid.stdout}{uuid.stderr}")
+    return cluster_id
+
+
+def format_storage(
+    java: str, libs: Path, conf_dir: Path, log_dirs: Path, cluster_id: Callable[[], str] | None = None
+) -> None:
+    """Give the KRaft log dir a cluster id once; a formatted dir is left alone so topics survive restarts."""
+    if is_formatted(log_dirs):
+        return
+    base = java_argv(java, libs, conf_dir / "log4j.properties", 256, [])
+    chosen = cluster_id() if cluster_id else new_cluster_id(java, libs, conf_dir / "log4j.properties")
     fmt = subprocess.run(
         [
             *base,
             "kafka.tools.StorageTool",
             "format",
             "-t",
-            cluster_id,
+            chosen,
             "-c",
             str(conf_dir / "server.properties"),
         ],
@@ -196,22 +224,26 @@ def start_broker(
     heap_mb: int,
     log_dir: Path,
     attached: bool,
+    cluster_id: Callable[[], str] | None = None,
 ) -> ManagedProcess:
     conf_dir.mkdir(parents=True, exist_ok=True)
     config.log_dirs.mkdir(parents=True, exist_ok=True)
     (conf_dir / "server.properties").write_text(render_server_properties(config), encoding="utf-8")
     (conf_dir / "log4j.properties").write_text(render_log4j(config.log_file), encoding="utf-8")
-    format_storage(java, libs, conf_dir, config.log_dirs)
+    format_storage(java, libs, conf_dir, config.log_dirs, cluster_id)
     argv = java_argv(java, libs, conf_dir / "log4j.properties", heap_mb, ["kafka.Kafka"])
     argv.append(str(conf_dir / "server.properties"))
     # The JVM's own stdout/stderr (crashes, bad flags) go to the same file log4j appends to.
-    return spawn("kafka", argv, log_dir=log_dir, attached=attached)
+    name = "kafka" if config.node_id == 1 else f"kafka-{config.node_id}"
+    return spawn(name, argv, log_dir=log_dir, attached=attached)
 
 
-async def _ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int, deadline: float) -> None:
+async def _ensure_topics(
+    bootstrap: str, topics: Iterable[str], partitions: int, deadline: float, replication_factor: int = 1
+) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from cityscreen.events import topic_partitions
+    from cityscreen.events import replica_configs, topic_partitions
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()
@@ -224,7 +256,12 @@ async def _ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int,
                 return
             response = await admin.create_topics(
                 [
-                    NewTopic(t, num_partitions=topic_partitions(t, partitions), replication_factor=1)
+                    NewTopic(
+                        t,
+                        num_partitions=topic_partitions(t, partitions),
+                        replication_factor=replication_factor,
+                        topic_configs=replica_configs(replication_factor),
+                    )
                     for t in missing
                 ]
             )
@@ -251,7 +288,7 @@ def _quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(previous)
 
 
-async def _broker_answers(bootstrap: str) -> bool:
+async def _broker_answers(bootstrap: str, brokers: int = 1) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
@@ -259,7 +296,7 @@ async def _broker_answers(bootstrap: str) -> bool:
         with _quiet("aiokafka"):
             await admin.start()
             cluster = await admin.describe_cluster()
-        return bool(cluster.get("brokers"))
+        return len(cluster.get("brokers") or []) >= brokers
     finally:
         await admin.close()
 
@@ -277,19 +314,29 @@ def run_async(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def wait_broker_ready(
-    broker: ManagedProcess, bootstrap: str, topics: Iterable[str], partitions: int, timeout_s: float
+    broker: ManagedProcess,
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int,
+    timeout_s: float,
+    *,
+    brokers: int = 1,
+    replication_factor: int = 1,
 ) -> None:
-    """Block until the broker serves metadata, then create the topics; fail with its log tail otherwise."""
+    """Block until the cluster serves metadata with all `brokers` registered, then create the topics;
+    fail with the broker's log tail otherwise."""
     broker.wait_ready(
-        lambda: run_async(lambda: _broker_answers(bootstrap)),
+        lambda: run_async(lambda: _broker_answers(bootstrap, brokers)),
         timeout_s=timeout_s,
-        what="serving metadata",
+        what=f"serving metadata with {brokers} broker(s)",
     )
     deadline = time.monotonic() + timeout_s
-    run_async(lambda: _ensure_topics(bootstrap, topics, partitions, deadline))
+    run_async(lambda: _ensure_topics(bootstrap, topics, partitions, deadline, replication_factor))
 
 
-def create_project_topics(bootstrap: str, topics: Iterable[str], partitions: int, timeout_s: float) -> None:
+def create_project_topics(
+    bootstrap: str, topics: Iterable[str], partitions: int, timeout_s: float, replication_factor: int = 1
+) -> None:
     """For a Kafka this package did not start (compose, a cluster): wait for it, then create the topics."""
     deadline = time.monotonic() + timeout_s
     while not _answers_quietly(bootstrap):
@@ -298,7 +345,7 @@ def create_project_topics(bootstrap: str, topics: Iterable[str], partitions: int
                 f"Kafka at {bootstrap} did not answer within {timeout_s:.0f} s: check CITY_KAFKA__BOOTSTRAP"
             )
         time.sleep(0.5)
-    run_async(lambda: _ensure_topics(bootstrap, topics, partitions, deadline))
+    run_async(lambda: _ensure_topics(bootstrap, topics, partitions, deadline, replication_factor))
 
 
 def _answers_quietly(bootstrap: str) -> bool:

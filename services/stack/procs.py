@@ -55,13 +55,21 @@ def pid_cmdline(pid: int) -> str:
 
 def kill_group(pgid: int, timeout_s: float) -> None:
     """SIGTERM a process group, then SIGKILL whatever is left after `timeout_s`."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
+    kill_groups([pgid], timeout_s)
+
+
+def kill_groups(pgids: Sequence[int], timeout_s: float) -> None:
+    """SIGTERM several process groups at once, then SIGKILL what is left after `timeout_s`: the brokers
+    of a cluster stop together, so none waits out its timeout for the others to take its partitions."""
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and pid_alive(pgid):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pgids):
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 class ManagedProcess:

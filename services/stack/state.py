@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from services.stack.procs import pid_alive, pid_cmdline
@@ -27,16 +27,20 @@ class StackState:
     redis_url: str
     owner_pid: int
     started_ms: int
+    # brokers 2..n of a `--brokers n` cluster (node 1 is kafka_pid)
+    more_kafka_pids: list[int] = field(default_factory=list)
+    replication_factor: int = 1
 
     def pids(self) -> dict[str, int]:
-        return {"kafka": self.kafka_pid, "redis": self.redis_pid}
+        more = {f"kafka-{i}": pid for i, pid in enumerate(self.more_kafka_pids, start=2)}
+        return {"kafka": self.kafka_pid, **more, "redis": self.redis_pid}
 
     def live_pids(self) -> dict[str, int]:
         """The recorded processes that are still running what they were started as."""
         return {
             name: pid
             for name, pid in self.pids().items()
-            if pid_alive(pid) and CMDLINE_MARKERS[name] in pid_cmdline(pid)
+            if pid_alive(pid) and CMDLINE_MARKERS[name.split("-")[0]] in pid_cmdline(pid)
         }
 
 

@@ -14,7 +14,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from cityscreen.settings import load_settings
 from services.gateway.app import create_app
@@ -23,9 +23,8 @@ from tests.gateway_support import write_frame
 
 TOKEN = "fuzz-operator-token"
 EXAMPLES_PER_OPERATION = 25
-# Not response_schema_conformance (yet): the view errors answer 422 with a string `detail`, where the
-# document says FastAPI's list of validation errors. A contract change for the web client, left open.
-CHECKS = [not_a_server_error, content_type_conformance]
+# Every documented response, 422s included, must match its schema.
+CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -403,6 +403,7 @@ def test_suppressed_cells_show_as_suppressed(page: Any, feed: Feed) -> None:
     assert census(page)["violet"] > HEX_PIXELS, "suppressed cells are not drawn in their own colour"
 
 
+@pytest.mark.faults  # issue 16's "the gateway restarted: browsers reconnect and resume"
 def test_page_reconnects_after_gateway_restart(page: Any, feed: Feed) -> None:
     before = state(page)["messages"]
     feed.api.stop(10.0)
@@ -412,9 +413,16 @@ def test_page_reconnects_after_gateway_restart(page: Any, feed: Feed) -> None:
     page.wait_for_function(
         f"() => __cityscreen.status === 'live' && __cityscreen.messages > {before}", timeout=60_000
     )
-    # the new socket subscribed again and got the newest window as its snapshot, drawn as stored
+
+    # the new socket subscribed again and shows the newest window, drawn as stored. Polled: run alone
+    # (`make test-faults`) this test comes right after the feed fixture, while the worker may still
+    # publish the fixture's last windows, which reach the page as frames after its snapshot
+    def on_newest() -> bool:
+        shown = state(page)["shown"]
+        return bool(shown) and shown["window_start_ms"] == feed.latest(shown["res"]).window_start_ms
+
+    poll(on_newest, timeout_s=120, what="the page on the newest window after the reconnect")
     st, rows, frame = drawn(page, feed)
-    assert frame.window_start_ms == feed.latest(st["shown"]["res"]).window_start_ms
     assert rows == expected_rows(frame, "population.persons", st["bbox"])
 
 

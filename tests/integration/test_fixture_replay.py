@@ -12,7 +12,6 @@ aggregates are merged from four partitions' partials. No event may be late.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,20 +21,12 @@ import redis
 
 from cityscreen.city import load_city
 from services.generator.fixtures import read_events
-from tests.fixture_expected import FIXTURE, inside_city, load_expected
+from tests.fixture_expected import FIXTURE, inside_city, load_expected, skew_for_fixture
 from tests.pipeline_capture import exact_aggregates, topic_frames
 from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import expected_frames, published_frames, windows_published
 
 pytestmark = pytest.mark.integration
-
-DAY_S = 86_400
-
-
-def _skew_for_fixture(first_ts_ms: int) -> int:
-    """max_event_skew_s for this test's ingest worker only: the fixture's recorded times are in the past,
-    and `--shift-days 0` keeps them so both runs aggregate exactly the committed events and windows."""
-    return int(time.time() - first_ts_ms / 1000) + DAY_S
 
 
 def _replay_once(
@@ -43,7 +34,7 @@ def _replay_once(
 ) -> dict[str, Any]:
     expected = load_expected()
     stack = stack_factory(
-        max_event_skew_s=_skew_for_fixture(expected[0].window_start_ms),
+        max_event_skew_s=skew_for_fixture(expected[0].window_start_ms),
     )
     settings = stack.settings
     client = redis.Redis.from_url(settings.redis.url)

@@ -16,10 +16,12 @@ import pytest
 import redis
 
 from cityscreen.events import CLEAN_TOPICS
-from cityscreen.settings import WindowSettings
+from cityscreen.settings import Settings, WindowSettings
+from tests.faults_support import caught_up, golden_feed, quick_failover
 from tests.pipeline_capture import exact_aggregates, group_assignment
 from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import (
+    START_MS,
     expected_frames,
     idle_phones,
     make_raw_events,
@@ -43,6 +45,13 @@ def _clean_partitions(assignment: dict[str, dict[str, list[int]]]) -> dict[str, 
     }
 
 
+def _settled(settings: Settings, workers: int) -> dict[str, set[int]] | None:
+    """The group's clean partitions by member once `workers` members share all of them, else None."""
+    held = _clean_partitions(group_assignment(settings, GROUP))
+    spread = len(held) == workers and all(held.values())
+    return held if spread and set().union(*held.values()) == set(range(settings.kafka.partitions)) else None
+
+
 def _run(
     workers: int,
     stack_factory: Callable[..., Any],
@@ -54,18 +63,13 @@ def _run(
     stack = stack_factory(window=WindowSettings(idle_close_s=15.0))
     settings = stack.settings
     client = redis.Redis.from_url(settings.redis.url)
-    partitions = set(range(settings.kafka.partitions))
     procs: list[Any] = []
     try:
         for i in range(workers):
             procs.append(spawn("worker", "--role", "aggregate", settings=settings, name=f"w{workers}-{i}"))
 
-        def settled() -> dict[str, set[int]] | None:
-            held = _clean_partitions(group_assignment(settings, GROUP))
-            spread = len(held) == workers and all(held.values())
-            return held if spread and set().union(*held.values()) == partitions else None
-
-        before = wait_for(settled, timeout_s=120, what=f"{workers} group members sharing the partitions")
+        before = wait_for(lambda: _settled(settings, workers), timeout_s=120,
+                          what=f"{workers} group members sharing the partitions")  # fmt: skip
         raw = idle_phones(make_raw_events(persons=400, minutes=4), every=3)  # most persons from the carry
         clean = [to_clean(r, settings) for r in raw]
         asyncio.run(produce_clean(settings.kafka.bootstrap, clean, settings.kafka.partitions))
@@ -107,3 +111,39 @@ def test_two_workers_publish_the_same_frames_as_one(
         msgspec.json.encode(a) for a in one["aggregates"]
     ]
     assert two["windows_published"] == one["windows_published"] == len(one["reference"])
+
+
+@pytest.mark.faults
+def test_rebalance_from_one_to_two_workers_and_back_mid_stream_yields_golden_frames(
+    stack_factory: Callable[..., Any], spawn: Callable[..., Any], wait_for: Callable[..., Any]
+) -> None:
+    stack = stack_factory()
+    # idle_close_s longer than a rebalance: the open window must not close while the group settles
+    settings = quick_failover(stack.settings, idle_close_s=45.0)
+    feed = golden_feed(settings)
+    # cuts inside the third window: it is open through both rebalances
+    alone, shared, alone_again = feed.stages([START_MS + 160_000, START_MS + 170_000])
+    client = redis.Redis.from_url(settings.redis.url)
+    bootstrap, partitions, clean = (
+        settings.kafka.bootstrap,
+        settings.kafka.partitions,
+        list(CLEAN_TOPICS.values()),
+    )
+
+    def feed_stage(events: list[Any], what: str) -> None:
+        asyncio.run(produce_clean(bootstrap, events, partitions))
+        wait_for(lambda: caught_up(settings, GROUP, clean), timeout_s=180, what=what)
+
+    spawn("worker", "--role", "aggregate", settings=settings, name="first")
+    wait_for(lambda: _settled(settings, 1), timeout_s=120, what="the first worker holding every partition")
+    feed_stage(alone, "the first stage applied by one worker")
+    second = spawn("worker", "--role", "aggregate", settings=settings, name="second")
+    wait_for(lambda: _settled(settings, 2), timeout_s=120, what="two workers sharing the partitions")
+    feed_stage(shared, "the second stage applied by two workers")
+    second.stop()  # a clean leave: its partitions (and their state) go back to the first worker
+    wait_for(lambda: _settled(settings, 1), timeout_s=120, what="one worker holding every partition again")
+    asyncio.run(produce_clean(bootstrap, alone_again, partitions))
+    wait_for(lambda: windows_published(client) >= feed.windows, timeout_s=300,
+             what=f"all {feed.windows} windows")  # fmt: skip
+    assert published_frames(client, settings) == feed.expected
+    assert windows_published(client) == feed.windows

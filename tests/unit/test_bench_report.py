@@ -121,3 +121,17 @@ def test_lag_flatness_needs_samples_and_input() -> None:
     idle = [(float(t), 7.0) for t in range(0, 101, 5)]
     assert lag_is_flat(idle, [(t, 100.0) for t, _ in idle]) is False  # nothing written: nothing shown
     assert slope_per_s([(1.0, 1.0), (1.0, 2.0)]) == 0.0
+
+
+def test_end_to_end_result_leads_with_e2e_and_ingest_rates_and_their_ratios() -> None:
+    from services.bench.report import end_to_end_lines, end_to_end_result
+
+    doc = end_to_end_result(make_result(limit_eps=100_000.0, peer_eps=4_000.0), 210_000.0, 240_000.0)
+    assert list(doc)[:5] == ["e2e_eps", "ingest_eps", "limit_eps", "peer_eps", "ours_eps"]
+    ratios = doc["ratios"]
+    assert ratios["e2e_per_limit"] == 2.1 and ratios["e2e_per_peer"] == 52.5  # type: ignore[index]
+    assert ratios["ingest_per_limit"] == 2.4 and "ours_per_peer" in ratios  # type: ignore[index, operator]
+    assert doc["passed"]["e2e_eps"] is True and doc["passed"]["ingest_eps"] is False  # type: ignore[index]
+    assert json.loads(json.dumps(doc)) == doc
+    lines = end_to_end_lines(210_000.0, 240_000.0, 100_000.0, 4_000.0)
+    assert any(line.startswith("ingest_eps") and line.endswith("MISS") for line in lines)

@@ -6,6 +6,7 @@ from cityscreen.aggregates import Measure, WindowAggregate
 from cityscreen.frames import Frame, FramePrivacy
 from cityscreen.settings import Settings
 from services.city_report import Tally, city_report, tally_window
+from streams.offline import OfflineAggregator
 
 
 def frame(res: int, cells: dict[str, dict[str, float | None]]) -> Frame:
@@ -29,7 +30,7 @@ def test_a_window_is_tallied_from_exact_values_and_what_the_frames_release() -> 
 
 
 def test_a_small_default_city_run_warms_up_and_reports_every_field() -> None:
-    doc = city_report(Settings(), minutes=2, persons=3000, say=lambda _: None)
+    doc = city_report(Settings(), minutes=2, persons=3000, aggregator=OfflineAggregator, say=lambda _: None)
     assert doc["windows"] == 2 and doc["persons_simulated"] == 3000
     # after 30 minutes every idle phone has reported: the stock holds (nearly) the whole population
     assert 0.95 * 3000 <= doc["persons_present"] <= 3000

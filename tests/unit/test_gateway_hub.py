@@ -122,3 +122,26 @@ async def test_frames_sooner_than_the_interval_wait_on_one_timer_and_latest_wins
     client.queue.get_nowait()
     paced = client.queue.get_nowait()
     assert paced is not None and '"window_start_ms":180000' in paced.text
+
+
+def test_resync_offers_watchers_the_newest_stored_frame_and_forgets_unwatched_snapshots(
+    monkeypatch: Any,
+) -> None:
+    """After Redis comes back, announcements made meanwhile are lost: resync reads what is stored."""
+    client = make_client()
+    hub = make_hub(client)
+    hub.deliver(make_frame(window_start_ms=60_000))
+    client.queue.get_nowait()
+    hub.latest[6] = make_frame(res=6)  # a cached snapshot nobody watches: it may be stale by now
+    stored = {7: make_frame(window_start_ms=120_000)}
+
+    async def latest_frame(redis: Any, res: int) -> Any:
+        return stored.get(res)
+
+    monkeypatch.setattr("services.gateway.hub.store.latest_frame", latest_frame)
+    asyncio.run(hub.resync())
+    sent = client.queue.get_nowait()
+    assert sent is not None and '"window_start_ms":120000' in sent.text
+    assert 6 not in hub.latest
+    asyncio.run(hub.resync())  # nothing newer stored: nothing sent again
+    assert client.queue.get_nowait() is None

@@ -87,10 +87,16 @@ def test_gate_resists_the_interval_attacker_on_the_fixture() -> None:
 
 def test_gate_resists_the_interval_attacker_on_a_small_default_city_run() -> None:
     from services.city_report import city_report
+    from streams.offline import OfflineAggregator
 
     seen: list[tuple[WindowAggregate, list[Frame]]] = []
     city_report(
-        Settings(), minutes=1, persons=3000, say=lambda _: None, on_window=lambda a, f: seen.append((a, f))
+        Settings(),
+        minutes=1,
+        persons=3000,
+        aggregator=OfflineAggregator,
+        say=lambda _: None,
+        on_window=lambda a, f: seen.append((a, f)),
     )
     assert seen
     frames = [f for _, fs in seen for f in fs]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from cityscreen import store_keys
 from cityscreen.frames import encode_frame
 from cityscreen.privacy import release
 from cityscreen.settings import Settings
@@ -45,6 +46,7 @@ class _Redis:
     def __init__(self) -> None:
         self.kv: dict[str, bytes] = {}
         self.zsets: dict[str, dict[str, float]] = {}
+        self.hashes: dict[str, dict[str, int]] = {}
 
     async def zscore(self, key: str, member: str) -> float | None:
         return self.zsets.get(key, {}).get(member)
@@ -75,7 +77,8 @@ class _Redis:
             pass
 
         def hincrby(self, key: str, field: str, n: int) -> None:
-            pass
+            counters = self.redis.hashes.setdefault(key, {})
+            counters[field] = counters.get(field, 0) + n
 
         async def execute(self) -> None:
             pass
@@ -111,6 +114,9 @@ async def test_windows_completed_together_are_gated_in_parallel_and_stored_in_wi
         published = await sink.publish_all([second, first])
         again = await sink.publish_all([first])
     assert [len(frames) for frames in published] == [3, 3] and again == [[]]
+    # each window gated once (the replay is not gated again), its gate time counted for /metrics
+    stats = redis.hashes[store_keys.STATS_KEY]
+    assert stats["windows_gated"] == stats["windows_published"] == 2 and "gate_ms" in stats
     windows = [int(k.split(b":")[1]) for k in sent]
     assert windows == sorted(windows) and set(windows) == {first.window_start_ms, second.window_start_ms}
     # the second window's fused indicators saw the first window's frame (stored before it was fused)

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from services.stack.kafka import BrokerConfig, parse_java_major, render_log4j, render_server_properties
+from services.stack.kafka import (
+    BrokerConfig,
+    parse_java_major,
+    quorum_voters,
+    render_log4j,
+    render_server_properties,
+)
 from services.stack.redis_server import redis_argv, redis_url
 from services.stack.templates import parse_properties, render, template_text
 
@@ -80,3 +86,15 @@ def test_redis_is_bound_to_loopback_with_its_dir() -> None:
     assert argv[argv.index("--port") + 1] == "41003"
     assert argv[argv.index("--dir") + 1] == "/d/redis"
     assert redis_url(41003) == "redis://127.0.0.1:41003/0"
+
+
+def test_a_cluster_node_names_every_voter_and_replicates_like_production() -> None:
+    voters = quorum_voters([45002, 45012, 45022])
+    config = make_config(node_id=2, voters=voters, replication_factor=3)
+    props = parse_properties(render_server_properties(config))
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:45002,2@127.0.0.1:45012,3@127.0.0.1:45022"
+    for key in ("default.replication.factor", "offsets.topic.replication.factor"):
+        assert props[key] == "3"
+    assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
+    assert props["unclean.leader.election.enable"] == "false"

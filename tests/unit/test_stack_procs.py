@@ -108,6 +108,13 @@ def test_state_round_trips(tmp_path: Path) -> None:
     assert read_state(tmp_path) is None
 
 
+def test_a_cluster_state_names_every_broker_and_round_trips(tmp_path: Path) -> None:
+    state = make_state(tmp_path, kafka_pid=11, more_kafka_pids=[12, 13], redis_pid=14, replication_factor=3)
+    assert state.pids() == {"kafka": 11, "kafka-2": 12, "kafka-3": 13, "redis": 14}
+    write_state(state)
+    assert read_state(tmp_path) == state
+
+
 def test_live_pids_ignore_a_pid_reused_by_another_program(tmp_path: Path) -> None:
     # This pytest process is alive but is neither kafka.Kafka nor redis-server: never signal it.
     assert make_state(tmp_path).live_pids() == {}
@@ -139,3 +146,18 @@ def test_redis_runs_without_libfaketime_and_keeps_other_preloads(
     env = redis_env()
     assert env.get("LD_PRELOAD") == kept
     assert env["PATH"] == os.environ["PATH"]
+
+
+def test_data_of_a_stack_with_another_broker_count_is_refused_with_the_fix(tmp_path: Path) -> None:
+    from cityscreen.errors import CityScreenError
+    from services.stack.local import check_broker_count
+
+    (tmp_path / "kafka-data").mkdir()
+    (tmp_path / "kafka-data" / "meta.properties").write_text("node.id=1\n")  # a single broker's data
+    with pytest.raises(CityScreenError, match=r"1-broker stack, not 3.*--fresh"):
+        check_broker_count(tmp_path, 3)
+    check_broker_count(tmp_path, 1)  # the same count is fine, and is recorded
+    with pytest.raises(CityScreenError, match="--brokers 1"):
+        check_broker_count(tmp_path, 2)
+    check_broker_count(tmp_path / "new", 3)  # a fresh dir takes any count
+    check_broker_count(tmp_path / "new", 3)

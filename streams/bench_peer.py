@@ -1,9 +1,10 @@
 """The textbook Faust peer: one event per record, iterated one by one, one table update per event.
 
 The shape the faust-streaming documentation teaches, doing the benchmark's binning (H3 cell at the base
-resolution x event-time window, counted in a table). Run as its own process by the pipeline benchmark:
-`python -m services.bench.peer STATUS_FILE`; it writes how many events it processed and when to
-STATUS_FILE once a second (JSON), and runs until stopped.
+resolution x event-time window, counted in a table). Run as its own process by the pipeline benchmark
+(services/bench/pipeline.py, which owns the topic): `python -m streams.bench_peer TOPIC STATUS_FILE`; it
+writes how many events it processed and when to STATUS_FILE once a second (JSON), and runs until stopped.
+It lives in streams/ because it is a Faust app: services/ do not import Faust (pyproject.toml contracts).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ import h3
 
 from cityscreen.settings import Settings
 
-PEER_TOPIC = "bench.peer.events.v1"  # bench only: clean events, one JSON event per record
 PEER_APP_ID = "cityscreen-bench-peer"
 
 
-def build_peer(settings: Settings, status_file: Path) -> faust.App:
+def build_peer(settings: Settings, topic_name: str, status_file: Path) -> faust.App:
     app = faust.App(
         PEER_APP_ID,
         broker=f"kafka://{settings.kafka.bootstrap}",
@@ -33,7 +33,7 @@ def build_peer(settings: Settings, status_file: Path) -> faust.App:
         web_enabled=False,
         datadir=str(settings.data_dir / "faust" / PEER_APP_ID),
     )
-    topic = app.topic(PEER_TOPIC, value_serializer="json")
+    topic = app.topic(topic_name, value_serializer="json")
     counts = app.Table("peer-counts", default=int, partitions=settings.kafka.partitions)
     res, window_ms = settings.window.h3_res, settings.window.window_s * 1000
     seen = {"events": 0, "first_ms": 0, "last_ms": 0}
@@ -59,9 +59,9 @@ def build_peer(settings: Settings, status_file: Path) -> faust.App:
 
 
 def main() -> None:
-    status_file = Path(sys.argv[1])
+    topic_name, status_file = sys.argv[1], Path(sys.argv[2])
     del sys.argv[1:]  # Faust's worker reads argv
-    app = build_peer(Settings(), status_file)
+    app = build_peer(Settings(), topic_name, status_file)
     faust.Worker(app, loglevel="WARNING").execute_from_commandline()
 
 

@@ -1,0 +1,121 @@
+"""The ingest worker's loop: a plain Kafka consumer group in front of `BatchValidator`, no Faust stream.
+
+External producers send one event per record. Faust turns every record into a message, an event and a
+trip through its stream's channel and processors before `take_events` hands it over: on the loaded
+two-core bench machine the Faust agent (`streams.ingest.build_ingest`) ingested about 2,000 one-event
+records a second, while the batch validator behind it does tens of thousands per second. Here aiokafka's
+`getmany` hands over up to a batch of records in one call (its record parsing is compiled), the batch is
+validated at once, published, and only then are its offsets committed: at least once, as the agent
+(a retry or a rebalance after a partial failure can repeat records, never lose one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+from cityscreen.city import load_city
+from cityscreen.deadletter import encode_dead
+from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS, replica_configs
+from cityscreen.ingest import config_from_settings
+from cityscreen.ingest_batch import BatchResult, BatchValidator
+from cityscreen.settings import Settings
+from streams.app import FETCH_BYTES
+from streams.ingest import CountStats, Publish, publish_until_delivered
+from streams.internal_topics import MAX_RECORD_BYTES, _ensure
+
+log = logging.getLogger("cityscreen.ingest")
+
+
+def producer_publisher(producer: Any, res: int) -> Publish:
+    """Clean batches to their person-keyed partitions and dead letters, every send queued before any is
+    awaited; returns once the broker has acknowledged them all."""
+
+    async def publish(result: BatchResult) -> None:
+        delivered = [
+            await producer.send(CLEAN_TOPICS[kind], value, partition=partition)
+            for kind, partition, value in result.records(res)
+        ]
+        for letter in result.dead:
+            delivered.append(await producer.send(DEADLETTER_TOPIC, encode_dead(letter)))
+        for fut in delivered:
+            await fut
+
+    return publish
+
+
+async def run_loop(settings: Settings, group: str, count: CountStats | None, stop: asyncio.Event) -> None:
+    """Consume the raw topics in `group` until `stop` is set."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.errors import CommitFailedError
+    from aiokafka.structs import OffsetAndMetadata
+
+    kafka = settings.kafka
+    rf = kafka.replication_factor  # replicated as every project topic (a 3-broker stack: 3 copies, 2 in sync)
+    outputs: list[tuple[str, int, dict[str, str]]] = [
+        (t, kafka.partitions, replica_configs(rf)) for t in (*CLEAN_TOPICS.values(), DEADLETTER_TOPIC)
+    ]
+    await _ensure(kafka.bootstrap, outputs, time.monotonic() + 30, (), rf)
+    city = load_city(settings.generator.city_file)
+    validator = BatchValidator(config_from_settings(settings, city.bbox, city))
+    records_per_take = max(1, settings.window.max_batch_events // settings.generator.batch_events)
+    consumer = AIOKafkaConsumer(
+        *INGEST_TOPICS.values(), bootstrap_servers=kafka.bootstrap, group_id=group,
+        enable_auto_commit=False, auto_offset_reset="earliest", max_partition_fetch_bytes=FETCH_BYTES,
+        fetch_max_bytes=4 * FETCH_BYTES,
+    )  # fmt: skip
+    # idempotent: a send retried after a broker failure is written once, as the workers' sends are
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, linger_ms=5, max_batch_size=1_048_576,
+        max_request_size=MAX_RECORD_BYTES, acks="all", enable_idempotence=True, request_timeout_ms=60_000,
+    )  # fmt: skip
+    await producer.start()
+    await consumer.start()
+    publish = producer_publisher(producer, settings.window.h3_res)
+    try:
+        while not stop.is_set():
+            taken = await consumer.getmany(
+                timeout_ms=int(settings.window.flush_s * 1000), max_records=records_per_take
+            )
+            if not taken:
+                continue
+            records = [(m.value, m.topic, m.partition, m.offset) for ms in taken.values() for m in ms]
+            result = validator.run(records, int(time.time() * 1000))  # never raises for a record's content
+            await publish_until_delivered(publish, result, log)
+            try:
+                await consumer.commit(
+                    {tp: OffsetAndMetadata(ms[-1].offset + 1, "") for tp, ms in taken.items()}
+                )
+            except CommitFailedError as exc:  # a rebalance took the partition: its new owner reads it again
+                log.warning(f"ingest offsets not committed ({exc!r}): those records will be read again")
+            await _count(count, result.counts)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _count(count: CountStats | None, counts: Counter[str]) -> None:
+    if count is None:
+        return
+    try:
+        await count(counts)
+    except Exception as exc:  # the counters are best effort; the data is already delivered
+        log.warning(f"ingest counters not written to Redis ({exc!r}): is Redis up?")
+
+
+def run_ingest_loop(settings: Settings, group: str, count: CountStats | None) -> None:
+    """Run until SIGTERM or SIGINT; the batch in hand is published and committed before the loop ends."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_loop(settings, group, count, stop)
+
+    asyncio.run(main())

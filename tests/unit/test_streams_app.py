@@ -1,0 +1,21 @@
+"""The workers' Faust app writes as a replicated cluster needs: acks=all and idempotence, topics replicated
+as the settings say (docs/operations.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cityscreen.settings import KafkaSettings, Settings
+from streams.app import create_app
+
+
+async def test_the_worker_producer_is_idempotent_with_acks_all(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, kafka=KafkaSettings(replication_factor=3))
+    app = create_app(settings)
+    client = app.producer._new_producer()  # the aiokafka producer Faust would start (not connected)
+    try:
+        assert client._txn_manager is not None, "idempotence is off"  # aiokafka's idempotent state
+        assert app.conf.producer_acks == -1
+        assert app.conf.topic_replication_factor == 3
+    finally:
+        await client.stop()
