@@ -15,10 +15,15 @@ that integer programming would pin; the attack tests run both (tests/unit/interv
 Cheap first: a group whose equations hold no released value is safe without a program (one more person
 in any of its cells changes only its values, so nothing is bounded above, and relabelling one person
 between two categories of a breakdown, all suppressed, takes any category down to 0). For the others, bounds
-propagated from the floors flag what they already can (that group is repaired before any program).
-Then programs that push a random half of the values in doubt, each up or down inside a box around the
-truth, certify most values at once; only values they leave in doubt get programs of their own. Each
-solution is a feasible point, so every value it shows widens that value's known interval.
+propagated from the floors flag what they already can (that group is repaired before any program); a
+group met again with the same mask keeps its answer, so later rounds solve only the groups a repair
+touched. Then capped pushes: one program pushes every value in doubt toward the least move that would
+settle it (a rise capped at the max that makes it wide, a fall floored at the min it needs, the other
+values free), so a value that reaches its cap is settled and one program settles many; they repeat
+while each settles something. Only values they leave in doubt get programs of their own (exact, and
+warm: only the objective changes). Each solution is a feasible point (the caps only shrink the feasible
+set), so every value it shows widens that value's known interval; tests/unit/test_protection_search.py
+checks the answer against one fresh program per bound.
 """
 
 from __future__ import annotations
@@ -35,8 +40,7 @@ from cityscreen.privacy.structure import AMOUNT_METRICS, Structure
 from cityscreen.settings import PROTECTED_DIMENSIONS
 
 _EPS = 1e-6
-_BATCHES = 40  # random pushes per group before programs of one value each
-_PART = 2  # each push moves this share (1/_PART) of the values in doubt
+_BATCHES = 40  # capped pushes per group at most, before programs of one value each
 _quiet = threading.Lock()
 _banner_shown = False
 
@@ -95,9 +99,13 @@ class Protection:
         self.floor = structure.floor if structure.floor is not None else np.zeros(n)
         self.zero = structure.known_zero if structure.known_zero is not None else np.zeros(n, dtype=bool)
         markers = tuple(f"|{d}=" for d in dimensions)
-        self.presence = np.array(
-            [any(mk in key for mk in markers) for _, _, key in structure.keys], dtype=bool
-        ) & (structure.persons < min_persons)
+        protected = {}  # a window has a few hundred distinct keys: each is read once
+        for _, _, key in structure.keys:
+            if key not in protected:
+                protected[key] = any(mk in key for mk in markers)
+        self.presence = np.fromiter((protected[key] for _, _, key in structure.keys), dtype=bool, count=n) & (
+            structure.persons < min_persons
+        )
         self.count = np.array([m not in AMOUNT_METRICS for m in structure.metric], dtype=bool)
         self.cache: dict[bytes, np.ndarray] = {}
 
@@ -106,18 +114,23 @@ class Protection:
         whole numbers for counts) contain the program's interval, so a value they already show breaking
         a rule does: its group is repaired first, with no program solved for it this round."""
         out: list[int] = []
-        groups = self.groups(suppressed)
-        if not groups:
-            return out
-        lo, hi = self.propagated(suppressed, np.concatenate([e for _, e in groups]))
-        for vars_, eqs in groups:
+        todo = []
+        for vars_, eqs in self.groups(suppressed):
+            # a group met before with the same mask passed propagation then and keeps its answer
+            key = vars_.tobytes() + b"|" + eqs.tobytes()
+            bad = self.cache.get(key)
+            if bad is None:
+                todo.append((vars_, eqs, key))
+            else:
+                out.extend(bad.tolist())
+        if not todo:
+            return sorted(out)
+        lo, hi = self.propagated(suppressed, np.concatenate([e for _, e, _ in todo]))
+        for vars_, eqs, key in todo:
             bad = vars_[self._failing(vars_, lo[vars_], hi[vars_])]
             if not len(bad):
-                key = vars_.tobytes() + b"|" + eqs.tobytes()
-                bad = self.cache.get(key)
-                if bad is None:
-                    g_lo, g_hi = self.intervals(suppressed, vars_, eqs)
-                    bad = self.cache[key] = vars_[self._failing(vars_, g_lo, g_hi)]
+                g_lo, g_hi = self.intervals(suppressed, vars_, eqs)
+                bad = self.cache[key] = vars_[self._failing(vars_, g_lo, g_hi)]
             out.extend(bad.tolist())
         return sorted(out)
 
@@ -156,6 +169,8 @@ class Protection:
         open_eq = ~(on_t | ~self.valid[touched]).all(axis=1)  # holds a released value
         eq_label = label[self.idx[touched, on_t.argmax(axis=1)]]  # the label of a suppressed entry
         useful = np.unique(eq_label[open_eq])
+        if not len(useful):
+            return []
         vars_all = np.flatnonzero(suppressed)
         vars_all = vars_all[np.isin(label[vars_all], useful)]
         vars_all = vars_all[np.argsort(label[vars_all], kind="stable")]
@@ -182,36 +197,30 @@ class Protection:
         truth = value[vars_]
         col = np.full(self.n + 1, -1, dtype=np.int64)
         col[vars_] = np.arange(len(vars_))
-        rows, cols, vals = [], [], []
-        rhs = np.zeros(len(eqs))
-        for r, e in enumerate(eqs.tolist()):
-            for v, c in zip(self.idx[e].tolist(), self.coef[e].tolist(), strict=True):
-                if v >= self.n:
-                    continue
-                if suppressed[v]:
-                    rows.append(r)
-                    cols.append(col[v])
-                    vals.append(c)
-                else:
-                    rhs[r] -= c * value[v]
+        idx, coef = self.idx[eqs], self.coef[eqs]
+        hidden = np.append(np.asarray(suppressed, dtype=bool), False)[idx] & (idx < self.n)
+        shown = ~hidden & (idx < self.n)
+        # released values move to the right-hand side (whole numbers for counts: the sum is exact)
+        rhs = -(np.where(shown, coef * np.append(value, 0.0)[idx], 0.0)).sum(axis=1)
+        rows_a = np.nonzero(hidden)[0]
+        cols_a, vals_a = col[idx[hidden]], coef[hidden]
         lower = self.floor[vars_].copy()
         upper = np.where(self.zero[vars_], 0.0, np.inf)
+        rule_a = ~self.zero[vars_]
+        presence = self.presence[vars_] & rule_a
         h = _highs()
         lp = highspy.HighsLp()
         lp.num_col_, lp.num_row_ = len(vars_), len(eqs)
         lp.col_cost_ = np.zeros(len(vars_))
         lp.col_lower_, lp.col_upper_ = lower, upper
         lp.row_lower_, lp.row_upper_ = rhs, rhs
-        order = np.lexsort((np.asarray(rows), np.asarray(cols)))
-        cols_sorted = np.asarray(cols, dtype=np.int64)[order]
+        order = np.lexsort((rows_a, cols_a))
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.searchsorted(cols_sorted, np.arange(len(vars_) + 1)).astype(np.int32)
-        lp.a_matrix_.index_ = np.asarray(rows, dtype=np.int32)[order]
-        lp.a_matrix_.value_ = np.asarray(vals, dtype=float)[order]
+        lp.a_matrix_.start_ = np.searchsorted(cols_a[order], np.arange(len(vars_) + 1)).astype(np.int32)
+        lp.a_matrix_.index_ = rows_a[order].astype(np.int32)
+        lp.a_matrix_.value_ = vals_a[order].astype(float)
         h.passModel(lp)
-        return _Search(h, highspy, truth, lower, upper, self.m, self.presence[vars_] & ~self.zero[vars_]).run(
-            ~self.zero[vars_]
-        )
+        return _Search(h, highspy, truth, lower, upper, self.m, presence).run(rule_a)
 
 
 class _Search:
@@ -255,39 +264,58 @@ class _Search:
         np.maximum(self.hi, x, out=self.hi)
         return x
 
+    def box(self, cand: np.ndarray, rise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds that cap each value of `cand` at the least move that settles it (a rise at the max that
+        makes it wide, a fall at the min it needs), the others free. The caps only shrink the feasible
+        set: a solution inside them is a feasible point of the observer's system."""
+        box_lo, box_hi = self.lower.copy(), self.upper.copy()
+        lo, hi, truth = self.lo[cand], self.hi[cand], self.truth[cand]
+        top = np.maximum(np.ceil(lo - _EPS) + self.m - 1, truth)
+        empty = self.presence[cand] & (lo > _EPS)
+        bottom = np.where(empty, 0.0, np.floor(hi + _EPS) - self.m + 1)
+        bottom = np.minimum(np.maximum(bottom, box_lo[cand]), truth)
+        box_hi[cand] = np.where(rise, top, box_hi[cand])
+        box_lo[cand] = np.where(rise, box_lo[cand], bottom)
+        return box_lo, box_hi
+
+    def push(self, cand: np.ndarray, rise: np.ndarray) -> None:
+        """One program: each value of `cand` pushed its way, capped where it would settle."""
+        n = len(self.truth)
+        self.h.changeColsBounds(n, self.all, *self.box(cand, rise))
+        cost = np.zeros(n)
+        cost[cand] = np.where(rise, 1.0, -1.0)
+        self.solve(cost, maximize=True)
+
     def run(self, rule_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.truth)
-        # batches inside a box around the truth (so every program is bounded), each pushing the values
-        # in doubt in random directions: siblings that must trade (a released parent) split both ways
-        box_lo = np.where(self.presence, self.lower, np.maximum(self.lower, self.truth - self.m))
-        box_hi = np.minimum(self.upper, self.truth + self.m)
-        self.h.changeColsBounds(n, self.all, box_lo, box_hi)
+        # capped pushes of everything in doubt at once (one program settles many values), while each
+        # settles something; a value pushed both ways picks one at random per program
         rng = np.random.default_rng(0)  # the same pushes for the same group: a replay gives the same mask
-        stale = 0
         for _ in range(_BATCHES):
             up, down = self.doubt(rule_a)
             cand = np.flatnonzero(up | down)
-            if not len(cand) or stale == 3:
+            if not len(cand):
                 break
-            # a few values at a time, the rest free to give way (pushing all at once pits siblings
-            # against each other under a released parent)
-            pick = rng.choice(cand, size=max(1, len(cand) // _PART), replace=False)
-            rise = up[pick] & (~down[pick] | (rng.random(len(pick)) < 0.5))
-            weight = np.zeros(n)
-            weight[pick] = np.where(rise, 1.0, -1.0)
-            self.solve(weight, maximize=True)
+            self.push(cand, up[cand] & (~down[cand] | (rng.random(len(cand)) < 0.5)))
             up, down = self.doubt(rule_a)
-            stale = stale + 1 if np.count_nonzero(up | down) == len(cand) else 0
+            if np.count_nonzero(up | down) == len(cand):
+                break
         self.h.changeColsBounds(n, self.all, self.lower, self.upper)
+        # then each value still in doubt gets its exact bound (objective changes only: warm starts)
         for j in np.flatnonzero(np.logical_or(*self.doubt(rule_a))).tolist():
-            cost = np.zeros(n)
-            cost[j] = 1.0
             if self.doubt(rule_a)[0][j]:
-                x = self.solve(cost, maximize=True)
-                self.exact_hi[j] = True
-                if x is None and self.h.getModelStatus() == self.hs.HighsModelStatus.kUnbounded:
-                    self.hi[j] = np.inf
+                self.exact(j, rising=True)
             if self.doubt(rule_a)[1][j]:
-                self.solve(cost, maximize=False)
-                self.exact_lo[j] = True
+                self.exact(j, rising=False)
         return self.lo, self.hi
+
+    def exact(self, j: int, *, rising: bool) -> None:
+        cost = np.zeros(len(self.truth))
+        cost[j] = 1.0
+        x = self.solve(cost, maximize=rising)
+        if rising:
+            self.exact_hi[j] = True
+            if x is None and self.h.getModelStatus() == self.hs.HighsModelStatus.kUnbounded:
+                self.hi[j] = np.inf
+        else:
+            self.exact_lo[j] = True

@@ -165,20 +165,27 @@ def suppress(
 def _widen(fix: _Fixpoint, v: int, pending: list[int]) -> None:
     """Suppress one more released value next to a recoverable one, in the equation with the smallest.
     When every equation of `v` is all hidden, what bounds it comes from further off: the nearest
-    equations (through hidden values) that hold a released value are widened instead."""
-    frontier, seen = [v], {v}
+    equations (through hidden values) that hold a released value are widened instead. Each equation is
+    read once (one seen again at a later level is all hidden, or the search would have stopped)."""
+    frontier, seen, seen_eq = [v], {v}, set()
+    equations, hidden, value = fix.s.equations, fix.hidden, fix.value
     while frontier:
         best: int | None = None
         nxt: list[int] = []
         for u in frontier:
             for e in fix.eqs_of(u):
-                head, members = fix.s.equations[e]
-                cand = fix._smallest([w for w in (head, *members) if not fix.hidden[w]])
-                if cand is not None and (best is None or fix.value[cand] < fix.value[best]):
+                if e in seen_eq:
+                    continue
+                seen_eq.add(e)
+                head, members = equations[e]
+                cand = fix._smallest([w for w in (head, *members) if not hidden[w]])
+                if cand is not None and (best is None or value[cand] < value[best]):
                     best = cand
-                nxt.extend(w for w in (head, *members) if fix.hidden[w] and w not in seen)
+                for w in (head, *members):
+                    if hidden[w] and w not in seen:
+                        seen.add(w)
+                        nxt.append(w)
         if best is not None:
             fix.suppress(best, pending)
             return
-        seen.update(nxt)
-        frontier = list(dict.fromkeys(nxt))
+        frontier = nxt
