@@ -39,7 +39,7 @@ typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
 web-test: web/node_modules/.installed
-	cd web && npm test --silent
+	cd web && npm run lint --silent && npm test --silent
 
 # The unit and in-process tests once more, 400 days ahead (Debian's faketime): a test that mixes a fixed
 # timestamp with the wall clock fails the day it is written, not months later. Servers the tests start

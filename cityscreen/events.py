@@ -38,7 +38,7 @@ CLEAN_TOPICS = {"sim": SIM_TOPIC, "payment": PAYMENT_TOPIC, "transit": TRANSIT_T
 ALL_TOPICS = (*INGEST_TOPICS.values(), *CLEAN_TOPICS.values(), DEADLETTER_TOPIC, FRAMES_TOPIC)
 # One partition per raw topic: the ingest edge then reads each kind in the order it was produced, so a
 # backlog (a fast replay, an ingest restart) cannot reach a clean partition out of event-time order and
-# turn on-time events late. One ingest process handles ~160k events/s, several times a megacity's feed.
+# turn on-time events late. docs/capacity.md gives what one ingest process measured and how to scale out.
 INGEST_TOPIC_PARTITIONS = 1
 
 

@@ -18,15 +18,16 @@ import time
 from collections import Counter
 from typing import Any
 
+from adapters.kafka_topics import ensure_topics, project_specs
 from cityscreen.city import load_city
 from cityscreen.deadletter import encode_dead
-from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS, replica_configs
+from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, INGEST_TOPICS
 from cityscreen.ingest import config_from_settings
 from cityscreen.ingest_batch import BatchResult, BatchValidator
 from cityscreen.settings import Settings
 from streams.app import FETCH_BYTES
 from streams.ingest import CountStats, Publish, publish_until_delivered
-from streams.internal_topics import MAX_RECORD_BYTES, _ensure
+from streams.internal_topics import MAX_RECORD_BYTES
 
 log = logging.getLogger("cityscreen.ingest")
 
@@ -56,10 +57,8 @@ async def run_loop(settings: Settings, group: str, count: CountStats | None, sto
 
     kafka = settings.kafka
     rf = kafka.replication_factor  # replicated as every project topic (a 3-broker stack: 3 copies, 2 in sync)
-    outputs: list[tuple[str, int, dict[str, str]]] = [
-        (t, kafka.partitions, replica_configs(rf)) for t in (*CLEAN_TOPICS.values(), DEADLETTER_TOPIC)
-    ]
-    await _ensure(kafka.bootstrap, outputs, time.monotonic() + 30, (), rf)
+    outputs = project_specs((*CLEAN_TOPICS.values(), DEADLETTER_TOPIC), kafka.partitions, rf)
+    await ensure_topics(kafka.bootstrap, outputs, replication_factor=rf)
     city = load_city(settings.generator.city_file)
     validator = BatchValidator(config_from_settings(settings, city.bbox, city))
     records_per_take = max(1, settings.window.max_batch_events // settings.generator.batch_events)

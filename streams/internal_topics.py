@@ -8,9 +8,8 @@ no window would be released for minutes after a cold start. Creating them first 
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
+from adapters.kafka_topics import TopicSpec, ensure_topics
 from cityscreen.events import replica_configs
 
 STATE_TABLE = "aggregate-state"
@@ -54,51 +53,13 @@ def ensure_internal_topics(
 ) -> None:
     """Create the internal topics; let existing `large_topics` take records up to MAX_RECORD_BYTES."""
     replicated = replica_configs(replication_factor)
-    topics = [(n, p, {**c, **replicated}) for n, p, c in internal_topics(app_id, partitions)]
-    asyncio.run(_ensure(bootstrap, topics, time.monotonic() + timeout_s, large_topics, replication_factor))
-
-
-async def _ensure(
-    bootstrap: str,
-    topics: list[tuple[str, int, dict[str, str]]],
-    deadline: float,
-    large_topics: tuple[str, ...],
-    replication_factor: int,
-) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await admin.start()
-    try:
-        while True:
-            existing = set(await admin.list_topics())
-            missing = [t for t in topics if t[0] not in existing]
-            if not missing:
-                await _allow_large_records(admin, [t for t in large_topics if t in existing])
-                return
-            response = await admin.create_topics(
-                [
-                    NewTopic(n, num_partitions=p, replication_factor=replication_factor, topic_configs=c)
-                    for n, p, c in missing
-                ]
-            )
-            # 36 = TOPIC_ALREADY_EXISTS (a concurrent worker won); other errors retry until the deadline
-            errors = [(name, code) for name, code, *_ in response.topic_errors if code not in (0, 36)]
-            if not errors:
-                await _allow_large_records(admin, [t for t in large_topics if t in existing])
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"Kafka refused to create the worker's internal topics {errors}; check the broker log"
-                )
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
-
-
-async def _allow_large_records(admin: Any, topics: list[str]) -> None:
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    resources = [ConfigResource(ConfigResourceType.TOPIC, t, configs=LARGE) for t in topics]
-    if resources:
-        await admin.alter_configs(resources)
+    specs = [TopicSpec(n, p, {**c, **replicated}) for n, p, c in internal_topics(app_id, partitions)]
+    asyncio.run(
+        ensure_topics(
+            bootstrap,
+            specs,
+            replication_factor=replication_factor,
+            timeout_s=timeout_s,
+            reconfigure={topic: LARGE for topic in large_topics},
+        )
+    )

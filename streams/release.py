@@ -20,9 +20,10 @@ from typing import Any
 
 import msgspec
 
+from adapters import frame_store
 from cityscreen import store_keys
 from cityscreen.aggregates import WindowAggregate
-from cityscreen.frames import Frame, decode_frame, encode_frame
+from cityscreen.frames import Frame, encode_frame
 from cityscreen.privacy import build_manifest, release
 from cityscreen.settings import PrivacySettings, Settings
 from streams.fused import fused_indicators
@@ -153,24 +154,13 @@ class ReleaseSink:
 
     async def _store(self, window_start_ms: int, frames: list[Frame]) -> list[Frame]:
         history_s = self.settings.redis.history_s
-        oldest_ms = window_start_ms - history_s * 1000
         for frame in frames:
             frame.fused = fused_indicators(frame, await self._previous(frame))
             # stamped once gated and complete: published_ms -> receipt is delivery delay, not gate time
             frame.published_ms = self.clock_ms()
             body = encode_frame(frame)
             await self.send_frame(f"{frame.res}:{frame.window_start_ms}".encode(), body)
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.set(store_keys.frame_key(frame.res, frame.window_start_ms), body, ex=history_s)
-            index = store_keys.frame_index_key(frame.res)
-            pipe.zadd(index, {str(frame.window_start_ms): frame.window_start_ms})
-            pipe.zremrangebyscore(index, "-inf", oldest_ms)
-            await pipe.execute()
-            await self._set_latest(frame, body)
-            await self.redis.publish(
-                store_keys.NOTIFY_CHANNEL,
-                json.dumps({"res": frame.res, "window_start_ms": frame.window_start_ms}),
-            )
+            await frame_store.put_released(self.redis, frame, body, history_s=history_s)
         await self.count(windows_published=1)
         return frames
 
@@ -188,12 +178,6 @@ class ReleaseSink:
             await self.redis.hset(store_keys.LAG_KEY, mapping=lag_records)
 
     async def _previous(self, frame: Frame) -> Frame | None:
-        prev_start = frame.window_start_ms - frame.window_s * 1000
-        data = await self.redis.get(store_keys.frame_key(frame.res, prev_start))
-        return decode_frame(data) if data else None
-
-    async def _set_latest(self, frame: Frame, body: bytes) -> None:
-        key = store_keys.latest_frame_key(frame.res)
-        current = await self.redis.get(key)
-        if current is None or decode_frame(current).window_start_ms <= frame.window_start_ms:
-            await self.redis.set(key, body)
+        return await frame_store.frame_at(
+            self.redis, frame.res, frame.window_start_ms - frame.window_s * 1000
+        )

@@ -1,9 +1,9 @@
 """The shipped fixture's expected aggregates: the plain reference over the events the ingest edge accepts.
 
 The ingest edge dead-letters events outside the city's bbox before anything is aggregated, so the
-expected aggregates are those of the other events (the shipped fixture has 4 such events: towers and a
-bus stop snapped just past the bbox edge by the generator). Every other ingest rule passes for the
-fixture when its times are accepted (replay with `--shift-days 0` and a wide enough
+expected aggregates are those of the other events (the shipped fixture has none today; the count is in
+the expected file's `out_of_city_events`, so a re-recorded fixture may have some). Every other ingest
+rule passes for the fixture when its times are accepted (replay with `--shift-days 0` and a wide enough
 `max_event_skew_s`, or the default day shift).
 
 The file is gzipped (about 31 MB of JSON: ten windows of 2,100 to 3,700 cells, zero-filled breakdowns

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from cityscreen.aggregates import STATISTICS
+from cityscreen.privacy import zcdp
 from cityscreen.settings import PrivacySettings
 
 SECONDS_PER_DAY = 86_400
@@ -66,15 +67,6 @@ def families(resolutions: list[int], privacy: PrivacySettings) -> tuple[Family, 
     return tuple(out)
 
 
-def _zcdp_to_epsilon(rho: float, delta: float) -> float:
-    return rho + 2.0 * math.sqrt(rho * math.log(1.0 / delta))
-
-
-def _epsilon_to_zcdp(epsilon: float, delta: float) -> float:
-    log_term = math.log(1.0 / delta)
-    return (math.sqrt(log_term + epsilon) - math.sqrt(log_term)) ** 2
-
-
 def budget(privacy: PrivacySettings, *, window_s: int, resolutions: list[int]) -> Budget:
     """Split `epsilon_per_window` evenly over every family a person can touch, and compose over a day."""
     fams = families(resolutions, privacy)
@@ -85,15 +77,15 @@ def budget(privacy: PrivacySettings, *, window_s: int, resolutions: list[int]) -
             "laplace", fams, eps_window / len(fams), 0.0, eps_window, eps_window * windows, windows, 0.0
         )
     delta = max(privacy.delta, 1e-12)
-    rho_window = _epsilon_to_zcdp(eps_window, delta)
+    rho_window = zcdp.rho_for_epsilon(eps_window, delta)
     rho_family = rho_window / len(fams)
     return Budget(
         "discrete_gaussian",
         fams,
-        _zcdp_to_epsilon(rho_family, delta),
+        zcdp.epsilon(rho_family, delta),
         rho_family,
         eps_window,
-        _zcdp_to_epsilon(rho_window * windows, delta),
+        zcdp.epsilon(rho_window * windows, delta),
         windows,
         delta,
     )

@@ -23,7 +23,7 @@ from services.bench.live import LiveOptions, run_on_stack
 from services.bench.pipeline import Say
 from services.bench.soak_report import event_balance, ingest_dead_lettered, sent_events, soak_summary
 from services.bench.stack import bench_stack
-from services.gateway.testing import free_port
+from services.stack.ports import free_port
 from services.stack.procs import ManagedProcess, spawn
 from services.stack.state import read_state
 

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import redis.asyncio as aioredis
 
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 # Frames are paced to at most update_hz, with 10% slack: a source publishing at exactly update_hz must
 # not be held back a period by jitter, which would ratchet every later frame's delay upwards.
 PACING_SLACK = 0.9
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -79,9 +84,12 @@ class Hub:
     conflated: int = 0  # frames replaced by a newer one while waiting for their turn
     _next_fanout_s: dict[int, float] = field(default_factory=dict)
     _pending: dict[int, Frame] = field(default_factory=dict)
-    _timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
+    _timers: dict[int, Cancellable] = field(default_factory=dict)
     _last_published: dict[int, tuple[int, int]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # the clock and the timer, injectable so that tests step time instead of sleeping
+    clock_s: Callable[[], float] = time.monotonic
+    call_later: Callable[[float, Callable[[int], None], int], Cancellable] | None = None
 
     async def snapshot(self, res: int) -> Frame | None:
         """The newest frame at `res`: the one last fanned out, else Redis (first subscriber at `res`)."""
@@ -120,15 +128,15 @@ class Hub:
         self._last_published[frame.res] = stamp
         self.latest[frame.res] = frame
         self.frames_in += 1
-        now_s = time.monotonic()
+        now_s = self.clock_s()
         due_s = self._next_fanout_s.get(frame.res, 0.0)
         if now_s < due_s:
             if frame.res in self._pending:
                 self.conflated += 1
             self._pending[frame.res] = frame
             if frame.res not in self._timers:
-                loop = asyncio.get_running_loop()
-                self._timers[frame.res] = loop.call_later(due_s - now_s, self._flush, frame.res)
+                later = self.call_later or asyncio.get_running_loop().call_later
+                self._timers[frame.res] = later(due_s - now_s, self._flush, frame.res)
             return 0
         return self._fan_out(frame, now_s)
 
@@ -136,7 +144,7 @@ class Hub:
         self._timers.pop(res, None)
         frame = self._pending.pop(res, None)
         if frame is not None:
-            self._fan_out(frame, time.monotonic())
+            self._fan_out(frame, self.clock_s())
 
     def _fan_out(self, frame: Frame, now_s: float) -> int:
         """Encode `frame` once per view among its watchers and offer the same bytes to each of them."""
@@ -201,7 +209,7 @@ class Hub:
 
     def beat(self, heartbeat_s: float) -> int:
         """Queue a heartbeat for every client that has been sent nothing for `heartbeat_s`."""
-        now_s = time.monotonic()
+        now_s = self.clock_s()
         idle = [c for c in self.clients if now_s - c.last_sent_s >= heartbeat_s and not len(c.queue)]
         if idle:
             beat = Message(encode_message("heartbeat", {"ts_ms": now_ms()}))

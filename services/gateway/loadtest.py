@@ -39,7 +39,8 @@ from cityscreen.frames import Frame
 from cityscreen.settings import Settings, to_env
 from services.gateway import wsclient
 from services.gateway.auth import WS_SUBPROTOCOL
-from services.gateway.testing import demo_aggregate, free_port, redis_server
+from services.gateway.testing import demo_aggregate, redis_server
+from services.stack.ports import free_port
 
 CONNECT_CONCURRENCY = 200  # handshakes in flight per process: stays under the listen backlog
 GRACE_S = 3.0  # how long clients keep listening after the window for frames still in flight

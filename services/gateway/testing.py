@@ -26,6 +26,7 @@ from cityscreen.demography import MERCHANT_CATEGORIES, ORIGIN_GROUPS
 from cityscreen.errors import CityScreenError
 from cityscreen.frames import FRAME_VERSION, Frame, FramePrivacy, ReleasedFlow
 from cityscreen.geo import cell_for, parent_of
+from services.stack.ports import free_port
 from services.stack.redis_server import redis_env
 
 # Futian, Shenzhen: a point every test city and the bundled model cover.
@@ -247,13 +248,6 @@ def demo_aggregate(
     return make_aggregate(
         people, window_start_ms=window_start_ms, resolutions=resolutions, flow_res=flow_res, flows=flows
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -12,8 +12,10 @@ import os
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from adapters.kafka_topics import ensure_topics as create_topics
+from adapters.kafka_topics import project_specs
 from cityscreen.errors import CityScreenError
-from cityscreen.events import INGEST_TOPICS, RawEvent, encode_many, topic_partitions
+from cityscreen.events import INGEST_TOPICS, RawEvent, encode_many
 from cityscreen.settings import KafkaSettings, Settings
 from services.generator.fixtures import encode_line, open_write
 
@@ -154,21 +156,4 @@ class FileSink:
 
 async def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
     """Create missing topics with the project's partition count (the stack may have done it already)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaConnectionError
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        await admin.start()
-    except KafkaConnectionError as exc:
-        raise CityScreenError(
-            f"cannot reach Kafka at {bootstrap}: "
-            "start it (`cityscreen stack start`) or set CITY_KAFKA__BOOTSTRAP"
-        ) from exc
-    try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            await admin.create_topics([NewTopic(t, topic_partitions(t, partitions), 1) for t in missing])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, project_specs(topics, partitions), timeout_s=10.0)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from adapters.kafka_topics import ensure_topics, project_specs
 from cityscreen.errors import CityScreenError
 from cityscreen.events import min_insync_replicas
 from services.stack.procs import TAIL_LINES, ManagedProcess, spawn
@@ -241,39 +242,9 @@ def start_broker(
 async def _ensure_topics(
     bootstrap: str, topics: Iterable[str], partitions: int, deadline: float, replication_factor: int = 1
 ) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    from cityscreen.events import replica_configs, topic_partitions
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await admin.start()
-    try:
-        wanted = list(topics)
-        while True:
-            existing = set(await admin.list_topics())
-            missing = [t for t in wanted if t not in existing]
-            if not missing:
-                return
-            response = await admin.create_topics(
-                [
-                    NewTopic(
-                        t,
-                        num_partitions=topic_partitions(t, partitions),
-                        replication_factor=replication_factor,
-                        topic_configs=replica_configs(replication_factor),
-                    )
-                    for t in missing
-                ]
-            )
-            # 36 = TOPIC_ALREADY_EXISTS (a concurrent creator won); other errors retry until the deadline.
-            errors = [(name, code) for name, code, *_ in response.topic_errors if code not in (0, 36)]
-            if not errors:
-                return
-            if time.monotonic() > deadline:
-                raise CityScreenError(f"Kafka refused to create topics: {errors}")
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
+    specs = project_specs(topics, partitions, replication_factor)
+    left_s = max(1.0, deadline - time.monotonic())
+    await ensure_topics(bootstrap, specs, replication_factor=replication_factor, timeout_s=left_s)
 
 
 @contextlib.contextmanager

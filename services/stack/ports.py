@@ -34,6 +34,11 @@ def is_port_free(port: int, host: str = LOOPBACK) -> bool:
     return True
 
 
+def free_port(host: str = LOOPBACK) -> int:
+    """A port free on `host` now (the kernel's pick); for servers started right after, as tests do."""
+    return resolve_ports([PortRequest("any", 0, "")], host)["any"]
+
+
 def port_taken_message(request: PortRequest, host: str = LOOPBACK) -> str:
     return (
         f"{request.name} port {request.port} on {host} is already in use: stop whatever listens there "

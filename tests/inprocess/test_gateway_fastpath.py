@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from cityscreen import store_keys
 from services.gateway import wsclient
 from services.gateway.app import create_app
 from services.gateway.testing import make_frame
+from services.stack.ports import free_port
 from tests.gateway_support import write_frame
 
 TOKEN = "fastpath-token"
@@ -31,12 +31,6 @@ PROTOCOLS = ["cityscreen.v1", f"bearer.{TOKEN}"]
 SUBSCRIBE = {"type": "subscribe", "res": 7, "layers": ["population"]}
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ Fixtures:
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +42,7 @@ import pytest
 import redis
 
 from cityscreen.settings import Settings, to_env
-from services.stack import LocalStack, ManagedProcess, start_stack
+from services.stack import LocalStack, ManagedProcess, ports, start_stack
 from services.stack import spawn as spawn_process
 from services.stack.testing import REPO_ROOT, isolated_settings, jar_cache_dir
 
@@ -117,12 +116,7 @@ def fresh_redis(stack: LocalStack) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def free_port() -> Callable[[], int]:
-    def pick() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-
-    return pick
+    return ports.free_port
 
 
 @pytest.fixture

@@ -34,9 +34,9 @@ from cityscreen import store_keys
 from cityscreen.city import District, load_city
 from cityscreen.frames import Frame, decode_frame
 from cityscreen.settings import Settings, to_env
-from services.gateway.testing import free_port
 from services.stack import ManagedProcess, start_stack
 from services.stack import spawn as spawn_process
+from services.stack.ports import free_port
 from services.stack.testing import REPO_ROOT, isolated_settings, jar_cache_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(600)]

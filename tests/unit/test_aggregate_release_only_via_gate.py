@@ -1,5 +1,6 @@
 """Nothing reaches Redis frame keys, the notify channel, the manifest or the frames topic except through
-the release sink (streams/release.py), which accepts only a WindowAggregate and applies the gate."""
+the release sink (streams/release.py), which accepts only a WindowAggregate and applies the gate. The
+Redis layout is written by adapters/frame_store.py, whose `put_released` only the sink calls."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from streams.release import ReleaseSink
 
 ROOT = Path(__file__).resolve().parents[2]
 SINK = ROOT / "streams" / "release.py"
+STORE = ROOT / "adapters" / "frame_store.py"
 # names whose use means "writing a released frame": the Redis layout and the frames topic
 GUARDED = {
     "latest_frame_key",
@@ -45,13 +47,28 @@ def _frames_topic_writers(path: Path) -> list[str]:
     return [str(path.relative_to(ROOT))] if "FRAMES_TOPIC" in text and "topic(" in text else []
 
 
+def _store_callers(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    named = [c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", "") for c in calls]
+    return [
+        f"{path.relative_to(ROOT)}:{c.lineno}"
+        for c, n in zip(calls, named, strict=True)
+        if n == "put_released"
+    ]
+
+
 def test_only_the_sink_writes_frames() -> None:
-    modules = [p for d in ("streams", "services") for p in (ROOT / d).rglob("*.py") if p != SINK]
-    assert len(modules) > 5
-    assert _violations(SINK), "the guard must recognise the sink's own writes"
-    bad = [v for p in modules for v in _violations(p)]
-    assert bad == [], f"frame writes outside streams/release.py: {bad}"
-    topic_users = [v for p in modules for v in _frames_topic_writers(p)]
+    modules = [p for d in ("streams", "services", "adapters") for p in (ROOT / d).rglob("*.py")]
+    others = [p for p in modules if p not in (SINK, STORE)]
+    assert len(others) > 5
+    assert _violations(STORE), "the guard must recognise the store's own writes"
+    assert _store_callers(SINK), "the guard must recognise the sink's call into the store"
+    bad = [v for p in others for v in _violations(p)]
+    assert bad == [], f"frame writes outside streams/release.py and adapters/frame_store.py: {bad}"
+    callers = [v for p in modules if p != SINK for v in _store_callers(p)]
+    assert callers == [], f"released frames stored by something other than the sink: {callers}"
+    topic_users = [v for p in others for v in _frames_topic_writers(p)]
     assert topic_users == ["streams/worker.py"], topic_users
 
 

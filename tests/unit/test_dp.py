@@ -11,8 +11,8 @@ import pytest
 from privacy_helpers import SIBLINGS, crowd, make_aggregate
 
 from cityscreen.frames import encode_frame
-from cityscreen.privacy import release
-from cityscreen.privacy.accountant import _epsilon_to_zcdp, _zcdp_to_epsilon, budget, families
+from cityscreen.privacy import release, zcdp
+from cityscreen.privacy.accountant import budget, families
 from cityscreen.privacy.noise import discrete_gaussian, keyed_uniform, laplace, noise_rng
 from cityscreen.settings import PrivacySettings
 
@@ -141,7 +141,7 @@ def test_accountant_composes_every_statistic_a_person_touches() -> None:
 
 
 def test_gaussian_accounting_round_trips_and_composes_sublinearly() -> None:
-    assert _zcdp_to_epsilon(_epsilon_to_zcdp(1.0, 1e-6), 1e-6) == pytest.approx(1.0)
+    assert zcdp.epsilon(zcdp.rho_for_epsilon(1.0, 1e-6), 1e-6) == pytest.approx(1.0)
     plan = budget(
         PrivacySettings(dp_enabled=True, dp_mechanism="discrete_gaussian"), window_s=60, resolutions=[8, 7, 6]
     )

@@ -1,6 +1,8 @@
 """Fan-out: one encode per view, latest wins per client, never back in time."""
 
 import asyncio
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from services.gateway.conflate import LatestQueue
@@ -109,16 +111,37 @@ def test_a_new_subscription_moves_the_client_to_its_resolution() -> None:
     assert hub.deliver(make_frame(res=6, window_start_ms=120_000)) == 0
 
 
-async def test_frames_sooner_than_the_interval_wait_on_one_timer_and_latest_wins() -> None:
-    client = make_client()
+class SteppedTime:
+    """The hub's clock and timer, stepped by the test: no sleeping, no dependence on the box's speed."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+        self.timers: list[tuple[float, Callable[[int], None], int]] = []
+
+    def call_later(self, delay_s: float, callback: Callable[[int], None], res: int) -> Any:
+        self.timers.append((self.now_s + delay_s, callback, res))
+        return SimpleNamespace(cancel=lambda: None)
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+        due = [t for t in self.timers if t[0] <= self.now_s]
+        self.timers = [t for t in self.timers if t[0] > self.now_s]
+        for _, callback, res in due:
+            callback(res)
+
+
+def test_frames_sooner_than_the_interval_wait_on_one_timer_and_latest_wins() -> None:
+    client, time_ = make_client(), SteppedTime()
     hub = make_hub(client)
-    hub.min_interval_s = 0.05
+    hub.clock_s, hub.call_later, hub.min_interval_s = (lambda: time_.now_s), time_.call_later, 0.05
     assert hub.deliver(make_frame(window_start_ms=60_000)) == 1
     assert hub.deliver(make_frame(window_start_ms=120_000)) == 0  # too soon: waits
     assert hub.deliver(make_frame(window_start_ms=180_000)) == 0  # replaces the waiting one
-    assert hub.conflated == 1 and len(client.queue) == 1
-    await asyncio.sleep(0.2)
-    assert len(client.queue) == 2
+    assert hub.conflated == 1 and len(client.queue) == 1 and len(time_.timers) == 1
+    time_.advance(0.04)
+    assert len(client.queue) == 1  # not yet due
+    time_.advance(0.02)
+    assert len(client.queue) == 2 and not time_.timers
     client.queue.get_nowait()
     paced = client.queue.get_nowait()
     assert paced is not None and '"window_start_ms":180000' in paced.text

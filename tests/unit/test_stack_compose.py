@@ -61,3 +61,14 @@ def test_app_services_wait_for_healthy_kafka_and_redis(compose: list[str]) -> No
         assert deps["topics"]["condition"] == "service_completed_successfully", name
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile", name
     assert all("healthcheck" in services[name] for name in ("kafka", "redis", "gateway"))
+
+
+def test_the_image_copies_every_python_package() -> None:
+    """A package added to pyproject but not copied into the image fails at import inside the container."""
+    import tomllib
+
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    dockerfile = (REPO_ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    copied = {line.split()[1].rstrip("/") for line in dockerfile.splitlines() if line.startswith("COPY ")}
+    assert packages <= copied, f"deploy/Dockerfile does not COPY {sorted(packages - copied)}"

@@ -1,0 +1,63 @@
+"""Released frames in Redis, in the layout of `cityscreen.store_keys`: the one place that writes and reads it.
+
+Writers: only the release sink (streams/release.py) calls `put_released`, after the gate, and the
+gateway tests store hand-made frames with it; tests/unit/test_aggregate_release_only_via_gate.py holds
+that rule. Readers: the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import cast
+
+import redis.asyncio as aioredis
+
+from cityscreen import store_keys
+from cityscreen.frames import Frame, decode_frame
+
+
+async def put_released(redis: aioredis.Redis, frame: Frame, body: bytes, *, history_s: int) -> None:
+    """Store a gated frame (`body` is its JSON): kept `history_s`, indexed by window, newest-wins as the
+    latest, then announced on the notify channel once it can be read."""
+    index = store_keys.frame_index_key(frame.res)
+    oldest_ms = frame.window_start_ms - history_s * 1000
+    pipe = redis.pipeline(transaction=False)
+    pipe.set(store_keys.frame_key(frame.res, frame.window_start_ms), body, ex=history_s)
+    pipe.zadd(index, {str(frame.window_start_ms): frame.window_start_ms})
+    pipe.zremrangebyscore(index, "-inf", oldest_ms)
+    await pipe.execute()
+    latest = store_keys.latest_frame_key(frame.res)
+    current = _frame(await redis.get(latest))
+    if current is None or current.window_start_ms <= frame.window_start_ms:
+        await redis.set(latest, body)  # a late replay of an old window never steps the screen back
+    notice = json.dumps({"res": frame.res, "window_start_ms": frame.window_start_ms})
+    await redis.publish(store_keys.NOTIFY_CHANNEL, notice)
+
+
+def _frame(data: bytes | str | None) -> Frame | None:
+    if not data:
+        return None
+    return decode_frame(data if isinstance(data, bytes) else data.encode())
+
+
+async def latest_frame(redis: aioredis.Redis, res: int) -> Frame | None:
+    return _frame(await redis.get(store_keys.latest_frame_key(res)))
+
+
+async def frame_at(redis: aioredis.Redis, res: int, window_start_ms: int) -> Frame | None:
+    return _frame(await redis.get(store_keys.frame_key(res, window_start_ms)))
+
+
+async def recent_windows(redis: aioredis.Redis, res: int, count: int) -> list[int]:
+    """The newest `count` window starts still kept at `res`, oldest first."""
+    members = await redis.zrevrange(store_keys.frame_index_key(res), 0, max(count, 1) - 1)
+    return sorted(int(cast(bytes, m)) for m in members)
+
+
+async def recent_frames(redis: aioredis.Redis, res: int, count: int) -> list[Frame]:
+    """The newest `count` frames at `res` (expired ones skipped), oldest first."""
+    starts = await recent_windows(redis, res, count)
+    if not starts:
+        return []
+    blobs = await redis.mget([store_keys.frame_key(res, s) for s in starts])
+    return [f for f in map(_frame, blobs) if f is not None]
