@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Secrets that ship in examples and docs; refused outside development.
@@ -77,10 +77,27 @@ class WindowSettings(BaseModel):
         return sorted({self.h3_res, *self.rollup_res}, reverse=True)
 
 
+# breakdowns whose small categories must not be provably present (issue 20); transit modes and lines
+# are exempt by default: stations are public places, and a line key is there only when the line was used
+PROTECTED_DIMENSIONS = ("gender", "age_band", "origin", "category")
+BREAKDOWN_DIMENSIONS = (*PROTECTED_DIMENSIONS, "mode", "line")
+
+
 class PrivacySettings(BaseModel):
     min_persons: int = Field(10, ge=10, description="k: fewest distinct persons behind any released value")
     dominance_share: float = Field(
         0.5, gt=0, le=1, description="an amount is suppressed when one payer holds more than this share"
+    )
+    interval_min_whole_numbers: int = Field(
+        3,
+        ge=3,
+        description="a suppressed value's interval under all an observer knows holds at least this many "
+        "whole numbers (only upward)",
+    )
+    presence_protected_dimensions: list[str] = Field(
+        list(PROTECTED_DIMENSIONS),
+        description="breakdowns whose categories under k persons an observer must not prove present "
+        "(lower bound stays 0); may add mode and line, never drop one",
     )
     dp_enabled: bool = Field(False, description="add calibrated noise to released counts")
     dp_mechanism: Literal["laplace", "discrete_gaussian"] = "laplace"
@@ -101,6 +118,15 @@ class PrivacySettings(BaseModel):
         le=64,
         description="processes an aggregate worker gates windows in (windows that complete together)",
     )
+
+    @field_validator("presence_protected_dimensions")
+    @classmethod
+    def _only_more_dimensions(cls, dims: list[str]) -> list[str]:
+        missing = [d for d in PROTECTED_DIMENSIONS if d not in dims]
+        unknown = [d for d in dims if d not in BREAKDOWN_DIMENSIONS]
+        if missing or unknown:
+            raise ValueError(f"keep {list(PROTECTED_DIMENSIONS)}, add only from {list(BREAKDOWN_DIMENSIONS)}")
+        return dims
 
 
 class GatewaySettings(BaseModel):

@@ -86,8 +86,10 @@ def _share(part: float, whole: float) -> float:
 def city_report(
     settings: Settings, *, minutes: int, persons: int, aggregator: Callable[[Settings], Aggregator],
     events: Events = simulated_events, say: Callable[[str], None] = print,
+    on_window: Callable[[WindowAggregate, list[Frame]], None] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Simulate WARMUP_S before 08:00 local and `minutes` after it; aggregate; gate; report."""
+    """Simulate WARMUP_S before 08:00 local and `minutes` after it; aggregate; gate; report.
+    `on_window` sees each measured window's exact aggregate and its frames (the attack tests)."""
     city = load_city(settings.generator.city_file)
     window_ms = settings.window.window_s * 1000
     peak_ms = local_ms(city, PEAK_DAY, hour=8)
@@ -110,6 +112,8 @@ def city_report(
             frames = release(aggregate, settings.privacy, published_ms=0)
             gate_s.append(time.perf_counter() - started)
             tally_window(aggregate, frames, tallies)
+            if on_window is not None:
+                on_window(aggregate, frames)
             base = aggregate.cells.get(aggregate.base_res, {})
             present.append(int(sum(s[POPULATION].value for s in base.values() if POPULATION in s)))
             flows.append(sum(1 for f in frames[0].flows if f.persons is not None))

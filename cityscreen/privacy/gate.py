@@ -34,7 +34,13 @@ def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_m
         flows = _noisy_flows(aggregate, privacy, plan)
         frame_privacy = FramePrivacy(k, True, plan.epsilon_per_window, plan.mechanism)
     else:
-        hidden = suppress(structure, k, privacy.dominance_share)
+        hidden = suppress(
+            structure,
+            k,
+            privacy.dominance_share,
+            min_whole_numbers=privacy.interval_min_whole_numbers,
+            dimensions=privacy.presence_protected_dimensions,
+        )
         values = structure.value
         flows = [
             ReleasedFlow(f.origin, f.dest, f.kind, float(f.persons) if f.persons >= k else None)

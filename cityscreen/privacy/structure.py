@@ -1,8 +1,10 @@
 """The release structure of one window: every value as a variable, every equation an observer can derive.
 
 An observer of the frames knows the layout: a parent cell's value is the sum of its children's (one
-resolution finer), and a cell's total is the sum of the categories of each breakdown. Those equations
-are what differencing attacks use, so the gate reasons over exactly this set.
+resolution finer), a cell's total is the sum of the categories of each breakdown, and (from the public
+city file) a transit mode's taps are the sum of its lines' taps. The key set says more: a key that is
+there at all (even as null) had data, so a present total or transit line is at least 1 (`floor`), and
+a mode none of whose lines is there is 0 (`known_zero`). The gate reasons over exactly this knowledge.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import chain, pairwise
 
 import numpy as np
 
 from cityscreen.aggregates import STATISTICS, Measure, WindowAggregate, stat_key
+from cityscreen.city import load_city
 from cityscreen.demography import BREAKDOWN_CATEGORIES
 from cityscreen.geo import parent_of
 
@@ -37,6 +41,10 @@ class Structure:
     equations: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
     # (res, cell, its keys) in variable order: each cell's variables are consecutive (empty: not known)
     cells: list[tuple[int, str, tuple[str, ...]]] = field(default_factory=list)
+    # what the key set alone tells an observer: a least value (a present total or line had data) and
+    # values that are 0 (a mode with no line present); None: nothing (a structure built by hand)
+    floor: np.ndarray | None = None
+    known_zero: np.ndarray | None = None
 
     def index(self) -> dict[VarKey, int]:
         return {key: i for i, key in enumerate(self.keys)}
@@ -49,6 +57,12 @@ class Structure:
             for m in members:
                 out[m].append(e)
         return out
+
+
+@cache
+def bundled_metro_lines() -> frozenset[str]:
+    """The metro lines of the bundled city model: every other line is a bus line (the vocabulary's rule)."""
+    return frozenset(line.id for line in load_city(None).metro_lines)
 
 
 def metric_of(key: str) -> str:
@@ -102,10 +116,15 @@ class _Layout:
     names: tuple[str, ...]  # keys in variable order (an open breakdown can repeat one, see _present)
     runs: tuple[tuple[str, int], ...]  # (metric, how many variables) in order
     sums: tuple[tuple[int, int, int], ...]  # breakdowns (total, first part, parts) as offsets
+    groups: tuple[tuple[int, tuple[int, ...]], ...] = ()  # transit mode = its lines, as offsets
+    zeros: tuple[int, ...] = ()  # modes with no line present: 0, and the key set says so
+    floors: tuple[int, ...] = ()  # keys whose presence says "at least one" (totals, lines)
 
 
 def _layout(
-    stat_keys: tuple[str, ...], key_memo: dict[tuple[str, str, tuple[str, ...]], list[str]]
+    stat_keys: tuple[str, ...],
+    key_memo: dict[tuple[str, str, tuple[str, ...]], list[str]],
+    metro_lines: frozenset[str],
 ) -> _Layout:
     """Metrics sorted; each total, then its breakdowns' categories, then unexpected keys sorted."""
     by_metric: dict[str, list[str]] = defaultdict(list)
@@ -114,6 +133,9 @@ def _layout(
     names: list[str] = []
     runs: list[tuple[str, int]] = []
     sums: list[tuple[int, int, int]] = []
+    groups: list[tuple[int, tuple[int, ...]]] = []
+    zeros: list[int] = []
+    floors: list[int] = []
     for metric, present in sorted(by_metric.items()):
         start = len(names)
         dims = _dimensions(metric)
@@ -121,6 +143,8 @@ def _layout(
             names.extend(sorted(present))
             runs.append((metric, len(names) - start))
             continue
+        if metric not in AMOUNT_METRICS:  # a count's key is there only when someone was counted
+            floors.append(start)
         names.append(metric)  # the total
         for dim in dims:
             # an open breakdown (transit line) has the categories present: an absent line is a line
@@ -132,21 +156,52 @@ def _layout(
                 part_keys = key_memo[(metric, dim, cats)] = [stat_key(layer, name, dim, c) for c in cats]
             if part_keys:
                 sums.append((start, len(names), len(part_keys)))
+            if dim not in BREAKDOWN_CATEGORIES:  # an open breakdown's key is there only when used
+                floors.extend(range(len(names), len(names) + len(part_keys)))
             names.extend(part_keys)
+        if "mode" in dims and "line" in dims:
+            _mode_groups(names, start, metro_lines, groups, zeros)
         # an unexpected category: released under the threshold only
         added = set(names[start:])
         names.extend(sorted(k for k in present if k not in added))
         runs.append((metric, len(names) - start))
-    return _Layout(tuple(names), tuple(runs), tuple(sums))
+    return _Layout(tuple(names), tuple(runs), tuple(sums), tuple(groups), tuple(zeros), tuple(floors))
 
 
-def build_structure(aggregate: WindowAggregate) -> Structure:
+def _mode_groups(
+    names: list[str],
+    start: int,
+    metro_lines: frozenset[str],
+    groups: list[tuple[int, tuple[int, ...]]],
+    zeros: list[int],
+) -> None:
+    """Each transit mode of the metric starting at `start` = the sum of its lines present (the city
+    file says which line is which mode: metro lines are listed, every other line is a bus line)."""
+    lines: dict[str, list[int]] = defaultdict(list)
+    modes: dict[str, int] = {}
+    for offset in range(start, len(names)):
+        _, _, part = names[offset].partition("|")
+        dim, _, cat = part.partition("=")
+        if dim == "mode":
+            modes[cat] = offset
+        elif dim == "line":
+            lines["metro" if cat in metro_lines else "bus"].append(offset)
+    for mode, offset in modes.items():
+        if lines.get(mode):
+            groups.append((offset, tuple(lines[mode])))
+        else:
+            zeros.append(offset)
+
+
+def build_structure(aggregate: WindowAggregate, metro_lines: frozenset[str] | None = None) -> Structure:
     """Every value the window releases (missing categories of a fixed set as zero) and its equations.
 
     Variables are numbered cell by cell (finest resolution first, cells sorted, metrics sorted, each
     total followed by its breakdowns' categories, then unexpected keys); breakdown equations come
-    first, then parent = children sorted by (parent cell, key).
+    first, then transit mode = its lines, then parent = children sorted by (parent cell, key).
+    `metro_lines`: the city file's metro lines (None: the bundled city's).
     """
+    metro = bundled_metro_lines() if metro_lines is None else metro_lines
     resolutions = sorted(aggregate.cells, reverse=True)  # finest first
     coarsest = resolutions[-1] if resolutions else aggregate.base_res
     keys: list[VarKey] = []
@@ -157,6 +212,9 @@ def build_structure(aggregate: WindowAggregate) -> Structure:
     # (res, cell) -> key -> variable id (the last one added wins)
     cell_index: dict[tuple[int, str], dict[str, int]] = {}
     sums: list[tuple[int, int, int]] = []  # breakdowns to check: (total, first part, parts)
+    groups: list[tuple[int, tuple[int, ...]]] = []  # mode = lines, to check
+    zeros: list[int] = []
+    floors: list[int] = []
     layouts: dict[tuple[str, ...], _Layout] = {}  # keys of a cell, in its order -> its layout
     key_memo: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}  # (metric, dim, cats) -> keys
 
@@ -165,7 +223,7 @@ def build_structure(aggregate: WindowAggregate) -> Structure:
             signature = tuple(stats)
             layout = layouts.get(signature)
             if layout is None:
-                layout = layouts[signature] = _layout(signature, key_memo)
+                layout = layouts[signature] = _layout(signature, key_memo, metro)
             names = layout.names
             first = len(keys)
             cells.append((res, cell, names))
@@ -177,6 +235,9 @@ def build_structure(aggregate: WindowAggregate) -> Structure:
                 metrics.extend([metric] * count)
                 blocks.extend([(top, metric)] * count)
             sums.extend([(first + total, first + part, count) for total, part, count in layout.sums])
+            groups.extend([(first + head, tuple(first + m for m in ms)) for head, ms in layout.groups])
+            zeros.extend([first + z for z in layout.zeros])
+            floors.extend([first + f for f in layout.floors])
 
     values = [m.value for m in measures]
     value = np.array(values, dtype=float)
@@ -187,6 +248,8 @@ def build_structure(aggregate: WindowAggregate) -> Structure:
         for (total, first, count), ok in zip(sums, close, strict=True)
         if ok
     ]
+    close = _sums_close(value, values, [h for h, _ in groups], [ms for _, ms in groups])
+    equations.extend(eq for eq, ok in zip(groups, close, strict=True) if ok)
     names_of = {(res, cell): names for res, cell, names in cells}
     heads_of: list[int] = []  # parent = children candidates, in order
     members_of_head: list[tuple[int, ...]] = []
@@ -221,4 +284,22 @@ def build_structure(aggregate: WindowAggregate) -> Structure:
         block=blocks,
         equations=equations,
         cells=cells,
+        floor=_floor(value, floors),
+        known_zero=_known_zero(value, zeros),
     )
+
+
+def _floor(value: np.ndarray, floors: list[int]) -> np.ndarray:
+    """1 where a present key says someone was counted (and the value agrees), else 0."""
+    out = np.zeros(len(value))
+    at = np.asarray(floors, dtype=np.int64)
+    out[at] = np.where(value[at] >= 1.0, 1.0, 0.0)
+    return out
+
+
+def _known_zero(value: np.ndarray, zeros: list[int]) -> np.ndarray:
+    """Modes the key set says are 0 (no line of theirs present), where the value agrees."""
+    out = np.zeros(len(value), dtype=bool)
+    at = np.asarray(zeros, dtype=np.int64)
+    out[at] = value[at] == 0.0
+    return out

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from cityscreen.privacy.auditor import Auditor
+from cityscreen.privacy.protection import Protection
 from cityscreen.privacy.structure import AMOUNT_METRICS, Structure
+from cityscreen.settings import PROTECTED_DIMENSIONS
 
 MAX_AUDIT_ROUNDS = 25
 
@@ -114,22 +116,46 @@ def _pick_order(value: np.ndarray, persons: np.ndarray) -> list[int] | None:
     return list(place.tolist())
 
 
-def suppress(structure: Structure, min_persons: int, dominance_share: float) -> np.ndarray:
-    """The suppression mask: primary suppressions plus every complementary one they need."""
+def suppress(
+    structure: Structure,
+    min_persons: int,
+    dominance_share: float,
+    *,
+    min_whole_numbers: int = 3,
+    dimensions: tuple[str, ...] | list[str] = PROTECTED_DIMENSIONS,
+) -> np.ndarray:
+    """The suppression mask: primary suppressions plus every complementary one they need, until the
+    auditor recovers nothing and every protection interval holds (protection.py)."""
     sup = primary(structure, min_persons, dominance_share)
     auditor = Auditor(structure)  # same answers as audit.determined, cached across the rounds
+    rules = Protection(
+        structure,
+        auditor.idx,
+        auditor.coef,
+        min_persons=min_persons,
+        min_whole_numbers=min_whole_numbers,
+        dimensions=dimensions,
+    )
+
+    def leaks() -> list[int]:
+        # A value the equations determine has a program interval of one number, so the protection
+        # rules flag everything the equation auditor (audit.determined, tested against the result)
+        # would, and more: its rank test is not run again here (with transit mode = its lines, most
+        # transit groups lost their exact proof of freedom and cost a dense eigh per round)
+        return rules.flagged(sup)
+
     fix = _Fixpoint(structure, sup, min_persons, dominance_share, auditor)
     fix.run(list(range(len(structure.equations))))
     for _ in range(MAX_AUDIT_ROUNDS):
-        leaks = auditor.determined(sup)
-        if not leaks:
+        found = leaks()
+        if not found:
             return sup
         pending: list[int] = []
-        for v in leaks:
+        for v in found:
             _widen(fix, v, pending)
         fix.run(pending)
     # Still leaking after many repairs: hide every linked value of the affected blocks (always safe).
-    leaking = {structure.block[v] for v in auditor.determined(sup)}
+    leaking = {structure.block[v] for v in leaks()}
     for u, b in enumerate(structure.block):
         if b in leaking:
             sup[u] = True
@@ -137,12 +163,29 @@ def suppress(structure: Structure, min_persons: int, dominance_share: float) -> 
 
 
 def _widen(fix: _Fixpoint, v: int, pending: list[int]) -> None:
-    """Suppress one more released value next to a recoverable one, in the equation with the smallest."""
-    best: int | None = None
-    for e in fix.eqs_of(v):
-        head, members = fix.s.equations[e]
-        cand = fix._smallest([u for u in (head, *members) if not fix.hidden[u]])
-        if cand is not None and (best is None or fix.value[cand] < fix.value[best]):
-            best = cand
-    if best is not None:
-        fix.suppress(best, pending)
+    """Suppress one more released value next to a recoverable one, in the equation with the smallest.
+    When every equation of `v` is all hidden, what bounds it comes from further off: the nearest
+    equations (through hidden values) that hold a released value are widened instead. Each equation is
+    read once (one seen again at a later level is all hidden, or the search would have stopped)."""
+    frontier, seen, seen_eq = [v], {v}, set()
+    equations, hidden, value = fix.s.equations, fix.hidden, fix.value
+    while frontier:
+        best: int | None = None
+        nxt: list[int] = []
+        for u in frontier:
+            for e in fix.eqs_of(u):
+                if e in seen_eq:
+                    continue
+                seen_eq.add(e)
+                head, members = equations[e]
+                cand = fix._smallest([w for w in (head, *members) if not hidden[w]])
+                if cand is not None and (best is None or value[cand] < value[best]):
+                    best = cand
+                for w in (head, *members):
+                    if hidden[w] and w not in seen:
+                        seen.add(w)
+                        nxt.append(w)
+        if best is not None:
+            fix.suppress(best, pending)
+            return
+        frontier = nxt

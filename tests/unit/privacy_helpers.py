@@ -1,7 +1,8 @@
 """Test helpers for the release gate: an aggregate factory and an independent differencing attacker.
 
-The attacker sees only frames. It rebuilds every equation the release layout implies (parent = sum
-of children one resolution finer; total = sum of each breakdown's categories; an absent key is 0),
+The attacker sees only frames and the public city file. It rebuilds every equation the release layout
+implies (parent = sum of children one resolution finer; total = sum of each breakdown's categories;
+transit mode = sum of its lines; an absent key is 0; a present count total or line is at least 1),
 then (1) finds unknowns fixed by the linear system (SVD null space), (2) reduces the system to row
 echelon form and propagates nonnegative interval bounds through the original and the reduced rows.
 """
@@ -16,6 +17,7 @@ import h3
 import numpy as np
 
 from cityscreen.aggregates import STATISTICS, Measure, WindowAggregate, parse_stat_key, stat_key
+from cityscreen.city import load_city
 from cityscreen.demography import BREAKDOWN_CATEGORIES
 from cityscreen.frames import Frame
 
@@ -67,6 +69,15 @@ def crowd(n: int, gender: str = "F", age: str = "25-34", origin: str = "guangdon
 
 # ------------------------------------------------------------------------------------ the attacker
 VarKey = tuple[int, str, str]
+AMOUNT = "payments.amount_cny"
+
+
+def keys_by_cell(known: dict[VarKey, float | None]) -> dict[tuple[int, str], list[str]]:
+    """(res, cell) -> the keys its frame lists, null or not."""
+    by_cell: dict[tuple[int, str], list[str]] = defaultdict(list)
+    for res, cell, key in known:
+        by_cell[(res, cell)].append(key)
+    return by_cell
 
 
 def _equations(frames: list[Frame]) -> tuple[dict[VarKey, float | None], list[list[tuple[VarKey, float]]]]:
@@ -76,9 +87,7 @@ def _equations(frames: list[Frame]) -> tuple[dict[VarKey, float | None], list[li
             for key, value in stats.items():
                 known[(f.res, cell, key)] = value
     eqs: list[list[tuple[VarKey, float]]] = []
-    by_cell: dict[tuple[int, str], list[str]] = defaultdict(list)
-    for res, cell, key in known:
-        by_cell[(res, cell)].append(key)
+    by_cell = keys_by_cell(known)
     for (res, cell), keys in by_cell.items():
         for key in keys:
             layer, metric, dim, _ = parse_stat_key(key)
@@ -103,6 +112,39 @@ def _equations(frames: list[Frame]) -> tuple[dict[VarKey, float | None], list[li
     return known, eqs
 
 
+def metro_lines() -> frozenset[str]:
+    return frozenset(line.id for line in load_city(None).metro_lines)
+
+
+def knowledge(
+    frames: list[Frame],
+) -> tuple[dict[VarKey, float | None], list, dict[VarKey, float], set[VarKey]]:
+    """What a reader of the frames and the public city file knows: released values, equations (with
+    transit mode = its lines present: the city file lists the metro lines, every other line is a bus
+    line), floors (a present count total or line had data: >= 1) and the modes the key set says are 0."""
+    known, eqs = _equations(frames)
+    metro = metro_lines()
+    floors: dict[VarKey, float] = {}
+    zeros: set[VarKey] = set()
+    for (res, cell), keys in keys_by_cell(known).items():
+        for key in keys:
+            layer, metric, dim, cat = parse_stat_key(key)
+            head = f"{layer}.{metric}"
+            if (dim is None and head != AMOUNT) or dim == "line":
+                floors[(res, cell, key)] = 1.0
+            if dim == "mode":
+                lines = [
+                    k
+                    for k in keys
+                    if k.startswith(head + "|line=")
+                    and ("metro" if k.partition("=")[2] in metro else "bus") == cat
+                ]
+                eqs.append([((res, cell, key), 1.0)] + [((res, cell, k), -1.0) for k in lines])
+                if not lines:
+                    zeros.add((res, cell, key))
+    return known, eqs, floors, zeros
+
+
 def recovered(frames: list[Frame]) -> dict[tuple[int, int, str, str], float]:
     """Every suppressed value the attacker determines exactly: (window start, res, cell, key) -> value.
 
@@ -116,8 +158,12 @@ def recovered(frames: list[Frame]) -> dict[tuple[int, int, str, str], float]:
     }
 
 
-def _recovered(frames: list[Frame]) -> dict[VarKey, float]:
-    known, eqs = _equations(frames)
+Row = tuple[dict[int, float], float]  # coefficient of each unknown's column, right-hand side
+
+
+def unknown_rows(known: dict[VarKey, float | None], eqs: list) -> tuple[list[VarKey], list[Row]]:
+    """The suppressed values (columns, sorted) and each equation restricted to them (released values
+    moved to the right-hand side); an equation with no unknown must hold exactly."""
     unknown = sorted(k for k, v in known.items() if v is None)
     col = {k: j for j, k in enumerate(unknown)}
     rows: list[tuple[dict[int, float], float]] = []
@@ -133,6 +179,12 @@ def _recovered(frames: list[Frame]) -> dict[VarKey, float]:
             rows.append((row, b))
         elif abs(b) > 1e-6:
             raise AssertionError(f"released frames are inconsistent: {eq}")
+    return unknown, rows
+
+
+def _recovered(frames: list[Frame]) -> dict[VarKey, float]:
+    known, eqs, floors, zeros = knowledge(frames)
+    unknown, rows = unknown_rows(known, eqs)
     found: dict[VarKey, float] = {}
     for cols, group in _components(len(unknown), rows):
         local = {c: i for i, c in enumerate(cols)}
@@ -142,8 +194,10 @@ def _recovered(frames: list[Frame]) -> dict[VarKey, float]:
             for c, v in row.items():
                 a[r, local[c]] = v
             b[r] = rhs
-        for i, value in _solve(a, b).items():
-            found[unknown[cols[i]]] = value
+        floor = np.array([floors.get(unknown[c], 0.0) for c in cols])
+        for i, value in _solve(a, b, floor).items():
+            if unknown[cols[i]] not in zeros:  # 0 by the key set alone: public, as an absent key
+                found[unknown[cols[i]]] = value
     return found
 
 
@@ -169,7 +223,7 @@ def _components(n: int, rows: list[tuple[dict[int, float], float]]) -> list[tupl
     return [(cols[root], groups[root]) for root in groups]
 
 
-def _solve(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
+def _solve(a: np.ndarray, b: np.ndarray, floor: np.ndarray) -> dict[int, float]:
     found: dict[int, float] = {}
     # (1) linear algebra: an unknown is determined when its unit vector lies in the row space of a
     # (the row-space projector's diagonal is 1 exactly for those)
@@ -182,7 +236,7 @@ def _solve(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
             found[j] = float(x[j])
     # (2) bounds: nonnegativity through the equations and their reduced row echelon form
     reduced = _rref(np.column_stack([a, b]))
-    lo, hi = _bounds(np.vstack([a, reduced[:, :-1]]), np.concatenate([b, reduced[:, -1]]))
+    lo, hi = _bounds(np.vstack([a, reduced[:, :-1]]), np.concatenate([b, reduced[:, -1]]), floor)
     for j in range(a.shape[1]):
         if hi[j] - lo[j] < 1e-6:
             found[j] = float(lo[j])
@@ -207,10 +261,13 @@ def _rref(m: np.ndarray) -> np.ndarray:
     return m[:r]
 
 
-def _bounds(a: np.ndarray, b: np.ndarray, passes: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """x >= 0 and a @ x = b: bounds of each unknown, propagated through all rows at once to a fixpoint."""
+def _bounds(
+    a: np.ndarray, b: np.ndarray, floor: np.ndarray, passes: int = 300
+) -> tuple[np.ndarray, np.ndarray]:
+    """x >= floor >= 0 and a @ x = b: bounds of each unknown, propagated through all rows at once to a
+    fixpoint."""
     n = a.shape[1]
-    lo, hi = np.zeros(n), np.full(n, np.inf)
+    lo, hi = floor.astype(float), np.full(n, np.inf)
     nz, pos = a != 0, a > 0
     safe = np.where(nz, a, 1.0)
     for _ in range(passes):

@@ -1,0 +1,105 @@
+"""The interval attacker (interval_attacker.py: linear and integer programming over everything a reader of
+the frames knows, presence of keys and the public network map included) against the gate, on a synthetic
+city, the recorded fixture and a small run of the default city. It must find nothing: no suppressed value
+in fewer than 3 whole numbers, no protected category under k persons proven present. And it must find
+what the gate hid before protection intervals (so it is able to fail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import h3
+import pytest
+from interval_attacker import ALL_WINDOWS, findings, intervals
+from privacy_helpers import SIBLINGS, crowd, make_aggregate
+
+from cityscreen.aggregates import WindowAggregate
+from cityscreen.frames import Frame
+from cityscreen.privacy import protection, release
+from cityscreen.privacy.synthetic import synthetic_windows
+from cityscreen.settings import PrivacySettings, Settings
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shenzhen-10min.jsonl.gz"
+Key = tuple[int, int, str, str]
+
+
+def persons_of(aggregates: Iterable[WindowAggregate]) -> dict[Key, int]:
+    return {
+        (a.window_start_ms, res, cell, key): m.persons
+        for a in aggregates
+        for res, cells in a.cells.items()
+        for cell, stats in cells.items()
+        for key, m in stats.items()
+    }
+
+
+def attack(aggregates: list[WindowAggregate], k: int) -> tuple[list, list]:
+    privacy = PrivacySettings(min_persons=k)
+    frames = [f for a in aggregates for f in release(a, privacy, published_ms=0)]
+    return findings(intervals(frames), persons_of(aggregates), k)
+
+
+def test_the_attacker_pins_what_the_gate_hid_before_protection_intervals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The issue's example: a res-6 total of 10 over six hidden res-7 cells that hold 1+1+3+1+1+3 present
+    res-8 cells of one person each: every present cell is at least 1, so all of them are pinned."""
+    monkeypatch.setattr(protection.Protection, "flagged", lambda self, suppressed: [])
+    res7 = sorted(h3.cell_to_children(h3.cell_to_parent(SIBLINGS[0], 6), 7))
+    people = {
+        cell: crowd(1)
+        for parent, n in zip(res7, (1, 1, 3, 1, 1, 3), strict=False)
+        for cell in sorted(h3.cell_to_children(parent, 8))[:n]
+    }
+    pinned, _ = attack([make_aggregate(people)], 10)
+    assert len(pinned) >= 16, "six res-7 totals and ten res-8 totals, each pinned"
+    assert release(make_aggregate(people), PrivacySettings(), published_ms=0)[-1].cells  # res 6 shown
+    window = synthetic_windows(persons=600, windows=1, seed=3)[0].aggregate
+    pinned, present = attack([window], 10)
+    assert pinned and present
+
+
+def test_the_attacker_solves_groups_without_a_released_value_as_it_skips_them() -> None:
+    """Its shortcut (nothing bounded above, every category can be emptied) against solving them."""
+    window = synthetic_windows(persons=300, windows=1, seed=5)[0].aggregate
+    frames = release(window, PrivacySettings(), published_ms=0)
+    every = intervals(frames, every_group=True)
+    assert findings(every, persons_of([window]), 10) == ([], [])
+    assert set(every) - set(intervals(frames)), "the shortcut should have skipped some groups"
+
+
+@pytest.mark.parametrize("k", [10, 20])
+def test_gate_resists_the_interval_attacker_on_a_synthetic_city(k: int) -> None:
+    city = [w.aggregate for w in synthetic_windows(persons=800, windows=1, seed=7)]
+    assert attack(city, k) == ([], [])
+
+
+@pytest.mark.skipif(not FIXTURE.exists(), reason="fixture not recorded")
+def test_gate_resists_the_interval_attacker_on_the_fixture() -> None:
+    from services.generator.fixtures import read_events
+    from tests.reference_aggregates import reference_window_aggregates
+
+    aggregates = reference_window_aggregates(read_events(FIXTURE), Settings())
+    assert attack(aggregates if ALL_WINDOWS else aggregates[:1], 10) == ([], [])
+
+
+def test_gate_resists_the_interval_attacker_on_a_small_default_city_run() -> None:
+    from services.city_report import city_report
+    from streams.offline import OfflineAggregator
+
+    seen: list[tuple[WindowAggregate, list[Frame]]] = []
+    city_report(
+        Settings(),
+        minutes=1,
+        persons=3000,
+        aggregator=OfflineAggregator,
+        say=lambda _: None,
+        on_window=lambda a, f: seen.append((a, f)),
+    )
+    assert seen
+    frames = [f for _, fs in seen for f in fs]
+    found = intervals(frames)
+    assert found, "the run should hide something"
+    assert findings(found, persons_of(a for a, _ in seen), 10) == ([], [])
