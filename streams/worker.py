@@ -32,11 +32,11 @@ from streams.aggregate.chunked import ChunkedLog
 from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import Closed, Engine
 from streams.aggregate.late import LateCounts, late_letter, window_of
-from streams.aggregate.partial import PartialMessage, decode_header, encode_message
+from streams.aggregate.partial import PartialMessage, decode_header, encode_message, last_base_window_ms
 from streams.app import create_app
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import Gating, ReleaseSink, warm_gate
-from streams.release_book import ReleaseBook
+from streams.release_book import Release, ReleaseBook
 from streams.stall import Behind, OffsetGuard, StallWatch
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
@@ -116,7 +116,7 @@ def build_worker(
             # make the release agent treat the later window as complete for this partition
             key = str(c.partition).encode()
             for part in c.partials:
-                msg = PartialMessage(c.partition, part.window_start_ms, part)
+                msg = PartialMessage(c.partition, last_base_window_ms(part, win.window_s), part)
                 delivered.append(await partials.send(key=key, value=encode_message(msg), force=True))
             progress = PartialMessage(c.partition, c.closed_through_ms, None)
             delivered.append(await partials.send(key=key, value=encode_message(progress), force=True))
@@ -269,8 +269,8 @@ def build_worker(
         if previous is not None:
             await previous
         await sink.store_gated(gatings)
-        for window_start_ms, _ in gatings:
-            for key in [k for k in book_table if k.startswith(f"part/{window_start_ms}/")]:
+        for rel, _ in gatings:
+            for key in [k for k in book_table if k.startswith(f"part/{rel.book_key()}/")]:
                 book_put(key, None)
         book_put("meta", meta)
 
@@ -289,8 +289,9 @@ def build_worker(
             for value in values:
                 head = decode_header(value)  # the partial itself stays compressed until it is merged
                 rb.add(head)
-                if head.blob is not None:
-                    book_put(f"part/{head.window_start_ms}/{head.partition}", value)
+                if head.blob is not None and head.window_start_ms is not None:
+                    rel = Release(head.window_start_ms, head.span_s)
+                    book_put(f"part/{rel.book_key()}/{head.partition}", value)
             gatings = sink.gate_partials_soon(rb.take_complete())
             meta = {"closed": rb.state.closed_through, "released": rb.state.released_through}
             previous = settling.pop() if settling else None
