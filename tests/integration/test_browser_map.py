@@ -102,6 +102,10 @@ class Feed:
         url = f"http://127.0.0.1:{self.settings.gateway.port}/api/v1/{path}"
         return httpx.get(url, headers=headers, timeout=10).raise_for_status().json()
 
+    def frame(self, res: int, window_start_ms: int) -> Frame:
+        data: Any = self.redis.get(store_keys.frame_key(res, window_start_ms))
+        return decode_frame(data)
+
     def latest(self, res: int) -> Frame:
         data: Any = self.redis.get(store_keys.latest_frame_key(res))
         assert data, f"no frame at res {res} in Redis"
@@ -309,11 +313,22 @@ def drawn(
 
 def window_with_people(feed: Feed, res: int) -> int:
     """The window at `res` with the most released population cells, among those that also have suppressed
-    ones (found in the data: which windows qualify depends on the pipeline, not on this test)."""
+    ones (found in the data: which windows qualify depends on the pipeline, not on this test), and that
+    show a longer window of spend, transit and flows (those ended by or before their end)."""
     windows = released_windows(feed.redis, [res])[res]
     both = [(shown, start) for start, shown, hidden in windows if shown and hidden]
     assert both, f"no window at res {res} has both released and suppressed population cells: {windows}"
-    return max(both)[1]
+    spanned = [(shown, start) for shown, start in both if "payments" in feed.frame(res, start).spans]
+    assert spanned, f"no window at res {res} shows a longer window of spend: {windows}"
+    return max(spanned)[1]
+
+
+def span_text(frame: Frame, layer: str, utc_offset_h: float) -> str:
+    """ "08:00–08:15": the window of a layer as the page labels it, in the city's local time."""
+    start, end = (
+        time.strftime("%H:%M", time.gmtime(ms / 1000 + utc_offset_h * 3600)) for ms in frame.spans[layer]
+    )
+    return f"{start}–{end}"
 
 
 def show_window(page: Any, window_start_ms: int) -> None:
@@ -472,6 +487,14 @@ def test_operator_reads_places_privacy_and_headline_figures(page: Any, feed: Fee
     )
     values = page.eval_on_selector_all("#headline .figure-value", "els => els.map(e => e.textContent)")
     assert len(values) >= 3 and all(v and v != "–" for v in values), f"headline figures: {values}"
+    # each panel and the legend say the window their layer covers: people present the minute, flows
+    # (and spend) the longer window the minute shows
+    offset = load_city(feed.settings.generator.city_file).utc_offset_h
+    flows_title = "document.querySelector('#panel-flows h3')?.textContent"
+    label = json.dumps(span_text(frame, "flows", offset))
+    page.wait_for_function(f"() => {flows_title}?.endsWith({label})", timeout=30_000)
+    assert text_of(page, ".legend-title").endswith(span_text(frame, "population", offset))
+    assert frame.spans["flows"][1] - frame.spans["flows"][0] == feed.settings.window.flows_window_s * 1000
     # top flows: district names when the window released a flow in view, else says there is none
     flows = text_of(page, "#panel-flows")
     if any(f["persons"] is not None for f in page.evaluate("() => __cityscreen.frames.shown.flows")):
