@@ -287,6 +287,12 @@ def published_frames(redis_client: object, settings: Settings) -> dict[tuple[int
     return out
 
 
+def base_windows(aggregates: Sequence[WindowAggregate], settings: Settings) -> int:
+    """How many base windows (the windows whose frames the sink counts as published): the longer
+    windows of spend, transit and flows are released too, but shown inside base-window frames."""
+    return sum(a.window_s == settings.window.window_s for a in aggregates)
+
+
 def windows_published(redis_client: object) -> int:
     from cityscreen import store_keys
 
