@@ -2,8 +2,7 @@
 
 A window is complete when every partition of the clean topics has closed it (closed-through >= window).
 A release is a base window or a longer span window (`span_s`, streams/aggregate/spans.py), keyed
-`Release(start, span_s)`; a span window is complete once its last base window is (its partials say so:
-their closed-through is that window, its "due").
+`Release(start, span_s)`; a span window is complete once its last base window (its "due") is.
 Partials are first-wins per (window, partition): after a crash a partition may send a window again, and
 the first copy is the one computed from the complete input. The book holds partials as the compressed
 bytes they arrived in; merging them is the gate process's job (`merge_window`). Pure: the worker
@@ -60,9 +59,10 @@ _DEC = msgspec.msgpack.Decoder(BookState)
 
 
 class ReleaseBook:
-    def __init__(self, partitions: int, state: BookState | None = None) -> None:
+    def __init__(self, partitions: int, state: BookState | None = None, *, window_s: int) -> None:
         self.partitions = partitions
         self.state = state or BookState()
+        self.window_ms = window_s * 1000  # the base window: a span is due at its last one
 
     def add(self, message: MessageHeader) -> None:
         st = self.state
@@ -73,7 +73,7 @@ class ReleaseBook:
         w, blob = message.window_start_ms, message.blob
         if w is None or blob is None:
             return
-        due = message.closed_through_ms  # a partial's message closes through its own last base window
+        due = w + message.span_s * 1000 - self.window_ms if message.span_s else w
         if st.released_through is not None and due <= st.released_through:
             return  # a replayed partial of a window already released
         key = Release(w, message.span_s).book_key()
@@ -106,5 +106,5 @@ class ReleaseBook:
         return _ENC.encode(self.state)
 
     @classmethod
-    def load(cls, partitions: int, data: bytes | None) -> ReleaseBook:
-        return cls(partitions, _DEC.decode(data) if data else None)
+    def load(cls, partitions: int, data: bytes | None, *, window_s: int) -> ReleaseBook:
+        return cls(partitions, _DEC.decode(data) if data else None, window_s=window_s)

@@ -32,7 +32,7 @@ from streams.aggregate.chunked import ChunkedLog
 from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import Closed, Engine
 from streams.aggregate.late import LateCounts, late_letter, window_of
-from streams.aggregate.partial import PartialMessage, decode_header, encode_message, last_base_window_ms
+from streams.aggregate.partial import PartialMessage, decode_header, encode_message, final_through_ms
 from streams.app import create_app
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import Gating, ReleaseSink, warm_gate
@@ -116,7 +116,7 @@ def build_worker(
             # make the release agent treat the later window as complete for this partition
             key = str(c.partition).encode()
             for part in c.partials:
-                msg = PartialMessage(c.partition, last_base_window_ms(part, win.window_s), part)
+                msg = PartialMessage(c.partition, final_through_ms(part, win.window_s), part)
                 delivered.append(await partials.send(key=key, value=encode_message(msg), force=True))
             progress = PartialMessage(c.partition, c.closed_through_ms, None)
             delivered.append(await partials.send(key=key, value=encode_message(progress), force=True))
@@ -253,7 +253,7 @@ def build_worker(
     def load_book() -> ReleaseBook:
         if "b" not in book:
             meta = book_table.get("meta")
-            rb = ReleaseBook(settings.kafka.partitions)
+            rb = ReleaseBook(settings.kafka.partitions, window_s=win.window_s)
             if meta:
                 m = msgspec.msgpack.decode(meta)
                 rb.state.closed_through = {int(k): v for k, v in m["closed"].items()}

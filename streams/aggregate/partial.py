@@ -30,11 +30,13 @@ class Partial(msgspec.Struct, array_like=True):
     span_s: int = 0  # 0: a base window; else the length of the longer window it covers (spans.py)
 
 
-def last_base_window_ms(part: Partial, window_s: int) -> int:
-    """The base window whose close made this partial final (a span partial: the span's last one)."""
+def final_through_ms(part: Partial, window_s: int) -> int:
+    """What the message carrying this partial says is final for its partition: its own window for a
+    base window; for a span, the base windows before its last one (the engine sends a span before the
+    base partial of its last window, and that partial's message completes both)."""
     if not part.span_s:
         return part.window_start_ms
-    return part.window_start_ms + (part.span_s - window_s) * 1000
+    return part.window_start_ms + (part.span_s - 2 * window_s) * 1000
 
 
 class PartialMessage(msgspec.Struct, array_like=True):

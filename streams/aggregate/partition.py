@@ -186,10 +186,13 @@ class PartitionState:
         wr = self.windows.pop(w, None) or WindowRows()
         sims, pays, transits = (wr.chunk(k) for k in KINDS)
         moves: list[Candidates] = []
-        out.append(close_chunks(w, self.partition, sims, pays, transits, self.carry, self.cfg,
-                                wr.late_events, moves))  # fmt: skip
+        base = close_chunks(
+            w, self.partition, sims, pays, transits, self.carry, self.cfg, wr.late_events, moves
+        )
         self.spans.add_window(w, wr.parts, moves)
-        return out
+        # spans ending with w go out before w's partial, whose message says w is final here: a crash
+        # between the two sends must not let the release book complete a span without this partition
+        return [*out, *self.spans.close_through(w, self.partition, self.carry), base]
 
     # ------------------------------------------------------------ durability
     def take_delta(self) -> tuple[bytes, int] | None:

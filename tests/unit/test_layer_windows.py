@@ -15,7 +15,9 @@ from cityscreen.privacy import build_manifest
 from cityscreen.settings import PrivacySettings, Settings
 from services.gateway.totals import window_totals
 from services.gateway.view import make_view, view_frame
-from streams.aggregate.partial import Partial, PartialMessage, decode_header, encode_message
+from streams.aggregate.close import AggConfig
+from streams.aggregate.engine import DictLog, Engine
+from streams.aggregate.partial import Partial, PartialMessage, decode_header, encode_message, final_through_ms
 from streams.release import ReleaseSink
 from streams.release_book import Release, ReleaseBook
 from tests.streams_support import START_MS, make_raw_events, run_engine, split_records, to_clean
@@ -52,13 +54,32 @@ def test_a_window_that_is_no_whole_number_of_base_windows_or_straddles_a_rotatio
 
 
 def test_the_book_releases_a_span_before_the_base_window_that_completes_it() -> None:
-    book = ReleaseBook(1)
+    book = ReleaseBook(1, window_s=60)
     base = Partial(START_MS + 60_000, 0, {}, [], 0)
     span = Partial(START_MS, 0, {}, [], 0, span_s=120)
-    for part in (base, span):  # the span's partial says its last base window is final, as the worker does
-        book.add(decode_header(encode_message(PartialMessage(0, START_MS + 60_000, part))))
+    # as the worker sends them: the span first, saying only the window before its last is final
+    book.add(decode_header(encode_message(PartialMessage(0, final_through_ms(span, 60), span))))
+    assert final_through_ms(span, 60) == START_MS and book.take_complete() == []
+    book.add(decode_header(encode_message(PartialMessage(0, final_through_ms(base, 60), base))))
     assert [r for r, _ in book.take_complete()] == [Release(START_MS, 120), Release(START_MS + 60_000, 0)]
     assert book.take_complete() == []
+
+
+def test_a_span_goes_out_before_the_partial_of_its_last_base_window() -> None:
+    """A crash between two sends must never leave a release book with a partition's "final through D"
+    and without its span partial that ends at D."""
+    settings = Settings(kafka={"partitions": 1}, window=SPANS)  # type: ignore[arg-type]
+    engine = Engine(AggConfig.from_settings(settings), DictLog(), clock=lambda: 0.0)
+    raw = make_raw_events(persons=40, minutes=4, late=0)
+    for p, kind, offset, evs in split_records([to_clean(r, settings) for r in raw], 1, 9):
+        engine.apply_events(p, kind, offset, evs)
+    engine.persist()
+    sent = [(part.window_start_ms, part.span_s) for c in engine.close_due(idle_s=0.0) for part in c.partials]
+    spans = [s for s in sent if s[1]]
+    assert spans
+    for start, span_s in spans:
+        last = start + (span_s - 60) * 1000
+        assert sent.index((start, span_s)) < sent.index((last, 0))
 
 
 def _frames(settings: Settings, minutes: int) -> tuple[_Redis, list[int]]:

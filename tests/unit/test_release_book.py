@@ -50,7 +50,7 @@ def _head(partition: int, through: int, partial: Partial | None = None) -> bytes
 def test_a_window_completes_when_every_partition_closed_it_and_the_first_copy_wins() -> None:
     parts = _partials()
     w = min(parts)
-    book = ReleaseBook(2)
+    book = ReleaseBook(2, window_s=60)
     book.add(decode_header(_head(0, w, parts[w][0])))
     assert book.take_complete() == []  # partition 1 has not closed w yet
     other = msgspec.structs.replace(parts[w][1], late_events=99)
@@ -67,7 +67,7 @@ async def test_partials_merged_in_the_gate_process_release_the_frames_of_the_mer
         pass
 
     parts = _partials()
-    book = ReleaseBook(2)
+    book = ReleaseBook(2, window_s=60)
     for w in sorted(parts):
         for p, part in sorted(parts[w].items()):
             book.add(decode_header(_head(p, w, part)))
