@@ -1,8 +1,8 @@
 """Released frames in Redis, in the layout of `cityscreen.store_keys`: the one place that writes and reads it.
 
-Writers: only the release sink (streams/release.py) calls `put_released`, after the gate, and the
-gateway tests store hand-made frames with it; tests/unit/test_aggregate_release_only_via_gate.py holds
-that rule. Readers: the gateway.
+Writers: only the release sink (streams/release.py) calls `put_released` and `put_released_span`, after
+the gate, and the gateway tests store hand-made frames with them; test_aggregate_release_only_via_gate.py
+holds that rule. Readers: the gateway and the sink (a frame's previous window, the latest longer window).
 """
 
 from __future__ import annotations
@@ -34,6 +34,19 @@ async def put_released(redis: aioredis.Redis, frame: Frame, body: bytes, *, hist
     await redis.publish(store_keys.NOTIFY_CHANNEL, notice)
 
 
+async def put_released_span(redis: aioredis.Redis, frame: Frame, body: bytes, *, history_s: int) -> None:
+    """Store a gated frame of a longer window (`frame.window_s`, e.g. 15-minute spend) under its own keys;
+    base-window frames carry its layers, so it is not announced on its own."""
+    span_s, start = frame.window_s, frame.window_start_ms
+    index = store_keys.frame_index_key(frame.res, span_s)
+    pipe = redis.pipeline(transaction=False)
+    pipe.set(store_keys.frame_key(frame.res, start, span_s), body, ex=history_s)
+    pipe.zadd(index, {str(start): start})
+    pipe.zremrangebyscore(index, "-inf", start - history_s * 1000)
+    pipe.set(store_keys.latest_frame_key(frame.res, span_s), body)
+    await pipe.execute()
+
+
 def _frame(data: bytes | str | None) -> Frame | None:
     if not data:
         return None
@@ -44,8 +57,9 @@ async def latest_frame(redis: aioredis.Redis, res: int) -> Frame | None:
     return _frame(await redis.get(store_keys.latest_frame_key(res)))
 
 
-async def frame_at(redis: aioredis.Redis, res: int, window_start_ms: int) -> Frame | None:
-    return _frame(await redis.get(store_keys.frame_key(res, window_start_ms)))
+async def frame_at(redis: aioredis.Redis, res: int, window_start_ms: int, span_s: int = 0) -> Frame | None:
+    """The frame of one window at `res`: a base window, or with `span_s` a longer window's own frame."""
+    return _frame(await redis.get(store_keys.frame_key(res, window_start_ms, span_s)))
 
 
 async def recent_windows(redis: aioredis.Redis, res: int, count: int) -> list[int]:

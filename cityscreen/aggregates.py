@@ -73,6 +73,9 @@ class WindowAggregate(msgspec.Struct):
     cells: dict[int, dict[str, dict[str, Measure]]]
     flows: list[FlowAggregate] = []
     late_events: int = 0  # events that arrived after the grace period (dead-lettered, not counted)
+    # the layers this window covers (people present per minute; spend, transit, flows maybe longer);
+    # empty: every layer
+    layers: list[str] = []
 
     @property
     def window_end_ms(self) -> int:

@@ -39,10 +39,24 @@ class Frame(msgspec.Struct):
     flows: list[ReleasedFlow] = []
     # derived only from released values of this and earlier frames (e.g. spend per person present)
     fused: dict[str, dict[str, float]] = {}
+    # layer -> [start_ms, end_ms] of the window its values cover: people present per base window; spend,
+    # transit and flows may cover a longer window (the latest one ended by this frame's end)
+    spans: dict[str, list[int]] = {}
 
     @property
     def window_end_ms(self) -> int:
         return self.window_start_ms + self.window_s * 1000
+
+
+def with_span(frame: Frame, span: Frame) -> Frame:
+    """`frame` with the layers of a longer window's released frame added, each labelled with its window.
+    Both were gated on their own; showing released values together adds no equation the gate did not
+    audit (docs/privacy.md, "Windows of different lengths")."""
+    cells = {cell: dict(stats) for cell, stats in frame.cells.items()}
+    for cell, stats in span.cells.items():
+        cells.setdefault(cell, {}).update(stats)
+    flows = span.flows if "flows" in span.spans else frame.flows
+    return msgspec.structs.replace(frame, cells=cells, flows=flows, spans={**frame.spans, **span.spans})
 
 
 _ENCODER = msgspec.json.Encoder()

@@ -61,6 +61,18 @@ class WindowSettings(BaseModel):
     presence_ttl_s: int = Field(
         7200, ge=60, le=86_400, description="a person counts as present at their last position for this long"
     )
+    # People present is a stock: a minute already holds nearly everyone, so it stays per window_s. Event
+    # layers count what happened inside the window, so a minute holds too few payers or riders per cell
+    # to clear k; 15 minutes is the usual reporting step of city dashboards and still reads as "now".
+    payments_window_s: int = Field(
+        900, ge=10, le=3600, description="window of the spend layer (a multiple of window_s, epoch-aligned)"
+    )
+    transit_window_s: int = Field(
+        900, ge=10, le=3600, description="window of the transit layer (a multiple of window_s, epoch-aligned)"
+    )
+    flows_window_s: int = Field(
+        900, ge=10, le=3600, description="window of origin-destination flows (a multiple of window_s)"
+    )
 
     @model_validator(mode="after")
     def _coarser_rollups(self) -> WindowSettings:
@@ -69,7 +81,32 @@ class WindowSettings(BaseModel):
             raise ValueError(f"rollup_res {bad} must be coarser (smaller) than h3_res={self.h3_res}")
         if self.flow_res > self.h3_res:
             raise ValueError(f"flow_res={self.flow_res} must not be finer than h3_res={self.h3_res}")
+        for layer, span_s in self.layer_windows_s.items():
+            if span_s % self.window_s:
+                raise ValueError(
+                    f"CITY_WINDOW__{layer.upper()}_WINDOW_S ({span_s}) must be a multiple of "
+                    f"CITY_WINDOW__WINDOW_S ({self.window_s}): a layer's window is made of whole base windows"
+                )
         return self
+
+    @property
+    def layer_windows_s(self) -> dict[str, int]:
+        """The window length of every released layer (population and active: the base window)."""
+        return {
+            "population": self.window_s,
+            "active": self.window_s,
+            "payments": self.payments_window_s,
+            "transit": self.transit_window_s,
+            "flows": self.flows_window_s,
+        }
+
+    @property
+    def spans_s(self) -> dict[int, tuple[str, ...]]:
+        """Window length -> the layers released together over windows of that length (base first)."""
+        out: dict[int, tuple[str, ...]] = {}
+        for layer, span_s in self.layer_windows_s.items():
+            out[span_s] = (*out.get(span_s, ()), layer)
+        return dict(sorted(out.items()))
 
     @property
     def resolutions(self) -> list[int]:
@@ -193,13 +230,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _windows_inside_periods(self) -> Settings:
         # a window that straddles a pseudonym rotation would count a person under two keys
-        w = self.window.window_s
-        if self.pseudonym_rotation_s % w or self.pseudonym_rotation_offset_s % w:
-            raise ValueError(
-                f"CITY_PSEUDONYM_ROTATION_S ({self.pseudonym_rotation_s}) and "
-                f"CITY_PSEUDONYM_ROTATION_OFFSET_S ({self.pseudonym_rotation_offset_s}) must be "
-                f"multiples of CITY_WINDOW__WINDOW_S ({w}), so that no window straddles a pseudonym rotation"
-            )
+        for layer, w in self.window.layer_windows_s.items():
+            if self.pseudonym_rotation_s % w or self.pseudonym_rotation_offset_s % w:
+                name = "WINDOW_S" if layer in ("population", "active") else f"{layer.upper()}_WINDOW_S"
+                raise ValueError(
+                    f"CITY_PSEUDONYM_ROTATION_S ({self.pseudonym_rotation_s}) and "
+                    f"CITY_PSEUDONYM_ROTATION_OFFSET_S ({self.pseudonym_rotation_offset_s}) must be "
+                    f"multiples of CITY_WINDOW__{name} ({w}), so that no window straddles a pseudonym "
+                    f"rotation"
+                )
         return self
 
     @model_validator(mode="after")

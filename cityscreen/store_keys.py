@@ -9,16 +9,24 @@ STATS_KEY = f"{PREFIX}:stats"  # hash of worker counters (events, late, dead-let
 LAG_KEY = f"{PREFIX}:lag"  # hash "<stage>:<topic>:<partition>" -> records its consumer is behind
 
 
-def latest_frame_key(res: int) -> str:
+# Base-window frames (people present, with the latest longer window's layers added) keep the plain keys
+# the gateway reads; the frames of a longer window (`span_s`, e.g. 15-minute spend) have their own.
+
+
+def _span(span_s: int) -> str:
+    return f":s{span_s}" if span_s else ""
+
+
+def latest_frame_key(res: int, span_s: int = 0) -> str:
     """String: the JSON frame of the newest released window at `res`."""
-    return f"{PREFIX}:frame:{res}:latest"
+    return f"{PREFIX}:frame:{res}{_span(span_s)}:latest"
 
 
-def frame_key(res: int, window_start_ms: int) -> str:
+def frame_key(res: int, window_start_ms: int, span_s: int = 0) -> str:
     """String (with TTL = history): the JSON frame of one window at `res`."""
-    return f"{PREFIX}:frame:{res}:{window_start_ms}"
+    return f"{PREFIX}:frame:{res}{_span(span_s)}:{window_start_ms}"
 
 
-def frame_index_key(res: int) -> str:
+def frame_index_key(res: int, span_s: int = 0) -> str:
     """Sorted set: member and score = window_start_ms of every frame still kept at `res`."""
-    return f"{PREFIX}:frames:{res}"
+    return f"{PREFIX}:frames:{res}{_span(span_s)}"

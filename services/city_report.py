@@ -7,6 +7,10 @@ measured from 08:00 local. Shares are of exact values, so they say what an opera
 - released_person_share[res]: persons present inside released population totals / persons present;
 - released_breakdown_share[res]: non-zero breakdown values released / non-zero breakdown values;
 - flows_released: released origin-destination flows per flow window.
+Breakdown shares are also given per family (`released_breakdown_share_by_family`: population, payments,
+transit; and per breakdown, e.g. `transit|line`), with the windows each layer covered (`layer_windows`):
+spend, transit and flows may cover longer windows than people present (CITY_WINDOW__*_WINDOW_S). A
+longer window still open when the simulation ends is closed with the data so far (`partial`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -48,6 +52,17 @@ class Tally:
     present_released: float = 0.0
     parts: int = 0
     parts_released: int = 0
+    # family ("payments", or "transit|line") -> [non-zero breakdown values, released ones]
+    families: dict[str, list[int]] = field(default_factory=dict)
+
+    def count_part(self, key: str, released: bool) -> None:
+        self.parts += 1
+        self.parts_released += released
+        layer, dimension = key.split(".")[0], key.split("|")[1].split("=")[0]
+        for family in (layer, f"{layer}|{dimension}"):
+            counts = self.families.setdefault(family, [0, 0])
+            counts[0] += 1
+            counts[1] += released
 
 
 def local_ms(city: City, day: date, hour: int) -> int:
@@ -75,8 +90,7 @@ def tally_window(aggregate: WindowAggregate, frames: list[Frame], tallies: dict[
                     t.present_released += total.value
             for key, measure in stats.items():
                 if "|" in key and measure.value > 0:
-                    t.parts += 1
-                    t.parts_released += released.get(key) is not None
+                    t.count_part(key, released.get(key) is not None)
 
 
 def _share(part: float, whole: float) -> float:
@@ -103,20 +117,30 @@ def city_report(
     present: list[int] = []
     flows: list[int] = []
     gate_s: list[float] = []
+    end_ms = peak_ms + minutes * 60_000
+    covered: dict[str, list[dict[str, Any]]] = defaultdict(list)  # layer -> the windows measured
 
     def measure(windows: Iterator[WindowAggregate]) -> None:
         for aggregate in windows:
-            if aggregate.window_start_ms < peak_ms:
-                continue  # warm-up
+            if not peak_ms <= aggregate.window_start_ms < end_ms:
+                continue  # warm-up, or a base window the idle close added after the simulated time
             started = time.perf_counter()
             frames = release(aggregate, settings.privacy, published_ms=0)
             gate_s.append(time.perf_counter() - started)
             tally_window(aggregate, frames, tallies)
             if on_window is not None:
                 on_window(aggregate, frames)
-            base = aggregate.cells.get(aggregate.base_res, {})
-            present.append(int(sum(s[POPULATION].value for s in base.values() if POPULATION in s)))
-            flows.append(sum(1 for f in frames[0].flows if f.persons is not None))
+            layers = aggregate.layers or list(settings.window.layer_windows_s)
+            span = {"start_ms": aggregate.window_start_ms, "end_ms": aggregate.window_end_ms}
+            if aggregate.window_end_ms > end_ms:
+                span["partial"] = True  # closed when the simulation ended, before its end
+            for layer in layers:
+                covered[layer].append(span)
+            if "population" in layers:
+                base = aggregate.cells.get(aggregate.base_res, {})
+                present.append(int(sum(s[POPULATION].value for s in base.values() if POPULATION in s)))
+            if "flows" in layers and frames:
+                flows.append(sum(1 for f in frames[0].flows if f.persons is not None))
 
     offsets: dict[tuple[int, str], int] = defaultdict(int)
     for batch in clean_batches(raws, settings, city, stats, window_ms, now_ms=peak_ms):
@@ -134,6 +158,14 @@ def city_report(
         "persons_present_per_window": present,
         "released_person_share": {r: _share(t.present_released, t.present) for r, t in ordered},
         "released_breakdown_share": {r: _share(t.parts_released, t.parts) for r, t in ordered},
+        "released_breakdown_share_by_family": {
+            r: {f: _share(n[1], n[0]) for f, n in sorted(t.families.items())} for r, t in ordered
+        },
+        "breakdown_values_by_family": {
+            r: {f: n[0] for f, n in sorted(t.families.items())} for r, t in ordered
+        },
+        "layer_windows_s": settings.window.layer_windows_s,
+        "layer_windows": dict(covered),
         "flows_released": flows,
         "k": settings.privacy.min_persons,
         "windows": len(present),

@@ -24,7 +24,11 @@ def manifest(ctx: typer.Context) -> None:
     settings: Settings = ctx.obj
     w = settings.window
     doc = build_manifest(
-        settings.privacy, window_s=w.window_s, resolutions=w.resolutions, flow_res=w.flow_res
+        settings.privacy,
+        window_s=w.window_s,
+        resolutions=w.resolutions,
+        flow_res=w.flow_res,
+        layer_windows_s=w.layer_windows_s,
     )
     typer.echo(json.dumps(doc, indent=2))
 

@@ -29,7 +29,8 @@ class OfflineAggregator:
         self.engine = Engine(AggConfig.from_settings(settings), DictLog(), clock=lambda: 0.0)
         self.close_every = close_every
         self._fed = 0
-        self._partials: dict[int, list[Partial]] = {}
+        # (end, -span, start) -> partials: by the base window that completes it, a span window first
+        self._partials: dict[tuple[int, int, int], list[Partial]] = {}
 
     def feed(self, records: Iterable[CleanRecord]) -> Iterator[WindowAggregate]:
         """Apply records; yields the windows every partition has closed so far, oldest first."""
@@ -51,7 +52,9 @@ class OfflineAggregator:
         closes = self.engine.close_due(idle_s=0.0 if idle else None)
         for closed in closes:
             for part in closed.partials:
-                self._partials.setdefault(part.window_start_ms, []).append(part)
+                span_ms = (part.span_s or self.settings.window.window_s) * 1000
+                key = (part.window_start_ms + span_ms, -span_ms, part.window_start_ms)
+                self._partials.setdefault(key, []).append(part)
             self.engine.commit_close(closed)
         return bool(closes)
 
@@ -63,7 +66,8 @@ class OfflineAggregator:
             if len(closed) < self.settings.kafka.partitions or any(c is None for c in closed):
                 return  # a partition that has not closed a window yet may still send a partial of it
             through = min(c for c in closed if c is not None)
-        for window in sorted(w for w in self._partials if through is None or w <= through):
-            merged = merge_partials(self._partials.pop(window))
+        base_ms = self.settings.window.window_s * 1000
+        for key in sorted(k for k in self._partials if through is None or k[0] - base_ms <= through):
+            merged = merge_partials(self._partials.pop(key))
             if merged is not None:
                 yield finalize_window(merged, self.settings)

@@ -23,11 +23,11 @@ import msgspec
 from adapters import frame_store
 from cityscreen import store_keys
 from cityscreen.aggregates import WindowAggregate
-from cityscreen.frames import Frame, encode_frame
+from cityscreen.frames import Frame, encode_frame, with_span
 from cityscreen.privacy import build_manifest, release
 from cityscreen.settings import PrivacySettings, Settings
 from streams.fused import fused_indicators
-from streams.release_book import merge_window
+from streams.release_book import Release, merge_window
 
 _PACK = msgspec.msgpack.Encoder()
 _AGGREGATE = msgspec.msgpack.Decoder(WindowAggregate)
@@ -50,7 +50,7 @@ def gate_partials(blobs: list[bytes], settings: Settings, published_ms: int) -> 
 SendFrame = Callable[[bytes, bytes], Awaitable[None]]  # (key, value) -> delivered to the frames topic
 
 
-Gating = tuple[int, "asyncio.Future[list[Frame] | None]"]  # window start, its gated frames (None: published)
+Gating = tuple[Release, "asyncio.Future[list[Frame] | None]"]  # a release, its gated frames (None: published)
 
 
 def warm_gate() -> int:
@@ -91,14 +91,20 @@ class ReleaseSink:
     async def publish_manifest(self) -> None:
         w = self.settings.window
         manifest = build_manifest(
-            self.settings.privacy, window_s=w.window_s, resolutions=w.resolutions, flow_res=w.flow_res
-        )
+            self.settings.privacy, window_s=w.window_s, resolutions=w.resolutions, flow_res=w.flow_res,
+            layer_windows_s=w.layer_windows_s,
+        )  # fmt: skip
         await self.redis.set(store_keys.MANIFEST_KEY, json.dumps(msgspec.to_builtins(manifest)))
 
-    async def is_published(self, window_start_ms: int) -> bool:
+    def release_of(self, aggregate: WindowAggregate) -> Release:
+        span_s = aggregate.window_s if aggregate.window_s != self.settings.window.window_s else 0
+        return Release(aggregate.window_start_ms, span_s)
+
+    async def is_published(self, window_start_ms: int, span_s: int = 0) -> bool:
         # the coarsest frame is written last, so its presence means the whole window was published
         coarsest = min(self.settings.window.resolutions)
-        return await self.redis.zscore(store_keys.frame_index_key(coarsest), str(window_start_ms)) is not None
+        index = store_keys.frame_index_key(coarsest, span_s)
+        return await self.redis.zscore(index, str(window_start_ms)) is not None
 
     async def publish(self, aggregate: WindowAggregate) -> list[Frame]:
         """Gate, then store and announce every resolution's frame; returns what was published."""
@@ -108,9 +114,11 @@ class ReleaseSink:
         """Gate several windows at once (in parallel in the gate pool), then store and announce them in
         window order: each frame's fused indicators read the previous window's frame from Redis."""
         stored = await self.store_gated(self.gate_soon(aggregates))
-        return [
-            stored.get(a.window_start_ms, []) for a in sorted(aggregates, key=lambda a: a.window_start_ms)
-        ]
+        return [stored.get(self.release_of(a), []) for a in sorted(aggregates, key=self._order)]
+
+    def _order(self, aggregate: WindowAggregate) -> tuple[int, int]:
+        """By the base window that completes it; a longer window before the base window of its end."""
+        return aggregate.window_end_ms, -aggregate.window_s
 
     def gate_soon(self, aggregates: list[WindowAggregate]) -> list[Gating]:
         """Start gating windows now, each in the gate pool; `store_gated` then stores them in the order
@@ -120,30 +128,26 @@ class ReleaseSink:
                 raise TypeError(
                     "the release sink accepts only a WindowAggregate (it applies the gate itself)"
                 )
-        ordered = sorted(aggregates, key=lambda a: a.window_start_ms)
-        return [
-            (a.window_start_ms, asyncio.ensure_future(self._gate_new(a.window_start_ms, a))) for a in ordered
-        ]
+        ordered = sorted(aggregates, key=self._order)
+        return [(self.release_of(a), asyncio.ensure_future(self._gate_new(self.release_of(a), a)))
+                for a in ordered]  # fmt: skip
 
-    def gate_partials_soon(self, windows: list[tuple[int, list[bytes]]]) -> list[Gating]:
-        """The same for complete windows given as their partials (ReleaseBook.take_complete): the gate
-        process merges them into the exact aggregate, then gates it."""
-        ordered = sorted(windows)
-        return [(w, asyncio.ensure_future(self._gate_new(w, list(blobs)))) for w, blobs in ordered]
+    def gate_partials_soon(self, windows: list[tuple[Release, list[bytes]]]) -> list[Gating]:
+        """The same for complete releases given as their partials (ReleaseBook.take_complete, in its
+        order): the gate process merges them into the exact aggregate, then gates it."""
+        return [(r, asyncio.ensure_future(self._gate_new(r, list(blobs)))) for r, blobs in windows]
 
-    async def store_gated(self, gatings: list[Gating]) -> dict[int, list[Frame]]:
+    async def store_gated(self, gatings: list[Gating]) -> dict[Release, list[Frame]]:
         """Store and announce gated windows in the order given (window order), as each gate finishes."""
         stored = {}
-        for window_start_ms, gating in gatings:
+        for rel, gating in gatings:
             frames = await gating
             if frames is not None:
-                stored[window_start_ms] = await self._store(window_start_ms, frames)
+                stored[rel] = await (self._store_span(frames) if rel.span_s else self._store(frames))
         return stored
 
-    async def _gate_new(
-        self, window_start_ms: int, aggregate: WindowAggregate | list[bytes]
-    ) -> list[Frame] | None:
-        if await self.is_published(window_start_ms):
+    async def _gate_new(self, rel: Release, aggregate: WindowAggregate | list[bytes]) -> list[Frame] | None:
+        if await self.is_published(rel.start_ms, rel.span_s):
             return None
         # wall time from asking for the gate to having its frames, waits for a free gate process included:
         # what an operator sees delay a window (cityscreen_gate_seconds_total, deploy/observability)
@@ -152,9 +156,36 @@ class ReleaseSink:
         await self.count(gate_ms=round((time.monotonic() - started_s) * 1000), windows_gated=1)
         return frames
 
-    async def _store(self, window_start_ms: int, frames: list[Frame]) -> list[Frame]:
+    async def _store_span(self, frames: list[Frame]) -> list[Frame]:
+        """A longer window's frames: kept under their own keys; base-window frames show them (`_store`)."""
         history_s = self.settings.redis.history_s
         for frame in frames:
+            frame.published_ms = self.clock_ms()
+            body = encode_frame(frame)
+            span_s, start = frame.window_s, frame.window_start_ms
+            await self.send_frame(f"{frame.res}:{start}:{span_s}".encode(), body)
+            await frame_store.put_released_span(self.redis, frame, body, history_s=history_s)
+        await self.count(span_windows_published=1)
+        return frames
+
+    async def _with_spans(self, frame: Frame) -> Frame:
+        """The frame with the layers of each longer window that ended at or before its end: the one
+        ended by it, else the one before (between their closes the screen shows the last one)."""
+        w = self.settings.window
+        end_ms = frame.window_end_ms
+        for span_s in (s for s in w.spans_s if s != w.window_s):
+            start = end_ms - end_ms % (span_s * 1000) - span_s * 1000
+            span = await frame_store.frame_at(self.redis, frame.res, start, span_s)
+            if span is not None:
+                frame = with_span(frame, span)
+        return frame
+
+    async def _store(self, frames: list[Frame]) -> list[Frame]:
+        history_s = self.settings.redis.history_s
+        out = []
+        for frame in frames:
+            frame = await self._with_spans(frame)
+            out.append(frame)
             frame.fused = fused_indicators(frame, await self._previous(frame))
             # stamped once gated and complete: published_ms -> receipt is delivery delay, not gate time
             frame.published_ms = self.clock_ms()
@@ -162,7 +193,7 @@ class ReleaseSink:
             await self.send_frame(f"{frame.res}:{frame.window_start_ms}".encode(), body)
             await frame_store.put_released(self.redis, frame, body, history_s=history_s)
         await self.count(windows_published=1)
-        return frames
+        return out
 
     async def count(self, **counters: int) -> None:
         """Worker counters in the stats hash (events, late, dead-lettered, windows)."""
@@ -178,6 +209,5 @@ class ReleaseSink:
             await self.redis.hset(store_keys.LAG_KEY, mapping=lag_records)
 
     async def _previous(self, frame: Frame) -> Frame | None:
-        return await frame_store.frame_at(
-            self.redis, frame.res, frame.window_start_ms - frame.window_s * 1000
-        )
+        previous_start_ms = frame.window_start_ms - frame.window_s * 1000
+        return await frame_store.frame_at(self.redis, frame.res, previous_start_ms)

@@ -1,6 +1,8 @@
 """The release agent's book-keeping: which windows every partition has finished, and their merged aggregate.
 
 A window is complete when every partition of the clean topics has closed it (closed-through >= window).
+A release is a base window or a longer span window (`span_s`, streams/aggregate/spans.py), keyed
+`Release(start, span_s)`; a span window is complete once its last base window (its "due") is.
 Partials are first-wins per (window, partition): after a crash a partition may send a window again, and
 the first copy is the one computed from the complete input. The book holds partials as the compressed
 bytes they arrived in; merging them is the gate process's job (`merge_window`). Pure: the worker
@@ -9,6 +11,8 @@ persists `dump()`.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import msgspec
 
 from cityscreen.aggregates import WindowAggregate
@@ -16,9 +20,23 @@ from cityscreen.settings import Settings
 from streams.aggregate.partial import MessageHeader, Partial, decode_partial, finalize, merge_partials
 
 
+class Release(NamedTuple):
+    start_ms: int
+    span_s: int  # 0: a base window
+
+    def book_key(self) -> str:
+        return f"{self.start_ms}:{self.span_s}"
+
+    @classmethod
+    def parse(cls, key: str) -> Release:
+        start, span = key.split(":")
+        return cls(int(start), int(span))
+
+
 def finalize_window(merged: Partial, settings: Settings) -> WindowAggregate:
     w = settings.window
-    return finalize(merged, window_s=w.window_s, base_res=w.h3_res, flow_res=w.flow_res)
+    layers = tuple(sorted(w.spans_s[merged.span_s or w.window_s]))
+    return finalize(merged, window_s=w.window_s, base_res=w.h3_res, flow_res=w.flow_res, layers=layers)
 
 
 def merge_window(blobs: list[bytes], settings: Settings) -> WindowAggregate:
@@ -31,8 +49,9 @@ def merge_window(blobs: list[bytes], settings: Settings) -> WindowAggregate:
 
 class BookState(msgspec.Struct):
     closed_through: dict[int, int] = {}
-    partials: dict[int, dict[int, bytes]] = {}  # window -> partition -> partial (compressed)
-    released_through: int | None = None
+    partials: dict[str, dict[int, bytes]] = {}  # Release.book_key -> partition -> partial (compressed)
+    due: dict[str, int] = {}  # Release.book_key -> the base window whose close completes it
+    released_through: int | None = None  # a due
 
 
 _ENC = msgspec.msgpack.Encoder()
@@ -40,9 +59,10 @@ _DEC = msgspec.msgpack.Decoder(BookState)
 
 
 class ReleaseBook:
-    def __init__(self, partitions: int, state: BookState | None = None) -> None:
+    def __init__(self, partitions: int, state: BookState | None = None, *, window_s: int) -> None:
         self.partitions = partitions
         self.state = state or BookState()
+        self.window_ms = window_s * 1000  # the base window: a span is due at its last one
 
     def add(self, message: MessageHeader) -> None:
         st = self.state
@@ -53,31 +73,38 @@ class ReleaseBook:
         w, blob = message.window_start_ms, message.blob
         if w is None or blob is None:
             return
-        if st.released_through is not None and w <= st.released_through:
+        due = w + message.span_s * 1000 - self.window_ms if message.span_s else w
+        if st.released_through is not None and due <= st.released_through:
             return  # a replayed partial of a window already released
-        st.partials.setdefault(w, {}).setdefault(p, blob)
+        key = Release(w, message.span_s).book_key()
+        st.partials.setdefault(key, {}).setdefault(p, blob)
+        st.due.setdefault(key, due)
 
     def complete_through(self) -> int | None:
         if len(self.state.closed_through) < self.partitions:
             return None
         return min(self.state.closed_through.values())
 
-    def take_complete(self) -> list[tuple[int, list[bytes]]]:
-        """(window, its partials in partition order) of every complete window not yet released, oldest
-        first."""
+    def take_complete(self) -> list[tuple[Release, list[bytes]]]:
+        """(release, its partials in partition order) of every complete release not yet released, by
+        due, a span window before the base window of the same due (a frame of that base window shows
+        the span that ended with it)."""
         through = self.complete_through()
         if through is None:
             return []
+        st = self.state
+        ready = [(st.due[k], -Release.parse(k).span_s, k) for k in st.partials if st.due[k] <= through]
         out = []
-        for w in sorted(x for x in self.state.partials if x <= through):
-            parts = self.state.partials.pop(w)
-            out.append((w, [parts[p] for p in sorted(parts)]))
-            self.state.released_through = w
+        for due, _, key in sorted(ready):
+            parts = st.partials.pop(key)
+            del st.due[key]
+            out.append((Release.parse(key), [parts[p] for p in sorted(parts)]))
+            st.released_through = due
         return out
 
     def dump(self) -> bytes:
         return _ENC.encode(self.state)
 
     @classmethod
-    def load(cls, partitions: int, data: bytes | None) -> ReleaseBook:
-        return cls(partitions, _DEC.decode(data) if data else None)
+    def load(cls, partitions: int, data: bytes | None, *, window_s: int) -> ReleaseBook:
+        return cls(partitions, _DEC.decode(data) if data else None, window_s=window_s)

@@ -32,12 +32,12 @@ from streams.aggregate.chunked import ChunkedLog
 from streams.aggregate.close import AggConfig
 from streams.aggregate.engine import Closed, Engine
 from streams.aggregate.late import LateCounts, late_letter, window_of
-from streams.aggregate.partial import PartialMessage, decode_header, encode_message
+from streams.aggregate.partial import PartialMessage, decode_header, encode_message, final_through_ms
 from streams.aggregate.partition import REPEATED
 from streams.app import create_app
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import Gating, ReleaseSink, warm_gate
-from streams.release_book import ReleaseBook
+from streams.release_book import Release, ReleaseBook
 from streams.stall import Behind, OffsetGuard, StallWatch
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
@@ -117,7 +117,7 @@ def build_worker(
             # make the release agent treat the later window as complete for this partition
             key = str(c.partition).encode()
             for part in c.partials:
-                msg = PartialMessage(c.partition, part.window_start_ms, part)
+                msg = PartialMessage(c.partition, final_through_ms(part, win.window_s), part)
                 delivered.append(await partials.send(key=key, value=encode_message(msg), force=True))
             progress = PartialMessage(c.partition, c.closed_through_ms, None)
             delivered.append(await partials.send(key=key, value=encode_message(progress), force=True))
@@ -261,7 +261,7 @@ def build_worker(
     def load_book() -> ReleaseBook:
         if "b" not in book:
             meta = book_table.get("meta")
-            rb = ReleaseBook(settings.kafka.partitions)
+            rb = ReleaseBook(settings.kafka.partitions, window_s=win.window_s)
             if meta:
                 m = msgspec.msgpack.decode(meta)
                 rb.state.closed_through = {int(k): v for k, v in m["closed"].items()}
@@ -277,8 +277,8 @@ def build_worker(
         if previous is not None:
             await previous
         await sink.store_gated(gatings)
-        for window_start_ms, _ in gatings:
-            for key in [k for k in book_table if k.startswith(f"part/{window_start_ms}/")]:
+        for rel, _ in gatings:
+            for key in [k for k in book_table if k.startswith(f"part/{rel.book_key()}/")]:
                 book_put(key, None)
         book_put("meta", meta)
 
@@ -297,8 +297,9 @@ def build_worker(
             for value in values:
                 head = decode_header(value)  # the partial itself stays compressed until it is merged
                 rb.add(head)
-                if head.blob is not None:
-                    book_put(f"part/{head.window_start_ms}/{head.partition}", value)
+                if head.blob is not None and head.window_start_ms is not None:
+                    rel = Release(head.window_start_ms, head.span_s)
+                    book_put(f"part/{rel.book_key()}/{head.partition}", value)
             gatings = sink.gate_partials_soon(rb.take_complete())
             meta = {"closed": rb.state.closed_through, "released": rb.state.released_through}
             previous = settling.pop() if settling else None

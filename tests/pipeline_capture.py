@@ -30,11 +30,14 @@ def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes |
 
 def exact_aggregates(settings: Settings, group: str = "cityscreen-aggregate") -> list[WindowAggregate]:
     records = _read_all(settings.kafka.bootstrap, partials_topic(group), 1)
-    first: dict[int, dict[int, bytes]] = {}
+    # (end, -length, start) -> partition -> partial: ordered as the reference orders its windows
+    first: dict[tuple[int, int, int], dict[int, bytes]] = {}
     for _, value in records:
         head = decode_header(value)
         if head.window_start_ms is not None and head.blob is not None:
-            first.setdefault(head.window_start_ms, {}).setdefault(head.partition, head.blob)
+            length_ms = (head.span_s or settings.window.window_s) * 1000
+            key = (head.window_start_ms + length_ms, -length_ms, head.window_start_ms)
+            first.setdefault(key, {}).setdefault(head.partition, head.blob)
     # merged as the release agent's gate process merges them
     return [merge_window([first[w][p] for p in sorted(first[w])], settings) for w in sorted(first)]
 

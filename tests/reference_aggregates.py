@@ -71,16 +71,114 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
             watermark[lane] = ev.ts_ms
         on_time.setdefault(w, []).append((ev.ts_ms, ev.event_id, kind, ev))
 
-    results = []
-    last_cell: dict[str, tuple[str, int]] = {}
-    open_trip: dict[str, tuple[str, int]] = {}
-    known: dict[str, RawSim] = {}  # person -> their latest SIM event so far: their last known position
+    def tally(
+        events: list[tuple[int, str, str, RawEvent]],
+        families: set[str],
+        add: object,
+        state: _FlowState,
+        end: int,
+    ) -> list[FlowAggregate]:
+        """Spend, transit taps and flows of one window's events (sorted by time), for `families`."""
+        used: dict[tuple[str, str], int] = {}
+
+        def allowed(metric: str, person: str, used: dict = used) -> bool:
+            if limit is None:
+                return True
+            n = used.get((metric, person), 0)
+            if n >= limit:
+                return False
+            used[(metric, person)] = n + 1
+            return True
+
+        for _, _, _, ev in events:
+            if isinstance(ev, RawPayment) and "payments" in families:
+                person = person_of(ev)
+                if not allowed("payments", person):
+                    continue
+                amount = ev.amount_cny if clip is None else min(ev.amount_cny, clip)
+                fen = round(amount * 100)
+                cell = cell_for(ev.lat, ev.lng, base)
+                for res in resolutions:
+                    c = parent_of(cell, res)
+                    for metric, v in (("count", 1), ("amount_cny", fen)):
+                        add(res, c, f"payments.{metric}", person, v)  # type: ignore[operator]
+                        add(res, c, f"payments.{metric}|category={ev.category}", person, v)  # type: ignore[operator]
+                        add(res, c, f"payments.{metric}|origin={_region(ev.origin)}", person, v)  # type: ignore[operator]
+            elif isinstance(ev, RawTransit) and "transit" in families:
+                person = person_of(ev)
+                metric = "tap_in" if ev.tap == "in" else "tap_out"
+                if not allowed(metric, person):
+                    continue
+                cell = cell_for(ev.lat, ev.lng, base)
+                for res in resolutions:
+                    c = parent_of(cell, res)
+                    add(res, c, f"transit.{metric}", person, 1)  # type: ignore[operator]
+                    add(res, c, f"transit.{metric}|mode={ev.mode}", person, 1)  # type: ignore[operator]
+                    add(res, c, f"transit.{metric}|line={ev.line}", person, 1)  # type: ignore[operator]
+        if "flows" not in families:
+            return []
+
+        # flows: transit trips first, then SIM movement, each in time order
+        flow_persons: dict[tuple[str, str, str], set[str]] = {}
+        flow_used: dict[tuple[str, str], int] = {}
+
+        def add_flow(origin: str, dest: str, kind: str, person: str) -> None:
+            if origin == dest:
+                return
+            if kind == "movement":
+                state.candidates += 1
+            members = flow_persons.setdefault((origin, dest, kind), set())
+            if person in members:
+                return
+            if limit is not None and flow_used.get((kind, person), 0) >= limit:
+                return
+            flow_used[(kind, person)] = flow_used.get((kind, person), 0) + 1
+            members.add(person)
+
+        for _, _, _, ev in events:
+            if isinstance(ev, RawTransit):
+                person = person_of(ev)
+                fcell = parent_of(cell_for(ev.lat, ev.lng, base), flow_res)
+                if ev.tap == "in":
+                    state.open_trip[person] = (fcell, ev.ts_ms)
+                elif person in state.open_trip:
+                    start = state.open_trip.pop(person)
+                    if ev.ts_ms - start[1] <= ttl:
+                        add_flow(start[0], fcell, "transit", person)
+        for _, _, _, ev in events:
+            if isinstance(ev, RawSim):
+                person = person_of(ev)
+                fcell = parent_of(cell_for(ev.lat, ev.lng, base), flow_res)
+                if person in state.last_cell and ev.ts_ms - state.last_cell[person][1] <= ttl:
+                    add_flow(state.last_cell[person][0], fcell, "movement", person)
+                state.last_cell[person] = (fcell, ev.ts_ms)
+        for d in (state.last_cell, state.open_trip):
+            for person in [p for p, (_, ts) in d.items() if end - ts > ttl]:
+                del d[person]
+        return [
+            FlowAggregate(o, d, k, len(ps))  # type: ignore[arg-type]
+            for (o, d, k), ps in sorted(flow_persons.items())
+        ]
+
+    # the window of each layer: people present and active per base window; the others their own length
+    lengths = {
+        "payments": settings.window.payments_window_s * 1000,
+        "transit": settings.window.transit_window_s * 1000,
+        "flows": settings.window.flows_window_s * 1000,
+    }
+    base_families = {f for f, n in lengths.items() if n == win}
+    spans = sorted({n for n in lengths.values() if n != win})
     seen = set(on_time) | set(late)
-    # every window from the first to the last seen: one without events still has people present
-    for w in range(min(seen, default=0), max(seen, default=-win) + win, win):
+    # an idle feed closes every window holding an event: the base windows run to the last span's end
+    last = max(seen, default=-win)
+    end_base = max([last, *(last - last % n + n - win for n in spans)]) if seen else last
+
+    state = _FlowState()
+    results = []
+    known: dict[str, RawSim] = {}  # person -> their latest SIM event so far: their last known position
+    for w in range(min(seen, default=0), end_base + win, win):
         # a person's events by time, then arrival (a stable sort: ties keep the feed's order)
         events = sorted(on_time.get(w, []), key=lambda t: t[0])
-        # (res, cell, key) -> person -> contribution (amounts in fen)
         contrib: dict[tuple[int, str, str], dict[str, int]] = {}
 
         def add(res: int, cell: str, key: str, person: str, value: int, contrib: dict = contrib) -> None:
@@ -112,123 +210,85 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
                 add(res, c, f"population.persons|origin={_region(ev.origin)}", person, 1)
         if w not in seen and not known:
             continue  # nothing happened and nobody is present: no window
+        flows = tally(events, base_families, add, state, w + win)
+        layers = sorted(["population", "active", *base_families])
+        results.append(_aggregate(w, win, contrib, flows, late.get(w, 0), layers, settings))
 
-        used: dict[tuple[str, str], int] = {}
+    # the longer windows: each over all on-time events of its base windows, in time order
+    for n in spans:
+        families = {f for f, length in lengths.items() if length == n}
+        state = _FlowState()
+        starts = sorted({w - w % n for w in on_time})
+        for start in starts:
+            events = sorted((e for w in range(start, start + n, win) for e in on_time.get(w, [])),
+                            key=lambda t: t[0])  # fmt: skip
+            contrib = {}
 
-        def allowed(metric: str, person: str, used: dict = used) -> bool:
-            if limit is None:
-                return True
-            n = used.get((metric, person), 0)
-            if n >= limit:
-                return False
-            used[(metric, person)] = n + 1
-            return True
+            def add_long(
+                res: int, cell: str, key: str, person: str, value: int, contrib: dict = contrib
+            ) -> None:
+                per = contrib.setdefault((res, cell, key), {})
+                per[person] = per.get(person, 0) + value
 
-        for _, _, _, ev in events:
-            if isinstance(ev, RawPayment):
-                person = person_of(ev)
-                if not allowed("payments", person):
-                    continue
-                amount = ev.amount_cny if clip is None else min(ev.amount_cny, clip)
-                fen = round(amount * 100)
-                cell = cell_for(ev.lat, ev.lng, base)
-                for res in resolutions:
-                    c = parent_of(cell, res)
-                    for metric, v in (("count", 1), ("amount_cny", fen)):
-                        add(res, c, f"payments.{metric}", person, v)
-                        add(res, c, f"payments.{metric}|category={ev.category}", person, v)
-                        add(res, c, f"payments.{metric}|origin={_region(ev.origin)}", person, v)
-            elif isinstance(ev, RawTransit):
-                person = person_of(ev)
-                metric = "tap_in" if ev.tap == "in" else "tap_out"
-                if not allowed(metric, person):
-                    continue
-                cell = cell_for(ev.lat, ev.lng, base)
-                for res in resolutions:
-                    c = parent_of(cell, res)
-                    add(res, c, f"transit.{metric}", person, 1)
-                    add(res, c, f"transit.{metric}|mode={ev.mode}", person, 1)
-                    add(res, c, f"transit.{metric}|line={ev.line}", person, 1)
-
-        # flows: transit trips first, then SIM movement, each in time order
-        flow_persons: dict[tuple[str, str, str], set[str]] = {}
-        flow_used: dict[tuple[str, str], int] = {}
-
-        def add_flow(
-            origin: str,
-            dest: str,
-            kind: str,
-            person: str,
-            flow_persons: dict = flow_persons,
-            flow_used: dict = flow_used,
-        ) -> None:
-            if origin == dest:
-                return
-            members = flow_persons.setdefault((origin, dest, kind), set())
-            if person in members:
-                return
-            if limit is not None and flow_used.get((kind, person), 0) >= limit:
-                return
-            flow_used[(kind, person)] = flow_used.get((kind, person), 0) + 1
-            members.add(person)
-
-        for _, _, _, ev in events:
-            if isinstance(ev, RawTransit):
-                person = person_of(ev)
-                fcell = parent_of(cell_for(ev.lat, ev.lng, base), flow_res)
-                if ev.tap == "in":
-                    open_trip[person] = (fcell, ev.ts_ms)
-                elif person in open_trip:
-                    start = open_trip.pop(person)
-                    if ev.ts_ms - start[1] <= ttl:
-                        add_flow(start[0], fcell, "transit", person)
-        for _, _, _, ev in events:
-            if isinstance(ev, RawSim):
-                person = person_of(ev)
-                fcell = parent_of(cell_for(ev.lat, ev.lng, base), flow_res)
-                if person in last_cell and ev.ts_ms - last_cell[person][1] <= ttl:
-                    add_flow(last_cell[person][0], fcell, "movement", person)
-                last_cell[person] = (fcell, ev.ts_ms)
-        end = w + win
-        for d in (last_cell, open_trip):
-            for person in [p for p, (_, ts) in d.items() if end - ts > ttl]:
-                del d[person]
-
-        cells: dict[int, dict[str, dict[str, Measure]]] = {}
-        for (res, cell, key), per in contrib.items():
-            total, top = sum(per.values()), max(per.values())
-            if key.startswith("payments.amount_cny"):
-                m = Measure(total / 100, len(per), top / 100)
-            else:
-                m = Measure(float(total), len(per), float(top))
-            cells.setdefault(res, {}).setdefault(cell, {})[key] = m
-        # every fixed category of a breakdown is present, zeros included
-        for res_cells in cells.values():
-            for stats in res_cells.values():
-                for key in list(stats):
-                    if "|" in key:
-                        continue
-                    for dim, cats in BREAKDOWN_CATEGORIES.items():
-                        if any(k.startswith(f"{key}|{dim}=") for k in stats):
-                            for cat in cats:
-                                stats.setdefault(f"{key}|{dim}={cat}", Measure(0.0, 0, 0.0))
-        sorted_cells = {
-            res: {c: dict(sorted(cells[res][c].items())) for c in sorted(cells[res])}
-            for res in sorted(cells, reverse=True)
-        }
-        flows = [
-            FlowAggregate(o, d, k, len(ps))  # type: ignore[arg-type]
-            for (o, d, k), ps in sorted(flow_persons.items())
-        ]
-        results.append(
-            WindowAggregate(
-                window_start_ms=w,
-                window_s=settings.window.window_s,
-                base_res=base,
-                flow_res=flow_res,
-                cells=sorted_cells,
-                flows=flows,
-                late_events=late.get(w, 0),
+            moved_before = state.candidates
+            flows = tally(events, families, add_long, state, start + n)
+            has_rows = any(
+                (isinstance(ev, RawPayment) and "payments" in families)
+                or (isinstance(ev, RawTransit) and families & {"transit", "flows"})
+                for _, _, _, ev in events
             )
-        )
-    return results
+            if has_rows or state.candidates > moved_before:
+                results.append(_aggregate(start, n, contrib, flows, 0, sorted(families), settings))
+    return sorted(results, key=lambda a: (a.window_start_ms + a.window_s * 1000, -a.window_s))
+
+
+class _FlowState:
+    """Per-person state carried across the flow windows: open trips and last cells."""
+
+    def __init__(self) -> None:
+        self.open_trip: dict[str, tuple[str, int]] = {}
+        self.last_cell: dict[str, tuple[str, int]] = {}
+        self.candidates = 0  # movement pairs between distinct cells seen so far
+
+
+def _aggregate(
+    w: int,
+    length_ms: int,
+    contrib: dict[tuple[int, str, str], dict[str, int]],
+    flows: list[FlowAggregate],
+    late_events: int,
+    layers: list[str],
+    settings: Settings,
+) -> WindowAggregate:
+    cells: dict[int, dict[str, dict[str, Measure]]] = {}
+    for (res, cell, key), per in contrib.items():
+        total, top = sum(per.values()), max(per.values())
+        if key.startswith("payments.amount_cny"):
+            m = Measure(total / 100, len(per), top / 100)
+        else:
+            m = Measure(float(total), len(per), float(top))
+        cells.setdefault(res, {}).setdefault(cell, {})[key] = m
+    # every fixed category of a breakdown is present, zeros included
+    for res_cells in cells.values():
+        for stats in res_cells.values():
+            for key in list(stats):
+                if "|" in key:
+                    continue
+                for dim, cats in BREAKDOWN_CATEGORIES.items():
+                    if any(k.startswith(f"{key}|{dim}=") for k in stats):
+                        for cat in cats:
+                            stats.setdefault(f"{key}|{dim}={cat}", Measure(0.0, 0, 0.0))
+    sorted_cells = {
+        res: {c: dict(sorted(cells[res][c].items())) for c in sorted(cells[res])}
+        for res in sorted(cells, reverse=True)
+    }
+    return WindowAggregate(
+        window_start_ms=w,
+        window_s=length_ms // 1000,
+        base_res=settings.window.h3_res,
+        flow_res=settings.window.flow_res,
+        cells=sorted_cells,
+        flows=flows,
+        late_events=late_events,
+        layers=layers,
+    )

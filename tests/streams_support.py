@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import random
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import h3
 import numpy as np
@@ -33,7 +34,9 @@ from streams.aggregate.tables import CELL_IDS, profile_codes
 from streams.offline import OfflineAggregator
 
 DEFAULT_RES = WindowSettings.model_fields["h3_res"].default
-START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+START_MS = 1_767_225_600_000
+# every layer over the base window: tests of one window's counting rules (close_chunks) use it
+ONE_WINDOW = {"payments_window_s": 60, "transit_window_s": 60, "flows_window_s": 60}  # 2026-01-01T00:00:00Z
 # a few places in central Shenzhen (lat, lng)
 PLACES = [(22.5431 + 0.004 * i, 114.0579 + 0.005 * j) for i in range(4) for j in range(4)]
 
@@ -236,15 +239,31 @@ async def produce_clean(
 def expected_frames(
     aggregates: Sequence[WindowAggregate], settings: Settings
 ) -> dict[tuple[int, int], bytes]:
-    """(res, window_start_ms) -> the frame JSON the pipeline must publish (published_ms zeroed)."""
+    """(res, window_start_ms) -> the frame JSON the pipeline must publish (published_ms zeroed): each
+    base window's frame shows, besides its own layers, those of each longer window that ended at or
+    before its end (the latest one), as released on their own."""
     from cityscreen.frames import encode_frame
     from cityscreen.privacy import release
     from streams.fused import fused_indicators
 
+    base_s = settings.window.window_s
     out: dict[tuple[int, int], bytes] = {}
     previous: dict[tuple[int, int], object] = {}
-    for agg in sorted(aggregates, key=lambda a: a.window_start_ms):
+    longer: dict[tuple[int, int, int], Any] = {}  # (span_s, res, start) -> its released frame
+    for agg in sorted(aggregates, key=lambda a: (a.window_start_ms + a.window_s * 1000, -a.window_s)):
         for frame in release(agg, settings.privacy, published_ms=0):
+            if agg.window_s != base_s:
+                longer[(agg.window_s, frame.res, frame.window_start_ms)] = frame
+                continue
+            end = frame.window_start_ms + base_s * 1000
+            for span_s in sorted({s for s, _, _ in longer}):
+                shown = longer.get((span_s, frame.res, end - end % (span_s * 1000) - span_s * 1000))
+                if shown is not None:
+                    for cell, stats in shown.cells.items():
+                        frame.cells.setdefault(cell, {}).update(stats)
+                    if "flows" in shown.spans:
+                        frame.flows = shown.flows
+                    frame.spans = {**frame.spans, **shown.spans}
             prev = previous.get((frame.res, frame.window_start_ms - frame.window_s * 1000))
             frame.fused = fused_indicators(frame, prev)  # type: ignore[arg-type]
             previous[(frame.res, frame.window_start_ms)] = frame
@@ -266,6 +285,12 @@ def published_frames(redis_client: object, settings: Settings) -> dict[tuple[int
             frame.published_ms = 0
             out[(res, int(start))] = encode_frame(frame)
     return out
+
+
+def base_windows(aggregates: Sequence[WindowAggregate], settings: Settings) -> int:
+    """How many base windows (the windows whose frames the sink counts as published): the longer
+    windows of spend, transit and flows are released too, but shown inside base-window frames."""
+    return sum(a.window_s == settings.window.window_s for a in aggregates)
 
 
 def windows_published(redis_client: object) -> int:

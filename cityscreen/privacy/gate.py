@@ -14,13 +14,15 @@ from collections import defaultdict
 
 import numpy as np
 
-from cityscreen.aggregates import WindowAggregate
+from cityscreen.aggregates import LAYERS, WindowAggregate
 from cityscreen.frames import FRAME_VERSION, Frame, FramePrivacy, ReleasedFlow
 from cityscreen.privacy.accountant import Budget, budget, family_name
 from cityscreen.privacy.noise import discrete_gaussian, keyed_uniform, laplace, noise_rng
 from cityscreen.privacy.structure import AMOUNT_METRICS, Structure, build_structure
 from cityscreen.privacy.suppression import primary, suppress
 from cityscreen.settings import PrivacySettings
+
+ALL_LAYERS = (*LAYERS, "flows")
 
 
 def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int) -> list[Frame]:
@@ -48,6 +50,8 @@ def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_m
         ]
         frame_privacy = FramePrivacy(k, False, 0.0, "threshold")
     per_res = _cells(structure, hidden, shown_numbers(values))
+    span = [aggregate.window_start_ms, aggregate.window_end_ms]
+    spans = {layer: span for layer in aggregate.layers or ALL_LAYERS}
     return [
         Frame(
             v=FRAME_VERSION,
@@ -58,6 +62,7 @@ def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_m
             privacy=frame_privacy,
             cells=per_res.get(res, {}),
             flows=flows,
+            spans=spans,
         )
         for res in resolutions
     ]

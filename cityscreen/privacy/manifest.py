@@ -10,10 +10,14 @@ from cityscreen.settings import PrivacySettings
 MANIFEST_VERSION = 1
 LARGE_DAILY_EPSILON = 10.0
 
+LAYER_NAMES = ("population", "active", "payments", "transit", "flows")
 RULES = (
     "threshold: a value with fewer than k distinct persons is suppressed (shown as suppressed, not zero)",
     "empty categories of a fixed breakdown count as 0 persons, so they are suppressed too (no homogeneity)",
     "dominance: a payment amount is suppressed when one payer holds more than the dominance share",
+    "each window length is released and audited on its own: people present per base window; spend, "
+    "transit and flows over their own aligned windows, never also per minute, so no sum over time "
+    "relates two releases",
     "complementary suppression across resolutions (parent = sum of children) and breakdowns "
     "(total = sum of categories): no suppressed value can be recovered by subtraction, and the "
     "suppressed values of one sum always add up to at least k persons",
@@ -34,9 +38,15 @@ DP_RULES = (
 
 
 def build_manifest(
-    privacy: PrivacySettings, *, window_s: int, resolutions: list[int], flow_res: int | None = None
+    privacy: PrivacySettings,
+    *,
+    window_s: int,
+    resolutions: list[int],
+    flow_res: int | None = None,
+    layer_windows_s: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """A JSON-able description of the privacy applied to every frame."""
+    """A JSON-able description of the privacy applied to every frame; `layer_windows_s`: the window
+    each layer covers (every layer: `window_s` when not given)."""
     plan = budget(privacy, window_s=window_s, resolutions=sorted(resolutions, reverse=True))
     manifest: dict[str, Any] = {
         "version": MANIFEST_VERSION,
@@ -44,6 +54,7 @@ def build_manifest(
         "min_persons": privacy.min_persons,
         "k": privacy.min_persons,
         "window_s": window_s,
+        "layer_windows_s": layer_windows_s or dict.fromkeys(LAYER_NAMES, window_s),
         "windows_per_day": plan.windows_per_day,
         "resolutions": sorted(resolutions, reverse=True),
         "flow_res": flow_res,

@@ -16,7 +16,8 @@ from cityscreen.frames import Frame
 
 def window_totals(frame: Frame) -> dict[str, Any]:
     """One window's totals: {window_start_ms, window_s, totals: {key: sum}, released_cells: {key: n},
-    suppressed_cells: {key: n}}.
+    suppressed_cells: {key: n}, spans: {layer: [start_ms, end_ms]}} (a layer's values may cover a
+    longer window than the frame's, e.g. 15 minutes of spend: a rate divides by the layer's span).
 
     Every total key present in the frame appears in all three maps: a key whose every cell is
     suppressed sums to 0 with no released cell, which a client must not show as a count of 0.
@@ -42,6 +43,7 @@ def window_totals(frame: Frame) -> dict[str, Any]:
         "totals": dict(sorted(totals.items())),
         "released_cells": dict(sorted(released.items())),
         "suppressed_cells": dict(sorted(suppressed.items())),
+        "spans": frame.spans,
     }
 
 

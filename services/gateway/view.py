@@ -132,6 +132,8 @@ def view_frame(frame: Frame, view: View) -> dict[str, Any]:
         "cells": filter_cells(frame.cells, view),
         "flows": flows,
         "fused": {c: v for c, v in frame.fused.items() if cell_in_bbox(c, view.bbox)},
+        # the window each shown layer covers: [start_ms, end_ms] (spend over 15 minutes, say)
+        "spans": {layer: span for layer, span in frame.spans.items() if layer in view.layers},
     }
 
 
@@ -154,6 +156,7 @@ def cell_history(
             {
                 "window_start_ms": frame.window_start_ms,
                 "window_s": frame.window_s,
+                "spans": {layer: span for layer, span in frame.spans.items() if layer in layers},
                 "stats": {k: v for k, v in stats.items() if keep_stat(k, layers, breakdown)},
             }
         )

@@ -29,12 +29,16 @@ import numpy as np
 from cityscreen.aggregates import stat_key
 from cityscreen.geo import cell_name
 from cityscreen.settings import Settings
-from streams.aggregate.flows import Carry, window_flows
+from streams.aggregate.flows import Candidates, Carry, movement_candidates, window_flows
 from streams.aggregate.partial import Partial
-from streams.aggregate.rows import VOCAB, Chunk, Places, rank_in_run, run_starts
+from streams.aggregate.rows import EMPTY, VOCAB, Chunk, Places, rank_in_run, run_starts
 from streams.aggregate.stock import Levels, count_active, count_present, presence_since_ms
 
-__all__ = ["AggConfig", "Carry", "close_chunks"]
+__all__ = ["AggConfig", "Carry", "close_chunks", "tally_events"]
+
+ALL_LAYERS = ("population", "active", "payments", "transit", "flows")
+# the layers each topic kind's rows feed (besides the stock, which SIM rows always feed)
+KIND_LAYERS = {"payment": frozenset({"payments"}), "transit": frozenset({"transit", "flows"})}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,10 @@ class AggConfig:
     rotation_offset_ms: int  # ... which fall this long after each multiple of rotation_ms
     max_contributions: int | None  # None: unbounded (differential privacy off)
     clip_cny: float | None
+    # layers counted in every base window (people present and active always are) ...
+    base_layers: frozenset[str] = frozenset(ALL_LAYERS)
+    # ... and longer epoch-aligned windows: (length ms, the layers counted over it), shortest first
+    spans: tuple[tuple[int, frozenset[str]], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AggConfig:
@@ -66,12 +74,43 @@ class AggConfig:
             rotation_offset_ms=settings.pseudonym_rotation_offset_s * 1000,
             max_contributions=p.max_contributions_per_window if p.dp_enabled else None,
             clip_cny=p.max_amount_cny if p.dp_enabled else None,
+            base_layers=frozenset(w.spans_s[w.window_s]),
+            spans=tuple((s * 1000, frozenset(ls)) for s, ls in w.spans_s.items() if s != w.window_s),
         )
 
     @property
     def carry_ttl_ms(self) -> int:
-        """How long a position can still matter: for people present or for a movement flow."""
-        return max(self.trip_ttl_ms, self.presence_ttl_ms)
+        """How long a position can still matter: for people present or for a movement flow (an open trip
+        waits for tap-outs of a flow window that may be a whole span longer than a base window)."""
+        return max(self.trip_ttl_ms + self.flows_span_ms - self.window_ms, self.presence_ttl_ms)
+
+    @property
+    def flows_span_ms(self) -> int:
+        return next((ms for ms, layers in self.spans if "flows" in layers), self.window_ms)
+
+    def span_due_ms(self, span_ms: int, w: int) -> int:
+        """The last base window of the span window holding base window `w`: its close closes the span."""
+        return w - w % span_ms + span_ms - self.window_ms
+
+    def spans_of_kind(self, kind: str) -> list[int]:
+        """Spans whose layers need the rows of a topic kind (transit rows make transit flows too)."""
+        return [ms for ms, layers in self.spans if layers & KIND_LAYERS.get(kind, frozenset())]
+
+    def newest_use_ms(self, kind: str, w: int) -> int:
+        """The last base window whose close still needs rows of `kind` from base window `w`."""
+        return max([w, *(self.span_due_ms(ms, w) for ms in self.spans_of_kind(kind))])
+
+    def close_point_ms(self, w: int) -> int:
+        """Where an idle partition closes to, to finish every window that holds base window `w`."""
+        return max([w, *(self.span_due_ms(ms, w) for ms, _ in self.spans)])
+
+    def trips_now_ms(self, window_start_ms: int) -> int:
+        """Open trips older than this minus the trip TTL can pair with no tap-out still to be counted:
+        those of the next base window, or, for longer flow windows, of the open flow window."""
+        span = self.flows_span_ms
+        if span == self.window_ms:
+            return window_start_ms + self.window_ms
+        return window_start_ms - window_start_ms % span
 
     def presence_since_ms(self, window_start_ms: int) -> int:
         """The oldest position counted as present at the end of the window starting then."""
@@ -117,17 +156,44 @@ def close_chunks(
     carry: Carry,
     cfg: AggConfig,
     late_events: int = 0,
+    moves_out: list[Candidates] | None = None,
 ) -> Partial:
-    """The partial of one window from its rows; updates `carry` (call windows of a partition in order)."""
+    """The partial of one base window from its rows: the layers of `cfg.base_layers`; updates `carry`
+    (call windows of a partition in order). When flows have a longer window, this window's movement
+    candidates are appended to `moves_out` instead of being counted."""
     res_all = tuple(cfg.resolutions)
     levels: Levels = {res: {} for res in res_all}
     sim_order = np.lexsort((sims.ts, sims.person))  # by person, then time, then arrival
     limit = cfg.max_contributions
+    layers = cfg.base_layers
     # flows first: they move each person's last known position to this window's last SIM row
-    raw_flows = window_flows(sims, sim_order, transits, carry, cfg.flow_res, cfg.trip_ttl_ms, limit)
+    raw_flows: list[tuple[int, int, str, int]] = []
+    if "flows" in layers:
+        raw_flows = window_flows(sims, sim_order, transits, carry, cfg.flow_res, cfg.trip_ttl_ms, limit)
+    else:
+        moves = movement_candidates(sims, sim_order, carry, cfg.flow_res, cfg.trip_ttl_ms)
+        if moves_out is not None:
+            moves_out.append(moves)
     count_present(levels, carry, cfg.presence_since_ms(window_start_ms), res_all)
     if len(sims):
         count_active(levels, sims, sim_order, res_all)
+    tally_events(
+        levels,
+        payments if "payments" in layers else EMPTY,
+        transits if "transit" in layers else EMPTY,
+        res_all,
+        limit,
+    )
+    flows = sorted((cell_name(o), cell_name(d), kind, n) for o, d, kind, n in raw_flows)
+    carry.prune(cfg.trips_now_ms(window_start_ms), cfg.trip_ttl_ms, cfg.positions_from_ms(window_start_ms))
+    cells = {res: lv for res, lv in levels.items() if lv}
+    return Partial(window_start_ms, partition, cells, flows, late_events)
+
+
+def tally_events(
+    levels: Levels, payments: Chunk, transits: Chunk, res_all: tuple[int, ...], limit: int | None
+) -> None:
+    """Spend and transit taps of a window's rows into `levels` (each event in its own cell)."""
     if len(payments):
         pay = payments.take(_bounded(payments, limit))
         places = Places(pay.cell, res_all)
@@ -148,11 +214,6 @@ def close_chunks(
                     partial(_tap_keys, metric),
                     (rows.b, rows.c),
                 )
-    flows = sorted((cell_name(o), cell_name(d), kind, n) for o, d, kind, n in raw_flows)
-    end_ms = window_start_ms + cfg.window_ms
-    carry.prune(end_ms, cfg.trip_ttl_ms, cfg.positions_from_ms(window_start_ms))
-    cells = {res: lv for res, lv in levels.items() if lv}
-    return Partial(window_start_ms, partition, cells, flows, late_events)
 
 
 def _bounded(rows: Chunk, limit: int | None) -> np.ndarray:

@@ -86,5 +86,6 @@ def delta_chunks(delta: Mapping[str, Any]) -> Iterator[tuple[str, int, Chunk]]:
         yield decode_chunk(packed)
 
 
-def delta_windows(delta: Mapping[str, Any]) -> list[int]:
-    return [ch[1] for ch in delta.get("chunks", ())]
+def delta_windows(delta: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(kind, window) of each chunk of a decoded delta."""
+    return [(ch[0], ch[1]) for ch in delta.get("chunks", ())]

@@ -29,6 +29,7 @@ from streams.aggregate.rows import KINDS
 
 SNAPSHOT = "snap"
 CARRY = "c:"  # + closed-through: the carry entries one close changed
+MOVES = "m:"  # + closed-through: the movement candidates of one close's base windows, for longer flow windows
 CaughtUp = Callable[[int, str], bool]  # (partition, kind) -> every record written so far has been applied
 
 
@@ -70,6 +71,7 @@ class Engine:
         self._seq: dict[int, int] = {}
         self._delta_newest: dict[int, dict[str, int]] = {}  # partition -> delta key -> newest window
         self._carry_keys: dict[int, list[int]] = {}  # partition -> closed-through of its carry deltas
+        self._moves_newest: dict[int, dict[int, int]] = {}  # partition -> closed-through -> newest use
         self._touched: set[int] = set()
         # wall-clock time of the last record per partition and topic kind (idleness, never event time)
         self._active_at: dict[int, dict[str, float]] = {}
@@ -91,17 +93,22 @@ class Engine:
     def _restore(self, partition: int) -> PartitionState:
         snap, deltas, newest = None, [], {}
         carries: list[tuple[int, bytes]] = []
+        moves: list[tuple[int, bytes]] = []
         seq = 0
         for key, value in self.log.items(partition):  # once: a chunked snapshot is joined per call
             if key == SNAPSHOT:
                 snap = value
             elif key.startswith(CARRY):
                 carries.append((int(key[len(CARRY) :]), value))
+            elif key.startswith(MOVES):
+                moves.append((int(key[len(MOVES) :]), value))
             else:
                 deltas.append(value)
                 seq = max(seq, int(key[2:]))
-                newest[key] = _newest_of(value)
-        st = PartitionState.restore(partition, self.cfg, snap, deltas, carries)
+                newest[key] = _newest_of(value, self.cfg)
+        st = PartitionState.restore(partition, self.cfg, snap, deltas, carries, moves)
+        # a moves entry is needed until every span window it feeds has closed (at most one span long)
+        self._moves_newest[partition] = {t: t + self.cfg.flows_span_ms for t, _ in moves}
         self._carry_keys[partition] = sorted(carries_through for carries_through, _ in carries)
         self._seq[partition] = seq
         self._delta_newest[partition] = newest
@@ -205,6 +212,11 @@ class Engine:
         with gc_paused():
             carry = st.take_carry_delta()
         self.log.put(p, f"{CARRY}{through:015d}", carry)
+        moves = st.spans.take_moves()
+        moves_newest = self._moves_newest.setdefault(p, {})
+        if moves is not None:
+            self.log.put(p, f"{MOVES}{through:015d}", moves[0])
+            moves_newest[through] = moves[1]
         keys = self._carry_keys.setdefault(p, [])
         if through not in keys:
             keys.append(through)
@@ -213,6 +225,9 @@ class Engine:
         for key in [k for k, w in newest.items() if w <= through]:
             self.log.put(p, key, None)
             del newest[key]
+        for t in [t for t, w in moves_newest.items() if w <= through]:
+            self.log.put(p, f"{MOVES}{t:015d}", None)
+            del moves_newest[t]
         # entries of a carry delta are older than its close; windows still to close are newer than
         # `through`, so once the delta is a whole TTL older than that, none of its entries can pair
         # or count as present
@@ -236,11 +251,14 @@ class Engine:
                 self._tally.update(st.tally)
             self._delta_newest.pop(p, None)
             self._carry_keys.pop(p, None)
+            self._moves_newest.pop(p, None)
             self._active_at.pop(p, None)
             self._since.pop(p, None)
             self._touched.discard(p)
 
 
-def _newest_of(delta: bytes) -> int:
+def _newest_of(delta: bytes, cfg: AggConfig) -> int:
+    """The last base window whose close needs this delta (a span's rows: the span's last window)."""
     d = msgspec.msgpack.decode(delta)
-    return max(delta_windows(d) + list(d["late"]), default=-(2**62))
+    uses = [cfg.newest_use_ms(kind, w) for kind, w in delta_windows(d)]
+    return max(uses + list(d["late"]), default=-(2**62))

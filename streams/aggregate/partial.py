@@ -27,6 +27,16 @@ class Partial(msgspec.Struct, array_like=True):
     cells: dict[int, dict[str, Cell]]  # res -> cell -> stat key -> (value, persons, top)
     flows: list[tuple[str, str, str, int]]  # origin, dest, kind, persons
     late_events: int = 0
+    span_s: int = 0  # 0: a base window; else the length of the longer window it covers (spans.py)
+
+
+def final_through_ms(part: Partial, window_s: int) -> int:
+    """What the message carrying this partial says is final for its partition: its own window for a
+    base window; for a span, the base windows before its last one (the engine sends a span before the
+    base partial of its last window, and that partial's message completes both)."""
+    if not part.span_s:
+        return part.window_start_ms
+    return part.window_start_ms + (part.span_s - 2 * window_s) * 1000
 
 
 class PartialMessage(msgspec.Struct, array_like=True):
@@ -45,6 +55,7 @@ class MessageHeader(msgspec.Struct, array_like=True):
     closed_through_ms: int
     window_start_ms: int | None  # of the partial, when there is one
     blob: bytes | None  # the partial: zlib-compressed msgpack
+    span_s: int = 0  # of the partial: 0 for a base window
 
 
 _KEY_SETS = 65_536  # distinct key sets of a cell remembered (a window has a few hundred)
@@ -57,7 +68,8 @@ def encode_message(message: PartialMessage) -> bytes:
     part = message.partial
     blob = None if part is None else zlib.compress(_ENC.encode(part), 1)
     window = None if part is None else part.window_start_ms
-    return _ENC.encode(MessageHeader(message.partition, message.closed_through_ms, window, blob))
+    span_s = 0 if part is None else part.span_s
+    return _ENC.encode(MessageHeader(message.partition, message.closed_through_ms, window, blob, span_s))
 
 
 def decode_header(data: bytes) -> MessageHeader:
@@ -85,7 +97,7 @@ def _merge(partials: Iterable[Partial]) -> Partial | None:
     flows: dict[tuple[str, str, str], int] = {}
     for part in partials:
         if merged is None:
-            merged = Partial(part.window_start_ms, -1, {}, [], 0)
+            merged = Partial(part.window_start_ms, -1, {}, [], 0, part.span_s)
         merged.late_events += part.late_events
         for res, cells in part.cells.items():
             mcells = merged.cells.setdefault(res, {})
@@ -144,13 +156,19 @@ def _measures(stats: Cell) -> dict[str, Measure]:
     return out
 
 
-def finalize(partial: Partial, *, window_s: int, base_res: int, flow_res: int) -> WindowAggregate:
-    """The exact `WindowAggregate` of a merged partial, breakdowns completed, keys in sorted order."""
+def finalize(
+    partial: Partial, *, window_s: int, base_res: int, flow_res: int, layers: tuple[str, ...] = ()
+) -> WindowAggregate:
+    """The exact `WindowAggregate` of a merged partial, breakdowns completed, keys in sorted order;
+    `window_s`: the base window (a span partial covers its own `span_s`)."""
     with gc_paused():
-        return _finalize(partial, window_s=window_s, base_res=base_res, flow_res=flow_res)
+        return _finalize(partial, window_s=partial.span_s or window_s, base_res=base_res,
+                         flow_res=flow_res, layers=layers)  # fmt: skip
 
 
-def _finalize(partial: Partial, *, window_s: int, base_res: int, flow_res: int) -> WindowAggregate:
+def _finalize(
+    partial: Partial, *, window_s: int, base_res: int, flow_res: int, layers: tuple[str, ...]
+) -> WindowAggregate:
     cells = {
         res: {cell: _measures(stats) for cell, stats in sorted(partial.cells[res].items())}
         for res in sorted(partial.cells, reverse=True)
@@ -164,4 +182,5 @@ def _finalize(partial: Partial, *, window_s: int, base_res: int, flow_res: int) 
         cells=cells,
         flows=flows,
         late_events=partial.late_events,
+        layers=list(layers),
     )

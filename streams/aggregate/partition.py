@@ -26,9 +26,11 @@ import numpy as np
 from cityscreen.clean_batch import CleanBatch
 from streams.aggregate.close import AggConfig, Carry, close_chunks
 from streams.aggregate.codec import FORMAT, StateFormatError, check_format, delta_chunks, encode_chunk
+from streams.aggregate.flows import Candidates
 from streams.aggregate.partial import Partial
 from streams.aggregate.repeats import Seen, encode_seen, merge_seen, take_fresh
 from streams.aggregate.rows import KINDS, Chunk, chunk_of, window_of
+from streams.aggregate.spans import OpenSpans
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder()
@@ -59,9 +61,13 @@ class PartitionState:
     carry: Carry = field(default_factory=Carry)
     seen: dict[str, dict[str, Seen]] = field(default_factory=dict)  # kind -> raw source -> keys counted
     tally: Counter[str] = field(default_factory=Counter)  # events counted and repeats skipped (not kept)
+    spans: OpenSpans = field(init=False)
     _delta: list[tuple[str, int, Chunk]] = field(default_factory=list)
     _delta_late: dict[int, int] = field(default_factory=dict)
     _dirty: bool = False  # offsets or watermarks changed since the last take_delta
+
+    def __post_init__(self) -> None:
+        self.spans = OpenSpans(self.cfg)
 
     # ------------------------------------------------------------ applying
     def skip(self, kind: str, offset: int) -> None:
@@ -167,30 +173,47 @@ class PartitionState:
         A window without rows in this partition still has a partial while someone's last known
         position here is recent enough: people present do not vanish in a quiet minute. Once nobody
         is present, the windows up to the next one with rows are skipped (nothing changes the stock)."""
-        through = max(self.windows) if idle and self.windows else self.due_through_ms(quiet)
+        through: int | None
+        if idle and (self.windows or self.spans.open):
+            # every open window closes, and so does every span window holding one
+            ends = [due for due, _ in self.spans.open]
+            through = max(ends + ([self.cfg.close_point_ms(max(self.windows))] if self.windows else []))
+        else:
+            through = self.due_through_ms(quiet)
         if idle and floor_ms is not None and (through is None or floor_ms > through):
             through = floor_ms
         if through is None or (self.closed_through_ms is not None and through <= self.closed_through_ms):
             return []
-        out = []
+        out: list[Partial] = []
         previous = self.closed_through_ms
         for w in [*sorted(x for x in self.windows if x <= through), None]:
             if previous is not None:  # windows without rows here that still have people present
                 gap = previous + self.cfg.window_ms
                 last_gap = through if w is None else w - self.cfg.window_ms
                 while gap <= last_gap and self.carry.holds_presence(self.cfg.presence_since_ms(gap)):
-                    out.append(self._close(gap))
+                    out += self._close(gap)
                     gap += self.cfg.window_ms
             if w is not None:
-                out.append(self._close(w))
+                out += self._close(w)
                 previous = w
+        out += self.spans.close_through(through, self.partition, self.carry)
         self.closed_through_ms = through
         return out
 
-    def _close(self, w: int) -> Partial:
+    def _close(self, w: int) -> list[Partial]:
+        """The base window's partial, after those of span windows that ended before it (in order: the
+        carried open trips pair tap-outs of one flow window before the next's)."""
+        out = self.spans.close_through(w - self.cfg.window_ms, self.partition, self.carry)
         wr = self.windows.pop(w, None) or WindowRows()
         sims, pays, transits = (wr.chunk(k) for k in KINDS)
-        return close_chunks(w, self.partition, sims, pays, transits, self.carry, self.cfg, wr.late_events)
+        moves: list[Candidates] = []
+        base = close_chunks(
+            w, self.partition, sims, pays, transits, self.carry, self.cfg, wr.late_events, moves
+        )
+        self.spans.add_window(w, wr.parts, moves)
+        # spans ending with w go out before w's partial, whose message says w is final here: a crash
+        # between the two sends must not let the release book complete a span without this partition
+        return [*out, *self.spans.close_through(w, self.partition, self.carry), base]
 
     # ------------------------------------------------------------ durability
     def take_delta(self) -> tuple[bytes, int] | None:
@@ -198,7 +221,8 @@ class PartitionState:
         offsets are committed."""
         if not self._dirty:
             return None
-        newest = max([w for _, w, _ in self._delta] + list(self._delta_late), default=_NEVER)
+        newest = max([self.cfg.newest_use_ms(k, w) for k, w, _ in self._delta] + list(self._delta_late),
+                     default=_NEVER)  # fmt: skip
         data = _ENC.encode(
             {
                 "format": FORMAT,
@@ -240,6 +264,7 @@ class PartitionState:
         snapshot: bytes | None,
         deltas: Sequence[bytes],
         carry_deltas: Sequence[tuple[int, bytes]] = (),
+        moves: Sequence[tuple[int, bytes]] = (),
     ) -> PartitionState:
         """The state from the latest snapshot, the carry deltas of closes it covers (in order) and the
         row deltas of windows still open."""
@@ -255,12 +280,17 @@ class PartitionState:
         for through, raw in sorted(carry_deltas):
             if through <= closed:  # later ones were written by a close whose snapshot never landed
                 state.carry.apply_delta(raw)
+        for through, raw in sorted(moves):
+            if through <= closed:
+                state.spans.apply_moves(raw, closed)
         for raw in deltas:
             d: Mapping[str, Any] = _DEC.decode(raw)
             check_format(d, "delta")
             for kind, w, rows in delta_chunks(d):
                 if w > closed:
                     state.windows.setdefault(w, WindowRows()).parts[kind].append(rows)
+                elif cfg.newest_use_ms(kind, w) > closed:  # a closed base window of a span still open
+                    state.spans.add_chunk(kind, w, rows)
             for w, n in d["late"].items():
                 if w > closed:
                     state.windows.setdefault(w, WindowRows()).late_events += n

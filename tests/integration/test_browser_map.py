@@ -102,6 +102,10 @@ class Feed:
         url = f"http://127.0.0.1:{self.settings.gateway.port}/api/v1/{path}"
         return httpx.get(url, headers=headers, timeout=10).raise_for_status().json()
 
+    def frame(self, res: int, window_start_ms: int) -> Frame:
+        data: Any = self.redis.get(store_keys.frame_key(res, window_start_ms))
+        return decode_frame(data)
+
     def latest(self, res: int) -> Frame:
         data: Any = self.redis.get(store_keys.latest_frame_key(res))
         assert data, f"no frame at res {res} in Redis"
@@ -187,6 +191,10 @@ def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
             try:
                 poll(released, timeout_s=240, what="frames at every resolution from the replayed fixture")
                 poll(lambda: not replay.is_alive(), timeout_s=120, what="the replay to finish")
+                # the fixture's ten minutes lie in one quarter hour of spend, transit and flows: it
+                # closes once the feed is idle, and the minute that ends it shows it
+                poll(lambda: spanned_windows(client, min(settings.window.resolutions)), timeout_s=240,
+                     what="a minute frame showing the quarter hour of spend")  # fmt: skip
             except BaseException:
                 kept = {r: client.zcard(store_keys.frame_index_key(r)) for r in settings.window.resolutions}
                 print(f"frames kept per res: {kept}; worker stats: {client.hgetall(store_keys.STATS_KEY)}")
@@ -216,6 +224,17 @@ def released_windows(client: redis.Redis, resolutions: list[int]) -> dict[int, l
             values = [s["population.persons"] for s in cells if "population.persons" in s]
             shown = sum(v is not None for v in values)
             out.setdefault(res, []).append((int(start), shown, len(values) - shown))
+    return out
+
+
+def spanned_windows(client: redis.Redis, res: int) -> list[int]:
+    """Base windows at `res` whose frame shows a longer window of spend."""
+    out = []
+    starts: Any = client.zrange(store_keys.frame_index_key(res), 0, -1)
+    for start in starts:
+        data: Any = client.get(store_keys.frame_key(res, int(start)))
+        if data and "payments" in decode_frame(data).spans:
+            out.append(int(start))
     return out
 
 
@@ -309,11 +328,22 @@ def drawn(
 
 def window_with_people(feed: Feed, res: int) -> int:
     """The window at `res` with the most released population cells, among those that also have suppressed
-    ones (found in the data: which windows qualify depends on the pipeline, not on this test)."""
+    ones (found in the data: which windows qualify depends on the pipeline, not on this test), and that
+    show a longer window of spend, transit and flows (those ended by or before their end)."""
     windows = released_windows(feed.redis, [res])[res]
     both = [(shown, start) for start, shown, hidden in windows if shown and hidden]
     assert both, f"no window at res {res} has both released and suppressed population cells: {windows}"
-    return max(both)[1]
+    spanned = [(shown, start) for shown, start in both if "payments" in feed.frame(res, start).spans]
+    assert spanned, f"no window at res {res} shows a longer window of spend: {windows}"
+    return max(spanned)[1]
+
+
+def span_text(frame: Frame, layer: str, utc_offset_h: float) -> str:
+    """ "08:00–08:15": the window of a layer as the page labels it, in the city's local time."""
+    start, end = (
+        time.strftime("%H:%M", time.gmtime(ms / 1000 + utc_offset_h * 3600)) for ms in frame.spans[layer]
+    )
+    return f"{start}–{end}"
 
 
 def show_window(page: Any, window_start_ms: int) -> None:
@@ -470,8 +500,25 @@ def test_operator_reads_places_privacy_and_headline_figures(page: Any, feed: Fee
         f"() => document.querySelector({json.dumps(selector)})?.textContent === {json.dumps(expected)}",
         timeout=30_000,
     )
-    values = page.eval_on_selector_all("#headline .figure-value", "els => els.map(e => e.textContent)")
-    assert len(values) >= 3 and all(v and v != "–" for v in values), f"headline figures: {values}"
+    figures = dict(
+        page.eval_on_selector_all(
+            "#headline .figure",
+            "els => els.map(e => [e.dataset.key, e.querySelector('.figure-value').textContent])",
+        )
+    )
+    # every figure whose statistic the shown window released has a value (a minute after the feed
+    # ended has no active persons: its figure may say "–")
+    shown = {k for s in frame.cells.values() for k, v in s.items() if v is not None and "|" not in k}
+    assert len(figures) >= 3 and "payments.amount_cny" in shown, f"headline figures: {figures}"
+    assert all(v and v != "–" for k, v in figures.items() if k in shown), f"headline figures: {figures}"
+    # each panel and the legend say the window their layer covers: people present the minute, flows
+    # (and spend) the longer window the minute shows
+    offset = load_city(feed.settings.generator.city_file).utc_offset_h
+    flows_title = "document.querySelector('#panel-flows h3')?.textContent"
+    label = json.dumps(span_text(frame, "flows", offset))
+    page.wait_for_function(f"() => {flows_title}?.endsWith({label})", timeout=30_000)
+    assert text_of(page, ".legend-title").endswith(span_text(frame, "population", offset))
+    assert frame.spans["flows"][1] - frame.spans["flows"][0] == feed.settings.window.flows_window_s * 1000
     # top flows: district names when the window released a flow in view, else says there is none
     flows = text_of(page, "#panel-flows")
     if any(f["persons"] is not None for f in page.evaluate("() => __cityscreen.frames.shown.flows")):

@@ -20,11 +20,13 @@ import pytest
 import redis
 
 from cityscreen.city import load_city
+from cityscreen.frames import encode_frame
+from cityscreen.privacy import release
 from services.generator.fixtures import read_events
 from tests.fixture_expected import FIXTURE, inside_city, load_expected, skew_for_fixture
 from tests.pipeline_capture import exact_aggregates, topic_frames
 from tests.reference_aggregates import reference_window_aggregates
-from tests.streams_support import expected_frames, published_frames, windows_published
+from tests.streams_support import base_windows, expected_frames, published_frames, windows_published
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +48,7 @@ def _replay_once(
                        settings=settings, name=f"replay-{run}")  # fmt: skip
         wait_for(lambda: not replay.is_alive(), timeout_s=120, what="the replay to finish")
         assert replay.returncode == 0, replay.tail()
-        windows = len(expected)
+        windows = base_windows(expected, settings)
         wait_for(lambda: windows_published(client) >= windows, timeout_s=180, what=f"{windows} windows")
         raw_stats: dict[bytes, bytes] = client.hgetall("city:stats")  # type: ignore[assignment]
         stats = {k.decode(): int(v) for k, v in raw_stats.items()}
@@ -80,9 +82,18 @@ def test_replaying_the_fixture_twice_gives_the_expected_and_identical_aggregates
     assert first["stats"].get("late_events", 0) == 0
     assert first["aggregates"] == expected
     gated = expected_frames(expected, settings)
-    assert len(gated) == len(expected) * len(settings.window.resolutions)
+    assert len(gated) == base_windows(expected, settings) * len(settings.window.resolutions)
     assert first["redis"] == gated
-    assert first["topic"] == sorted((f"{r}:{w}".encode(), body) for (r, w), body in gated.items())
+    # the frames topic also carries each longer window's own frames (spend, transit, flows)
+    longer = [
+        (f"{f.res}:{f.window_start_ms}:{f.window_s}".encode(), encode_frame(f))
+        for a in expected
+        if a.window_s != settings.window.window_s
+        for f in release(a, settings.privacy, published_ms=0)
+    ]
+    assert longer, "the fixture's quarter hour of spend must be released on its own too"
+    minutes = [(f"{r}:{w}".encode(), body) for (r, w), body in gated.items()]
+    assert first["topic"] == sorted(minutes + longer)
     assert windows_published_once(first)
 
     # (b) a second, independent run: byte-identical exact aggregates and frames
@@ -97,4 +108,4 @@ def test_replaying_the_fixture_twice_gives_the_expected_and_identical_aggregates
 
 
 def windows_published_once(run: dict[str, Any]) -> bool:
-    return run["stats"]["windows_published"] == len(run["aggregates"])
+    return run["stats"]["windows_published"] == base_windows(run["aggregates"], run["settings"])

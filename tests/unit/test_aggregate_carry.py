@@ -10,7 +10,7 @@ import pytest
 from cityscreen.events import SimEvent
 from cityscreen.settings import Settings
 from streams.aggregate.close import AggConfig
-from streams.aggregate.engine import CARRY, SNAPSHOT, DictLog, Engine
+from streams.aggregate.engine import CARRY, MOVES, SNAPSHOT, DictLog, Engine
 from streams.aggregate.partial import Partial
 from tests.streams_support import idle_phones, make_raw_events, split_records, to_clean
 
@@ -84,9 +84,9 @@ def _reference(cfg: AggConfig, batches: list[list[Record]]) -> list[Partial]:
 
 def _first_copies_list(partials: list[Partial]) -> list[Partial]:
     """First partial per (window, partition), as the release book keeps them."""
-    seen: dict[tuple[int, int], Partial] = {}
+    seen: dict[tuple[int, int, int], Partial] = {}
     for p in partials:
-        seen.setdefault((p.window_start_ms, p.partition), p)
+        seen.setdefault((p.window_start_ms, p.span_s, p.partition), p)
     return [seen[k] for k in sorted(seen)]
 
 
@@ -94,14 +94,25 @@ def _first_copies(partials: list[Partial]) -> bytes:
     return msgspec.msgpack.encode(_first_copies_list(partials))
 
 
-@pytest.mark.parametrize(("prefix", "nth"), [(CARRY, 2), (SNAPSHOT, 2), (SNAPSHOT, 5), (CARRY, 7)])
-def test_a_crash_inside_a_close_gives_the_flows_of_an_uninterrupted_run(prefix: str, nth: int) -> None:
-    settings = _settings()
+# spans that close inside the feed, of three lengths: rows and movement candidates of open spans are
+# restored from the log (the default 15 minutes holds the whole feed: one span, restored mid-way)
+SHORT_SPANS = {"payments_window_s": 120, "transit_window_s": 180, "flows_window_s": 180}
+
+
+@pytest.mark.parametrize("window", [{}, SHORT_SPANS])
+@pytest.mark.parametrize(
+    ("prefix", "nth"), [(CARRY, 2), (SNAPSHOT, 2), (SNAPSHOT, 5), (CARRY, 7), (MOVES, 3)]
+)
+def test_a_crash_inside_a_close_gives_the_flows_of_an_uninterrupted_run(
+    prefix: str, nth: int, window: dict
+) -> None:
+    settings = _settings(**window)
     cfg = AggConfig.from_settings(settings)
     batches = _batches(settings, minutes=8)
     got = _crash_and_restart(cfg, batches, prefix, nth)
     expected = _reference(cfg, batches)
     assert any(p.flows for p in expected), "the data must make flows that depend on the carry"
+    assert any(p.span_s for p in expected), "the spans must close and be compared"
     assert _first_copies(got) == _first_copies(expected)
 
 
@@ -185,7 +196,8 @@ def test_carry_deltas_older_than_the_carry_ttl_are_deleted_and_not_needed() -> N
     _run(engine, batches[:half], got)
     closed = max(st.closed_through_ms or 0 for st in engine.states.values())
     carry_keys = [int(k[len(CARRY) :]) for part in log.data.values() for k in part if k.startswith(CARRY)]
-    assert cfg.carry_ttl_ms == 180_000  # the longer of the two TTLs
+    # the longer of the two TTLs, an open trip's lengthened by the 15-minute flow window it may pair in
+    assert cfg.carry_ttl_ms == max(120_000 + 840_000, 180_000)
     assert carry_keys and min(carry_keys) >= closed - cfg.carry_ttl_ms
     assert len(set(carry_keys)) < closed // cfg.window_ms - min(carry_keys) // cfg.window_ms + 2
     restarted = Engine(cfg, log, clock=lambda: 0.0)

@@ -16,10 +16,10 @@ from streams.aggregate.close import AggConfig, Carry, close_chunks
 from streams.aggregate.codec import delta_chunks, encode_chunk
 from streams.aggregate.partition import PartitionState, StateFormatError
 from streams.aggregate.rows import EMPTY, Chunk
-from tests.streams_support import person_key, rows_chunk, set_positions
+from tests.streams_support import ONE_WINDOW, person_key, rows_chunk, set_positions
 
 W0 = 1_767_225_600_000
-CFG = AggConfig.from_settings(Settings())
+CFG = AggConfig.from_settings(Settings(window=ONE_WINDOW))  # type: ignore[arg-type]
 CELLS = [cell_for(22.50 + 0.01 * i, 114.00 + 0.013 * j, 8) for i in range(6) for j in range(6)]
 
 

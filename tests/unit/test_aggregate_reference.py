@@ -9,6 +9,7 @@ from cityscreen.events import RawSim, RawTransit
 from cityscreen.settings import Settings
 from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import (
+    ONE_WINDOW,
     START_MS,
     idle_phones,
     make_raw_events,
@@ -29,6 +30,10 @@ DP = {"dp_enabled": True, "max_contributions_per_window": 1, "max_amount_cny": 1
         (3, 50, {}, {"window_s": 30, "grace_s": 5}),
         (4, 7, DP, {}),
         (2, 3, {}, {"h3_res": 9, "rollup_res": [8, 6], "flow_res": 7}),
+        # layers over windows of three lengths, closing inside the feed; and every layer per minute
+        (3, 5, {}, {"payments_window_s": 120, "transit_window_s": 180, "flows_window_s": 240}),
+        (3, 5, DP, {"payments_window_s": 120, "transit_window_s": 180, "flows_window_s": 240}),
+        (2, 4, {}, ONE_WINDOW),
     ],
 )
 def test_engine_matches_reference(partitions: int, per_record: int, privacy: dict, window: dict) -> None:

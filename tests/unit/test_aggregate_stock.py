@@ -13,7 +13,7 @@ from streams.aggregate.close import AggConfig, close_chunks
 from streams.aggregate.partial import Partial
 from streams.aggregate.partition import PartitionState
 from streams.aggregate.rows import EMPTY
-from tests.streams_support import batch_of, rows_chunk
+from tests.streams_support import ONE_WINDOW, batch_of, rows_chunk
 
 A = cell_for(22.5431, 114.0579, 8)
 B = cell_for(22.6431, 114.2579, 8)  # another flow cell
@@ -23,7 +23,7 @@ POP, ACTIVE = "population.persons", "active.persons"
 
 
 def cfg(**window: object) -> AggConfig:
-    return AggConfig.from_settings(Settings(window=window))  # type: ignore[arg-type]
+    return AggConfig.from_settings(Settings(window={**ONE_WINDOW, **window}))  # type: ignore[arg-type]
 
 
 def sim(person: str, cell: str, ts: int, origin: str = "east", gender: str = "F") -> tuple:
@@ -92,7 +92,7 @@ def test_the_ttl_boundary_is_inclusive() -> None:
 def test_a_position_from_an_earlier_pseudonym_period_does_not_count() -> None:
     """After a key rotation the same phone has a new pseudonym: carrying the old one would count that
     person twice once they are heard again."""
-    config = AggConfig.from_settings(Settings(pseudonym_rotation_s=3600))
+    config = AggConfig.from_settings(Settings(pseudonym_rotation_s=3600, window=ONE_WINDOW))  # type: ignore[arg-type]
     carry = Carry()
     close(carry, W0 + 59 * MIN, sim("p1", A, W0 + 59 * MIN + 10), config=config)
     same_period = close(carry, W0 + 59 * MIN, config=config)  # (the same window again: still there)

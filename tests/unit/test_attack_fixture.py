@@ -73,18 +73,19 @@ def identifier(ev: RawEvent) -> str:
 
 def touched(
     with_person: list[WindowAggregate], without: list[WindowAggregate]
-) -> set[tuple[int, int, str, str]]:
-    """Every (window, res, cell, key) whose value or persons change when the person is left out."""
+) -> set[tuple[tuple[int, int], int, str, str]]:
+    """Every ((window, length), res, cell, key) whose value or persons change when the person is left
+    out (a minute and the quarter hour of spend that starts with it are two windows)."""
     out = set()
-    after = {a.window_start_ms: a for a in without}
+    after = {(a.window_start_ms, a.window_s): a for a in without}
     for a in with_person:
-        b = after.get(a.window_start_ms)
+        b = after.get((a.window_start_ms, a.window_s))
         for res, cells in a.cells.items():
             for cell, stats in cells.items():
                 for key, m in stats.items():
                     other = b.cells.get(res, {}).get(cell, {}).get(key) if b else None
                     if other is None or other.persons != m.persons or other.value != m.value:
-                        out.add((a.window_start_ms, res, cell, key))
+                        out.add(((a.window_start_ms, a.window_s), res, cell, key))
     return out
 
 
@@ -96,19 +97,19 @@ def test_followed_persons_are_never_in_a_released_value_under_k(
     dp: bool,
 ) -> None:
     k = 10
-    frames = {(f.window_start_ms, f.res): f for f in released(dp)}
+    frames = {((f.window_start_ms, f.window_s), f.res): f for f in released(dp)}
     busiest = [ident for ident, _ in Counter(identifier(e) for e in events).most_common(2)]
     for ident in busiest:
         without = reference_window_aggregates([e for e in events if identifier(e) != ident], Settings())
         keys = touched(aggregates, without)
         assert keys, f"{ident} should appear in the fixture's aggregates"
-        by_window = {a.window_start_ms: a for a in aggregates}
+        by_window = {(a.window_start_ms, a.window_s): a for a in aggregates}
         for start, res, cell, key in keys:
             value = frames[(start, res)].cells[cell][key]
             if value is not None:
                 assert by_window[start].cells[res][cell][key].persons >= k, (ident, res, cell, key)
     for a in aggregates:
-        assert small_released([frames[(a.window_start_ms, r)] for r in a.cells], a, k) == []
+        assert small_released([frames[((a.window_start_ms, a.window_s), r)] for r in a.cells], a, k) == []
 
 
 def test_frames_carry_no_pseudonym_or_identifier(

@@ -40,4 +40,21 @@ def test_a_small_default_city_run_warms_up_and_reports_every_field() -> None:
     # coarser cells hold more persons, so they are released at least as often
     person = doc["released_person_share"]
     assert person[6] >= person[7] >= person[8]
-    assert len(doc["flows_released"]) == 2 and doc["rejected"] == {} and doc["k"] == 10
+    # one flow window: the default 15 minutes, cut short by the end of the simulation (and so said)
+    assert len(doc["flows_released"]) == 1 and doc["rejected"] == {} and doc["k"] == 10
+    windows = doc["layer_windows"]
+    assert len(windows["population"]) == 2 and all(
+        w["end_ms"] - w["start_ms"] == 60_000 for w in windows["population"]
+    )
+    [spend] = windows["payments"]
+    assert spend["end_ms"] - spend["start_ms"] == 900_000 and spend["partial"] is True
+    assert windows["flows"] == windows["transit"] == [spend]
+    assert doc["layer_windows_s"] == {
+        "population": 60,
+        "active": 60,
+        "payments": 900,
+        "transit": 900,
+        "flows": 900,
+    }
+    families = doc["released_breakdown_share_by_family"][7]
+    assert {"population", "payments", "transit", "transit|line", "population|gender"} <= set(families)

@@ -142,6 +142,7 @@ def test_frames_carry_only_cells_statistics_and_numbers() -> None:
     agg = make_aggregate({A: crowd(30), B: crowd(12, "M")}, payments=[(A, p, "food", 9.0) for p in range(11)])
     agg.flows = [FlowAggregate(h3.cell_to_parent(A, 6), h3.cell_to_parent(B, 6), "movement", 11)]
     allowed_labels = {"transit", "movement", "threshold", "laplace", "discrete_gaussian"}
+    allowed_labels |= {"population", "active", "payments", "flows"}  # spans: the window of each layer
     for frame in release(agg, PrivacySettings(), published_ms=1):
         doc = msgspec.json.decode(encode_frame(frame))
         strings: list[str] = []

@@ -22,11 +22,11 @@ from streams.aggregate.partial import (
     merge_partials,
 )
 from streams.release import ReleaseSink
-from streams.release_book import ReleaseBook, finalize_window
-from tests.streams_support import make_raw_events, split_records, to_clean
+from streams.release_book import Release, ReleaseBook, finalize_window
+from tests.streams_support import ONE_WINDOW, make_raw_events, split_records, to_clean
 from tests.unit.test_release_gate_pool import _Redis
 
-SETTINGS = Settings(kafka={"partitions": 2})  # type: ignore[arg-type]
+SETTINGS = Settings(kafka={"partitions": 2}, window=ONE_WINDOW)  # type: ignore[arg-type]
 
 
 def _partials() -> dict[int, dict[int, Partial]]:
@@ -50,14 +50,14 @@ def _head(partition: int, through: int, partial: Partial | None = None) -> bytes
 def test_a_window_completes_when_every_partition_closed_it_and_the_first_copy_wins() -> None:
     parts = _partials()
     w = min(parts)
-    book = ReleaseBook(2)
+    book = ReleaseBook(2, window_s=60)
     book.add(decode_header(_head(0, w, parts[w][0])))
     assert book.take_complete() == []  # partition 1 has not closed w yet
     other = msgspec.structs.replace(parts[w][1], late_events=99)
     book.add(decode_header(_head(1, w, parts[w][1])))
     book.add(decode_header(_head(1, w, other)))  # a redelivered, different copy: the first one wins
     [(window, blobs)] = book.take_complete()
-    assert window == w and [decode_partial(b) for b in blobs] == [parts[w][0], parts[w][1]]
+    assert window == Release(w, 0) and [decode_partial(b) for b in blobs] == [parts[w][0], parts[w][1]]
     book.add(decode_header(_head(0, w, parts[w][0])))  # a replay of a released window
     assert book.take_complete() == []
 
@@ -67,7 +67,7 @@ async def test_partials_merged_in_the_gate_process_release_the_frames_of_the_mer
         pass
 
     parts = _partials()
-    book = ReleaseBook(2)
+    book = ReleaseBook(2, window_s=60)
     for w in sorted(parts):
         for p, part in sorted(parts[w].items()):
             book.add(decode_header(_head(p, w, part)))
@@ -81,6 +81,6 @@ async def test_partials_merged_in_the_gate_process_release_the_frames_of_the_mer
         assert merged is not None
         direct = release(finalize_window(merged, SETTINGS), SETTINGS.privacy, published_ms=123)
         # the sink adds fused indicators and its own published_ms when it stores
-        for frame in stored[w]:
+        for frame in stored[Release(w, 0)]:
             frame.fused, frame.published_ms = {}, 123
-        assert [encode_frame(f) for f in stored[w]] == [encode_frame(f) for f in direct]
+        assert [encode_frame(f) for f in stored[Release(w, 0)]] == [encode_frame(f) for f in direct]

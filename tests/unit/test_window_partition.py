@@ -203,7 +203,7 @@ def test_a_partition_without_events_does_not_hold_back_the_release(make_sim: Cal
     engine.apply_events(0, "sim", 1, [make_sim(W0 + 101_000)])
     closed = engine.close_due(idle_s=5.0)
     assert [(c.partition, c.closed_through_ms, c.partials) for c in closed] == [(1, W0, [])]
-    book = ReleaseBook(2)
+    book = ReleaseBook(2, window_s=60)
     for p in (0, 1):
         book.add(decode_header(encode_message(PartialMessage(p, W0, None))))
     assert book.complete_through() == W0

@@ -12,13 +12,15 @@ const rgba = (c) => `rgba(${c[0]},${c[1]},${c[2]},${(c[3] ?? 255) / 255})`;
 
 /**
  * What the legend shows for `metric` ({label, unit}) drawn with stat `key` on a scale up to `max`;
- * `released` is false when no cell in view has a released value (the scale then means nothing).
+ * `released` is false when no cell in view has a released value (the scale then means nothing);
+ * `span` the window the layer covers ("08:00–08:15", panels.spanLabel).
  */
-export function legendModel(metric, key, max, k, metroLines = [], released = true) {
+export function legendModel(metric, key, max, k, metroLines = [], released = true, span = '') {
   const part = partLabel(key);
   const digits = new Intl.NumberFormat('en', { maximumFractionDigits: max < DECIMALS_BELOW ? 1 : 0 });
   return {
-    title: `${metric.label} (${metric.unit})`,
+    // the window the shown layer covers, e.g. "Spend (CNY) · 08:00–08:15"
+    title: `${metric.label} (${metric.unit})${span ? ` · ${span}` : ''}`,
     part: [part ? `only ${part}` : 'total', released ? '' : NOTHING_RELEASED].filter(Boolean).join(' · '),
     stops: legendStops(max).map((s) => ({ label: released ? digits.format(s.value) : '', color: rgba(s.color) })),
     suppressed: rgba(SUPPRESSED_COLOR),

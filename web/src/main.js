@@ -13,7 +13,7 @@ import { cityBounds, cityStyle, contextLayers } from './basemap.js';
 import { renderLegend, legendModel } from './legend.js';
 import { ARC_LAYER_ID, breakdownChoices, buildLayers, HEX_LAYER_ID, layerMetrics, resForZoom, statKey } from './layers.js';
 import { LiveFeed, liveUrl } from './live-feed.js';
-import { categoryLabel, DIMENSION_LABELS, headlineModel, localTime, renderHeadline, renderPanels } from './panels.js';
+import { categoryLabel, DIMENSION_LABELS, headlineModel, layerOf, localTime, renderHeadline, renderPanels, spanLabel } from './panels.js';
 import { makePlaces } from './places.js';
 import { cellTooltip, flowTooltip, renderTooltip } from './tooltip.js';
 
@@ -99,8 +99,8 @@ function render() {
     suppressed: d.props.data.filter((r) => r.suppressed).length, data: d.props.data.map((r) => ({ ...r })),
   }));
   const key = statKey(state.layer, state.breakdown, state.category, state.statistics);
-  renderLegend($('legend'), legendModel(metrics[state.layer], key, hex?.max ?? 1, privacyK(), city.metro_lines, Boolean(hex?.props.data.some((r) => !r.suppressed))));
-  renderPanels(document, frame, { key, metric: metrics[state.layer], config, manifest, places, breakdownFrames: panelFrames });
+  renderLegend($('legend'), legendModel(metrics[state.layer], key, hex?.max ?? 1, privacyK(), city.metro_lines, Boolean(hex?.props.data.some((r) => !r.suppressed)), spanLabel(frame, layerOf(key), city.utc_offset_h)));
+  renderPanels(document, frame, { key, metric: metrics[state.layer], config, manifest, places, breakdownFrames: panelFrames, utcOffsetH: city.utc_offset_h });
   renderHeadlineFigures();
   showTooltip();
   if (frame) {
@@ -114,8 +114,8 @@ const privacyK = () => manifest?.k ?? manifest?.min_persons ?? shownFrame()?.pri
 
 function renderHeadlineFigures() {
   const models = headlineModel(totals.windows, { statistics: config.statistics, shownWindowMs: shownFrame()?.window_start_ms ?? null });
-  debug.headline = models.map(({ key, label, text, value, windowStartMs }) => ({ key, label, text, value, windowStartMs }));
-  renderHeadline(document, models, totals.res);
+  debug.headline = models.map(({ key, label, text, value, windowStartMs, span }) => ({ key, label, text, value, windowStartMs, span }));
+  renderHeadline(document, models, totals.res, city.utc_offset_h);
 }
 
 async function refreshTotals() {

@@ -31,6 +31,26 @@ export function localTime(ms, utcOffsetH = 0) {
   return { date: iso.slice(0, 10), time: iso.slice(11, 16) };
 }
 
+/** The layer of a stat key ("payments.amount_cny|category=food" -> "payments"). */
+export const layerOf = (key) => key.split('|')[0].split('.')[0];
+
+/**
+ * "08:00–08:15": the window a layer's values cover (frame.spans, [start_ms, end_ms]) in the city's
+ * local time; '' when the frame does not say. Spend, transit and flows may cover a longer window than
+ * people present, so every panel says which one it shows.
+ */
+export function spanLabel(frame, layer, utcOffsetH = 0) {
+  const span = frame?.spans?.[layer];
+  if (!span) return '';
+  return `${localTime(span[0], utcOffsetH).time}–${localTime(span[1], utcOffsetH).time}`;
+}
+
+/** A title with the window of its layer: "Top flows (people) · 08:00–08:15". */
+export const withSpan = (title, frame, layer, utcOffsetH = 0) => {
+  const label = spanLabel(frame, layer, utcOffsetH);
+  return label ? `${title} · ${label}` : title;
+};
+
 export function suppressionReason(key, k, dominanceShare = 0.5) {
   const reasons = [`fewer than ${k} people`, 'hidden so that a neighbouring hidden value cannot be worked out'];
   if (key?.startsWith('payments.amount')) reasons.push(`one payer makes up more than ${Math.round(dominanceShare * 100)}% of it`);
@@ -72,7 +92,10 @@ export function headlineModel(windows, { statistics = null, shownWindowMs = null
     const values = list.map((w) => {
       const v = w.totals?.[h.key];
       const known = typeof v === 'number' && (w.released_cells?.[h.key] ?? 1) > 0;
-      return known ? (h.perMinute ? (v * 60) / w.window_s : v) : null;
+      // a rate divides by the window the layer covers (spend may cover 15 minutes, the frame one)
+      const span = w.spans?.[layerOf(h.key)];
+      const seconds = span ? (span[1] - span[0]) / 1000 : w.window_s;
+      return known ? (h.perMinute ? (v * 60) / seconds : v) : null;
     });
     const allHidden = at >= 0 && values[at] === null && (list[at].suppressed_cells?.[h.key] ?? 0) > 0;
     return {
@@ -81,6 +104,7 @@ export function headlineModel(windows, { statistics = null, shownWindowMs = null
       text: at >= 0 && values[at] !== null ? fmt.format(values[at]) : allHidden ? HIDDEN : '–',
       hiddenCells: at >= 0 ? list[at].suppressed_cells?.[h.key] ?? 0 : 0,
       windowStartMs: at >= 0 ? list[at].window_start_ms : null,
+      span: at >= 0 ? list[at].spans?.[layerOf(h.key)] ?? null : null,
     };
   });
 }
@@ -230,6 +254,8 @@ export function privacyModel(manifest, framePrivacy) {
     `Violet cells have fewer, or are hidden so that a neighbouring hidden value cannot be worked out.`,
     `Numbers count people per area and ${window}; nobody is identified.`,
   ];
+  const longer = windowsLine(manifest?.layer_windows_s, manifest?.window_s);
+  if (longer) lines.push(longer);
   if (manifest?.dominance_share) {
     lines.push(`Spend is also hidden where one payer makes up more than ${Math.round(manifest.dominance_share * 100)}% of it.`);
   }
@@ -243,6 +269,17 @@ export function privacyModel(manifest, framePrivacy) {
     rules: manifest?.rules ?? [],
     details: manifestRows(manifest, framePrivacy),
   };
+}
+
+const LAYER_WORDS = { payments: 'spend', transit: 'transit taps', flows: 'flows' };
+
+/** "Spend (15 min), transit taps (15 min) and flows (15 min) cover longer windows ..." or ''. */
+export function windowsLine(layerWindows, baseS) {
+  const named = Object.entries(layerWindows ?? {}).filter(([layer, s]) => layer in LAYER_WORDS && s !== baseS);
+  if (!named.length) return '';
+  const words = named.map(([layer, s]) => `${LAYER_WORDS[layer]} (${s % 60 ? `${s} s` : `${s / 60} min`})`);
+  const list = words.length > 1 ? `${words.slice(0, -1).join(', ')} and ${words.at(-1)}` : words[0];
+  return `People present are counted every window; ${list} cover longer windows, so that more areas reach enough people. Each panel says the window it shows.`;
 }
 
 // ---- DOM --------------------------------------------------------------------------------------
@@ -306,14 +343,15 @@ function sparkSvg(model) {
 }
 
 /** The headline strip: one figure per model, with its sparkline of the last hour. */
-export function renderHeadline(root, models, res) {
+export function renderHeadline(root, models, res, utcOffsetH = 0) {
   const target = root.getElementById('headline');
   if (!target) return;
   const figures = models.map((m) => {
     const fig = el('div', 'figure');
     fig.dataset.key = m.key;
     const hidden = m.hiddenCells ? ` · ${m.hiddenCells} hidden ${m.hiddenCells === 1 ? 'area' : 'areas'}` : '';
-    fig.append(el('div', 'figure-label', m.label), el('div', 'figure-value', m.text), el('div', 'figure-unit', m.unit + hidden), sparkSvg(m));
+    const over = m.span ? ` · ${localTime(m.span[0], utcOffsetH).time}–${localTime(m.span[1], utcOffsetH).time}` : '';
+    fig.append(el('div', 'figure-label', m.label + over), el('div', 'figure-value', m.text), el('div', 'figure-unit', m.unit + hidden), sparkSvg(m));
     return fig;
   });
   const note = el('div', 'figure-note', res === null ? 'waiting for released windows' : `last hour · sums of the released res-${res} cells; hidden cells are not counted`);
@@ -325,16 +363,16 @@ export function renderHeadline(root, models, res) {
  * category need their own breakdowns, so main.js fetches them city-wide (coarsest resolution) once per
  * window and passes them as `breakdownFrames`.
  */
-export function renderPanels(root, frame, { key, metric, config, manifest, places, breakdownFrames = {} }) {
-  const title = `Busiest places · ${metric?.label ?? key}${partLabel(key) ? ` (${partLabel(key)})` : ''}`;
+export function renderPanels(root, frame, { key, metric, config, manifest, places, breakdownFrames = {}, utcOffsetH = 0 }) {
+  const title = withSpan(`Busiest places · ${metric?.label ?? key}${partLabel(key) ? ` (${partLabel(key)})` : ''}`, frame, layerOf(key), utcOffsetH);
   const busiest = busiestRows(frame, key, places.place);
   fill(root, 'panel-busiest', title, busiest.length ? table(busiest) : el('p', 'muted', 'No value released in view in this window.'));
   const flows = flowRows(frame, places.district);
-  fill(root, 'panel-flows', 'Top flows (people)', flows.length ? table(flows) : el('p', 'muted', 'No flow large enough to show in this window.'));
+  fill(root, 'panel-flows', withSpan('Top flows (people)', frame, 'flows', utcOffsetH), flows.length ? table(flows) : el('p', 'muted', 'No flow large enough to show in this window.'));
   const breakdownPanel = (id, title, bd, prefix, dimension) => {
     const totals = breakdownTotals(bd, prefix, config?.breakdowns?.[dimension] ?? []);
     const areas = Object.values(bd?.cells ?? {}).filter((s) => prefix.split('|')[0] in s).length;
-    fill(root, id, title, bars(barRows(totals, dimension)), el('p', 'muted', hiddenNote(totals, areas)));
+    fill(root, id, withSpan(title, bd, layerOf(prefix), utcOffsetH), bars(barRows(totals, dimension)), el('p', 'muted', hiddenNote(totals, areas)));
   };
   breakdownPanel('panel-origins', 'Where people come from', breakdownFrames.origin, 'population.persons|origin', 'origin');
   breakdownPanel('panel-spend', 'Spend by category (CNY)', breakdownFrames.category, 'payments.amount_cny|category', 'category');

@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import {
   HEADLINES, barRows, breakdownTotals, busiestCells, busiestRows, categoryLabel, districtFlows, flowLabel, flowRows,
   formatNumber, headlineModel, hiddenNote, manifestRows, partLabel, privacyModel, renderHeadline, renderPanels, sparkline,
-  localTime, suppressionReason, topFlows,
+  layerOf, localTime, spanLabel, suppressionReason, topFlows, windowsLine, withSpan,
 } from '../src/panels.js';
 
 const DISTRICT = { a: 'Futian', b: 'Nanshan', c: 'Futian', d: 'Luohu' };
@@ -92,6 +92,16 @@ describe('headline figures', () => {
     const statistics = { transit: { tap_in: [] } };
     expect(headlineModel(windows, { statistics, shownWindowMs: 60_000 })[0]).toMatchObject({ text: 'hidden', value: null, hiddenCells: 4 });
     expect(headlineModel(windows, { statistics })[0]).toMatchObject({ text: '0', values: [null, 0] });
+  });
+  it('divides a rate by the window its layer covers, and says which window', () => {
+    // 15 minutes of spend (08:00-08:15 UTC) shown with a one-minute frame
+    const spans = { payments: [28_800_000, 29_700_000], population: [29_640_000, 29_700_000] };
+    const windows = [{ window_start_ms: 29_640_000, window_s: 60, totals: { 'payments.amount_cny': 1500 }, released_cells: { 'payments.amount_cny': 3 }, suppressed_cells: {}, spans }];
+    const [spend] = headlineModel(windows, { statistics: { payments: { amount_cny: [] } } });
+    expect(spend).toMatchObject({ value: 100, span: [28_800_000, 29_700_000] });
+    document.body.innerHTML = '<section id="headline"></section>';
+    renderHeadline(document, [spend], 6, 8);
+    expect(document.querySelector('#headline .figure-label').textContent).toBe('Spend · 16:00–16:15');
   });
   it('is empty-valued without windows', () => {
     expect(headlineModel([], {}).map((m) => m.text)).toEqual(HEADLINES.map(() => '–'));
@@ -198,6 +208,28 @@ describe('rendered panels', () => {
     expect([...details.querySelectorAll('li')].map((li) => li.textContent)).toEqual(MANIFEST.rules);
     // the dump is inside the fold, not in the panel's own words
     expect(privacy.textContent.replace(details.textContent, '')).not.toContain('privacy unit');
+  });
+  it('label each panel with the window its layer covers', () => {
+    const spans = { population: [29_640_000, 29_700_000], payments: [28_800_000, 29_700_000], flows: [28_800_000, 29_700_000] };
+    const frame = makeFrame({ spans });
+    const category = { cells: { a: { 'payments.amount_cny': 30, 'payments.amount_cny|category=food': 30 } }, spans };
+    const config = { breakdowns: { category: ['food'] } };
+    renderPanels(document, frame, { key: 'payments.amount_cny', metric: { label: 'Spend' }, config, manifest: MANIFEST, places: PLACES, breakdownFrames: { category }, utcOffsetH: 0 });
+    expect(text('panel-busiest')).toContain('Busiest places · Spend · 08:00–08:15');
+    expect(text('panel-flows')).toContain('Top flows (people) · 08:00–08:15');
+    expect(text('panel-spend')).toContain('Spend by category (CNY) · 08:00–08:15');
+  });
+  it('name the window of a layer, and the longer windows in the privacy words', () => {
+    const frame = { spans: { transit: [28_800_000, 29_700_000] } };
+    expect(layerOf('transit.tap_in|mode=metro')).toBe('transit');
+    expect(spanLabel(frame, 'transit', 8)).toBe('16:00–16:15');
+    expect(spanLabel(frame, 'payments')).toBe('');
+    expect(withSpan('Taps', frame, 'transit')).toBe('Taps · 08:00–08:15');
+    expect(withSpan('Spend', frame, 'payments')).toBe('Spend');
+    const line = windowsLine({ population: 60, active: 60, payments: 900, transit: 900, flows: 300 }, 60);
+    expect(line).toContain('spend (15 min), transit taps (15 min) and flows (5 min) cover longer windows');
+    expect(windowsLine({ population: 60, payments: 60 }, 60)).toBe('');
+    expect(privacyModel({ ...MANIFEST, layer_windows_s: { population: 60, payments: 900 } }).lines.join(' ')).toContain('spend (15 min)');
   });
   it('say when no flow and no value can be shown', () => {
     renderPanels(document, makeFrame({ flows: [], cells: { a: { k: null } } }), { key: 'k', config: {}, manifest: MANIFEST, places: PLACES });

@@ -105,6 +105,8 @@ describe('legend', () => {
     expect(m.suppressedLabel).toBe('hidden: fewer than 10 people, or protecting a hidden neighbour');
     expect(m.suppressed).toBe(`rgba(${SUPPRESSED_COLOR.slice(0, 3).join(',')},${SUPPRESSED_COLOR[3] / 255})`);
     expect(legendModel(METRICS.population, 'population.persons|gender=F', 10, 10).part).toBe('only gender: women');
+    // the window the shown layer covers, in the title
+    expect(legendModel(METRICS.population, 'population.persons', 10, 10, [], true, '08:00–08:15').title).toMatch(/· 08:00–08:15$/);
   });
   it('labels a small scale with a decimal, and says when nothing in view is released', () => {
     expect(legendModel(METRICS.transit, 'transit.tap_in', 2, 10).stops.map((s) => s.label)).toEqual(['0', '0.5', '1', '1.5', '2']);

@@ -1,0 +1,134 @@
+"""Each layer over its own window (issue 14, item 4): settings, the release book's order, the frames the
+sink stores (a base-window frame shows the latest longer window, labelled), the manifest and the views."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+from pydantic import ValidationError
+
+from cityscreen import store_keys
+from cityscreen.frames import Frame, FramePrivacy, decode_frame
+from cityscreen.privacy import build_manifest
+from cityscreen.settings import PrivacySettings, Settings
+from services.gateway.totals import window_totals
+from services.gateway.view import make_view, view_frame
+from streams.aggregate.close import AggConfig
+from streams.aggregate.engine import DictLog, Engine
+from streams.aggregate.partial import Partial, PartialMessage, decode_header, encode_message, final_through_ms
+from streams.release import ReleaseSink
+from streams.release_book import Release, ReleaseBook
+from tests.streams_support import START_MS, make_raw_events, run_engine, split_records, to_clean
+from tests.unit.test_release_gate_pool import _Redis
+
+SPANS = {"payments_window_s": 120, "transit_window_s": 120, "flows_window_s": 120}
+
+
+def test_defaults_people_present_per_minute_and_the_event_layers_per_quarter_hour() -> None:
+    w = Settings().window
+    assert w.layer_windows_s == {
+        "population": 60,
+        "active": 60,
+        "payments": 900,
+        "transit": 900,
+        "flows": 900,
+    }
+    assert w.spans_s == {60: ("population", "active"), 900: ("payments", "transit", "flows")}
+
+
+@pytest.mark.parametrize(
+    ("window", "words"),
+    [
+        ({"payments_window_s": 90}, "must be a multiple of CITY_WINDOW__WINDOW_S"),
+        # 840 s divides neither the day nor the 20:00 UTC rotation offset: a window would straddle it
+        ({"flows_window_s": 840}, "multiples of CITY_WINDOW__FLOWS_WINDOW_S"),
+    ],
+)
+def test_a_window_that_is_no_whole_number_of_base_windows_or_straddles_a_rotation_is_refused(
+    window: dict, words: str
+) -> None:
+    with pytest.raises(ValidationError, match=words):
+        Settings(window=window)  # type: ignore[arg-type]
+
+
+def test_the_book_releases_a_span_before_the_base_window_that_completes_it() -> None:
+    book = ReleaseBook(1, window_s=60)
+    base = Partial(START_MS + 60_000, 0, {}, [], 0)
+    span = Partial(START_MS, 0, {}, [], 0, span_s=120)
+    # as the worker sends them: the span first, saying only the window before its last is final
+    book.add(decode_header(encode_message(PartialMessage(0, final_through_ms(span, 60), span))))
+    assert final_through_ms(span, 60) == START_MS and book.take_complete() == []
+    book.add(decode_header(encode_message(PartialMessage(0, final_through_ms(base, 60), base))))
+    assert [r for r, _ in book.take_complete()] == [Release(START_MS, 120), Release(START_MS + 60_000, 0)]
+    assert book.take_complete() == []
+
+
+def test_a_span_goes_out_before_the_partial_of_its_last_base_window() -> None:
+    """A crash between two sends must never leave a release book with a partition's "final through D"
+    and without its span partial that ends at D."""
+    settings = Settings(kafka={"partitions": 1}, window=SPANS)  # type: ignore[arg-type]
+    engine = Engine(AggConfig.from_settings(settings), DictLog(), clock=lambda: 0.0)
+    raw = make_raw_events(persons=40, minutes=4, late=0)
+    for p, kind, offset, evs in split_records([to_clean(r, settings) for r in raw], 1, 9):
+        engine.apply_events(p, kind, offset, evs)
+    engine.persist()
+    sent = [(part.window_start_ms, part.span_s) for c in engine.close_due(idle_s=0.0) for part in c.partials]
+    spans = [s for s in sent if s[1]]
+    assert spans
+    for start, span_s in spans:
+        last = start + (span_s - 60) * 1000
+        assert sent.index((start, span_s)) < sent.index((last, 0))
+
+
+def _frames(settings: Settings, minutes: int) -> tuple[_Redis, list[int]]:
+    """The sink's stores of a small feed through the real engine, in release order."""
+    raw = make_raw_events(persons=80, minutes=minutes, late=0)
+    aggregates = run_engine(split_records([to_clean(r, settings) for r in raw], 2, 7), settings)
+
+    async def send(key: bytes, value: bytes) -> None:
+        pass
+
+    redis = _Redis()
+    asyncio.run(ReleaseSink(redis, send, settings, clock_ms=lambda: 1).publish_all(aggregates))
+    return redis, sorted({a.window_start_ms for a in aggregates if a.window_s == 60})
+
+
+def test_a_minute_frame_shows_the_latest_longer_window_ended_by_its_end_labelled_with_its_span() -> None:
+    settings = Settings(kafka={"partitions": 2}, window=SPANS)  # type: ignore[arg-type]
+    redis, minutes = _frames(settings, minutes=5)
+    res = 6
+    for start in minutes:
+        frame = decode_frame(redis.kv[store_keys.frame_key(res, start)])
+        assert frame.spans["population"] == [start, start + 60_000]
+        end = start + 60_000
+        shown = end - end % 120_000 - 120_000  # the two minutes ended at or before this minute's end
+        if shown < START_MS:
+            assert "payments" not in frame.spans  # no longer window has ended yet
+            assert not any(k.startswith("payments") for s in frame.cells.values() for k in s)
+            continue
+        assert frame.spans["payments"] == frame.spans["flows"] == [shown, shown + 120_000]
+        span = decode_frame(redis.kv[store_keys.frame_key(res, shown, 120)])
+        assert span.window_s == 120 and set(span.spans) == {"payments", "transit", "flows"}
+        # the span's released values, unchanged, beside the minute's own
+        for cell, stats in span.cells.items():
+            assert {k: frame.cells[cell][k] for k in stats} == stats
+        assert frame.flows == span.flows
+        assert not any(k.startswith("population") for s in span.cells.values() for k in s)
+    assert store_keys.latest_frame_key(res, 120) in redis.kv
+
+
+def test_views_totals_and_manifest_say_the_window_of_each_layer() -> None:
+    spans = {"population": [120_000, 180_000], "payments": [0, 900_000]}
+    frame = Frame(v=1, window_start_ms=120_000, window_s=60, res=8, published_ms=0,
+                  privacy=FramePrivacy(10, False, 0.0), cells={}, spans=spans)  # fmt: skip
+    view = make_view(8, ["population"], resolutions=[8])
+    assert view_frame(frame, view)["spans"] == {"population": [120_000, 180_000]}
+    assert window_totals(frame)["spans"] == spans
+    w = Settings().window
+    manifest = build_manifest(
+        PrivacySettings(), window_s=60, resolutions=[8], layer_windows_s=w.layer_windows_s
+    )
+    assert manifest["layer_windows_s"]["payments"] == 900 and manifest["window_s"] == 60
+    assert msgspec.json.decode(msgspec.json.encode(manifest))["layer_windows_s"]["population"] == 60
