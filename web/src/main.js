@@ -13,7 +13,7 @@ import { cityBounds, cityStyle, contextLayers } from './basemap.js';
 import { renderLegend, legendModel } from './legend.js';
 import { ARC_LAYER_ID, breakdownChoices, buildLayers, HEX_LAYER_ID, layerMetrics, resForZoom, statKey } from './layers.js';
 import { LiveFeed, liveUrl } from './live-feed.js';
-import { categoryLabel, DIMENSION_LABELS, headlineModel, layerOf, localTime, renderHeadline, renderPanels, spanLabel } from './panels.js';
+import { categoryLabel, DIMENSION_LABELS, headlineModel, layerOf, localTime, pendingSpanText, renderHeadline, renderPanels, spanLabel } from './panels.js';
 import { makePlaces } from './places.js';
 import { cellTooltip, flowTooltip, renderTooltip } from './tooltip.js';
 
@@ -115,7 +115,9 @@ const privacyK = () => manifest?.k ?? manifest?.min_persons ?? shownFrame()?.pri
 function renderHeadlineFigures() {
   const models = headlineModel(totals.windows, { statistics: config.statistics, shownWindowMs: shownFrame()?.window_start_ms ?? null });
   debug.headline = models.map(({ key, label, text, value, windowStartMs, span }) => ({ key, label, text, value, windowStartMs, span }));
-  renderHeadline(document, models, totals.res, city.utc_offset_h);
+  const frame = shownFrame();
+  const pending = Object.fromEntries(['payments', 'transit'].map((layer) => [layer, pendingSpanText(frame, layer, manifest?.layer_windows_s, city.utc_offset_h)]));
+  renderHeadline(document, models, totals.res, city.utc_offset_h, pending);
 }
 
 async function refreshTotals() {

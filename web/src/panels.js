@@ -46,6 +46,21 @@ export function spanLabel(frame, layer, utcOffsetH = 0) {
 }
 
 /** A title with the window of its layer: "Top flows (people) · 08:00–08:15". */
+/**
+ * For a layer over a longer window that no released window covers yet (the first quarter hour after a
+ * start): "first 15-min window ends 08:15", so an empty figure says when it fills; '' otherwise.
+ * The end is the next multiple of the layer's window after the shown frame's end (windows are aligned).
+ */
+export function pendingSpanText(frame, layer, layerWindowsS, utcOffsetH = 0) {
+  const spanS = layerWindowsS?.[layer];
+  if (!frame || frame.spans?.[layer] || !spanS || spanS === frame.window_s) return '';
+  const spanMs = spanS * 1000;
+  const endMs = frame.window_start_ms + frame.window_s * 1000;
+  const closesMs = Math.ceil(endMs / spanMs) * spanMs;
+  const length = spanS % 60 ? `${spanS} s` : `${spanS / 60}-min`;
+  return `first ${length} window ends ${localTime(closesMs, utcOffsetH).time}`;
+}
+
 export const withSpan = (title, frame, layer, utcOffsetH = 0) => {
   const label = spanLabel(frame, layer, utcOffsetH);
   return label ? `${title} · ${label}` : title;
@@ -343,7 +358,7 @@ function sparkSvg(model) {
 }
 
 /** The headline strip: one figure per model, with its sparkline of the last hour. */
-export function renderHeadline(root, models, res, utcOffsetH = 0) {
+export function renderHeadline(root, models, res, utcOffsetH = 0, pending = {}) {
   const target = root.getElementById('headline');
   if (!target) return;
   const figures = models.map((m) => {
@@ -351,7 +366,8 @@ export function renderHeadline(root, models, res, utcOffsetH = 0) {
     fig.dataset.key = m.key;
     const hidden = m.hiddenCells ? ` · ${m.hiddenCells} hidden ${m.hiddenCells === 1 ? 'area' : 'areas'}` : '';
     const over = m.span ? ` · ${localTime(m.span[0], utcOffsetH).time}–${localTime(m.span[1], utcOffsetH).time}` : '';
-    fig.append(el('div', 'figure-label', m.label + over), el('div', 'figure-value', m.text), el('div', 'figure-unit', m.unit + hidden), sparkSvg(m));
+    const waiting = m.value === null && pending[layerOf(m.key)];
+    fig.append(el('div', 'figure-label', m.label + over), el('div', 'figure-value', m.text), el('div', 'figure-unit', waiting || m.unit + hidden), sparkSvg(m));
     return fig;
   });
   const note = el('div', 'figure-note', res === null ? 'waiting for released windows' : `last hour · sums of the released res-${res} cells; hidden cells are not counted`);
@@ -368,7 +384,9 @@ export function renderPanels(root, frame, { key, metric, config, manifest, place
   const busiest = busiestRows(frame, key, places.place);
   fill(root, 'panel-busiest', title, busiest.length ? table(busiest) : el('p', 'muted', 'No value released in view in this window.'));
   const flows = flowRows(frame, places.district);
-  fill(root, 'panel-flows', withSpan('Top flows (people)', frame, 'flows', utcOffsetH), flows.length ? table(flows) : el('p', 'muted', 'No flow large enough to show in this window.'));
+  const flowsWaiting = pendingSpanText(frame, 'flows', manifest?.layer_windows_s, utcOffsetH);
+  const noFlows = flowsWaiting ? `No flows yet: the ${flowsWaiting}.` : 'No flow large enough to show in this window.';
+  fill(root, 'panel-flows', withSpan('Top flows (people)', frame, 'flows', utcOffsetH), flows.length ? table(flows) : el('p', 'muted', noFlows));
   const breakdownPanel = (id, title, bd, prefix, dimension) => {
     const totals = breakdownTotals(bd, prefix, config?.breakdowns?.[dimension] ?? []);
     const areas = Object.values(bd?.cells ?? {}).filter((s) => prefix.split('|')[0] in s).length;

@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import {
   HEADLINES, barRows, breakdownTotals, busiestCells, busiestRows, categoryLabel, districtFlows, flowLabel, flowRows,
   formatNumber, headlineModel, hiddenNote, manifestRows, partLabel, privacyModel, renderHeadline, renderPanels, sparkline,
-  layerOf, localTime, spanLabel, suppressionReason, topFlows, windowsLine, withSpan,
+  layerOf, localTime, pendingSpanText, spanLabel, suppressionReason, topFlows, windowsLine, withSpan,
 } from '../src/panels.js';
 
 const DISTRICT = { a: 'Futian', b: 'Nanshan', c: 'Futian', d: 'Luohu' };
@@ -235,6 +235,22 @@ describe('rendered panels', () => {
     renderPanels(document, makeFrame({ flows: [], cells: { a: { k: null } } }), { key: 'k', config: {}, manifest: MANIFEST, places: PLACES });
     expect(text('panel-flows')).toContain('No flow large enough to show in this window.');
     expect(text('panel-busiest')).toContain('No value released in view in this window.');
+  });
+  it('say when the first longer window ends, before any has been released', () => {
+    const windows = { population: 60, payments: 900, flows: 900 };
+    // the minute 08:06-08:07 (UTC): the first quarter hour of spend and flows ends at 08:15
+    const frame = makeFrame({ window_start_ms: 29_160_000, window_s: 60, flows: [], spans: { population: [29_160_000, 29_220_000] } });
+    expect(pendingSpanText(frame, 'payments', windows)).toBe('first 15-min window ends 08:15');
+    expect(pendingSpanText(frame, 'payments', windows, 8)).toBe('first 15-min window ends 16:15');
+    expect(pendingSpanText(frame, 'population', windows)).toBe('');
+    expect(pendingSpanText({ ...frame, spans: { payments: [28_800_000, 29_700_000] } }, 'payments', windows)).toBe('');
+    expect(pendingSpanText(frame, 'payments', undefined)).toBe('');
+    renderPanels(document, frame, { key: 'k', config: {}, manifest: { ...MANIFEST, layer_windows_s: windows }, places: PLACES });
+    expect(text('panel-flows')).toContain('No flows yet: the first 15-min window ends 08:15.');
+    const models = headlineModel(makeTotals([1000, undefined]), { statistics: { population: { persons: [] }, payments: { amount_cny: [] } } });
+    renderHeadline(document, models, 6, 0, { payments: pendingSpanText(frame, 'payments', windows) });
+    const spend = document.querySelector('#headline .figure[data-key="payments.amount_cny"]');
+    expect(spend.querySelector('.figure-unit').textContent).toBe('first 15-min window ends 08:15');
   });
   it('write headline figures with a sparkline each', () => {
     const models = headlineModel(makeTotals([1000, 1234]), { statistics: { population: { persons: [] } } });
