@@ -17,7 +17,7 @@ Layout: `MAGIC`, then a msgpack array (`_Wire`):
 - the events' provenance (`Provenance`, optional: records of other writers and older ones have none):
   the raw sources, each with its floor and the span of raw keys this record accounts for, then per
   event its source's index, raw offset and element index. The aggregators skip an event whose raw key
-  they already counted (streams/aggregate/repeats.py): an ingest worker killed before committing its
+  they already counted (cityscreen/aggregate/repeats.py): an ingest worker killed before committing its
   offsets makes its successor write the same events again.
 Nothing else of the event travels: no tower, merchant or station id, and no position but the cell.
 """

@@ -3,7 +3,7 @@
 An event's raw key is (offset of its raw record, index of the element in it); its raw source is the raw
 topic-partition ("topic:partition"). The ingest edge commits raw offsets only after a batch's clean
 records are delivered, so a worker killed in between leaves its successor to write the batch again. The
-aggregators skip what they already counted (streams/aggregate/repeats.py) from two facts each record
+aggregators skip what they already counted (cityscreen/aggregate/repeats.py) from two facts each record
 carries per raw source (`cityscreen.clean_batch.Provenance`):
 - the floor: the batch's first raw offset of the source. Every raw record below it was read by this
   worker in an earlier batch and delivered, or committed by a worker before, which delivered it first:

@@ -39,7 +39,7 @@ CleanRecord = tuple[int, str, int, bytes]  # (partition, kind, offset, clean bat
 
 
 class Aggregator(Protocol):
-    """The real aggregation without Kafka (`streams.offline.OfflineAggregator`), passed in by the
+    """The real aggregation without Kafka (`cityscreen.offline.OfflineAggregator`), passed in by the
     command line: services do not import streams (the import-linter contracts in pyproject.toml)."""
 
     def feed(self, records: Iterable[CleanRecord]) -> Iterator[WindowAggregate]: ...

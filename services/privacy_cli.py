@@ -43,9 +43,9 @@ def _load_aggregates(path: Path) -> list[WindowAggregate]:
 
 
 def _default_city(settings: Settings, minutes: int, persons: int | None, out: Path | None) -> None:
+    from cityscreen.offline import OfflineAggregator
     from services.city_report import city_report
     from services.up import run_persons
-    from streams.offline import OfflineAggregator
 
     doc = city_report(
         settings,

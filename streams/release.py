@@ -24,10 +24,10 @@ from adapters import frame_store
 from cityscreen import store_keys
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame, encode_frame, with_span
+from cityscreen.fused import fused_indicators
 from cityscreen.privacy import build_manifest, release
+from cityscreen.release_book import Release, merge_window
 from cityscreen.settings import PrivacySettings, Settings
-from streams.fused import fused_indicators
-from streams.release_book import Release, merge_window
 
 _PACK = msgspec.msgpack.Encoder()
 _AGGREGATE = msgspec.msgpack.Decoder(WindowAggregate)

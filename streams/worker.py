@@ -1,7 +1,7 @@
 """The aggregate worker: Faust agents that feed the pure engine and hand complete windows to the sink.
 
 Two agents per process (docs/streams.md):
-- `aggregate` reads the three clean topics in batches, bins and windows them (streams.aggregate), keeps a
+- `aggregate` reads the three clean topics in batches, bins and windows them (cityscreen.aggregate), keeps a
   per-partition durable log in the changelog-backed `aggregate-state` table, and sends each closed
   window's partial to the internal partials topic;
 - `release` (one partition, so one worker in the group runs it) merges the partials of a window once
@@ -23,21 +23,21 @@ import msgspec
 import redis.asyncio as aioredis
 from threadpoolctl import threadpool_limits
 
+from cityscreen.aggregate.chunked import ChunkedLog
+from cityscreen.aggregate.close import AggConfig
+from cityscreen.aggregate.engine import Closed, Engine
+from cityscreen.aggregate.late import LateCounts, late_letter, window_of
+from cityscreen.aggregate.partial import PartialMessage, decode_header, encode_message, final_through_ms
+from cityscreen.aggregate.partition import REPEATED
 from cityscreen.clean_batch import BatchError
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC
 from cityscreen.ingest_batch import RECORD_EVENTS
 from cityscreen.lifetime import die_with_parent
+from cityscreen.release_book import Release, ReleaseBook
 from cityscreen.settings import Settings
-from streams.aggregate.chunked import ChunkedLog
-from streams.aggregate.close import AggConfig
-from streams.aggregate.engine import Closed, Engine
-from streams.aggregate.late import LateCounts, late_letter, window_of
-from streams.aggregate.partial import PartialMessage, decode_header, encode_message, final_through_ms
-from streams.aggregate.partition import REPEATED
 from streams.app import create_app
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import Gating, ReleaseSink, warm_gate
-from streams.release_book import Release, ReleaseBook
 from streams.stall import Behind, OffsetGuard, StallWatch
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}

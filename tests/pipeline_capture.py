@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from cityscreen.aggregate.partial import decode_header
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.events import FRAMES_TOPIC
 from cityscreen.frames import decode_frame, encode_frame
+from cityscreen.release_book import merge_window
 from cityscreen.settings import Settings
 from services.generator.consume import read_to_end
-from streams.aggregate.partial import decode_header
 from streams.internal_topics import partials_topic
-from streams.release_book import merge_window
 
 
 def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes | None, bytes]]:

@@ -12,6 +12,9 @@ from typing import Any
 import h3
 import numpy as np
 
+from cityscreen.aggregate.carry import Carry
+from cityscreen.aggregate.rows import EMPTY, VOCAB, Chunk
+from cityscreen.aggregate.tables import CELL_IDS, profile_codes
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.clean_batch import CleanBatch, decode_batch, encode_batch, kind_of
 from cityscreen.demography import MERCHANT_CATEGORIES, PROVINCE_CODES, age_band
@@ -26,12 +29,9 @@ from cityscreen.events import (
     TransitEvent,
     partition_for,
 )
+from cityscreen.offline import OfflineAggregator
 from cityscreen.pseudonym import pseudonymize
 from cityscreen.settings import Settings, WindowSettings
-from streams.aggregate.carry import Carry
-from streams.aggregate.rows import EMPTY, VOCAB, Chunk
-from streams.aggregate.tables import CELL_IDS, profile_codes
-from streams.offline import OfflineAggregator
 
 DEFAULT_RES = WindowSettings.model_fields["h3_res"].default
 START_MS = 1_767_225_600_000
@@ -158,7 +158,7 @@ def split_records(
 def run_engine(
     records: Sequence[tuple[int, str, int, list[CleanEvent]]], settings: Settings
 ) -> list[WindowAggregate]:
-    """Apply records, close at every batch of 5 and at the end, merge, finalize (streams.offline)."""
+    """Apply records, close at every batch of 5 and at the end, merge, finalize (cityscreen.offline)."""
     agg = OfflineAggregator(settings)
     res = settings.window.h3_res
     out = list(agg.feed((p, kind, offset, encode_batch(kind, evs, res)) for p, kind, offset, evs in records))
@@ -243,8 +243,8 @@ def expected_frames(
     base window's frame shows, besides its own layers, those of each longer window that ended at or
     before its end (the latest one), as released on their own."""
     from cityscreen.frames import encode_frame
+    from cityscreen.fused import fused_indicators
     from cityscreen.privacy import release
-    from streams.fused import fused_indicators
 
     base_s = settings.window.window_s
     out: dict[tuple[int, int], bytes] = {}

@@ -7,11 +7,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from cityscreen.aggregate.close import AggConfig
+from cityscreen.aggregate.engine import CARRY, MOVES, SNAPSHOT, DictLog, Engine
+from cityscreen.aggregate.partial import Partial
 from cityscreen.events import SimEvent
 from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig
-from streams.aggregate.engine import CARRY, MOVES, SNAPSHOT, DictLog, Engine
-from streams.aggregate.partial import Partial
 from tests.streams_support import idle_phones, make_raw_events, split_records, to_clean
 
 Record = tuple[int, str, int, list]

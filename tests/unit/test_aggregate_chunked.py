@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from streams.aggregate.chunked import ChunkedLog
-from streams.aggregate.engine import DictLog
+from cityscreen.aggregate.chunked import ChunkedLog
+from cityscreen.aggregate.engine import DictLog
 
 
 def test_large_values_round_trip_in_chunks_no_record_over_the_cap() -> None:

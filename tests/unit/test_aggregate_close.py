@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from cityscreen.aggregate.close import AggConfig, Carry, close_chunks
+from cityscreen.aggregate.rows import EMPTY
 from cityscreen.geo import cell_for, parent_of
 from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig, Carry, close_chunks
-from streams.aggregate.rows import EMPTY
 from tests.streams_support import ONE_WINDOW, rows_chunk
 
 A = cell_for(22.5431, 114.0579, 8)

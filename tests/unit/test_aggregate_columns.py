@@ -10,12 +10,12 @@ import msgspec
 import numpy as np
 import pytest
 
+from cityscreen.aggregate.close import AggConfig, Carry, close_chunks
+from cityscreen.aggregate.codec import delta_chunks, encode_chunk
+from cityscreen.aggregate.partition import PartitionState, StateFormatError
+from cityscreen.aggregate.rows import EMPTY, Chunk
 from cityscreen.geo import cell_for, parent_of
 from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig, Carry, close_chunks
-from streams.aggregate.codec import delta_chunks, encode_chunk
-from streams.aggregate.partition import PartitionState, StateFormatError
-from streams.aggregate.rows import EMPTY, Chunk
 from tests.streams_support import ONE_WINDOW, person_key, rows_chunk, set_positions
 
 W0 = 1_767_225_600_000

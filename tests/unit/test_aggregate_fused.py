@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from cityscreen.frames import Frame, FramePrivacy
-from streams.fused import fused_indicators
+from cityscreen.fused import fused_indicators
 
 
 @pytest.fixture

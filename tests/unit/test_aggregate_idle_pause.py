@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from cityscreen.aggregate.close import AggConfig
+from cityscreen.aggregate.engine import DictLog, Engine
 from cityscreen.events import SimEvent
 from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig
-from streams.aggregate.engine import DictLog, Engine
 
 W0 = 1_767_225_600_000
 CFG = AggConfig.from_settings(Settings())  # 60 s windows, 30 s grace

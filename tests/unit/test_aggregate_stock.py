@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from cityscreen.aggregate.carry import Carry
+from cityscreen.aggregate.close import AggConfig, close_chunks
+from cityscreen.aggregate.partial import Partial
+from cityscreen.aggregate.partition import PartitionState
+from cityscreen.aggregate.rows import EMPTY
 from cityscreen.events import PaymentEvent, SimEvent, TransitEvent
 from cityscreen.geo import cell_for, parent_of
 from cityscreen.settings import Settings
-from streams.aggregate.carry import Carry
-from streams.aggregate.close import AggConfig, close_chunks
-from streams.aggregate.partial import Partial
-from streams.aggregate.partition import PartitionState
-from streams.aggregate.rows import EMPTY
 from tests.streams_support import ONE_WINDOW, batch_of, rows_chunk
 
 A = cell_for(22.5431, 114.0579, 8)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from cityscreen.aggregates import Measure, WindowAggregate
 from cityscreen.frames import Frame, FramePrivacy
+from cityscreen.offline import OfflineAggregator
 from cityscreen.settings import Settings
 from services.city_report import Tally, city_report, tally_window
-from streams.offline import OfflineAggregator
 
 
 def frame(res: int, cells: dict[str, dict[str, float | None]]) -> Frame:

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import typer
 
+from cityscreen.aggregate.late import LATE
 from cityscreen.ingest import REASONS as INGEST_REASONS
 from services.cli import app
 from services.stack.env_example import variables
-from streams.aggregate.late import LATE
 from streams.worker import UNDECODABLE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """Every event counted once although the at-least-once ingest edge writes some twice (issue 16).
 
 The ingest edge's clean records carry their events' raw keys (cityscreen.provenance) and the aggregators
-skip keys already counted (streams/aggregate/repeats.py). Simulated here without Kafka: writers that
+skip keys already counted (cityscreen/aggregate/repeats.py). Simulated here without Kafka: writers that
 batch the same raw records differently, a worker killed between delivering a batch and committing it,
 one that lost its partitions but still writes (its records interleaved with its successor's in any
 order), a batch delivered partly and retried, and an aggregator restored from its persisted state.
@@ -17,14 +17,14 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from cityscreen.aggregate.close import AggConfig
+from cityscreen.aggregate.partition import COUNTED, REPEATED, PartitionState
+from cityscreen.aggregate.repeats import Seen, take_fresh
 from cityscreen.clean_batch import decode_batch, encode_batch
 from cityscreen.events import INGEST_SIM_TOPIC, INGEST_TRANSIT_TOPIC
 from cityscreen.ingest_batch import BatchValidator
 from cityscreen.provenance import LAST_ELEMENT, batch_bounds, record_provenance
 from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig
-from streams.aggregate.partition import COUNTED, REPEATED, PartitionState
-from streams.aggregate.repeats import Seen, take_fresh
 from tests.unit.test_ingest_batch import NOW_MS, config, records
 
 CFG = AggConfig.from_settings(Settings())

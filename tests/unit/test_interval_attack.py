@@ -86,8 +86,8 @@ def test_gate_resists_the_interval_attacker_on_the_fixture() -> None:
 
 
 def test_gate_resists_the_interval_attacker_on_a_small_default_city_run() -> None:
+    from cityscreen.offline import OfflineAggregator
     from services.city_report import city_report
-    from streams.offline import OfflineAggregator
 
     seen: list[tuple[WindowAggregate, list[Frame]]] = []
     city_report(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
+from cityscreen.aggregate.close import AggConfig
+from cityscreen.aggregate.engine import DictLog, Engine
+from cityscreen.aggregate.late import LateCounts, late_letter, window_of
 from cityscreen.events import SIM_TOPIC, SimEvent
 from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig
-from streams.aggregate.engine import DictLog, Engine
-from streams.aggregate.late import LateCounts, late_letter, window_of
 
 T0 = 1_795_000_000_000 - 1_795_000_000_000 % 60_000  # a window start
 

@@ -10,16 +10,22 @@ import pytest
 from pydantic import ValidationError
 
 from cityscreen import store_keys
+from cityscreen.aggregate.close import AggConfig
+from cityscreen.aggregate.engine import DictLog, Engine
+from cityscreen.aggregate.partial import (
+    Partial,
+    PartialMessage,
+    decode_header,
+    encode_message,
+    final_through_ms,
+)
 from cityscreen.frames import Frame, FramePrivacy, decode_frame
 from cityscreen.privacy import build_manifest
+from cityscreen.release_book import Release, ReleaseBook
 from cityscreen.settings import PrivacySettings, Settings
 from services.gateway.totals import window_totals
 from services.gateway.view import make_view, view_frame
-from streams.aggregate.close import AggConfig
-from streams.aggregate.engine import DictLog, Engine
-from streams.aggregate.partial import Partial, PartialMessage, decode_header, encode_message, final_through_ms
 from streams.release import ReleaseSink
-from streams.release_book import Release, ReleaseBook
 from tests.streams_support import START_MS, make_raw_events, run_engine, split_records, to_clean
 from tests.unit.test_release_gate_pool import _Redis
 

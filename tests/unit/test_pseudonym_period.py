@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from cityscreen.aggregate.close import AggConfig
 from cityscreen.pseudonym import period_of, period_start_ms, pseudonymize
 from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig
 
 DAY_S = 86_400
 MIDNIGHT_UTC_MS = 1_795_219_200_000  # a UTC midnight (any would do)

@@ -8,12 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
-from cityscreen.frames import encode_frame
-from cityscreen.privacy import release
-from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig
-from streams.aggregate.engine import DictLog, Engine
-from streams.aggregate.partial import (
+from cityscreen.aggregate.close import AggConfig
+from cityscreen.aggregate.engine import DictLog, Engine
+from cityscreen.aggregate.partial import (
     Partial,
     PartialMessage,
     decode_header,
@@ -21,8 +18,11 @@ from streams.aggregate.partial import (
     encode_message,
     merge_partials,
 )
+from cityscreen.frames import encode_frame
+from cityscreen.privacy import release
+from cityscreen.release_book import Release, ReleaseBook, finalize_window
+from cityscreen.settings import Settings
 from streams.release import ReleaseSink
-from streams.release_book import Release, ReleaseBook, finalize_window
 from tests.streams_support import ONE_WINDOW, make_raw_events, split_records, to_clean
 from tests.unit.test_release_gate_pool import _Redis
 

@@ -7,13 +7,13 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
+from cityscreen.aggregate.close import AggConfig
+from cityscreen.aggregate.engine import DictLog, Engine
+from cityscreen.aggregate.partial import Partial, PartialMessage, decode_header, encode_message
+from cityscreen.aggregate.partition import PartitionState
 from cityscreen.events import PaymentEvent, SimEvent, TransitEvent
+from cityscreen.release_book import ReleaseBook
 from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig
-from streams.aggregate.engine import DictLog, Engine
-from streams.aggregate.partial import Partial, PartialMessage, decode_header, encode_message
-from streams.aggregate.partition import PartitionState
-from streams.release_book import ReleaseBook
 from tests.streams_support import batch_of, make_raw_events, split_records, to_clean
 
 W0 = 1_767_225_600_000

@@ -1,7 +1,7 @@
 """The release agent's book-keeping: which windows every partition has finished, and their merged aggregate.
 
 A window is complete when every partition of the clean topics has closed it (closed-through >= window).
-A release is a base window or a longer span window (`span_s`, streams/aggregate/spans.py), keyed
+A release is a base window or a longer span window (`span_s`, cityscreen/aggregate/spans.py), keyed
 `Release(start, span_s)`; a span window is complete once its last base window (its "due") is.
 Partials are first-wins per (window, partition): after a crash a partition may send a window again, and
 the first copy is the one computed from the complete input. The book holds partials as the compressed
@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 import msgspec
 
+from cityscreen.aggregate.partial import MessageHeader, Partial, decode_partial, finalize, merge_partials
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.settings import Settings
-from streams.aggregate.partial import MessageHeader, Partial, decode_partial, finalize, merge_partials
 
 
 class Release(NamedTuple):

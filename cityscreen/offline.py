@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from cityscreen.aggregate.close import AggConfig
+from cityscreen.aggregate.engine import DictLog, Engine
+from cityscreen.aggregate.partial import Partial, merge_partials
 from cityscreen.aggregates import WindowAggregate
+from cityscreen.release_book import finalize_window
 from cityscreen.settings import Settings
-from streams.aggregate.close import AggConfig
-from streams.aggregate.engine import DictLog, Engine
-from streams.aggregate.partial import Partial, merge_partials
-from streams.release_book import finalize_window
 
 CleanRecord = tuple[int, str, int, bytes]  # (partition, kind, offset, clean batch bytes)
 

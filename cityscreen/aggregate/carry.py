@@ -1,8 +1,8 @@
 """Per-person state that spans windows, and its durable deltas.
 
 - `positions`: each person's last known position (latest SIM event: base cell, time, profile). People
-  present at a window's end are counted from it (streams/aggregate/stock.py), and movement flows pair a
-  person's first SIM event of a window with it (streams/aggregate/flows.py).
+  present at a window's end are counted from it (cityscreen/aggregate/stock.py), and movement flows pair a
+  person's first SIM event of a window with it (cityscreen/aggregate/flows.py).
 - `open_trip`: each person's last tap-in (flow cell, time), paired with their next tap-out.
 
 A close writes the entries of the persons it touched as one delta (`take_delta`), not the whole carry.
@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from streams.aggregate.codec import FORMAT, check_format, index_dtype
-from streams.aggregate.rows import VOCAB
-from streams.aggregate.tables import CELL_IDS, PersonTable, PositionTable, profile_codes, profile_parts
+from cityscreen.aggregate.codec import FORMAT, check_format, index_dtype
+from cityscreen.aggregate.rows import VOCAB
+from cityscreen.aggregate.tables import CELL_IDS, PersonTable, PositionTable, profile_codes, profile_parts
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder()

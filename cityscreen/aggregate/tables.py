@@ -3,7 +3,7 @@
 A megacity's carry holds everyone seen within a TTL (millions of persons per worker), so an entry is a
 few fixed-width columns, not a Python object: the person key, a time, and small codes. Cells and
 demographic profiles are coded per process (`CELL_IDS`, `PROFILES`), like category strings (`VOCAB`):
-codes never leave the process, persisted deltas carry the cells and strings (streams/aggregate/carry.py).
+codes never leave the process, persisted deltas carry the cells and strings (cityscreen/aggregate/carry.py).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ transit rows of its base windows as they close (and each base window's movement 
 base close computes because positions move every minute), and closes once its last base window has
 closed. Its partial carries `span_s`, so it is merged and gated as a release of its own.
 
-Durability (streams/aggregate/engine.py): the rows stay in their deltas until the span closes (a delta's
+Durability (cityscreen/aggregate/engine.py): the rows stay in their deltas until the span closes (a delta's
 newest use is the span's last base window, `AggConfig.newest_use_ms`), and the movement candidates of
 each close are written under `m:<closed-through>`, so a restored partition rebuilds its open spans.
 """
@@ -20,13 +20,13 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from cityscreen.aggregate.close import KIND_LAYERS, AggConfig, Carry, tally_events
+from cityscreen.aggregate.codec import FORMAT, check_format
+from cityscreen.aggregate.flows import Candidates, transit_flows
+from cityscreen.aggregate.partial import Partial
+from cityscreen.aggregate.rows import KIND_PAYMENT, KIND_TRANSIT, Chunk
+from cityscreen.aggregate.stock import Levels
 from cityscreen.geo import cell_name
-from streams.aggregate.close import KIND_LAYERS, AggConfig, Carry, tally_events
-from streams.aggregate.codec import FORMAT, check_format
-from streams.aggregate.flows import Candidates, transit_flows
-from streams.aggregate.partial import Partial
-from streams.aggregate.rows import KIND_PAYMENT, KIND_TRANSIT, Chunk
-from streams.aggregate.stock import Levels
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder()

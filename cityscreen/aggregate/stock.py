@@ -18,10 +18,10 @@ from functools import cache
 
 import numpy as np
 
+from cityscreen.aggregate.carry import Carry
+from cityscreen.aggregate.rows import VOCAB, Chunk, Places, run_ends, run_starts
+from cityscreen.aggregate.tables import CELL_IDS, PROFILES, profile_parts
 from cityscreen.aggregates import stat_key
-from streams.aggregate.carry import Carry
-from streams.aggregate.rows import VOCAB, Chunk, Places, run_ends, run_starts
-from streams.aggregate.tables import CELL_IDS, PROFILES, profile_parts
 
 Levels = dict[int, dict[str, dict[str, tuple[int, int, int]]]]
 _DIMENSIONS = ("gender", "age_band", "origin")

@@ -8,7 +8,7 @@ point leaves either the old head with its intact chunks, or the new head with al
 
 from __future__ import annotations
 
-from streams.aggregate.engine import PartitionLog
+from cityscreen.aggregate.engine import PartitionLog
 
 HEAD = b"\xc1chunks:"  # 0xc1 is never valid msgpack, so a head cannot be mistaken for a value
 CHUNK_BYTES = 512 * 1024

@@ -1,5 +1,5 @@
 """Origin-destination flows of one window; the per-person state they carry across windows (open trips,
-last known positions) is `streams/aggregate/carry.py`.
+last known positions) is `cityscreen/aggregate/carry.py`.
 
 Transit pairs a tap-out with the same person's last tap-in; movement pairs a person's consecutive known
 positions (their SIM cells, at `flow_res`). A flow counts in the window of its later event, a person
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams.aggregate.carry import Carry
-from streams.aggregate.rows import VOCAB, Chunk, parent_ids, rank_in_run, run_ends, run_starts
-from streams.aggregate.tables import CELL_IDS, profile_codes
+from cityscreen.aggregate.carry import Carry
+from cityscreen.aggregate.rows import VOCAB, Chunk, parent_ids, rank_in_run, run_ends, run_starts
+from cityscreen.aggregate.tables import CELL_IDS, profile_codes
 
 __all__ = ["Candidates", "Carry", "movement_candidates", "transit_flows", "window_flows"]
 

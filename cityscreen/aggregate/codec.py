@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.aggregate.rows import KIND_PAYMENT, VOCAB, Chunk
+from cityscreen.aggregate.rows import KIND_PAYMENT, VOCAB, Chunk
 
 # deltas, carry deltas and snapshots of this layout. 1: JSON-era rows; 2: columnar rows, carry of flow
 # cells only; 3: the carry holds each person's last known position (people present as a stock)

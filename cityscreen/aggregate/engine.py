@@ -18,14 +18,14 @@ from typing import Any, Protocol
 
 import msgspec
 
+from cityscreen.aggregate.close import AggConfig
+from cityscreen.aggregate.codec import delta_windows
+from cityscreen.aggregate.gcpause import gc_paused
+from cityscreen.aggregate.partial import Partial
+from cityscreen.aggregate.partition import PartitionState
+from cityscreen.aggregate.rows import KINDS
 from cityscreen.clean_batch import BatchError, decode_record, encode_batch
 from cityscreen.events import CleanEvent
-from streams.aggregate.close import AggConfig
-from streams.aggregate.codec import delta_windows
-from streams.aggregate.gcpause import gc_paused
-from streams.aggregate.partial import Partial
-from streams.aggregate.partition import PartitionState
-from streams.aggregate.rows import KINDS
 
 SNAPSHOT = "snap"
 CARRY = "c:"  # + closed-through: the carry entries one close changed

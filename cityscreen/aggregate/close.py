@@ -5,7 +5,7 @@ Rules (docs/streams.md):
   before the window's end, by time then arrival) is within `presence_ttl_ms` counts in its cell, with
   the attributes of that event; active persons (`active.persons`): each person with a SIM event in the
   window, in the cell of the last one. Each person is in one cell, so parents and totals are exact sums
-  (streams/aggregate/stock.py);
+  (cityscreen/aggregate/stock.py);
 - payments and transit: every event counts in its own cell; persons are distinct payers / riders;
 - flows at `flow_res`: transit pairs a tap-out with the same person's last tap-in (carried across
   windows, dropped after `trip_ttl_ms`); movement pairs a person's consecutive SIM cells. A flow counts
@@ -26,13 +26,13 @@ from functools import cache, partial
 
 import numpy as np
 
+from cityscreen.aggregate.flows import Candidates, Carry, movement_candidates, window_flows
+from cityscreen.aggregate.partial import Partial
+from cityscreen.aggregate.rows import EMPTY, VOCAB, Chunk, Places, rank_in_run, run_starts
+from cityscreen.aggregate.stock import Levels, count_active, count_present, presence_since_ms
 from cityscreen.aggregates import stat_key
 from cityscreen.geo import cell_name
 from cityscreen.settings import Settings
-from streams.aggregate.flows import Candidates, Carry, movement_candidates, window_flows
-from streams.aggregate.partial import Partial
-from streams.aggregate.rows import EMPTY, VOCAB, Chunk, Places, rank_in_run, run_starts
-from streams.aggregate.stock import Levels, count_active, count_present, presence_since_ms
 
 __all__ = ["AggConfig", "Carry", "close_chunks", "tally_events"]
 

@@ -3,7 +3,7 @@
 A `Chunk` is one kind's rows, in arrival order, as six arrays: a window's rows are a few chunks, a close
 concatenates them, and every count is then a sort or a bincount instead of a loop over events.
 Categories are worker-wide integer codes (`VOCAB`); codes never leave the process: persisted deltas
-carry the strings (streams/aggregate/codec.py).
+carry the strings (cityscreen/aggregate/codec.py).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ snapshot (closed-through, watermarks, offsets) by `snapshot` after a close, the 
 `take_carry_delta`. `restore` rebuilds the state
 from the latest snapshot plus later deltas; records at or below the applied offsets are then skipped, so
 a replay after a crash never counts an event twice. Events the ingest edge wrote twice (in two records)
-are skipped by their raw keys (streams/aggregate/repeats.py), which the deltas and snapshots keep too.
+are skipped by their raw keys (cityscreen/aggregate/repeats.py), which the deltas and snapshots keep too.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from cityscreen.aggregate.close import AggConfig, Carry, close_chunks
+from cityscreen.aggregate.codec import FORMAT, StateFormatError, check_format, delta_chunks, encode_chunk
+from cityscreen.aggregate.flows import Candidates
+from cityscreen.aggregate.partial import Partial
+from cityscreen.aggregate.repeats import Seen, encode_seen, merge_seen, take_fresh
+from cityscreen.aggregate.rows import KINDS, Chunk, chunk_of, window_of
+from cityscreen.aggregate.spans import OpenSpans
 from cityscreen.clean_batch import CleanBatch
-from streams.aggregate.close import AggConfig, Carry, close_chunks
-from streams.aggregate.codec import FORMAT, StateFormatError, check_format, delta_chunks, encode_chunk
-from streams.aggregate.flows import Candidates
-from streams.aggregate.partial import Partial
-from streams.aggregate.repeats import Seen, encode_seen, merge_seen, take_fresh
-from streams.aggregate.rows import KINDS, Chunk, chunk_of, window_of
-from streams.aggregate.spans import OpenSpans
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder()
