@@ -38,7 +38,7 @@ from cityscreen.settings import Settings
 from streams.app import create_app
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
 from streams.release import Gating, ReleaseSink, warm_gate
-from streams.stall import Behind, OffsetGuard, StallWatch
+from streams.stall import Behind, OffsetGuard, StallWatch, polled_since
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
 UNDECODABLE = "undecodable_clean_record"  # dead-letter reason: not clean events of the topic's kind
@@ -235,9 +235,16 @@ def build_worker(
                 f"aggregate:{CLEAN_TOPICS[k]}:{p}": end - applied[p, k] - 1 for (p, k), end in end_of.items()
             }
             unread = {(p, k) for p, k, _, _ in behind}
+            # read to its end only if the client fetched it after its last record (stall.py): a quiet
+            # kind has had no record for idle_close_s, so a fetch within that time came after it
+            polled = _last_polls(app, assigned)
+            now_ms, max_age_s = time.time() * 1000, win.idle_close_s
+            fresh = {(tp.partition, KIND_BY_TOPIC[tp.topic]) for tp in assigned
+                     if polled_since(polled.get(tp), now_ms, max_age_s)}  # fmt: skip
 
             def caught_up(partition: int, kind: str) -> bool:
-                return (partition, kind) in end_of and (partition, kind) not in unread
+                pk = (partition, kind)
+                return pk in end_of and pk not in unread and pk in fresh
 
             verdict = stall.check(
                 time.monotonic(), sum(applied.values()), behind, lambda lag: _fetch_state(app, lag)
@@ -310,6 +317,17 @@ def build_worker(
         await sink.publish_manifest()
 
     return app
+
+
+def _last_polls(app: faust.App, assigned: list[Any]) -> dict[Any, int | None]:
+    """When the Kafka client last had a fetch response for each partition (wall-clock ms; aiokafka's
+    `last_poll_timestamp`). Faust does not expose it, so this reaches its client; if that fails, no
+    partition counts as fresh, so windows close on event time alone and none closes early."""
+    try:
+        client = app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+        return {tp: client.last_poll_timestamp(tp) for tp in assigned}
+    except Exception:  # a private path of Faust: never take the worker down over it
+        return {}
 
 
 def _fetch_state(app: faust.App, lagging: list[Behind]) -> str:

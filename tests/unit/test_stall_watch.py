@@ -8,8 +8,8 @@ from types import SimpleNamespace
 from faust.types import TP
 
 from cityscreen.events import CLEAN_TOPICS
-from streams.stall import OffsetGuard, StallWatch
-from streams.worker import _reseek
+from streams.stall import OffsetGuard, StallWatch, polled_since
+from streams.worker import _last_polls, _reseek
 
 BEHIND = [(2, "sim", 9, 14)]
 
@@ -92,3 +92,21 @@ def test_a_hole_that_stays_is_sought_once_more_then_accepted() -> None:
     assert guard.admit(2, "payment", 9, applied=6, now=10.0) == ("seek", 7)
     assert guard.admit(2, "payment", 9, applied=6, now=10.5) == ("hole", 7)
     assert guard.admit(2, "payment", 10, applied=9, now=11.0) == ("apply", 10)
+
+
+def test_an_end_offset_counts_only_if_the_client_fetched_the_partition_lately() -> None:
+    # a starved worker's last known end can equal what it applied while newer records wait on the broker
+    assert polled_since(polled_ms=10_000, now_ms=14_000, max_age_s=5.0)
+    assert polled_since(polled_ms=10_000, now_ms=15_000, max_age_s=5.0)
+    assert not polled_since(polled_ms=10_000, now_ms=15_001, max_age_s=5.0)
+    assert not polled_since(polled_ms=None, now_ms=15_000, max_age_s=5.0)  # never fetched
+
+
+def test_last_polls_reads_the_clients_poll_times_and_fails_closed() -> None:
+    tp = TP(CLEAN_TOPICS["sim"], 0)
+    client = SimpleNamespace(last_poll_timestamp=lambda t: 1234 if t == tp else None)
+    app = SimpleNamespace(consumer=SimpleNamespace(_thread=SimpleNamespace(_ensure_consumer=lambda: client)))
+    assert _last_polls(app, [tp]) == {tp: 1234}  # type: ignore[arg-type]
+    # without the client's poll times no partition counts as fresh: windows then close on event time alone
+    broken = SimpleNamespace(consumer=SimpleNamespace())
+    assert _last_polls(broken, [tp]) == {}  # type: ignore[arg-type]
