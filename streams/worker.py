@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from cityscreen.aggregate.chunked import ChunkedLog
 from cityscreen.aggregate.close import AggConfig
 from cityscreen.aggregate.engine import Closed, Engine
-from cityscreen.aggregate.late import LateCounts, late_letter, window_of
+from cityscreen.aggregate.late import LateCounts, late_letters, window_of
 from cityscreen.aggregate.partial import PartialMessage, decode_header, encode_message, final_through_ms
 from cityscreen.aggregate.partition import REPEATED
 from cityscreen.clean_batch import BatchError
@@ -129,10 +129,11 @@ def build_worker(
     late_counts = LateCounts(win.window_s)
 
     async def dead_letter(late: list[tuple[str, dict[str, Any]]]) -> None:
-        # the rows carry pseudonym, cell, time and demographics: only late_letter's fields leave
+        # the rows carry pseudonym, cell, time and demographics: only late_letters' fields leave
         late_counts.add(row for _, row in late)
-        for topic, row in late:
-            await deadletter.send(key=None, value=late_letter(topic, row, win.window_s), force=True)
+        for topic in sorted({t for t, _ in late}):
+            for letter in late_letters(topic, (row for t, row in late if t == topic), win.window_s):
+                await deadletter.send(key=None, value=letter, force=True)
         await sink.count(late_events=len(late), dead_lettered=len(late))
         for w in sorted({window_of(int(row["ts_ms"]), win.window_s) for _, row in late}):
             events, cells = late_counts.summary(w)

@@ -24,17 +24,29 @@ def window_of(ts_ms: int, window_s: int) -> int:
     return ts_ms - ts_ms % (window_s * 1000)
 
 
-def late_letter(topic: str, row: dict[str, Any], window_s: int) -> bytes:
-    """The dead letter of one late event: no pseudonym, cell, demographics or exact time."""
-    return _ENCODER.encode(
-        {
-            "reason": LATE,
-            "source_topic": topic,
-            "kind": row["kind"],
-            "event_id": row["event_id"],
-            "window_start_ms": window_of(int(row["ts_ms"]), window_s),
-        }
-    )
+LETTER_IDS = 1_000  # event ids per late letter: a letter stays far below Kafka's 1 MB message limit
+
+
+def late_letters(topic: str, rows: Iterable[dict[str, Any]], window_s: int) -> list[bytes]:
+    """The dead letters of one record batch's late events: one per (kind, window), up to `LETTER_IDS`
+    event ids each; no pseudonym, cell, demographics or exact time.
+
+    One letter per event cost a Kafka send each: a burst of late events (a stalled worker, a replay of
+    old records) then slowed the worker by more than the events themselves, made more events late, and
+    it never caught up."""
+    groups: dict[tuple[str, int], list[str]] = {}
+    for row in rows:
+        groups.setdefault((str(row["kind"]), window_of(int(row["ts_ms"]), window_s)), []).append(
+            str(row["event_id"])
+        )
+    letters = []
+    for (kind, window_start_ms), ids in sorted(groups.items()):
+        for i in range(0, len(ids), LETTER_IDS):
+            chunk = ids[i : i + LETTER_IDS]
+            letter = {"reason": LATE, "source_topic": topic, "kind": kind, "window_start_ms": window_start_ms,
+                      "events": len(chunk), "event_ids": chunk}  # fmt: skip
+            letters.append(_ENCODER.encode(letter))
+    return letters
 
 
 class LateCounts:

@@ -6,7 +6,7 @@ import msgspec
 
 from cityscreen.aggregate.close import AggConfig
 from cityscreen.aggregate.engine import DictLog, Engine
-from cityscreen.aggregate.late import LateCounts, late_letter, window_of
+from cityscreen.aggregate.late import LETTER_IDS, LateCounts, late_letters, window_of
 from cityscreen.events import SIM_TOPIC, SimEvent
 from cityscreen.settings import Settings
 
@@ -31,15 +31,32 @@ def late_rows() -> list[dict]:
 
 def test_a_late_dead_letter_holds_no_pseudonym_cell_demographics_or_exact_time() -> None:
     rows = late_rows()
-    letters = [msgspec.json.decode(late_letter(SIM_TOPIC, row, 60)) for row in rows]
-    assert letters[0] == {
-        "reason": "late", "source_topic": SIM_TOPIC, "kind": "sim", "event_id": "ev7", "window_start_ms": T0,
-    }  # fmt: skip
+    letters = [msgspec.json.decode(b) for b in late_letters(SIM_TOPIC, rows, 60)]
+    assert letters == [
+        {"reason": "late", "source_topic": SIM_TOPIC, "kind": "sim", "window_start_ms": T0, "events": 2,
+         "event_ids": ["ev7", "ev8"]},
+    ]  # fmt: skip
     text = msgspec.json.encode(letters).decode()
     for row in rows:
         for name in ("person", "cell", "gender", "age_band", "origin", "ts_ms"):
             if name in row:
                 assert str(row[name]) not in text, name
+
+
+def test_late_letters_group_a_batch_by_window_and_every_late_event_is_in_exactly_one() -> None:
+    # one letter per event made a burst of late events cost a Kafka send each (the worker never caught up)
+    base = late_rows()[0]
+    rows = [
+        {**base, "event_id": f"e{i}", "ts_ms": T0 + (i % 3) * 60_000 + i % 50}
+        for i in range(3 * LETTER_IDS + 7)
+    ]
+    letters = [msgspec.json.decode(b) for b in late_letters(SIM_TOPIC, rows, 60)]
+    assert len(letters) == 6  # three windows of 1,002 or 1,003 ids, each split at LETTER_IDS
+    ids = [i for letter in letters for i in letter["event_ids"]]
+    assert sorted(ids) == sorted(r["event_id"] for r in rows)
+    assert sum(letter["events"] for letter in letters) == len(rows)
+    assert {letter["window_start_ms"] for letter in letters} == {T0, T0 + 60_000, T0 + 120_000}
+    assert max(len(letter["event_ids"]) for letter in letters) <= LETTER_IDS
 
 
 def test_late_events_are_counted_per_window_and_cell_within_a_bound() -> None:
