@@ -258,7 +258,9 @@ def build_worker(
                 reported_lag.clear()
                 reported_lag.update(lag)
             started = time.monotonic()
-            await emit(engine.close_due(idle_s=win.idle_close_s, caught_up=caught_up))
+            await emit(
+                engine.close_due(idle_s=win.idle_close_s, caught_up=caught_up, wall_ms=time.time() * 1000)
+            )
             engine.pause_idle(time.monotonic() - started)
 
     book: dict[str, ReleaseBook] = {}

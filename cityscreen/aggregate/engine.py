@@ -185,11 +185,17 @@ class Engine:
         for p in self._since:
             self._since[p] += busy_s
 
-    def close_due(self, idle_s: float | None = None, caught_up: CaughtUp = lambda p, k: True) -> list[Closed]:
+    def close_due(
+        self,
+        idle_s: float | None = None,
+        caught_up: CaughtUp = lambda p, k: True,
+        wall_ms: float | None = None,
+    ) -> list[Closed]:
         """Close due windows of every partition. With `idle_s`, a topic kind quiet for that long stops
         holding its partition's watermark back, and a partition whose every kind is quiet closes all
-        its open windows, and closes through at least what this worker's busiest partition has closed
-        (a partition with no events must not hold back the windows the others finished)."""
+        its open windows (those that ended a grace before `wall_ms`, when given), and closes through at
+        least what this worker's busiest partition has closed (a partition with no events must not hold
+        back the windows the others finished)."""
         out = []
         # an idle partition closes through what this worker's busiest partition has closed
         floor = max((s.closed_through_ms for s in self.states.values() if s.closed_through_ms is not None),
@@ -198,7 +204,9 @@ class Engine:
             quiet = self.quiet_kinds(p, idle_s, caught_up) if idle_s is not None else frozenset()
             before = st.closed_through_ms
             with gc_paused():
-                partials = st.close_due(idle=len(quiet) == len(KINDS), quiet=quiet, floor_ms=floor)
+                partials = st.close_due(
+                    idle=len(quiet) == len(KINDS), quiet=quiet, floor_ms=floor, wall_ms=wall_ms
+                )
             if st.closed_through_ms is not None and st.closed_through_ms != before:
                 out.append(Closed(p, partials, st.closed_through_ms))
         return out

@@ -161,7 +161,12 @@ class PartitionState:
         return window_of(wm - self.cfg.grace_ms, self.cfg.window_ms) - self.cfg.window_ms
 
     def close_due(
-        self, *, idle: bool = False, quiet: frozenset[str] = frozenset(), floor_ms: int | None = None
+        self,
+        *,
+        idle: bool = False,
+        quiet: frozenset[str] = frozenset(),
+        floor_ms: int | None = None,
+        wall_ms: float | None = None,
     ) -> list[Partial]:
         """Close every due window (all open ones when idle), oldest first; advances closed-through.
 
@@ -172,12 +177,21 @@ class PartitionState:
 
         A window without rows in this partition still has a partial while someone's last known
         position here is recent enough: people present do not vanish in a quiet minute. Once nobody
-        is present, the windows up to the next one with rows are skipped (nothing changes the stock)."""
+        is present, the windows up to the next one with rows are skipped (nothing changes the stock).
+
+        With `wall_ms` (the worker's clock), idleness closes only windows that ended, with their grace,
+        before that time. A feed paused upstream (an ingest worker starved of CPU for a few seconds) looks
+        idle too: closing the open minute and the open quarter hour then made the rest of their events
+        late (up to a quarter of each window's events in a soak on a loaded box). A replay of past events
+        still closes everything at once."""
         through: int | None
         if idle and (self.windows or self.spans.open):
             # every open window closes, and so does every span window holding one
             ends = [due for due, _ in self.spans.open]
             through = max(ends + ([self.cfg.close_point_ms(max(self.windows))] if self.windows else []))
+            if wall_ms is not None:
+                ended = window_of(int(wall_ms) - self.cfg.grace_ms - self.cfg.window_ms, self.cfg.window_ms)
+                through = min(through, ended)
         else:
             through = self.due_through_ms(quiet)
         if idle and floor_ms is not None and (through is None or floor_ms > through):

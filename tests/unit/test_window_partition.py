@@ -219,3 +219,37 @@ def _event(kind: str, ts_ms: int) -> object:
         return PaymentEvent(v=1, event_id=f"p{ts_ms}", ts_ms=ts_ms, person="ab" * 10, merchant_id="M",
                             category="food", amount_cny=1.0, lat=22.54, lng=114.05, origin="GD")  # fmt: skip
     return _transit(ts_ms)
+
+
+def test_an_idle_live_partition_keeps_windows_open_until_their_grace_has_passed(
+    make_sim: Callable[..., SimEvent],
+) -> None:
+    """A feed that pauses upstream (an ingest worker starved of CPU) looks idle; closing the open minute
+    then made the rest of its events late. With the worker's clock, idleness closes only what ended, with
+    its grace, before now; a replay of past events still closes everything at once."""
+    now = [0.0]
+    engine = Engine(CFG, DictLog(), clock=lambda: now[0])
+    engine.apply_events(0, "sim", 0, [make_sim(W0 + 10_000)])
+    engine.apply_events(0, "sim", 1, [make_sim(W0 + 70_000)])  # the open minute W0 + 60 s
+    engine.persist()
+    now[0] = 10.0  # every kind quiet and read to its end
+    wall = W0 + 95_000  # 35 s into the open minute: W0 ended 35 s ago, more than its 30 s grace
+    closed = engine.close_due(idle_s=5.0, wall_ms=wall)
+    assert [p.window_start_ms for c in closed for p in c.partials] == [W0]
+    for c in closed:
+        engine.commit_close(c)
+    # the pause ends: the open minute's events still count, none is late
+    assert engine.apply_events(0, "sim", 2, [make_sim(W0 + 80_000, person="cd" * 10)]) == []
+    engine.persist()
+    now[0] = 20.0  # quiet again
+    assert engine.close_due(idle_s=5.0, wall_ms=W0 + 149_999) == []  # W0 + 60 s ends + grace at 150 s
+    closed = engine.close_due(idle_s=5.0, wall_ms=W0 + 150_000)
+    assert [p.window_start_ms for c in closed for p in c.partials] == [W0 + 60_000]
+    # a replay of old events (wall clock far ahead) closes its last window at once, as before
+    replay = Engine(CFG, DictLog(), clock=lambda: now[0])
+    replay.apply_events(0, "sim", 0, [make_sim(W0 + 10_000)])
+    replay.persist()
+    now[0] = 30.0
+    closed = replay.close_due(idle_s=5.0, wall_ms=W0 + 10**9)
+    assert [c.closed_through_ms for c in closed] == [CFG.close_point_ms(W0)]  # its quarter hour too
+    assert W0 in [p.window_start_ms for c in closed for p in c.partials]
