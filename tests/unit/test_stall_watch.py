@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from faust.types import TP
-
 from cityscreen.events import CLEAN_TOPICS
+from streams.aggregate_agent import reseek
 from streams.stall import OffsetGuard, StallWatch
-from streams.worker import _reseek
 
 BEHIND = [(2, "sim", 9, 14)]
 
@@ -50,16 +48,17 @@ def test_progress_restarts_the_clock() -> None:
 
 
 def test_reseek_seeks_assigned_partitions_to_their_first_unapplied_offset() -> None:
-    seeks: list[tuple[TP, int]] = []
+    seeks: list[tuple[str, int, int]] = []
 
-    async def seek(tp: TP, offset: int) -> None:
-        seeks.append((tp, offset))
+    async def seek(topic: str, partition: int, offset: int) -> None:
+        seeks.append((topic, partition, offset))
 
-    assigned = {TP(CLEAN_TOPICS["sim"], 2), TP(CLEAN_TOPICS["transit"], 0)}
-    app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: assigned, seek=seek))
+    assigned = [(CLEAN_TOPICS["sim"], 2), (CLEAN_TOPICS["transit"], 0)]
+    consumer = SimpleNamespace(assigned=lambda: assigned, seek=seek)
     # transit[3] was revoked meanwhile: its new owner reads it, so it is not sought here
-    asyncio.run(_reseek(app, [(2, "sim", 9, 14), (0, "transit", -1, 3), (3, "transit", 4, 6)]))  # type: ignore[arg-type]
-    assert sorted(seeks) == sorted([(TP(CLEAN_TOPICS["sim"], 2), 10), (TP(CLEAN_TOPICS["transit"], 0), 0)])
+    lagging = [(2, "sim", 9, 14), (0, "transit", -1, 3), (3, "transit", 4, 6)]
+    asyncio.run(reseek(consumer, lagging))  # type: ignore[arg-type]
+    assert sorted(seeks) == sorted([(CLEAN_TOPICS["sim"], 2, 10), (CLEAN_TOPICS["transit"], 0, 0)])
 
 
 def test_records_in_order_and_redeliveries_are_applied() -> None:
