@@ -5,17 +5,30 @@ A release is a base window or a longer span window (`span_s`, cityscreen/aggrega
 `Release(start, span_s)`; a span window is complete once its last base window (its "due") is.
 Partials are first-wins per (window, partition): after a crash a partition may send a window again, and
 the first copy is the one computed from the complete input. The book holds partials as the compressed
-bytes they arrived in; merging them is the gate process's job (`merge_window`). Pure: the worker
-persists `dump()`.
+bytes they arrived in; merging them is the gate process's job (`merge_window`).
+
+`StoredBook` keeps a book in a key-value log (`BookLog`: the single-partition, changelog-backed
+`release-book` table in the worker, `DictBookLog` in tests), so the release agent's state survives a
+SIGKILL and moves with its partition on a rebalance. Layout: `meta` (msgpack `{"closed": {partition:
+closed-through}, "released": released-through}`), and `part/<start>:<span_s>/<partition>` (each kept
+partial as the partials-topic record it arrived in) until its window is stored.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, Protocol
 
 import msgspec
 
-from cityscreen.aggregate.partial import MessageHeader, Partial, decode_partial, finalize, merge_partials
+from cityscreen.aggregate.partial import (
+    MessageHeader,
+    Partial,
+    decode_header,
+    decode_partial,
+    finalize,
+    merge_partials,
+)
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.settings import Settings
 
@@ -64,7 +77,9 @@ class ReleaseBook:
         self.state = state or BookState()
         self.window_ms = window_s * 1000  # the base window: a span is due at its last one
 
-    def add(self, message: MessageHeader) -> None:
+    def add(self, message: MessageHeader) -> bool:
+        """Take a partition's progress and maybe a partial; True when the partial is kept (the first
+        copy of a window not yet released)."""
         st = self.state
         p = message.partition
         st.closed_through[p] = max(
@@ -72,13 +87,17 @@ class ReleaseBook:
         )
         w, blob = message.window_start_ms, message.blob
         if w is None or blob is None:
-            return
+            return False
         due = w + message.span_s * 1000 - self.window_ms if message.span_s else w
         if st.released_through is not None and due <= st.released_through:
-            return  # a replayed partial of a window already released
+            return False  # a replayed partial of a window already released
         key = Release(w, message.span_s).book_key()
-        st.partials.setdefault(key, {}).setdefault(p, blob)
+        kept = st.partials.setdefault(key, {})
+        if p in kept:
+            return False
+        kept[p] = blob
         st.due.setdefault(key, due)
+        return True
 
     def complete_through(self) -> int | None:
         if len(self.state.closed_through) < self.partitions:
@@ -108,3 +127,73 @@ class ReleaseBook:
     @classmethod
     def load(cls, partitions: int, data: bytes | None, *, window_s: int) -> ReleaseBook:
         return cls(partitions, _DEC.decode(data) if data else None, window_s=window_s)
+
+
+class BookLog(Protocol):
+    """Where a StoredBook keeps itself: one flat key-value log (None deletes a key)."""
+
+    def put(self, key: str, value: bytes | None) -> None: ...
+    def items(self) -> list[tuple[str, bytes]]: ...
+
+
+class DictBookLog:
+    """In-memory BookLog (tests)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def put(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
+
+    def items(self) -> list[tuple[str, bytes]]:
+        return sorted(self.data.items())
+
+
+META = "meta"
+PART = "part/"  # + Release.book_key + "/" + partition
+
+
+class StoredBook:
+    """A ReleaseBook and its log. A kept partial is written when it arrives; once a batch's complete
+    windows are stored, `settle` drops their partials and then records what was released: a crash
+    in between replays them, which the sink's frame index turns into no second publication."""
+
+    def __init__(self, log: BookLog, partitions: int, *, window_s: int) -> None:
+        self.log = log
+        self.book = ReleaseBook(partitions, window_s=window_s)
+        items = log.items()
+        meta = dict(items).get(META)
+        if meta:
+            m = msgspec.msgpack.decode(meta)
+            self.book.state.closed_through = {int(k): v for k, v in m["closed"].items()}
+            self.book.state.released_through = m["released"]
+        for key, value in items:
+            if key.startswith(PART):
+                self.book.add(decode_header(value))
+
+    def add(self, values: Iterable[bytes]) -> None:
+        """Partials-topic records in arrival order; the partial itself stays compressed."""
+        for value in values:
+            head = decode_header(value)
+            if self.book.add(head) and head.window_start_ms is not None:
+                rel = Release(head.window_start_ms, head.span_s)
+                self.log.put(f"{PART}{rel.book_key()}/{head.partition}", value)
+
+    def take_complete(self) -> tuple[list[tuple[Release, list[bytes]]], bytes]:
+        """The complete windows (ReleaseBook.take_complete) and the meta to `settle` once they are stored."""
+        complete = self.book.take_complete()
+        st = self.book.state
+        return complete, msgspec.msgpack.encode(
+            {"closed": st.closed_through, "released": st.released_through}
+        )
+
+    def settle(self, releases: Sequence[Release], meta: bytes) -> None:
+        """After `releases` are stored: drop their partials, then record the meta (never before)."""
+        prefixes = tuple(f"{PART}{rel.book_key()}/" for rel in releases)
+        if prefixes:
+            for key in [k for k, _ in self.log.items() if k.startswith(prefixes)]:
+                self.log.put(key, None)
+        self.log.put(META, meta)

@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -50,7 +50,8 @@ def gate_partials(blobs: list[bytes], settings: Settings, published_ms: int) -> 
 SendFrame = Callable[[bytes, bytes], Awaitable[None]]  # (key, value) -> delivered to the frames topic
 
 
-Gating = tuple[Release, "asyncio.Future[list[Frame] | None]"]  # a release, its gated frames (None: published)
+# what `ReleaseSink.release` takes: an exact aggregate, or a complete window's partials (ReleaseBook)
+Releasable = WindowAggregate | tuple[Release, Sequence[bytes]]
 
 
 def warm_gate() -> int:
@@ -106,45 +107,53 @@ class ReleaseSink:
         index = store_keys.frame_index_key(coarsest, span_s)
         return await self.redis.zscore(index, str(window_start_ms)) is not None
 
-    async def publish(self, aggregate: WindowAggregate) -> list[Frame]:
-        """Gate, then store and announce every resolution's frame; returns what was published."""
-        return (await self.publish_all([aggregate]))[0]
+    async def release(
+        self, windows: Sequence[Releasable], *, after: Awaitable[object] | None = None
+    ) -> dict[Release, list[Frame]]:
+        """The one entry point of the release path: gate complete windows, then store and announce their
+        frames in the order given (window order: each frame's fused indicators read the previous
+        window's frame from Redis), each as its gate finishes.
 
-    async def publish_all(self, aggregates: list[WindowAggregate]) -> list[list[Frame]]:
-        """Gate several windows at once (in parallel in the gate pool), then store and announce them in
-        window order: each frame's fused indicators read the previous window's frame from Redis."""
-        stored = await self.store_gated(self.gate_soon(aggregates))
-        return [stored.get(self.release_of(a), []) for a in sorted(aggregates, key=self._order)]
-
-    def _order(self, aggregate: WindowAggregate) -> tuple[int, int]:
-        """By the base window that completes it; a longer window before the base window of its end."""
-        return aggregate.window_end_ms, -aggregate.window_s
-
-    def gate_soon(self, aggregates: list[WindowAggregate]) -> list[Gating]:
-        """Start gating windows now, each in the gate pool; `store_gated` then stores them in the order
-        returned: window order. A window already published (a replay after a crash) is not gated again."""
-        for aggregate in aggregates:
-            if not isinstance(aggregate, WindowAggregate):
-                raise TypeError(
-                    "the release sink accepts only a WindowAggregate (it applies the gate itself)"
-                )
-        ordered = sorted(aggregates, key=self._order)
-        return [(self.release_of(a), asyncio.ensure_future(self._gate_new(self.release_of(a), a)))
-                for a in ordered]  # fmt: skip
-
-    def gate_partials_soon(self, windows: list[tuple[Release, list[bytes]]]) -> list[Gating]:
-        """The same for complete releases given as their partials (ReleaseBook.take_complete, in its
-        order): the gate process merges them into the exact aggregate, then gates it."""
-        return [(r, asyncio.ensure_future(self._gate_new(r, list(blobs)))) for r, blobs in windows]
-
-    async def store_gated(self, gatings: list[Gating]) -> dict[Release, list[Frame]]:
-        """Store and announce gated windows in the order given (window order), as each gate finishes."""
-        stored = {}
+        A window is an exact `WindowAggregate`, or a complete window's partials as
+        `ReleaseBook.take_complete` returns them (the gate process merges them into the exact
+        aggregate). Gating starts at once, each window in the gate pool; storing waits for `after`
+        (the previous batch's store). A window already published (a replay after a crash) is neither
+        gated nor stored again. Returns the frames stored, by release."""
+        jobs = [self._job(w) for w in windows]  # all checked before any is gated
+        gatings = [(rel, asyncio.ensure_future(self._gate_new(rel, w))) for rel, w in jobs]
+        if after is not None:
+            await after
+        stored: dict[Release, list[Frame]] = {}
         for rel, gating in gatings:
             frames = await gating
             if frames is not None:
                 stored[rel] = await (self._store_span(frames) if rel.span_s else self._store(frames))
         return stored
+
+    def _job(self, window: Releasable) -> tuple[Release, WindowAggregate | list[bytes]]:
+        if isinstance(window, WindowAggregate):
+            return self.release_of(window), window
+        if isinstance(window, tuple) and len(window) == 2 and isinstance(window[0], Release):
+            return window[0], list(window[1])
+        raise TypeError(
+            "the release sink accepts only a WindowAggregate or a complete window's partials (it applies "
+            f"the gate itself), not {type(window).__name__}: release what the engine or ReleaseBook gave"
+        )
+
+    def _order(self, aggregate: WindowAggregate) -> tuple[int, int]:
+        self._job(aggregate)  # refuses anything else before it is sorted
+        return aggregate.window_end_ms, -aggregate.window_s
+
+    async def publish(self, aggregate: WindowAggregate) -> list[Frame]:
+        """Gate, then store and announce every resolution's frame; returns what was published."""
+        return (await self.publish_all([aggregate]))[0]
+
+    async def publish_all(self, aggregates: list[WindowAggregate]) -> list[list[Frame]]:
+        """`release` of exact aggregates in any order: sorted by the base window that completes each, a
+        longer window before the base window of its end. Returns each one's frames in that order."""
+        ordered = sorted(aggregates, key=self._order)
+        stored = await self.release(ordered)
+        return [stored.get(self.release_of(a), []) for a in ordered]
 
     async def _gate_new(self, rel: Release, aggregate: WindowAggregate | list[bytes]) -> list[Frame] | None:
         if await self.is_published(rel.start_ms, rel.span_s):

@@ -16,7 +16,7 @@ import redis
 from cityscreen.clean_batch import encode_batch
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, RawSim
 from services.generator.consume import read_to_end
-from streams.worker import UNDECODABLE
+from streams.aggregate_agent import UNDECODABLE
 from tests.reference_aggregates import reference_window_aggregates
 from tests.streams_support import (
     expected_frames,

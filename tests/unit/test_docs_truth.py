@@ -20,7 +20,7 @@ from cityscreen.aggregate.late import LATE
 from cityscreen.ingest import REASONS as INGEST_REASONS
 from services.cli import app
 from services.stack.env_example import variables
-from streams.worker import UNDECODABLE
+from streams.aggregate_agent import UNDECODABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

@@ -75,7 +75,7 @@ async def test_partials_merged_in_the_gate_process_release_the_frames_of_the_mer
     assert len(complete) == len(parts) >= 3
     with ThreadPoolExecutor(max_workers=2) as pool:
         sink = ReleaseSink(_Redis(), send, SETTINGS, clock_ms=lambda: 123, gate_pool=pool)
-        stored = await sink.store_gated(sink.gate_partials_soon(complete))
+        stored = await sink.release(complete)
     for w in sorted(parts):
         merged = merge_partials(parts[w][p] for p in sorted(parts[w]))
         assert merged is not None

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from faust.types import TP
-
 from cityscreen.events import CLEAN_TOPICS
+from streams.aggregate_agent import reseek
 from streams.stall import OffsetGuard, StallWatch, polled_since
-from streams.worker import _last_polls, _reseek
+from streams.worker import FaustConsumer
 
 BEHIND = [(2, "sim", 9, 14)]
 
@@ -50,16 +49,17 @@ def test_progress_restarts_the_clock() -> None:
 
 
 def test_reseek_seeks_assigned_partitions_to_their_first_unapplied_offset() -> None:
-    seeks: list[tuple[TP, int]] = []
+    seeks: list[tuple[str, int, int]] = []
 
-    async def seek(tp: TP, offset: int) -> None:
-        seeks.append((tp, offset))
+    async def seek(topic: str, partition: int, offset: int) -> None:
+        seeks.append((topic, partition, offset))
 
-    assigned = {TP(CLEAN_TOPICS["sim"], 2), TP(CLEAN_TOPICS["transit"], 0)}
-    app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: assigned, seek=seek))
+    assigned = [(CLEAN_TOPICS["sim"], 2), (CLEAN_TOPICS["transit"], 0)]
+    consumer = SimpleNamespace(assigned=lambda: assigned, seek=seek)
     # transit[3] was revoked meanwhile: its new owner reads it, so it is not sought here
-    asyncio.run(_reseek(app, [(2, "sim", 9, 14), (0, "transit", -1, 3), (3, "transit", 4, 6)]))  # type: ignore[arg-type]
-    assert sorted(seeks) == sorted([(TP(CLEAN_TOPICS["sim"], 2), 10), (TP(CLEAN_TOPICS["transit"], 0), 0)])
+    lagging = [(2, "sim", 9, 14), (0, "transit", -1, 3), (3, "transit", 4, 6)]
+    asyncio.run(reseek(consumer, lagging))  # type: ignore[arg-type]
+    assert sorted(seeks) == sorted([(CLEAN_TOPICS["sim"], 2, 10), (CLEAN_TOPICS["transit"], 0, 0)])
 
 
 def test_records_in_order_and_redeliveries_are_applied() -> None:
@@ -102,11 +102,13 @@ def test_an_end_offset_counts_only_if_the_client_fetched_the_partition_lately() 
     assert not polled_since(polled_ms=None, now_ms=15_000, max_age_s=5.0)  # never fetched
 
 
-def test_last_polls_reads_the_clients_poll_times_and_fails_closed() -> None:
-    tp = TP(CLEAN_TOPICS["sim"], 0)
-    client = SimpleNamespace(last_poll_timestamp=lambda t: 1234 if t == tp else None)
+def test_the_faust_consumer_reads_the_clients_poll_times_and_fails_closed() -> None:
+    from faust.types import TP
+
+    topic = CLEAN_TOPICS["sim"]
+    client = SimpleNamespace(last_poll_timestamp=lambda tp: 1234 if tp == TP(topic, 0) else None)
     app = SimpleNamespace(consumer=SimpleNamespace(_thread=SimpleNamespace(_ensure_consumer=lambda: client)))
-    assert _last_polls(app, [tp]) == {tp: 1234}  # type: ignore[arg-type]
+    assert FaustConsumer(app).polled_ms(topic, 0) == 1234  # type: ignore[arg-type]
+    assert FaustConsumer(app).polled_ms(topic, 1) is None  # type: ignore[arg-type]
     # without the client's poll times no partition counts as fresh: windows then close on event time alone
-    broken = SimpleNamespace(consumer=SimpleNamespace())
-    assert _last_polls(broken, [tp]) == {}  # type: ignore[arg-type]
+    assert FaustConsumer(SimpleNamespace(consumer=SimpleNamespace())).polled_ms(topic, 0) is None  # type: ignore[arg-type]

@@ -1,0 +1,63 @@
+"""The release agent's work, apart from Faust: partials in, each complete window released exactly once.
+
+`ReleaseAgent` gets plain collaborators: the release book's log (cityscreen.release_book.BookLog, the
+`release-book` table in the worker) and the release sink's one entry point (`WindowReleaser`, the
+sink in streams/release.py). The Faust agent in streams/worker.py hands it batches of partials-topic
+records.
+
+Gating starts at once, in the gate pool, and the agent goes on reading: a window completed meanwhile is
+gated in parallel instead of waiting for the windows before it. Storing stays in window order (fused
+indicators read the previous window's frame): each batch's store waits for the one before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
+
+from cityscreen.frames import Frame
+from cityscreen.release_book import BookLog, Release, StoredBook
+
+
+class WindowReleaser(Protocol):
+    async def release(
+        self, windows: Sequence[tuple[Release, Sequence[bytes]]], *, after: Awaitable[object] | None = None
+    ) -> dict[Release, list[Frame]]: ...
+
+
+class ReleaseAgent:
+    def __init__(self, log: BookLog, sink: WindowReleaser, *, partitions: int, window_s: int) -> None:
+        self.log, self.sink, self.partitions, self.window_s = log, sink, partitions, window_s
+        self._book: StoredBook | None = None
+        self._settling: asyncio.Future[None] | None = None  # the latest batch's settle
+
+    @property
+    def book(self) -> StoredBook:
+        """Read from its log on first use: by then Faust has recovered the table from its changelog."""
+        if self._book is None:
+            self._book = StoredBook(self.log, self.partitions, window_s=self.window_s)
+        return self._book
+
+    def on_batch(self, values: Sequence[bytes]) -> None:
+        """Book a batch of partials-topic records and start releasing the windows they complete.
+
+        Raises the error of an earlier batch's failed store (which stops the agent)."""
+        if self._settling is not None and self._settling.done():
+            self._settling.result()
+        self.book.add(values)
+        complete, meta = self.book.take_complete()
+        self._settling = asyncio.ensure_future(self._settle(self._settling, complete, meta))
+
+    async def settled(self) -> None:
+        """Wait until every batch so far is stored and settled in the book (tests, shutdown)."""
+        if self._settling is not None:
+            await self._settling
+
+    async def _settle(
+        self, previous: asyncio.Future[None] | None, complete: list[tuple[Release, list[bytes]]], meta: bytes
+    ) -> None:
+        """After the previous batch's windows: store this batch's complete windows, then drop their
+        partials from the book and record what was released (never before it is stored)."""
+        await self.sink.release(complete, after=previous)
+        self.book.settle([rel for rel, _ in complete], meta)
