@@ -25,7 +25,9 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +274,22 @@ def _redis_reachable(url: str) -> bool:
     return asyncio.run(ping())
 
 
+@dataclass
+class _Clients:
+    """The client processes: how many clients each opens, the gateway it connects to, its pipe."""
+
+    share: list[int]
+    targets: list[str]
+    pipes: list[Connection] = field(default_factory=list)
+    procs: list[BaseProcess] = field(default_factory=list)
+
+    def join(self) -> None:
+        for proc in self.procs:
+            proc.join(timeout=GRACE_S + 10)
+            if proc.is_alive():
+                proc.terminate()
+
+
 def run_loadtest(settings: Settings, plan: LoadTestPlan, make_publisher: MakePublisher) -> dict[str, Any]:
     raise_fd_limit(plan.clients + 1024)
     with contextlib.ExitStack() as stack:
@@ -287,53 +305,64 @@ def run_loadtest(settings: Settings, plan: LoadTestPlan, make_publisher: MakePub
             if plan.url
             else [stack.enter_context(_gateway(settings)) for _ in range(plan.gateways)]
         )
-        token = settings.gateway.operator_tokens[0]
-        subscribe = {"type": "subscribe", "res": plan.res, "layers": list(plan.layers)}
-        ctx = mp.get_context("spawn")
-        pipes, procs = [], []
-        processes = max(plan.processes, len(urls))  # at least one client process per gateway
-        share = [plan.clients // processes + (i < plan.clients % processes) for i in range(processes)]
-        targets = [urls[i % len(urls)] for i in range(processes)]
-        for n, url in zip(share, targets, strict=True):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=_client_process, args=(url, token, n, subscribe, child, plan.client), daemon=True
-            )
-            proc.start()
-            pipes.append(parent)
-            procs.append(proc)
+        clients = _start_clients(plan, urls, settings.gateway.operator_tokens[0])
         try:
-            for p in pipes:
-                msg = p.recv()
-                if "error" in msg:
-                    raise CityScreenError(f"a load-test client failed to connect: {msg['error']}")
-            warmup_s = 2.0
-            start_s = time.time() + warmup_s
-            end_s = start_s + plan.seconds
-            for p in pipes:
-                p.send((start_s, end_s))
-            published: list[int] = []
-            if plan.publish:
-                published = asyncio.run(_publish(make_publisher, settings, plan.persons, plan.hz, end_s))
-            delays_of = [p.recv()["delays"] for p in pipes]
+            published, delays_of = _measure(clients, plan, make_publisher, settings)
         finally:
-            for proc in procs:
-                proc.join(timeout=GRACE_S + 10)
-                if proc.is_alive():
-                    proc.terminate()
-    in_window = [ms for ms in published if start_s * 1000 <= ms <= end_s * 1000]
+            clients.join()
 
     def report(picked: list[int]) -> dict[str, Any]:
         delays = [d for i in picked for d in delays_of[i]]
-        clients = sum(share[i] for i in picked)
-        return summarize(delays, clients=clients, seconds=plan.seconds, published=len(in_window),
+        clients_n = sum(clients.share[i] for i in picked)
+        return summarize(delays, clients=clients_n, seconds=plan.seconds, published=len(published),
                          delivered=len(delays))  # fmt: skip
 
-    result = report(list(range(processes)))
+    result = report(list(range(len(clients.share))))
     if len(urls) > 1:
         result["gateways"] = [
-            {"url": u, **report([i for i, t in enumerate(targets) if t == u])} for u in urls
+            {"url": u, **report([i for i, t in enumerate(clients.targets) if t == u])} for u in urls
         ]
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     plan.out.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _start_clients(plan: LoadTestPlan, urls: list[str], token: str) -> _Clients:
+    """Spread the clients over at least one process per gateway, the processes over the gateways."""
+    subscribe = {"type": "subscribe", "res": plan.res, "layers": list(plan.layers)}
+    ctx = mp.get_context("spawn")
+    processes = max(plan.processes, len(urls))
+    clients = _Clients(
+        share=[plan.clients // processes + (i < plan.clients % processes) for i in range(processes)],
+        targets=[urls[i % len(urls)] for i in range(processes)],
+    )
+    for n, url in zip(clients.share, clients.targets, strict=True):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_client_process, args=(url, token, n, subscribe, child, plan.client), daemon=True
+        )
+        proc.start()
+        clients.pipes.append(parent)
+        clients.procs.append(proc)
+    return clients
+
+
+def _measure(
+    clients: _Clients, plan: LoadTestPlan, make_publisher: MakePublisher, settings: Settings
+) -> tuple[list[int], list[list[float]]]:
+    """Once every client is connected: publish for `plan.seconds` after a warm-up; returns the frames
+    published inside the measurement (their published_ms) and each process's delays."""
+    for p in clients.pipes:
+        msg = p.recv()
+        if "error" in msg:
+            raise CityScreenError(f"a load-test client failed to connect: {msg['error']}")
+    warmup_s = 2.0
+    start_s = time.time() + warmup_s
+    end_s = start_s + plan.seconds
+    for p in clients.pipes:
+        p.send((start_s, end_s))
+    published: list[int] = []
+    if plan.publish:
+        published = asyncio.run(_publish(make_publisher, settings, plan.persons, plan.hz, end_s))
+    delays_of = [p.recv()["delays"] for p in clients.pipes]
+    return [ms for ms in published if start_s * 1000 <= ms <= end_s * 1000], delays_of
