@@ -19,9 +19,6 @@ bench_app = typer.Typer(
 )
 
 USE_RUNNING = typer.Option(False, "--use-running", help="the running stack, not a fresh one")
-# `live` and `soak` run the same load
-RATE = typer.Option(20_000, "--rate", help="generator events per second (wall clock)")
-PERSONS = typer.Option(None, "--persons", help="generator population [generator.persons]")
 LoadRun = Callable[[Settings, "LiveOptions", Path], None]  # runs `live` or `soak` and writes its JSON
 
 
@@ -107,19 +104,21 @@ def generator(
 
 
 def _load_command(
-    name: str, *, length_option: Any, length_unit_s: int, out_path: str, sample_option: Any
+    name: str, length_option: Any, length_unit_s: int, sample_option: Any
 ) -> Callable[[LoadRun], LoadRun]:
-    """Registers `bench NAME` with the options `live` and `soak` share, declared once: each passes its own
-    length option (in units of `length_unit_s` seconds), JSON path and sampling option."""
+    """Registers `bench NAME` with the options `live` and `soak` share, declared once; each brings its own
+    length option (in units of `length_unit_s` seconds) and sampling option, and writes its own JSON."""
 
     def register_run(run: LoadRun) -> LoadRun:
         def command(
             ctx: typer.Context,
-            rate: float = RATE,
+            rate: float = typer.Option(20_000, "--rate", help="generator events per second (wall clock)"),
             length: float = length_option,
-            out: Path = _out(out_path),
+            out: Path = _out(f"artifacts/bench-{name}.json"),
             sample_s: float = sample_option,
-            persons: int | None = PERSONS,
+            persons: int | None = typer.Option(
+                None, "--persons", help="generator population [generator.persons]"
+            ),
             use_running: bool = USE_RUNNING,
         ) -> None:
             from services.bench.live import LiveOptions
@@ -137,13 +136,8 @@ def _load_command(
     return register_run
 
 
-@_load_command(
-    "live",
-    length_option=typer.Option(300, "--seconds", help="how long the generator runs"),
-    length_unit_s=1,
-    out_path="artifacts/bench-live.json",
-    sample_option=typer.Option(5.0, "--sample-s", help="seconds between consumer-lag samples"),
-)
+@_load_command("live", typer.Option(300, "--seconds", help="how long the generator runs"), 1,
+               typer.Option(5.0, "--sample-s", help="seconds between consumer-lag samples"))  # fmt: skip
 def live(settings: Settings, opts: LiveOptions, out: Path) -> None:
     """Generator at a fixed rate in real time through ingest and aggregate: delay and consumer lag."""
     from services.bench.live import run_live, write_live
@@ -151,13 +145,8 @@ def live(settings: Settings, opts: LiveOptions, out: Path) -> None:
     write_live(out, run_live(settings, opts, _say), _say)
 
 
-@_load_command(
-    "soak",
-    length_option=typer.Option(30, "--minutes", help="how long the generator runs"),
-    length_unit_s=60,
-    out_path="artifacts/bench-soak.json",
-    sample_option=typer.Option(10.0, "--sample-s", help="seconds between RSS and lag samples"),
-)
+@_load_command("soak", typer.Option(30, "--minutes", help="how long the generator runs"), 60,
+               typer.Option(10.0, "--sample-s", help="seconds between RSS and lag samples"))  # fmt: skip
 def soak(settings: Settings, opts: LiveOptions, out: Path) -> None:
     """`bench live` held for minutes: RSS of every process and consumer lag over time with their
     slopes, and events in against events out; write JSON."""

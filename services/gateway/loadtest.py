@@ -99,47 +99,44 @@ def summarize(
     }
 
 
-def _record_delay(out: list[float], window: list[float], published_ms: int, received_ms: float) -> None:
-    """Keep a frame's delivery delay if it was published inside the measurement window."""
-    if window and window[0] * 1000 <= published_ms <= window[1] * 1000:
-        out.append(received_ms - published_ms)
+@dataclass
+class _Shared:
+    """What the clients of one process share: where they connect and what they ask for, the measurement
+    window once it is sent (start_s, end_s), the delays measured, the handshake limit, the count connected."""
+
+    url: str
+    token: str
+    subscribe: dict[str, Any]
+    window: list[float] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)
+    ready: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONNECT_CONCURRENCY))
+    connected: int = 0
+
+    def record_delay(self, published_ms: int, received_ms: float) -> None:
+        """Keep a frame's delivery delay if it was published inside the measurement window."""
+        if self.window and self.window[0] * 1000 <= published_ms <= self.window[1] * 1000:
+            self.delays.append(received_ms - published_ms)
 
 
-async def _client(
-    url: str,
-    token: str,
-    subscribe: dict[str, Any],
-    window: list[float],
-    out: list[float],
-    ready: asyncio.Semaphore,
-    connected: list[int],
-) -> None:
+async def _client(shared: _Shared) -> None:
     decoder = msgspec.json.Decoder(_Stamp)
 
     def on_message(payload: bytes, now_s: float) -> None:
         # the receive time is taken when the event loop hands over the bytes (see wsclient)
         if payload.startswith(b'{"type":"frame"'):
-            _record_delay(out, window, decoder.decode(payload).published_ms, now_s * 1000)
+            shared.record_delay(decoder.decode(payload).published_ms, now_s * 1000)
 
-    async with ready:
-        ws = await wsclient.connect(url, [WS_SUBPROTOCOL, f"bearer.{token}"], on_message)
-    connected[0] += 1
+    async with shared.ready:
+        ws = await wsclient.connect(shared.url, [WS_SUBPROTOCOL, f"bearer.{shared.token}"], on_message)
+    shared.connected += 1
     try:
-        ws.send_text(json.dumps(subscribe))
+        ws.send_text(json.dumps(shared.subscribe))
         await ws.closed
     finally:
         ws.close()
 
 
-async def _library_client(
-    url: str,
-    token: str,
-    subscribe: dict[str, Any],
-    window: list[float],
-    out: list[float],
-    ready: asyncio.Semaphore,
-    connected: list[int],
-) -> None:
+async def _library_client(shared: _Shared) -> None:
     """The same client on the websockets library (`--client library`): a cross-check of the lean one.
 
     Its receive time is taken when its task runs, after the library's per-message work, so thousands
@@ -149,23 +146,23 @@ async def _library_client(
     from websockets.typing import Subprotocol
 
     decoder = msgspec.json.Decoder(_Stamp)
-    async with ready:
+    async with shared.ready:
         ws = await connect(
-            url,
-            subprotocols=[Subprotocol(WS_SUBPROTOCOL), Subprotocol(f"bearer.{token}")],
+            shared.url,
+            subprotocols=[Subprotocol(WS_SUBPROTOCOL), Subprotocol(f"bearer.{shared.token}")],
             compression=None,
             max_size=None,
             open_timeout=60,
         )
-    connected[0] += 1
+    shared.connected += 1
     async with ws:
-        await ws.send(json.dumps(subscribe))
+        await ws.send(json.dumps(shared.subscribe))
         while True:
             payload = await ws.recv(decode=False)
             now_ms = time.time() * 1000
             stamp = decoder.decode(payload)
             if stamp.type == "frame":
-                _record_delay(out, window, stamp.published_ms, now_ms)
+                shared.record_delay(stamp.published_ms, now_ms)
 
 
 CLIENTS = {"lean": _client, "library": _library_client}
@@ -178,15 +175,9 @@ def _client_process(
     raise_fd_limit(n + 256)
 
     async def main() -> None:
-        ready = asyncio.Semaphore(CONNECT_CONCURRENCY)
-        window: list[float] = []
-        delays: list[float] = []
-        connected = [0]
-        tasks = [
-            asyncio.create_task(CLIENTS[kind](url, token, subscribe, window, delays, ready, connected))
-            for _ in range(n)
-        ]
-        while connected[0] < n:
+        shared = _Shared(url, token, subscribe)
+        tasks = [asyncio.create_task(CLIENTS[kind](shared)) for _ in range(n)]
+        while shared.connected < n:
             failed = [t for t in tasks if t.done() and t.exception() is not None]
             if failed:
                 conn.send({"error": repr(failed[0].exception())})
@@ -194,9 +185,9 @@ def _client_process(
             await asyncio.sleep(0.1)
         conn.send({"connected": n})
         start_s, end_s = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        window.extend([start_s, end_s])
+        shared.window.extend([start_s, end_s])
         await asyncio.sleep(max(0.0, end_s + GRACE_S - time.time()))
-        conn.send({"delays": delays})
+        conn.send({"delays": shared.delays})
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
