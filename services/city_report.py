@@ -20,30 +20,22 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.city import City, load_city
 from cityscreen.events import CLEAN_TOPICS, RawEvent
 from cityscreen.frames import Frame
+from cityscreen.offline import CleanRecord, OfflineAggregator
 from cityscreen.privacy.gate import release
 from cityscreen.settings import Settings
-from services.bench.data import LoadStats, clean_batches
+from services.bench.data import CleanBatch, LoadStats, clean_batches
 
 POPULATION = "population.persons"
 PEAK_DAY = date(2026, 11, 17)  # a Tuesday: a working day's commute (fixed, so reports compare)
 WARMUP_S = 1800  # every idle phone reports once in 30 minutes: after that the stock holds everyone
 KIND_OF_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
 Events = Callable[[City, int, int, int, float], Iterator[RawEvent]]  # city, persons, seed, start, span_s
-CleanRecord = tuple[int, str, int, bytes]  # (partition, kind, offset, clean batch bytes)
-
-
-class Aggregator(Protocol):
-    """The real aggregation without Kafka (`cityscreen.offline.OfflineAggregator`), passed in by the
-    command line: services do not import streams (the import-linter contracts in pyproject.toml)."""
-
-    def feed(self, records: Iterable[CleanRecord]) -> Iterator[WindowAggregate]: ...
-    def finish(self) -> Iterator[WindowAggregate]: ...
 
 
 @dataclass
@@ -98,80 +90,104 @@ def _share(part: float, whole: float) -> float:
 
 
 def city_report(
-    settings: Settings, *, minutes: int, persons: int, aggregator: Callable[[Settings], Aggregator],
+    settings: Settings, *, minutes: int, persons: int,
+    aggregator: Callable[[Settings], OfflineAggregator] = OfflineAggregator,
     events: Events = simulated_events, say: Callable[[str], None] = print,
     on_window: Callable[[WindowAggregate, list[Frame]], None] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Simulate WARMUP_S before 08:00 local and `minutes` after it; aggregate; gate; report.
     `on_window` sees each measured window's exact aggregate and its frames (the attack tests)."""
     city = load_city(settings.generator.city_file)
-    window_ms = settings.window.window_s * 1000
     peak_ms = local_ms(city, PEAK_DAY, hour=8)
-    start_ms = peak_ms - WARMUP_S * 1000
     span_s = WARMUP_S + minutes * 60
     say(f"[report] {persons:,} persons over {span_s // 60} simulated minutes ({WARMUP_S // 60} of warm-up)")
     stats = LoadStats()
-    raws = events(city, persons, settings.generator.seed, start_ms, span_s)
+    raws = events(city, persons, settings.generator.seed, peak_ms - WARMUP_S * 1000, span_s)
     agg = aggregator(settings)
-    tallies: dict[int, Tally] = {}
-    present: list[int] = []
-    flows: list[int] = []
-    gate_s: list[float] = []
-    end_ms = peak_ms + minutes * 60_000
-    covered: dict[str, list[dict[str, Any]]] = defaultdict(list)  # layer -> the windows measured
+    report = _Report(settings, peak_ms, peak_ms + minutes * 60_000, on_window)
+    window_ms = settings.window.window_s * 1000
+    for records in _numbered(clean_batches(raws, settings, city, stats, window_ms, now_ms=peak_ms)):
+        report.measure(agg.feed(records))
+    report.measure(agg.finish())
+    return report.doc(persons, stats)
 
-    def measure(windows: Iterator[WindowAggregate]) -> None:
-        for aggregate in windows:
-            if not peak_ms <= aggregate.window_start_ms < end_ms:
-                continue  # warm-up, or a base window the idle close added after the simulated time
-            started = time.perf_counter()
-            frames = release(aggregate, settings.privacy, published_ms=0)
-            gate_s.append(time.perf_counter() - started)
-            tally_window(aggregate, frames, tallies)
-            if on_window is not None:
-                on_window(aggregate, frames)
-            layers = aggregate.layers or list(settings.window.layer_windows_s)
-            span = {"start_ms": aggregate.window_start_ms, "end_ms": aggregate.window_end_ms}
-            if aggregate.window_end_ms > end_ms:
-                span["partial"] = True  # closed when the simulation ended, before its end
-            for layer in layers:
-                covered[layer].append(span)
-            if "population" in layers:
-                base = aggregate.cells.get(aggregate.base_res, {})
-                present.append(int(sum(s[POPULATION].value for s in base.values() if POPULATION in s)))
-            if "flows" in layers and frames:
-                flows.append(sum(1 for f in frames[0].flows if f.persons is not None))
 
+def _numbered(batches: Iterable[CleanBatch]) -> Iterator[list[CleanRecord]]:
+    """Each batch's records as the aggregator reads them off Kafka: with their kind and the offset each
+    would have in its (partition, kind)."""
     offsets: dict[tuple[int, str], int] = defaultdict(int)
-    for batch in clean_batches(raws, settings, city, stats, window_ms, now_ms=peak_ms):
+    for batch in batches:
         records: list[CleanRecord] = []
         for topic, partition, value in batch.records:
             kind = KIND_OF_TOPIC[topic]
             records.append((partition, kind, offsets[(partition, kind)], value))
             offsets[(partition, kind)] += 1
-        measure(agg.feed(records))
-    measure(agg.finish())
-    ordered = sorted(tallies.items())
-    return {
-        "persons_simulated": persons,
-        "persons_present": present[-1] if present else 0,
-        "persons_present_per_window": present,
-        "released_person_share": {r: _share(t.present_released, t.present) for r, t in ordered},
-        "released_breakdown_share": {r: _share(t.parts_released, t.parts) for r, t in ordered},
-        "released_breakdown_share_by_family": {
-            r: {f: _share(n[1], n[0]) for f, n in sorted(t.families.items())} for r, t in ordered
-        },
-        "breakdown_values_by_family": {
-            r: {f: n[0] for f, n in sorted(t.families.items())} for r, t in ordered
-        },
-        "layer_windows_s": settings.window.layer_windows_s,
-        "layer_windows": dict(covered),
-        "flows_released": flows,
-        "k": settings.privacy.min_persons,
-        "windows": len(present),
-        "events": stats.events,
-        "rejected": dict(stats.rejected),
-        "gate_s_per_window": round(sum(gate_s) / len(gate_s), 3) if gate_s else None,
-        "settings": {"window_s": settings.window.window_s, "resolutions": settings.window.resolutions,
-                     "flow_res": settings.window.flow_res, "dp_enabled": settings.privacy.dp_enabled},
-    }  # fmt: skip
+        yield records
+
+
+@dataclass
+class _Report:
+    """The measured windows (from 08:00 to `end_ms`), gated and added up."""
+
+    settings: Settings
+    peak_ms: int
+    end_ms: int
+    on_window: Callable[[WindowAggregate, list[Frame]], None] | None
+    tallies: dict[int, Tally] = field(default_factory=dict)
+    present: list[int] = field(default_factory=list)
+    flows: list[int] = field(default_factory=list)
+    gate_s: list[float] = field(default_factory=list)
+    covered: defaultdict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+
+    def measure(self, windows: Iterator[WindowAggregate]) -> None:
+        for aggregate in windows:
+            if not self.peak_ms <= aggregate.window_start_ms < self.end_ms:
+                continue  # warm-up, or a base window the idle close added after the simulated time
+            started = time.perf_counter()
+            frames = release(aggregate, self.settings.privacy, published_ms=0)
+            self.gate_s.append(time.perf_counter() - started)
+            tally_window(aggregate, frames, self.tallies)
+            if self.on_window is not None:
+                self.on_window(aggregate, frames)
+            self._cover(aggregate, frames)
+
+    def _cover(self, aggregate: WindowAggregate, frames: list[Frame]) -> None:
+        """The window's span under each layer it holds; persons present and flows released."""
+        layers = aggregate.layers or list(self.settings.window.layer_windows_s)
+        span: dict[str, Any] = {"start_ms": aggregate.window_start_ms, "end_ms": aggregate.window_end_ms}
+        if aggregate.window_end_ms > self.end_ms:
+            span["partial"] = True  # closed when the simulation ended, before its end
+        for layer in layers:
+            self.covered[layer].append(span)
+        if "population" in layers:
+            base = aggregate.cells.get(aggregate.base_res, {})
+            self.present.append(int(sum(s[POPULATION].value for s in base.values() if POPULATION in s)))
+        if "flows" in layers and frames:
+            self.flows.append(sum(1 for f in frames[0].flows if f.persons is not None))
+
+    def doc(self, persons: int, stats: LoadStats) -> dict[str, Any]:
+        settings, present, gate_s = self.settings, self.present, self.gate_s
+        ordered = sorted(self.tallies.items())
+        return {
+            "persons_simulated": persons,
+            "persons_present": present[-1] if present else 0,
+            "persons_present_per_window": present,
+            "released_person_share": {r: _share(t.present_released, t.present) for r, t in ordered},
+            "released_breakdown_share": {r: _share(t.parts_released, t.parts) for r, t in ordered},
+            "released_breakdown_share_by_family": {
+                r: {f: _share(n[1], n[0]) for f, n in sorted(t.families.items())} for r, t in ordered
+            },
+            "breakdown_values_by_family": {
+                r: {f: n[0] for f, n in sorted(t.families.items())} for r, t in ordered
+            },
+            "layer_windows_s": settings.window.layer_windows_s,
+            "layer_windows": dict(self.covered),
+            "flows_released": self.flows,
+            "k": settings.privacy.min_persons,
+            "windows": len(present),
+            "events": stats.events,
+            "rejected": dict(stats.rejected),
+            "gate_s_per_window": round(sum(gate_s) / len(gate_s), 3) if gate_s else None,
+            "settings": {"window_s": settings.window.window_s, "resolutions": settings.window.resolutions,
+                         "flow_res": settings.window.flow_res, "dp_enabled": settings.privacy.dp_enabled},
+        }  # fmt: skip

@@ -43,7 +43,6 @@ def _load_aggregates(path: Path) -> list[WindowAggregate]:
 
 
 def _default_city(settings: Settings, minutes: int, persons: int | None, out: Path | None) -> None:
-    from cityscreen.offline import OfflineAggregator
     from services.city_report import city_report
     from services.up import run_persons
 
@@ -51,7 +50,6 @@ def _default_city(settings: Settings, minutes: int, persons: int | None, out: Pa
         settings,
         minutes=minutes,
         persons=persons or run_persons(settings),
-        aggregator=OfflineAggregator,
         say=typer.echo,
     )
     text = json.dumps(doc, indent=2)

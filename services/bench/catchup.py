@@ -18,9 +18,10 @@ from pathlib import Path
 
 from cityscreen.city import load_city
 from cityscreen.settings import Settings
-from services.bench.e2e import Say, load_raw, measure_e2e, raw_load, worker_env
+from services.bench.e2e import load_raw, measure_e2e, raw_load, worker_env
 from services.bench.report import rate_eps
 from services.bench.stack import bench_stack
+from services.bench.workers import Say
 
 
 @dataclass

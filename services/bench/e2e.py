@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis as redis_sync
 
@@ -38,9 +39,12 @@ from services.bench.data import (
     replicas_for,
 )
 from services.bench.report import rate_eps
-from services.stack.procs import ManagedProcess, spawn
+from services.bench.workers import Say, alive, assigned_members
+from services.stack.procs import spawn
 
-Say = Callable[[str], None]
+if TYPE_CHECKING:
+    from aiokafka.structs import RecordMetadata  # what a send's future resolves to
+
 CLI = [sys.executable, "-m", "services.cli", "worker"]
 LIMIT_S = 1800  # a phase that takes longer than this has failed
 
@@ -87,7 +91,7 @@ async def load_raw(
     load, t0 = RawLoad(), time.monotonic()
     batches = {kind: producer.create_batch() for kind in INGEST_TOPICS}
     pending: dict[str, list[RawEvent]] = {kind: [] for kind in INGEST_TOPICS}
-    sent: list[asyncio.Future] = []
+    sent: list[asyncio.Future[RecordMetadata]] = []
 
     async def flush(kind: str) -> None:
         sent.append(await producer.send_batch(batches[kind], INGEST_TOPICS[kind], partition=0))
@@ -144,20 +148,6 @@ def ingest_counted(r: redis_sync.Redis) -> int:
     return st.get("ingest.accepted", 0) + sum(n for k, n in st.items() if k.startswith("deadletter."))
 
 
-def _assigned(bootstrap: str, group: str) -> bool:
-    try:
-        state, members = asyncio.run(probes.group_members(bootstrap, group))
-    except Exception:  # the group does not exist yet
-        return False
-    return state == "Stable" and members > 0
-
-
-def _alive(procs: list[ManagedProcess]) -> None:
-    for p in procs:
-        if not p.is_alive():
-            raise CityScreenError(p.failure_message("exited during the benchmark"))
-
-
 def timed(
     s: Settings,
     env: dict[str, str],
@@ -177,10 +167,10 @@ def timed(
     t_ready, last_say = None, t_spawn
     try:
         while True:
-            _alive(procs)
+            alive(*procs)
             now = time.monotonic()
             if waiting:
-                waiting = {g for g in waiting if not _assigned(s.kafka.bootstrap, g)}
+                waiting = {g for g in waiting if not assigned_members(s.kafka.bootstrap, g)}
                 if not waiting:
                     t_ready = time.monotonic()
             if done():

@@ -20,23 +20,25 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis as redis_sync
 
+from cityscreen.aggregate.rows import window_of
 from cityscreen.events import CLEAN_TOPICS, INGEST_TOPICS
 from cityscreen.settings import Settings, to_env
 from services.bench import probes
-from services.bench.pipeline import Say, _alive
 from services.bench.report import event_delays_ms, lag_is_flat, percentile, second_half, slope_per_s
 from services.bench.stack import bench_stack
+from services.bench.workers import Say, alive
 from services.stack.procs import ManagedProcess, spawn
 
 INGEST_GROUP = "cityscreen-ingest"
 AGGREGATE_GROUP = "cityscreen-aggregate"
 SAMPLE_MS = 10  # one delay value per 10 ms of a window's covered event time
+CLI = [sys.executable, "-m", "services.cli"]
 
 # Called at every lag sample with the seconds since the start and the run's processes by role, so a
 # longer run (`bench soak`) can observe them too without a second loop.
@@ -57,133 +59,134 @@ def run_live(settings: Settings, opts: LiveOptions, say: Say) -> dict[str, objec
         return run_on_stack(s, opts, say)
 
 
+def _per_group() -> dict[str, list[tuple[float, float]]]:
+    return {INGEST_GROUP: [], AGGREGATE_GROUP: []}
+
+
+@dataclass
+class Seen:
+    """What a live run observed, filled in as it runs."""
+
+    first_ms: int | None = None  # wall clock when the first event reached ingest
+    end_ms: int | None = None  # wall clock when the generator was seen done
+    published: dict[int, int] = field(default_factory=dict)  # window start -> published_ms
+    # (seconds since the start, records) per group while the load runs: lag, and the input end offsets
+    lags: dict[str, list[tuple[float, float]]] = field(default_factory=_per_group)
+    ends: dict[str, list[tuple[float, float]]] = field(default_factory=_per_group)
+
+    def load_published(self, window_ms: int) -> bool:
+        """The load came and ended, and the window of its last event is published."""
+        if self.end_ms is None or self.first_ms is None:
+            return False
+        return window_of(self.end_ms - 1, window_ms) in self.published
+
+
 def run_on_stack(
     s: Settings, opts: LiveOptions, say: Say, on_sample: OnSample | None = None
 ) -> dict[str, object]:
     env = {**os.environ, **to_env(s)}
     logs = s.data_dir / "bench-logs"
-    cli = [sys.executable, "-m", "services.cli"]
     r = redis_sync.Redis.from_url(s.redis.url)
-    base_res, window_ms = max(s.window.resolutions), s.window.window_s * 1000
-    known = set(probes.published_windows(r, base_res))
-    workers = [
-        spawn("live-ingest", [*cli, "worker", "--role", "ingest"], log_dir=logs, env=env),
-        spawn(
+    known = set(probes.published_windows(r, max(s.window.resolutions)))  # windows from before this run
+    workers = {
+        "ingest": spawn("live-ingest", [*CLI, "worker", "--role", "ingest"], log_dir=logs, env=env),
+        "aggregate": spawn(
             "live-aggregate",
-            [*cli, "worker", "--role", "aggregate", "--group", AGGREGATE_GROUP],
+            [*CLI, "worker", "--role", "aggregate", "--group", AGGREGATE_GROUP],
             log_dir=logs,
             env=env,
         ),
-    ]
+    }
     gen = None
     try:
-        for group in (INGEST_GROUP, AGGREGATE_GROUP):
-
-            def joined(g: str = group) -> bool:
-                return asyncio.run(probes.group_members(s.kafka.bootstrap, g))[0] == "Stable"
-
-            workers[0].wait_ready(joined, timeout_s=120, what=f"joined ({group})")
+        _await_groups(s.kafka.bootstrap, workers["ingest"])
         say(f"[live] workers ready; generator at {opts.rate_eps:,.0f} events/s for {opts.seconds:.0f} s ...")
-        gen_argv = [
-            *cli,
-            "generate",
-            "--rate",
-            str(opts.rate_eps),
-            "--duration-s",
-            str(opts.seconds),
-            "--no-progress",
-        ] + (["--persons", str(opts.persons)] if opts.persons else [])
-        gen = gen_proc = spawn("live-generator", gen_argv, log_dir=logs, env=env)
-        first_ms: int | None = None
-        end_ms: int | None = None
-        lags: dict[str, list[tuple[float, float]]] = {INGEST_GROUP: [], AGGREGATE_GROUP: []}
-        ends: dict[str, list[tuple[float, float]]] = {INGEST_GROUP: [], AGGREGATE_GROUP: []}
-        published: dict[int, int] = {}
-        t0, next_sample = time.monotonic(), time.monotonic()
-        deadline = t0 + opts.seconds + 180 + (window_ms + s.window.grace_s * 1000) / 1000
-        while time.monotonic() < deadline:
-            for w in workers:
-                _alive(w)
-            now_ms = int(time.time() * 1000)
-            if first_ms is None and probes.stats(r).get("ingest.accepted", 0) > 0:
-                first_ms = now_ms  # the first event reached ingest (stamped a moment before)
-            if end_ms is None and gen.returncode is not None:
-                end_ms = now_ms
-                say(f"[live] generator done: {gen.tail(1).strip()}")
-            for start in probes.published_windows(r, base_res):
-                if start not in known and start not in published:
-                    p_ms = probes.published_ms(r, base_res, start)
-                    if p_ms is not None:
-                        published[start] = p_ms
-            if time.monotonic() >= next_sample:
-                next_sample += opts.sample_s
-                t_s = time.monotonic() - t0
-                bs = s.kafka.bootstrap
-                ingest, ingest_end = asyncio.run(
-                    probes.group_lag(bs, INGEST_GROUP, list(INGEST_TOPICS.values()))
-                )
-                agg, agg_end = asyncio.run(probes.group_lag(bs, AGGREGATE_GROUP, list(CLEAN_TOPICS.values())))
-                if end_ms is None:  # lag flatness is about the time the load runs
-                    for group, lag, end in (
-                        (INGEST_GROUP, ingest, ingest_end),
-                        (AGGREGATE_GROUP, agg, agg_end),
-                    ):
-                        lags[group].append((t_s, lag))
-                        ends[group].append((t_s, end))
-                if on_sample is not None:
-                    on_sample(t_s, {"ingest": workers[0], "aggregate": workers[1], "generator": gen_proc})
-                say(
-                    f"[live] {t_s:5.0f} s  lag ingest {ingest:,} records, aggregate {agg:,} records, "
-                    f"{len(published)} windows published"
-                )
-            if end_ms is not None and first_ms is not None and window_of(end_ms - 1, window_ms) in published:
-                break
-            time.sleep(0.25)
+        gen = spawn("live-generator", _generator_argv(opts), log_dir=logs, env=env)
+        seen = _watch(s, opts, r, known, {**workers, "generator": gen}, say, on_sample)
         stats = probes.stats(r)
         gen_line = gen.tail(1).strip()
     finally:
-        for p in [gen, *workers]:
+        for p in [gen, *workers.values()]:
             if p is not None:
                 p.stop()
-    return live_result(opts, s, first_ms, end_ms, published, lags, ends, stats, gen_line)
+    return live_result(opts, s, seen, stats, gen_line)
 
 
-def window_of(ts_ms: int, window_ms: int) -> int:
-    return ts_ms - ts_ms % window_ms
+def _await_groups(bootstrap: str, ingest: ManagedProcess) -> None:
+    for group in (INGEST_GROUP, AGGREGATE_GROUP):
+
+        def joined(g: str = group) -> bool:
+            return asyncio.run(probes.group_members(bootstrap, g))[0] == "Stable"
+
+        ingest.wait_ready(joined, timeout_s=120, what=f"joined ({group})")
+
+
+def _generator_argv(opts: LiveOptions) -> list[str]:
+    argv = [
+        *CLI,
+        "generate",
+        "--rate",
+        str(opts.rate_eps),
+        "--duration-s",
+        str(opts.seconds),
+        "--no-progress",
+    ]
+    return argv + (["--persons", str(opts.persons)] if opts.persons else [])
+
+
+def _watch(
+    s: Settings, opts: LiveOptions, r: redis_sync.Redis, known: set[int], procs: dict[str, ManagedProcess],
+    say: Say, on_sample: OnSample | None,
+) -> Seen:  # fmt: skip
+    """Until the window of the generator's last event is published (or the deadline): when events
+    arrive and stop, each new window's published_ms, and the lag every --sample-s."""
+    base_res, window_ms = max(s.window.resolutions), s.window.window_s * 1000
+    seen, gen = Seen(), procs["generator"]
+    t0, next_sample = time.monotonic(), time.monotonic()
+    deadline = t0 + opts.seconds + 180 + (window_ms + s.window.grace_s * 1000) / 1000
+    while time.monotonic() < deadline:
+        alive(procs["ingest"], procs["aggregate"])
+        now_ms = int(time.time() * 1000)
+        if seen.first_ms is None and probes.stats(r).get("ingest.accepted", 0) > 0:
+            seen.first_ms = now_ms  # the first event reached ingest (stamped a moment before)
+        if seen.end_ms is None and gen.returncode is not None:
+            seen.end_ms = now_ms
+            say(f"[live] generator done: {gen.tail(1).strip()}")
+        for start in probes.published_windows(r, base_res):
+            if start not in known and start not in seen.published:
+                p_ms = probes.published_ms(r, base_res, start)
+                if p_ms is not None:
+                    seen.published[start] = p_ms
+        if time.monotonic() >= next_sample:
+            next_sample += opts.sample_s
+            t_s = time.monotonic() - t0
+            _sample_lag(s.kafka.bootstrap, seen, t_s, say)
+            if on_sample is not None:
+                on_sample(t_s, procs)
+        if seen.load_published(window_ms):
+            break
+        time.sleep(0.25)
+    return seen
+
+
+def _sample_lag(bootstrap: str, seen: Seen, t_s: float, say: Say) -> None:
+    ingest, ingest_end = asyncio.run(probes.group_lag(bootstrap, INGEST_GROUP, list(INGEST_TOPICS.values())))
+    agg, agg_end = asyncio.run(probes.group_lag(bootstrap, AGGREGATE_GROUP, list(CLEAN_TOPICS.values())))
+    if seen.end_ms is None:  # lag flatness is about the time the load runs
+        for group, lag, end in ((INGEST_GROUP, ingest, ingest_end), (AGGREGATE_GROUP, agg, agg_end)):
+            seen.lags[group].append((t_s, lag))
+            seen.ends[group].append((t_s, end))
+    say(
+        f"[live] {t_s:5.0f} s  lag ingest {ingest:,} records, aggregate {agg:,} records, "
+        f"{len(seen.published)} windows published"
+    )
 
 
 def live_result(
-    opts: LiveOptions,
-    s: Settings,
-    first_ms: int | None,
-    end_ms: int | None,
-    published: dict[int, int],
-    lags: dict[str, list[tuple[float, float]]],
-    ends: dict[str, list[tuple[float, float]]],
-    stats: dict[str, int],
-    gen_line: str,
+    opts: LiveOptions, s: Settings, seen: Seen, stats: dict[str, int], gen_line: str
 ) -> dict[str, object]:
-    window_ms = s.window.window_s * 1000
-    delays: list[float] = []
-    windows = []
-    for w, p_ms in sorted(published.items()):
-        lo, hi = max(w, first_ms or w), min(w + window_ms, end_ms or w + window_ms)
-        if hi > lo:
-            delays.extend(event_delays_ms(lo, hi, p_ms, max(1, (hi - lo) // SAMPLE_MS)))
-        windows.append(
-            {"window_start_ms": w, "published_ms": p_ms, "delay_after_end_ms": p_ms - (w + window_ms)}
-        )
+    delays, windows = _delays(seen, s.window.window_s * 1000)
     after_end = [float(x["delay_after_end_ms"]) for x in windows]
-    lag_doc: dict[str, Any] = {}
-    for group, samples in lags.items():
-        half = second_half(samples)
-        lag_doc[group] = {
-            "flat": lag_is_flat(samples, ends[group]),
-            "slope_records_per_s_second_half": round(slope_per_s(half), 1),
-            "input_records_per_s_second_half": round(slope_per_s(second_half(ends[group])), 1),
-            "max_second_half": max(v for _, v in half) if half else None,
-            "samples": [[round(t, 1), v] for t, v in samples],
-        }
     return {
         "rate_eps": opts.rate_eps,
         "seconds": opts.seconds,
@@ -200,7 +203,7 @@ def live_result(
             "max": max(after_end) if after_end else None,
             "definition": "published_ms - (window_start_ms + window_s*1000) per window",
         },
-        "lag": lag_doc,
+        "lag": _lag_doc(seen),
         "lag_definition": "end offset - committed offset summed over the group's input topics (records; "
         "ingest records hold generator.batch_events events, clean records up to 1000)",
         "windows": windows,
@@ -214,6 +217,34 @@ def live_result(
         },
         "machine": {"cores": os.cpu_count()},
     }
+
+
+def _delays(seen: Seen, window_ms: int) -> tuple[list[float], list[dict[str, int]]]:
+    """Event delays (per SAMPLE_MS of each window's covered part) and each window's publication."""
+    delays: list[float] = []
+    windows = []
+    for w, p_ms in sorted(seen.published.items()):
+        lo, hi = max(w, seen.first_ms or w), min(w + window_ms, seen.end_ms or w + window_ms)
+        if hi > lo:
+            delays.extend(event_delays_ms(lo, hi, p_ms, max(1, (hi - lo) // SAMPLE_MS)))
+        windows.append(
+            {"window_start_ms": w, "published_ms": p_ms, "delay_after_end_ms": p_ms - (w + window_ms)}
+        )
+    return delays, windows
+
+
+def _lag_doc(seen: Seen) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for group, samples in seen.lags.items():
+        half = second_half(samples)
+        doc[group] = {
+            "flat": lag_is_flat(samples, seen.ends[group]),
+            "slope_records_per_s_second_half": round(slope_per_s(half), 1),
+            "input_records_per_s_second_half": round(slope_per_s(second_half(seen.ends[group])), 1),
+            "max_second_half": max(v for _, v in half) if half else None,
+            "samples": [[round(t, 1), v] for t, v in samples],
+        }
+    return doc
 
 
 def write_live(path: Path, result: dict[str, object], say: Say) -> None:

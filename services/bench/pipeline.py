@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-import redis as redis_sync
-
 from cityscreen.city import load_city
 from cityscreen.errors import CityScreenError
 from cityscreen.events import CLEAN_TOPICS
 from cityscreen.settings import Settings, to_env
 from services.bench import probes
 from services.bench.data import (
+    LoadPlan,
     LoadStats,
     base_events,
     clean_batches,
@@ -46,12 +45,8 @@ from services.bench.report import (
     summary_lines,
 )
 from services.bench.stack import bench_stack
+from services.bench.workers import PEER_TOPIC, Say, measure_ours, measure_peer
 from services.generator.sinks import ensure_topics
-from services.stack.procs import ManagedProcess, spawn
-
-PEER_TOPIC = "bench.peer.events.v1"  # bench only: clean events, one JSON event per record
-
-Say = Callable[[str], None]
 
 
 @dataclass
@@ -106,17 +101,66 @@ def run_pipeline(settings: Settings, opts: PipelineOptions, say: Say) -> dict[st
             workers=opts.workers,
             seed=opts.seed,
         )
-    e2e, ingest = cast(dict, more["e2e"]), cast(dict, more["ingest"])
+    e2e, ingest = cast(dict[str, float], more["e2e"]), cast(dict[str, float], more["ingest"])
     return end_to_end_result({**doc, **more}, e2e["eps"], ingest["eps"])
+
+
+@dataclass
+class _Loaded:
+    """What the (untimed) load phase put into Kafka."""
+
+    plan: LoadPlan
+    stats: LoadStats
+    singles: int  # single-event records on PEER_TOPIC
+    seconds: float
+
+
+@dataclass
+class _Limit:
+    """The plain consumer's run over one set of topics."""
+
+    events: int
+    seconds: float
+
+    @property
+    def eps(self) -> float:
+        return rate_eps(self.events, self.seconds)
 
 
 def _run(s: Settings, opts: PipelineOptions, say: Say) -> dict[str, object]:
     s = s.model_copy(update={"window": s.window.model_copy(update={"idle_close_s": opts.idle_close_s})})
-    bootstrap, parts = s.kafka.bootstrap, s.kafka.partitions
+    loaded = _load(s, opts, say)
+    limit, batched = _measure_limit(s.kafka.bootstrap, loaded, say)
+    env = {**os.environ, **to_env(s)}
+    logs = s.data_dir / "bench-logs"
+    peer = measure_peer(env, logs, loaded.singles, opts.peer_seconds, say)
+    ours = measure_ours(s, env, logs, loaded.stats, opts.workers, say)
+    return pipeline_result(
+        limit.eps,
+        cast(float, peer["eps"]),
+        cast(float, ours["eps"]),
+        limit_batched_eps=batched.eps,
+        events=loaded.stats.events,
+        limit={"events": limit.events, "seconds": round(limit.seconds, 3), "topic": PEER_TOPIC},
+        limit_batched={
+            "events": batched.events,
+            "seconds": round(batched.seconds, 3),
+            "topics": "clean (batched)",
+        },
+        peer=peer,
+        ours=ours,
+        load=_load_doc(loaded),
+        settings=_settings_doc(s, opts),
+        machine={"cores": os.cpu_count(), "python": sys.version.split()[0], "load_avg": os.getloadavg()},
+    )
+
+
+def _load(s: Settings, opts: PipelineOptions, say: Say) -> _Loaded:
+    """Generator events through the ingest edge's pure code into the clean topics, and a prefix one
+    event per record on PEER_TOPIC; refuses a load the edge rejected any generator event of."""
     city = load_city(s.generator.city_file)
-    now_ms = int(
-        time.time() * 1000
-    )  # the bench's one reading of the calendar: its load starts at 08:00 today
+    # the bench's one reading of the calendar: its load starts at 08:00 today
+    now_ms = int(time.time() * 1000)
     plan = plan_load(opts.events, opts.base_persons, opts.span_s, morning_start_ms(city, now_ms))
     say(
         f"[load] simulating {plan.base_persons:,} persons over {plan.span_s} s of event time from 08:00 "
@@ -128,24 +172,23 @@ def _run(s: Settings, opts: PipelineOptions, say: Say) -> dict[str, object]:
         f"[load] {len(base):,} base events x {plan.replicas} replicas (distinct identifiers) -> "
         f"{opts.events:,} events through the ingest edge's validator into Kafka ..."
     )
-    asyncio.run(ensure_topics(bootstrap, [PEER_TOPIC], parts))
+    asyncio.run(ensure_topics(s.kafka.bootstrap, [PEER_TOPIC], s.kafka.partitions))
     stats = LoadStats()
     t0 = time.monotonic()
-    tick = _ticker(say, "load", opts.events)
     batches = clean_batches(raw_events(base, plan), s, city, stats, s.window.window_s * 1000, now_ms=now_ms)
     singles = asyncio.run(
         load_kafka(
-            bootstrap,
+            s.kafka.bootstrap,
             batches,
             single_topic=PEER_TOPIC,
             single_events=opts.peer_events or opts.events,
-            progress=tick,
+            progress=_ticker(say, "load", opts.events),
         )
     )
-    load_s = time.monotonic() - t0
+    loaded = _Loaded(plan, stats, singles, time.monotonic() - t0)
     say(
         f"[load] {stats.events:,} clean events in {stats.records:,} records, {len(stats.windows)} windows, "
-        f"{singles:,} single-event records; {load_s:.0f} s"
+        f"{singles:,} single-event records; {loaded.seconds:.0f} s"
     )
     say(f"[load] {rejected_line(stats)}")
     faults = stats.generator_faults()
@@ -155,67 +198,61 @@ def _run(s: Settings, opts: PipelineOptions, say: Say) -> dict[str, object]:
             "a generator bug, since its events must all pass the edge's validator "
             "(tests/unit/test_generator_in_city.py)"
         )
+    return loaded
 
-    # limit_eps: the events as external producers send them, one JSON event per record (the issue's
-    # "plain consumer that only decodes the events"); limit_batched_eps: the same consumer on the
-    # batched records ours reads, reported beside it with its own ratio
+
+def _measure_limit(bootstrap: str, loaded: _Loaded, say: Say) -> tuple[_Limit, _Limit]:
+    """limit: the events as external producers send them, one JSON event per record (the issue's "plain
+    consumer that only decodes the events"); limit batched: the same consumer on the batched records ours
+    reads, reported beside it with its own ratio."""
     say("[limit] plain aiokafka consumer, decode only, one event per record ...")
-    limit_n, limit_s = asyncio.run(
-        probes.limit_consume(bootstrap, [PEER_TOPIC], singles, _ticker(say, "limit", singles))
+    singles = loaded.singles
+    limit = _Limit(
+        *asyncio.run(probes.limit_consume(bootstrap, [PEER_TOPIC], singles, _ticker(say, "limit", singles)))
     )
-    limit_eps = rate_eps(limit_n, limit_s)
-    say(f"[limit] {limit_n:,} events in {limit_s:.2f} s: {limit_eps:,.0f} events/s")
+    say(f"[limit] {limit.events:,} events in {limit.seconds:.2f} s: {limit.eps:,.0f} events/s")
     say("[limit] the same on the batched clean topics ...")
-    batched_n, batched_s = asyncio.run(
-        probes.limit_consume(
-            bootstrap, list(CLEAN_TOPICS.values()), stats.events, _ticker(say, "limit-batched", stats.events)
+    events = loaded.stats.events
+    clean_topics = list(CLEAN_TOPICS.values())
+    batched = _Limit(
+        *asyncio.run(
+            probes.limit_consume(bootstrap, clean_topics, events, _ticker(say, "limit-batched", events))
         )
     )
-    limit_batched_eps = rate_eps(batched_n, batched_s)
-    say(f"[limit] batched: {batched_n:,} events in {batched_s:.2f} s: {limit_batched_eps:,.0f} events/s")
+    say(f"[limit] batched: {batched.events:,} events in {batched.seconds:.2f} s: {batched.eps:,.0f} events/s")
+    return limit, batched
 
-    env = {**os.environ, **to_env(s)}
-    logs = s.data_dir / "bench-logs"
-    peer = _measure_peer(env, logs, singles, opts.peer_seconds, say)
-    ours = _measure_ours(s, env, logs, stats, opts.workers, say)
 
-    return pipeline_result(
-        limit_eps,
-        cast(float, peer["eps"]),
-        cast(float, ours["eps"]),
-        limit_batched_eps=limit_batched_eps,
-        events=stats.events,
-        limit={"events": limit_n, "seconds": round(limit_s, 3), "topic": PEER_TOPIC},
-        limit_batched={"events": batched_n, "seconds": round(batched_s, 3), "topics": "clean (batched)"},
-        peer=peer,
-        ours=ours,
-        load={
-            "seconds": round(load_s, 1),
-            "records": stats.records,
-            "rejected": dict(sorted(stats.rejected.items())),  # dead letters per reason while loading
-            "windows": len(stats.windows),
-            "base_persons": plan.base_persons,
-            "replicas": plan.replicas,
-            "span_s": plan.span_s,
-            "first_ts_ms": stats.first_ts_ms,
-            "last_ts_ms": stats.last_ts_ms,
-            "clean_format": "clean batches (cityscreen.clean_batch), 1000 events per record, keyed by person",
-            "single_format": "one clean event per record (JSON): every event, or the first --peer-events",
-        },
-        settings={
-            "partitions": s.kafka.partitions,
-            "window_s": s.window.window_s,
-            "grace_s": s.window.grace_s,
-            "h3_res": s.window.h3_res,
-            "resolutions": s.window.resolutions,
-            "max_batch_events": s.window.max_batch_events,
-            "flush_s": s.window.flush_s,
-            "idle_close_s": s.window.idle_close_s,
-            "dp_enabled": s.privacy.dp_enabled,
-            "stack": "running" if opts.use_running else "fresh",
-        },
-        machine={"cores": os.cpu_count(), "python": sys.version.split()[0], "load_avg": os.getloadavg()},
-    )
+def _load_doc(loaded: _Loaded) -> dict[str, object]:
+    stats, plan = loaded.stats, loaded.plan
+    return {
+        "seconds": round(loaded.seconds, 1),
+        "records": stats.records,
+        "rejected": dict(sorted(stats.rejected.items())),  # dead letters per reason while loading
+        "windows": len(stats.windows),
+        "base_persons": plan.base_persons,
+        "replicas": plan.replicas,
+        "span_s": plan.span_s,
+        "first_ts_ms": stats.first_ts_ms,
+        "last_ts_ms": stats.last_ts_ms,
+        "clean_format": "clean batches (cityscreen.clean_batch), 1000 events per record, keyed by person",
+        "single_format": "one clean event per record (JSON): every event, or the first --peer-events",
+    }
+
+
+def _settings_doc(s: Settings, opts: PipelineOptions) -> dict[str, object]:
+    return {
+        "partitions": s.kafka.partitions,
+        "window_s": s.window.window_s,
+        "grace_s": s.window.grace_s,
+        "h3_res": s.window.h3_res,
+        "resolutions": s.window.resolutions,
+        "max_batch_events": s.window.max_batch_events,
+        "flush_s": s.window.flush_s,
+        "idle_close_s": s.window.idle_close_s,
+        "dp_enabled": s.privacy.dp_enabled,
+        "stack": "running" if opts.use_running else "fresh",
+    }
 
 
 def _ticker(say: Say, phase: str, total: int, every_s: float = 5.0) -> Callable[[int], None]:
@@ -229,125 +266,6 @@ def _ticker(say: Say, phase: str, total: int, every_s: float = 5.0) -> Callable[
             say(f"[{phase}] {state['n']:,}/{total:,} events, {now - state['t0']:.0f} s")
 
     return tick
-
-
-def _measure_peer(env: dict[str, str], logs: Path, singles: int, cap_s: float, say: Say) -> dict[str, object]:
-    say(
-        f"[peer] textbook Faust agent on the one-per-record topic, until {singles:,} events "
-        f"or {cap_s:.0f} s ..."
-    )
-    status_file = logs / "peer-status.json"
-    status_file.parent.mkdir(parents=True, exist_ok=True)
-    (Path(env["CITY_DATA_DIR"]) / "faust").mkdir(
-        parents=True, exist_ok=True
-    )  # Faust makes only the last level
-    status_file.unlink(missing_ok=True)
-    proc = spawn(
-        "bench-peer",
-        [sys.executable, "-m", "streams.bench_peer", PEER_TOPIC, str(status_file)],
-        log_dir=logs,
-        env=env,
-    )
-    seen = {"events": 0, "first_ms": 0, "last_ms": 0}
-    try:
-        deadline = time.monotonic() + cap_s + 90  # start-up and group join come before the first event
-        last_say = time.monotonic()
-        while time.monotonic() < deadline:
-            _alive(proc)
-            time.sleep(0.5)
-            try:
-                seen = json.loads(status_file.read_text())
-            except (OSError, ValueError):
-                continue
-            elapsed_s = (seen["last_ms"] - seen["first_ms"]) / 1000
-            if time.monotonic() - last_say > 5:
-                last_say = time.monotonic()
-                say(
-                    f"[peer] {seen['events']:,} events, {elapsed_s:.0f} s, "
-                    f"{rate_eps(seen['events'], elapsed_s):,.0f}/s"
-                )
-            if seen["events"] >= singles or (seen["first_ms"] and elapsed_s >= cap_s):
-                break
-    finally:
-        proc.stop()
-    elapsed_s = (seen["last_ms"] - seen["first_ms"]) / 1000
-    eps = rate_eps(seen["events"], elapsed_s)
-    say(f"[peer] {seen['events']:,} events in {elapsed_s:.2f} s: {eps:,.0f} events/s")
-    return {
-        "eps": round(eps, 1),
-        "events": seen["events"],
-        "seconds": round(elapsed_s, 3),
-        "topic": PEER_TOPIC,
-        "timed": "first to last event processed, as the peer process saw them",
-    }
-
-
-def _measure_ours(
-    s: Settings, env: dict[str, str], logs: Path, stats: LoadStats, workers: int, say: Say
-) -> dict[str, object]:
-    group = f"bench-aggregate-{int(time.time())}"
-    coarsest = min(s.window.resolutions)
-    last_window = max(stats.windows)
-    r = redis_sync.Redis.from_url(s.redis.url)
-    before = probes.stats(r).get("windows_published", 0)
-    say(f"[ours] {workers} aggregate worker(s) in group {group}, until window {last_window} is published ...")
-    argv = [sys.executable, "-m", "services.cli", "worker", "--role", "aggregate", "--group", group]
-    t_spawn = time.monotonic()
-    procs = [spawn(f"bench-aggregate-{i}", argv, log_dir=logs, env=env) for i in range(workers)]
-    try:
-        t_ready = None
-        last_say = t_spawn
-        while True:
-            for p in procs:
-                _alive(p)
-            now = time.monotonic()
-            if t_ready is None:
-                try:
-                    state, members = asyncio.run(probes.group_members(s.kafka.bootstrap, group))
-                except Exception:  # the group does not exist yet
-                    state, members = "", 0
-                if state == "Stable" and members > 0:
-                    t_ready = time.monotonic()
-                    say(f"[ours] group assigned {t_ready - t_spawn:.1f} s after spawn ({members} member(s))")
-            if last_window in probes.published_windows(r, coarsest):
-                t_done = time.monotonic()
-                break
-            if now - last_say > 5:
-                last_say = now
-                st = probes.stats(r)
-                say(
-                    f"[ours] {st.get('records', 0):,} records applied, "
-                    f"{st.get('windows_published', 0) - before} windows published, {now - t_spawn:.0f} s"
-                )
-            if now - t_spawn > 900:
-                raise CityScreenError("the aggregate worker did not publish the last window within 900 s")
-            time.sleep(0.05)
-        st = probes.stats(r)
-    finally:
-        for p in procs:
-            p.stop()
-    t_ready = t_ready if t_ready is not None else t_spawn
-    seconds = t_done - t_ready
-    eps = rate_eps(stats.events, seconds)
-    say(
-        f"[ours] {stats.events:,} events in {seconds:.2f} s after the group was assigned: {eps:,.0f} events/s"
-    )
-    return {
-        "eps": round(eps, 1),
-        "events": stats.events,
-        "seconds": round(seconds, 3),
-        "workers": workers,
-        "startup_s": round(t_ready - t_spawn, 3),
-        "eps_from_spawn": round(rate_eps(stats.events, t_done - t_spawn), 1),
-        "windows_published": st.get("windows_published", 0) - before,
-        "late_events": st.get("late_events", 0),
-        "timed": "consumer group Stable (partitions assigned) -> last window's coarsest frame in Redis",
-    }
-
-
-def _alive(proc: ManagedProcess) -> None:
-    if not proc.is_alive():
-        raise CityScreenError(proc.failure_message("exited during the benchmark"))
 
 
 def write_result(path: Path, result: dict[str, object], say: Say) -> None:

@@ -20,9 +20,9 @@ from cityscreen.events import CLEAN_TOPICS
 from cityscreen.settings import Settings, to_env
 from services.bench import probes
 from services.bench.live import LiveOptions, run_on_stack
-from services.bench.pipeline import Say
 from services.bench.soak_report import event_balance, ingest_dead_lettered, sent_events, soak_summary
 from services.bench.stack import bench_stack
+from services.bench.workers import Say
 from services.stack.ports import free_port
 from services.stack.procs import ManagedProcess, spawn
 from services.stack.state import read_state

@@ -25,7 +25,9 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -97,47 +99,44 @@ def summarize(
     }
 
 
-def _record_delay(out: list[float], window: list[float], published_ms: int, received_ms: float) -> None:
-    """Keep a frame's delivery delay if it was published inside the measurement window."""
-    if window and window[0] * 1000 <= published_ms <= window[1] * 1000:
-        out.append(received_ms - published_ms)
+@dataclass
+class _Shared:
+    """What the clients of one process share: where they connect and what they ask for, the measurement
+    window once it is sent (start_s, end_s), the delays measured, the handshake limit, the count connected."""
+
+    url: str
+    token: str
+    subscribe: dict[str, Any]
+    window: list[float] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)
+    ready: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONNECT_CONCURRENCY))
+    connected: int = 0
+
+    def record_delay(self, published_ms: int, received_ms: float) -> None:
+        """Keep a frame's delivery delay if it was published inside the measurement window."""
+        if self.window and self.window[0] * 1000 <= published_ms <= self.window[1] * 1000:
+            self.delays.append(received_ms - published_ms)
 
 
-async def _client(
-    url: str,
-    token: str,
-    subscribe: dict[str, Any],
-    window: list[float],
-    out: list[float],
-    ready: asyncio.Semaphore,
-    connected: list[int],
-) -> None:
+async def _client(shared: _Shared) -> None:
     decoder = msgspec.json.Decoder(_Stamp)
 
     def on_message(payload: bytes, now_s: float) -> None:
         # the receive time is taken when the event loop hands over the bytes (see wsclient)
         if payload.startswith(b'{"type":"frame"'):
-            _record_delay(out, window, decoder.decode(payload).published_ms, now_s * 1000)
+            shared.record_delay(decoder.decode(payload).published_ms, now_s * 1000)
 
-    async with ready:
-        ws = await wsclient.connect(url, [WS_SUBPROTOCOL, f"bearer.{token}"], on_message)
-    connected[0] += 1
+    async with shared.ready:
+        ws = await wsclient.connect(shared.url, [WS_SUBPROTOCOL, f"bearer.{shared.token}"], on_message)
+    shared.connected += 1
     try:
-        ws.send_text(json.dumps(subscribe))
+        ws.send_text(json.dumps(shared.subscribe))
         await ws.closed
     finally:
         ws.close()
 
 
-async def _library_client(
-    url: str,
-    token: str,
-    subscribe: dict[str, Any],
-    window: list[float],
-    out: list[float],
-    ready: asyncio.Semaphore,
-    connected: list[int],
-) -> None:
+async def _library_client(shared: _Shared) -> None:
     """The same client on the websockets library (`--client library`): a cross-check of the lean one.
 
     Its receive time is taken when its task runs, after the library's per-message work, so thousands
@@ -147,23 +146,23 @@ async def _library_client(
     from websockets.typing import Subprotocol
 
     decoder = msgspec.json.Decoder(_Stamp)
-    async with ready:
+    async with shared.ready:
         ws = await connect(
-            url,
-            subprotocols=[Subprotocol(WS_SUBPROTOCOL), Subprotocol(f"bearer.{token}")],
+            shared.url,
+            subprotocols=[Subprotocol(WS_SUBPROTOCOL), Subprotocol(f"bearer.{shared.token}")],
             compression=None,
             max_size=None,
             open_timeout=60,
         )
-    connected[0] += 1
+    shared.connected += 1
     async with ws:
-        await ws.send(json.dumps(subscribe))
+        await ws.send(json.dumps(shared.subscribe))
         while True:
             payload = await ws.recv(decode=False)
             now_ms = time.time() * 1000
             stamp = decoder.decode(payload)
             if stamp.type == "frame":
-                _record_delay(out, window, stamp.published_ms, now_ms)
+                shared.record_delay(stamp.published_ms, now_ms)
 
 
 CLIENTS = {"lean": _client, "library": _library_client}
@@ -176,15 +175,9 @@ def _client_process(
     raise_fd_limit(n + 256)
 
     async def main() -> None:
-        ready = asyncio.Semaphore(CONNECT_CONCURRENCY)
-        window: list[float] = []
-        delays: list[float] = []
-        connected = [0]
-        tasks = [
-            asyncio.create_task(CLIENTS[kind](url, token, subscribe, window, delays, ready, connected))
-            for _ in range(n)
-        ]
-        while connected[0] < n:
+        shared = _Shared(url, token, subscribe)
+        tasks = [asyncio.create_task(CLIENTS[kind](shared)) for _ in range(n)]
+        while shared.connected < n:
             failed = [t for t in tasks if t.done() and t.exception() is not None]
             if failed:
                 conn.send({"error": repr(failed[0].exception())})
@@ -192,9 +185,9 @@ def _client_process(
             await asyncio.sleep(0.1)
         conn.send({"connected": n})
         start_s, end_s = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        window.extend([start_s, end_s])
+        shared.window.extend([start_s, end_s])
         await asyncio.sleep(max(0.0, end_s + GRACE_S - time.time()))
-        conn.send({"delays": delays})
+        conn.send({"delays": shared.delays})
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -272,6 +265,22 @@ def _redis_reachable(url: str) -> bool:
     return asyncio.run(ping())
 
 
+@dataclass
+class _Clients:
+    """The client processes: how many clients each opens, the gateway it connects to, its pipe."""
+
+    share: list[int]
+    targets: list[str]
+    pipes: list[Connection] = field(default_factory=list)
+    procs: list[BaseProcess] = field(default_factory=list)
+
+    def join(self) -> None:
+        for proc in self.procs:
+            proc.join(timeout=GRACE_S + 10)
+            if proc.is_alive():
+                proc.terminate()
+
+
 def run_loadtest(settings: Settings, plan: LoadTestPlan, make_publisher: MakePublisher) -> dict[str, Any]:
     raise_fd_limit(plan.clients + 1024)
     with contextlib.ExitStack() as stack:
@@ -287,53 +296,64 @@ def run_loadtest(settings: Settings, plan: LoadTestPlan, make_publisher: MakePub
             if plan.url
             else [stack.enter_context(_gateway(settings)) for _ in range(plan.gateways)]
         )
-        token = settings.gateway.operator_tokens[0]
-        subscribe = {"type": "subscribe", "res": plan.res, "layers": list(plan.layers)}
-        ctx = mp.get_context("spawn")
-        pipes, procs = [], []
-        processes = max(plan.processes, len(urls))  # at least one client process per gateway
-        share = [plan.clients // processes + (i < plan.clients % processes) for i in range(processes)]
-        targets = [urls[i % len(urls)] for i in range(processes)]
-        for n, url in zip(share, targets, strict=True):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=_client_process, args=(url, token, n, subscribe, child, plan.client), daemon=True
-            )
-            proc.start()
-            pipes.append(parent)
-            procs.append(proc)
+        clients = _start_clients(plan, urls, settings.gateway.operator_tokens[0])
         try:
-            for p in pipes:
-                msg = p.recv()
-                if "error" in msg:
-                    raise CityScreenError(f"a load-test client failed to connect: {msg['error']}")
-            warmup_s = 2.0
-            start_s = time.time() + warmup_s
-            end_s = start_s + plan.seconds
-            for p in pipes:
-                p.send((start_s, end_s))
-            published: list[int] = []
-            if plan.publish:
-                published = asyncio.run(_publish(make_publisher, settings, plan.persons, plan.hz, end_s))
-            delays_of = [p.recv()["delays"] for p in pipes]
+            published, delays_of = _measure(clients, plan, make_publisher, settings)
         finally:
-            for proc in procs:
-                proc.join(timeout=GRACE_S + 10)
-                if proc.is_alive():
-                    proc.terminate()
-    in_window = [ms for ms in published if start_s * 1000 <= ms <= end_s * 1000]
+            clients.join()
 
     def report(picked: list[int]) -> dict[str, Any]:
         delays = [d for i in picked for d in delays_of[i]]
-        clients = sum(share[i] for i in picked)
-        return summarize(delays, clients=clients, seconds=plan.seconds, published=len(in_window),
+        clients_n = sum(clients.share[i] for i in picked)
+        return summarize(delays, clients=clients_n, seconds=plan.seconds, published=len(published),
                          delivered=len(delays))  # fmt: skip
 
-    result = report(list(range(processes)))
+    result = report(list(range(len(clients.share))))
     if len(urls) > 1:
         result["gateways"] = [
-            {"url": u, **report([i for i, t in enumerate(targets) if t == u])} for u in urls
+            {"url": u, **report([i for i, t in enumerate(clients.targets) if t == u])} for u in urls
         ]
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     plan.out.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _start_clients(plan: LoadTestPlan, urls: list[str], token: str) -> _Clients:
+    """Spread the clients over at least one process per gateway, the processes over the gateways."""
+    subscribe = {"type": "subscribe", "res": plan.res, "layers": list(plan.layers)}
+    ctx = mp.get_context("spawn")
+    processes = max(plan.processes, len(urls))
+    clients = _Clients(
+        share=[plan.clients // processes + (i < plan.clients % processes) for i in range(processes)],
+        targets=[urls[i % len(urls)] for i in range(processes)],
+    )
+    for n, url in zip(clients.share, clients.targets, strict=True):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_client_process, args=(url, token, n, subscribe, child, plan.client), daemon=True
+        )
+        proc.start()
+        clients.pipes.append(parent)
+        clients.procs.append(proc)
+    return clients
+
+
+def _measure(
+    clients: _Clients, plan: LoadTestPlan, make_publisher: MakePublisher, settings: Settings
+) -> tuple[list[int], list[list[float]]]:
+    """Once every client is connected: publish for `plan.seconds` after a warm-up; returns the frames
+    published inside the measurement (their published_ms) and each process's delays."""
+    for p in clients.pipes:
+        msg = p.recv()
+        if "error" in msg:
+            raise CityScreenError(f"a load-test client failed to connect: {msg['error']}")
+    warmup_s = 2.0
+    start_s = time.time() + warmup_s
+    end_s = start_s + plan.seconds
+    for p in clients.pipes:
+        p.send((start_s, end_s))
+    published: list[int] = []
+    if plan.publish:
+        published = asyncio.run(_publish(make_publisher, settings, plan.persons, plan.hz, end_s))
+    delays_of = [p.recv()["delays"] for p in clients.pipes]
+    return [ms for ms in published if start_s * 1000 <= ms <= end_s * 1000], delays_of

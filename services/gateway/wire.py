@@ -45,14 +45,16 @@ class Message:
 
 def _open_check(owner: Any) -> Callable[[], bool] | None:
     """How to tell that `owner`'s connection is open, for the two uvicorn protocols built on `websockets`."""
-    from websockets.protocol import Protocol
-    from websockets.protocol import State as SansIOState
+    from websockets.protocol import (
+        Protocol,
+        State,  # the legacy protocol's states too (it imports this enum)
+    )
 
     conn = getattr(owner, "conn", None)
     if isinstance(conn, Protocol):  # uvicorn's websockets-sansio protocol (its default)
-        return None if conn.extensions else (lambda: conn.state is SansIOState.OPEN)
+        return None if conn.extensions else (lambda: conn.state is State.OPEN)
     try:
-        from websockets.legacy.protocol import State, WebSocketCommonProtocol
+        from websockets.legacy.protocol import WebSocketCommonProtocol
     except ImportError:  # pragma: no cover - websockets without the legacy protocol
         return None
     if isinstance(owner, WebSocketCommonProtocol):  # uvicorn's legacy websockets protocol

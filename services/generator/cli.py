@@ -54,139 +54,150 @@ The run reports the rate it achieved and warns when it falls behind its schedule
 Deterministic: the same --city, --persons, --seed, --start and scenarios give the same events."""
 
 
+# options `generate`, `record` and `replay` share where their meaning and help are the same
+ASAP = typer.Option(False, "--asap", help="as fast as possible")
+BATCH = typer.Option(None, "--batch", help="events per Kafka record [generator.batch_events]")
+PROGRESS = typer.Option(True, "--progress/--no-progress")
+YEAR_S = 365 * 86_400.0  # "endless": a span no run reaches
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("generate", help=GENERATE_HELP)
-    def generate(
-        ctx: typer.Context,
-        realtime: bool = typer.Option(False, "--realtime", help="one simulated second per wall second"),
-        speed: float = typer.Option(0.0, "--speed", help="simulated seconds per wall second (e.g. 144)"),
-        asap: bool = typer.Option(False, "--asap", help="as fast as possible"),
-        rate: float = typer.Option(0.0, "--rate", help="load test: target events/s (send-time stamps)"),
-        ramp_s: float = typer.Option(0.0, "--ramp-s", help="seconds to ramp linearly up to --rate"),
-        duration_s: float = typer.Option(
-            0.0, "--duration-s", help="simulated span; with --rate, wall seconds"
-        ),
-        start: str = typer.Option("now", "--start", help="event time of the start: now | today | ISO 8601"),
-        city_file: Path = typer.Option(None, "--city", help="city model JSON (docs/city-model.md)"),
-        seed: int = typer.Option(None, "--seed", help="random seed [settings: generator.seed]"),
-        persons: int = typer.Option(
-            None, "--persons", help="population size [generator.persons; default: the city's census]"
-        ),
-        scenario: list[str] = typer.Option([], "--scenario", help="NAME[:k=v,...], repeatable"),
-        batch: int = typer.Option(None, "--batch", help="events per Kafka record [generator.batch_events]"),
-        out: Path = typer.Option(None, "--out", help="write JSON lines to this file instead of Kafka"),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
-        warm_s: float = typer.Option(
-            0.0, "--warm-s", min=0.0, help="warm start: every person also reports once in the first S seconds"
-        ),
-    ) -> None:
-        settings: Settings = ctx.obj
-        modes = sum([realtime, speed > 0, asap, rate > 0])
-        if modes > 1:
-            raise CityScreenError("choose one of --realtime, --speed X, --asap, --rate EPS")
-        sim, start_ms = _simulation(settings, city_file, seed, persons, scenario, start)
-        sim.warm_ms = round(warm_s * 1000)
-        if rate > 0:
-            pace = Pace(rate_eps=rate, ramp_s=ramp_s, duration_s=duration_s or None)
-            span_s = 365 * 86_400.0
-        else:
-            # real time (the default) follows the wall clock: a --start in the past is caught up at once
-            pace = Pace(speed=math.inf if asap else (speed or 1.0), anchored=not (asap or speed > 0))
-            span_s = duration_s or (365 * 86_400.0 if pace.speed == 1.0 else 86_400.0)
-        batch_events = batch or settings.generator.batch_events
-        sink: RecordSink = (
-            FileSink(out)
-            if out
-            else KafkaSink(kafka_bootstrap(settings), settings.kafka.partitions, batch_events)
-        )
-        total = rate * (duration_s or 0) if rate else None
-        report = _run_engine(
-            sim, start_ms, span_s, sink, pace, progress, batch_events=batch_events, total=total
-        )
-        print(report.summary())
+    app.command("generate", help=GENERATE_HELP)(generate)
+    app.command("record")(record)
+    app.command("replay")(replay)
 
-    @app.command("record")
-    def record(
-        ctx: typer.Context,
-        out: Path = typer.Option(..., "--out", help="fixture file (.jsonl or .jsonl.gz)"),
-        from_kafka: bool = typer.Option(False, "--from-kafka", help="consume topics instead of generating"),
-        topic: list[str] = typer.Option([], "--topic", help="topics to consume [the city.ingest.* topics]"),
-        from_beginning: bool = typer.Option(False, "--from-beginning", help="read topics from the start"),
-        max_events: int = typer.Option(0, "--max-events", help="stop after this many events (0 = no limit)"),
-        idle_s: float = typer.Option(10.0, "--idle-s", help="Kafka: stop after this long without records"),
-        duration_s: float = typer.Option(600.0, "--duration-s", help="generated: simulated span in seconds"),
-        start: str = typer.Option("now", "--start", help="generated: start event time (now | today | ISO)"),
-        city_file: Path = typer.Option(None, "--city", help="generated: city model JSON"),
-        seed: int = typer.Option(None, "--seed", help="generated: random seed"),
-        persons: int = typer.Option(None, "--persons", help="generated: population size"),
-        scenario: list[str] = typer.Option([], "--scenario", help="generated: NAME[:k=v,...]"),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
-    ) -> None:
-        """Record a stream to a JSON-lines file: generated events (as fast as possible), or --from-kafka.
 
-        The shipped fixture is regenerated with:
-        cityscreen record --out fixtures/shenzhen-10min.jsonl.gz --persons 40000 --seed 42
-        --start 2026-11-17T08:00:00+08:00 --duration-s 600
-        """
-        settings: Settings = ctx.obj
-        if from_kafka:
-            from services.generator.consume import record_from_kafka
+def generate(
+    ctx: typer.Context,
+    realtime: bool = typer.Option(False, "--realtime", help="one simulated second per wall second"),
+    speed: float = typer.Option(0.0, "--speed", help="simulated seconds per wall second (e.g. 144)"),
+    asap: bool = ASAP,
+    rate: float = typer.Option(0.0, "--rate", help="load test: target events/s (send-time stamps)"),
+    ramp_s: float = typer.Option(0.0, "--ramp-s", help="seconds to ramp linearly up to --rate"),
+    duration_s: float = typer.Option(0.0, "--duration-s", help="simulated span; with --rate, wall seconds"),
+    start: str = typer.Option("now", "--start", help="event time of the start: now | today | ISO 8601"),
+    city_file: Path | None = typer.Option(None, "--city", help="city model JSON (docs/city-model.md)"),
+    seed: int | None = typer.Option(None, "--seed", help="random seed [settings: generator.seed]"),
+    persons: int | None = typer.Option(
+        None, "--persons", help="population size [generator.persons; default: the city's census]"
+    ),
+    scenario: list[str] = typer.Option([], "--scenario", help="NAME[:k=v,...], repeatable"),
+    batch: int | None = BATCH,
+    out: Path | None = typer.Option(None, "--out", help="write JSON lines to this file instead of Kafka"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    warm_s: float = typer.Option(
+        0.0, "--warm-s", min=0.0, help="warm start: every person also reports once in the first S seconds"
+    ),
+) -> None:
+    settings: Settings = ctx.obj
+    pace, span_s = _pace(realtime, speed, asap, rate, ramp_s, duration_s)
+    sim, start_ms = _simulation(settings, city_file, seed, persons, scenario, start)
+    sim.warm_ms = round(warm_s * 1000)
+    batch_events = batch or settings.generator.batch_events
+    sink: RecordSink = (
+        FileSink(out)
+        if out
+        else KafkaSink(kafka_bootstrap(settings), settings.kafka.partitions, batch_events)
+    )
+    total = rate * (duration_s or 0) if rate else None
+    report = _run_engine(sim, start_ms, span_s, sink, pace, progress, batch_events=batch_events, total=total)
+    print(report.summary())
 
-            n = asyncio.run(
-                record_from_kafka(
-                    kafka_bootstrap(settings),
-                    topic,
-                    out,
-                    from_beginning=from_beginning,
-                    max_events=max_events,
-                    idle_s=idle_s,
-                    progress=progress,
-                )
+
+def _pace(
+    realtime: bool, speed: float, asap: bool, rate: float, ramp_s: float, duration_s: float
+) -> tuple[Pace, float]:
+    """`generate`'s time mode as a pace, and the simulated span it covers in seconds."""
+    if sum([realtime, speed > 0, asap, rate > 0]) > 1:
+        raise CityScreenError("choose one of --realtime, --speed X, --asap, --rate EPS")
+    if rate > 0:
+        return Pace(rate_eps=rate, ramp_s=ramp_s, duration_s=duration_s or None), YEAR_S
+    # real time (the default) follows the wall clock: a --start in the past is caught up at once
+    pace = Pace(speed=math.inf if asap else (speed or 1.0), anchored=not (asap or speed > 0))
+    return pace, duration_s or (YEAR_S if pace.speed == 1.0 else 86_400.0)
+
+
+def record(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="fixture file (.jsonl or .jsonl.gz)"),
+    from_kafka: bool = typer.Option(False, "--from-kafka", help="consume topics instead of generating"),
+    topic: list[str] = typer.Option([], "--topic", help="topics to consume [the city.ingest.* topics]"),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="read topics from the start"),
+    max_events: int = typer.Option(0, "--max-events", help="stop after this many events (0 = no limit)"),
+    idle_s: float = typer.Option(10.0, "--idle-s", help="Kafka: stop after this long without records"),
+    duration_s: float = typer.Option(600.0, "--duration-s", help="generated: simulated span in seconds"),
+    start: str = typer.Option("now", "--start", help="generated: start event time (now | today | ISO)"),
+    city_file: Path | None = typer.Option(None, "--city", help="generated: city model JSON"),
+    seed: int | None = typer.Option(None, "--seed", help="generated: random seed"),
+    persons: int | None = typer.Option(None, "--persons", help="generated: population size"),
+    scenario: list[str] = typer.Option([], "--scenario", help="generated: NAME[:k=v,...]"),
+    progress: bool = PROGRESS,
+) -> None:
+    """Record a stream to a JSON-lines file: generated events (as fast as possible), or --from-kafka.
+
+    The shipped fixture is regenerated with:
+    cityscreen record --out fixtures/shenzhen-10min.jsonl.gz --persons 40000 --seed 42
+    --start 2026-11-17T08:00:00+08:00 --duration-s 600
+    """
+    settings: Settings = ctx.obj
+    if from_kafka:
+        from services.generator.consume import record_from_kafka
+
+        n = asyncio.run(
+            record_from_kafka(
+                kafka_bootstrap(settings),
+                topic,
+                out,
+                from_beginning=from_beginning,
+                max_events=max_events,
+                idle_s=idle_s,
+                progress=progress,
             )
-            print(f"recorded {n} events to {out}")
-            return
-        sim, start_ms = _simulation(settings, city_file, seed, persons, scenario, start)
-        report = _run_engine(
-            sim, start_ms, duration_s, FileSink(out), Pace(), progress, max_events=max_events
         )
-        print(f"recorded {report.events} events to {out}")
+        print(f"recorded {n} events to {out}")
+        return
+    sim, start_ms = _simulation(settings, city_file, seed, persons, scenario, start)
+    report = _run_engine(sim, start_ms, duration_s, FileSink(out), Pace(), progress, max_events=max_events)
+    print(f"recorded {report.events} events to {out}")
 
-    @app.command("replay")
-    def replay(
-        ctx: typer.Context,
-        file: Path = typer.Argument(..., help="fixture file (JSON lines, optionally .gz)"),
-        speed: float = typer.Option(1.0, "--speed", help="N times faster than recorded (1 = original pace)"),
-        asap: bool = typer.Option(False, "--asap", help="as fast as possible"),
-        shift_days: str = typer.Option(
-            "auto", "--shift-days", help="auto | N: move event times by whole days"
-        ),
-        batch: int = typer.Option(None, "--batch", help="events per Kafka record [generator.batch_events]"),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
-    ) -> None:
-        """Replay a fixture into the city.ingest.* topics.
 
-        Event times are moved by a whole number of days so that they pass the ingest skew check while
-        time of day, window alignment and daily pseudonym periods stay aligned: `auto` puts the last
-        event within the day before now; `--shift-days 0` keeps the recorded times.
-        """
-        settings: Settings = ctx.obj
-        first, last = time_range(file)
-        if shift_days == "auto":
-            days = shift_days_for(last, int(time.time() * 1000))
-        else:
-            try:
-                days = int(shift_days)
-            except ValueError as exc:
-                raise CityScreenError(f"--shift-days {shift_days!r}: use auto or a whole number") from exc
-        total = sum(1 for _ in iter_lines(file))
-        print(f"replaying {total} events from {file}, shifted by {days} days", file=sys.stderr)
-        events = (shifted(e, days) for e in read_events(file))
-        pace = Pace(speed=math.inf if asap else speed)
-        batch_events = batch or settings.generator.batch_events
-        sink = KafkaSink(kafka_bootstrap(settings), settings.kafka.partitions, batch_events)
-        span = (first + days * DAY_MS, max(1.0, (last - first) / 1000))
-        report = _run(events, sink, pace, progress, total=total, span=span)
-        print(report.summary())
+def replay(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="fixture file (JSON lines, optionally .gz)"),
+    speed: float = typer.Option(1.0, "--speed", help="N times faster than recorded (1 = original pace)"),
+    asap: bool = ASAP,
+    shift_days: str = typer.Option("auto", "--shift-days", help="auto | N: move event times by whole days"),
+    batch: int | None = BATCH,
+    progress: bool = PROGRESS,
+) -> None:
+    """Replay a fixture into the city.ingest.* topics.
+
+    Event times are moved by a whole number of days so that they pass the ingest skew check while
+    time of day, window alignment and daily pseudonym periods stay aligned: `auto` puts the last
+    event within the day before now; `--shift-days 0` keeps the recorded times.
+    """
+    settings: Settings = ctx.obj
+    first, last = time_range(file)
+    days = _shift_days(shift_days, last)
+    total = sum(1 for _ in iter_lines(file))
+    print(f"replaying {total} events from {file}, shifted by {days} days", file=sys.stderr)
+    events = (shifted(e, days) for e in read_events(file))
+    pace = Pace(speed=math.inf if asap else speed)
+    batch_events = batch or settings.generator.batch_events
+    sink = KafkaSink(kafka_bootstrap(settings), settings.kafka.partitions, batch_events)
+    span = (first + days * DAY_MS, max(1.0, (last - first) / 1000))
+    report = _run(events, sink, pace, progress, total=total, span=span)
+    print(report.summary())
+
+
+def _shift_days(shift_days: str, last_ms: int) -> int:
+    """`--shift-days`: `auto` (the last event within the day before now) or a whole number."""
+    if shift_days == "auto":
+        return shift_days_for(last_ms, int(time.time() * 1000))
+    try:
+        return int(shift_days)
+    except ValueError as exc:
+        raise CityScreenError(f"--shift-days {shift_days!r}: use auto or a whole number") from exc
 
 
 def _simulation(

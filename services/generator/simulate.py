@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from bisect import bisect_left
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from cityscreen.city import BBox, City, MerchantCluster, Venue
-from cityscreen.events import SCHEMA_VERSION, RawEvent, RawPayment, RawSim, RawTransit
+from cityscreen.city import City, MerchantCluster, Venue
+from cityscreen.events import RawEvent
+from services.generator.day_plan import Plan, Row, raw_event, weekday_of
 from services.generator.population import (
     METRO_WALK_M,
     Person,
@@ -40,52 +40,12 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 SIM_PERIOD_MS = 30 * MIN_MS  # periodic location update of an idle phone
 HANDOVER_MS = 8 * MIN_MS  # a moving phone changes cell about this often
-TOWER_DEG = 0.006  # towers on a ~650 m grid
 AMOUNT_MEDIAN_CNY = {
     "food": 32.0, "groceries": 58.0, "retail": 160.0, "transport": 14.0,
     "entertainment": 110.0, "services": 85.0, "travel": 380.0,
 }  # fmt: skip
 MERCHANTS_PER_CLUSTER = 60
 SPILL_MS = 4 * HOUR_MS  # no trip lasts longer: yesterday's plans are consulted this far into a day
-
-# plan event tuples: (ts_ms, seq, kind, *fields); kind "s" = sim, "p" = payment, "t" = transit tap
-PlanEvent = tuple
-
-
-def tower_for(lat: float, lng: float, box: BBox) -> tuple[str, float, float]:
-    """The tower a phone at (lat, lng) attaches to: the nearest grid node inside the city."""
-    iy, ix, t_lat, t_lng = grid_point(lat, lng, TOWER_DEG, TOWER_DEG, box)
-    return f"T{iy}-{ix}", t_lat, t_lng
-
-
-def weekday_of(day: int) -> int:
-    """0 = Monday for a local day number (days since 1970-01-01, a Thursday)."""
-    return (day + 3) % 7
-
-
-class Plan:
-    """One person's day: stays (t0, t1, lat, lng) and timestamped events, built in time order."""
-
-    __slots__ = ("base", "cutoff", "events", "lat", "lng", "seq", "stays", "t")
-
-    def __init__(self, t0: int, lat: float, lng: float) -> None:
-        self.base = t0  # local midnight
-        self.t, self.lat, self.lng = t0, lat, lng
-        self.stays: list[tuple[int, int, float, float]] = []
-        self.events: list[PlanEvent] = []
-        self.seq = 0
-        self.cutoff = 1 << 62
-
-    def add(self, t: int, kind: str, *fields: object) -> None:
-        if t < self.cutoff:
-            self.seq += 1
-            self.events.append((t, self.seq, kind, *fields))
-
-    def stay_until(self, t: int) -> None:
-        t = min(t, self.cutoff)
-        if t > self.t:
-            self.stays.append((self.t, t, self.lat, self.lng))
-            self.t = t
 
 
 class Simulation:
@@ -121,21 +81,13 @@ class Simulation:
 
     def _chunk(self, lo: int, hi: int, day: int, year: int) -> Iterator[RawEvent]:
         plans = self._day_plans(day)
-        rows: list[tuple] = []
+        rows: list[Row] = []
         if lo - (day * DAY_MS - self.offset_ms) < SPILL_MS:
             # trips begun late yesterday end today: their events live in yesterday's plans
             for person, plan in zip(self.people, self._day_plans(day - 1), strict=True):
-                events = plan.events
-                i = bisect_left(events, (lo,))
-                while i < len(events) and events[i][0] < hi:
-                    rows.append((events[i][0], person.idx, events[i][1], events[i]))
-                    i += 1
+                rows.extend(plan.rows(person.idx, lo, hi))
         for person, plan in zip(self.people, plans, strict=True):
-            events = plan.events
-            i = bisect_left(events, (lo,))
-            while i < len(events) and events[i][0] < hi:
-                rows.append((events[i][0], person.idx, events[i][1], events[i]))
-                i += 1
+            rows.extend(plan.rows(person.idx, lo, hi))
             for t0, t1, lat, lng in plan.stays:
                 if t1 <= lo or t0 >= hi:
                     continue
@@ -147,33 +99,12 @@ class Simulation:
                     t += SIM_PERIOD_MS
         rows.sort(key=lambda r: (r[0], r[1], r[2]))
         for t, idx, seq, ev in rows:
-            yield self._event(
-                self.people[idx], ev, self._event_id(idx, (t + self.offset_ms) // DAY_MS, seq, t), year
-            )
+            event_id = self._event_id(idx, (t + self.offset_ms) // DAY_MS, seq, t)
+            yield raw_event(self.people[idx], ev, event_id, year, self.city.bbox)
 
     def _event_id(self, idx: int, day: int, seq: int, t: int) -> str:
         # opaque: an event id must not reveal the person, which would link pseudonyms across periods
         return hashlib.blake2b(f"{self.seed}|{idx}|{day}|{seq}|{t}".encode(), digest_size=12).hexdigest()
-
-    def _event(self, p: Person, ev: PlanEvent, event_id: str, year: int) -> RawEvent:
-        t, _, kind = ev[0], ev[1], ev[2]
-        if kind == "s":
-            tower, lat, lng = tower_for(ev[3], ev[4], self.city.bbox)
-            return RawSim(
-                v=SCHEMA_VERSION, event_id=event_id, ts_ms=t, imsi=p.imsi, msisdn=p.msisdn, tower_id=tower,
-                lat=lat, lng=lng, gender=p.reg_gender, birth_year=year - p.reg_age, origin=p.origin,  # type: ignore[arg-type]
-            )  # fmt: skip
-        if kind == "p":
-            merchant, category, amount, lat, lng = ev[3:]
-            return RawPayment(
-                v=SCHEMA_VERSION, event_id=event_id, ts_ms=t, account=p.account, merchant_id=merchant,
-                category=category, amount_cny=amount, lat=lat, lng=lng, origin=p.origin,
-            )  # fmt: skip
-        tap, stop = ev[3], ev[4]
-        return RawTransit(
-            v=SCHEMA_VERSION, event_id=event_id, ts_ms=t, card=p.card, tap=tap, station_id=stop.id,
-            line=stop.line, mode=stop.mode, lat=stop.lat, lng=stop.lng,
-        )  # fmt: skip
 
     def _day_plans(self, day: int) -> list[Plan]:
         plans = self._plans.get(day)

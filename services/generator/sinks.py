@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from adapters.kafka_topics import ensure_topics as create_topics
 from adapters.kafka_topics import project_specs
@@ -18,6 +18,9 @@ from cityscreen.errors import CityScreenError
 from cityscreen.events import INGEST_TOPICS, RawEvent, encode_many
 from cityscreen.settings import KafkaSettings, Settings
 from services.generator.fixtures import encode_line, open_write
+
+if TYPE_CHECKING:
+    from aiokafka.structs import RecordMetadata  # what a send's future resolves to
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
@@ -56,7 +59,7 @@ class KafkaSink:
         self.bootstrap, self.partitions, self.batch_events = bootstrap, partitions, batch_events
         self.topics = topics or INGEST_TOPICS
         self._buffers: dict[str, list[RawEvent]] = {}
-        self._pending: list[asyncio.Future] = []
+        self._pending: list[asyncio.Future[RecordMetadata]] = []
         self._producer: Any = None
 
     async def start(self) -> None:

@@ -24,6 +24,8 @@ from services.stack.state import StackState, clear_state, read_state, write_stat
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 
+Starter = Callable[[], ManagedProcess]  # starts one process of the stack (again, after it died)
+
 
 def default_cache_dir(settings: Settings) -> Path:
     """Jars live beside (not inside) the stack's data, so `--fresh` never re-downloads them."""
@@ -68,8 +70,8 @@ class LocalStack:
     owned: bool = True
     # brokers 2..n of a cluster, and how to start any node again (known only where it was started)
     more_brokers: list[ManagedProcess] = field(default_factory=list)
-    restarters: list[Callable[[], ManagedProcess]] = field(default_factory=list, repr=False)
-    start_redis: Callable[[], ManagedProcess] | None = field(default=None, repr=False)
+    restarters: list[Starter] = field(default_factory=list, repr=False)
+    start_redis: Starter | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -196,52 +198,21 @@ def start_stack(
     `attached` processes die with this one; detached ones keep running until `cityscreen stack stop`.
     """
     data_dir = settings.data_dir.resolve()
-    previous = read_state(data_dir)
-    if previous is not None and previous.live_pids():
-        pids = ", ".join(f"{n} {p}" for n, p in previous.live_pids().items())
-        raise CityScreenError(
-            f"a local stack from {data_dir} is already running ({pids}): "
-            "use it, or run `cityscreen stack stop`"
-        )
-    clear_state(data_dir)
-
-    java = kafka.java_executable()
-    kafka.check_java(java)
-    if not shutil.which("redis-server"):
-        raise CityScreenError(f"redis-server not found: {REDIS_INSTALL_HINT}")
-    libs = kafka.fetch_jars(cache_dir or default_cache_dir(settings), settings.kafka.version)
-
+    java, libs = _prepare(settings, data_dir, cache_dir)
     if fresh:
         shutil.rmtree(stack_dir(data_dir), ignore_errors=True)
-    brokers = settings.kafka.brokers
-    check_broker_count(stack_dir(data_dir), brokers)
+    check_broker_count(stack_dir(data_dir), settings.kafka.brokers)
     ports = resolve_ports(
         [*_broker_port_requests(settings), PortRequest("Redis", settings.redis.port, "CITY_REDIS__PORT")]
     )
-    logs = logs_dir(data_dir)
     configs = _broker_configs(settings, ports, data_dir)
     url = redis_url(ports["Redis"])
     restarters = [_broker_starter(java, libs, settings, c, data_dir, attached) for c in configs]
     start_redis = functools.partial(
-        redis_server.start_redis, port=ports["Redis"], data_dir=stack_dir(data_dir) / "redis", log_dir=logs,
-        attached=attached,
+        redis_server.start_redis, port=ports["Redis"], data_dir=stack_dir(data_dir) / "redis",
+        log_dir=logs_dir(data_dir), attached=attached,
     )  # fmt: skip
-    started: list[ManagedProcess] = []
-    try:
-        redis_proc = start_redis()
-        started.append(redis_proc)
-        for restart in restarters:
-            started.append(restart())
-        redis_server.wait_redis_ready(redis_proc, url, timeout_s)
-        bootstrap = ",".join(c.bootstrap for c in configs)
-        rf = configs[0].replication_factor
-        kafka.wait_broker_ready(started[1], bootstrap, ALL_TOPICS, settings.kafka.partitions, timeout_s,
-                                brokers=brokers, replication_factor=rf)  # fmt: skip
-    except BaseException:
-        for proc in reversed(started):
-            proc.stop(5.0)
-        raise
-    broker, *more = started[1:]
+    redis_proc, broker, *more = _launch(settings, start_redis, restarters, configs, url, timeout_s)
     state = StackState(
         data_dir=str(data_dir),
         kafka_port=configs[0].port,
@@ -249,7 +220,7 @@ def start_stack(
         kafka_pid=broker.pid,
         redis_port=ports["Redis"],
         redis_pid=redis_proc.pid,
-        bootstrap=bootstrap,
+        bootstrap=",".join(c.bootstrap for c in configs),
         redis_url=url,
         owner_pid=os.getpid(),
         started_ms=int(time.time() * 1000),
@@ -259,6 +230,48 @@ def start_stack(
     write_state(state)
     return LocalStack(state=state, settings=settings_for(settings, state), kafka=broker, redis=redis_proc,
                       more_brokers=more, restarters=restarters, start_redis=start_redis)  # fmt: skip
+
+
+def _prepare(settings: Settings, data_dir: Path, cache_dir: Path | None) -> tuple[str, Path]:
+    """Refuse to start over a running stack or without Java or redis-server; clear a dead stack's record.
+    Returns the java executable and the Kafka jars (fetched once)."""
+    previous = read_state(data_dir)
+    if previous is not None and previous.live_pids():
+        pids = ", ".join(f"{n} {p}" for n, p in previous.live_pids().items())
+        raise CityScreenError(
+            f"a local stack from {data_dir} is already running ({pids}): "
+            "use it, or run `cityscreen stack stop`"
+        )
+    clear_state(data_dir)
+    java = kafka.java_executable()
+    kafka.check_java(java)
+    if not shutil.which("redis-server"):
+        raise CityScreenError(f"redis-server not found: {REDIS_INSTALL_HINT}")
+    return java, kafka.fetch_jars(cache_dir or default_cache_dir(settings), settings.kafka.version)
+
+
+def _launch(
+    settings: Settings, start_redis: Starter, restarters: list[Starter], configs: list[kafka.BrokerConfig],
+    url: str, timeout_s: float,
+) -> list[ManagedProcess]:  # fmt: skip
+    """Start Redis, then every broker, and wait until all serve; returns them in that order. On any
+    failure (or Ctrl-C) what was started is stopped again."""
+    started: list[ManagedProcess] = []
+    try:
+        redis_proc = start_redis()
+        started.append(redis_proc)
+        for restart in restarters:
+            started.append(restart())
+        redis_server.wait_redis_ready(redis_proc, url, timeout_s)
+        bootstrap = ",".join(c.bootstrap for c in configs)
+        kafka.wait_broker_ready(started[1], bootstrap, ALL_TOPICS, settings.kafka.partitions, timeout_s,
+                                brokers=settings.kafka.brokers,
+                                replication_factor=configs[0].replication_factor)  # fmt: skip
+    except BaseException:
+        for proc in reversed(started):
+            proc.stop(5.0)
+        raise
+    return started
 
 
 def check_broker_count(stack: Path, brokers: int) -> None:
@@ -313,7 +326,7 @@ def _broker_configs(settings: Settings, ports: dict[str, int], data_dir: Path) -
 
 def _broker_starter(
     java: str, libs: Path, settings: Settings, config: kafka.BrokerConfig, data_dir: Path, attached: bool
-) -> Callable[[], ManagedProcess]:
+) -> Starter:
     """Starts (and restarts) one node; every node of a fresh cluster is formatted with one cluster id."""
     conf_dir = stack_dir(data_dir) / ("kafka-conf" if config.node_id == 1 else f"kafka-{config.node_id}-conf")
     cluster_id_file = stack_dir(data_dir) / "kafka-cluster-id"
