@@ -49,7 +49,7 @@ def build_peer(settings: Settings, topic_name: str, status_file: Path) -> faust.
             seen["events"] += 1
             seen["last_ms"] = int(time.time() * 1000)
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # Faust has no annotations
     async def report() -> None:
         tmp = status_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(seen))

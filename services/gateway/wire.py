@@ -52,11 +52,11 @@ def _open_check(owner: Any) -> Callable[[], bool] | None:
     if isinstance(conn, Protocol):  # uvicorn's websockets-sansio protocol (its default)
         return None if conn.extensions else (lambda: conn.state is SansIOState.OPEN)
     try:
-        from websockets.legacy.protocol import State, WebSocketCommonProtocol
+        from websockets.legacy.protocol import WebSocketCommonProtocol
     except ImportError:  # pragma: no cover - websockets without the legacy protocol
         return None
     if isinstance(owner, WebSocketCommonProtocol):  # uvicorn's legacy websockets protocol
-        return None if owner.extensions else (lambda: owner.state is State.OPEN)
+        return None if owner.extensions else (lambda: owner.state is SansIOState.OPEN)
     return None
 
 

@@ -56,7 +56,7 @@ class KafkaSink:
         self.bootstrap, self.partitions, self.batch_events = bootstrap, partitions, batch_events
         self.topics = topics or INGEST_TOPICS
         self._buffers: dict[str, list[RawEvent]] = {}
-        self._pending: list[asyncio.Future] = []
+        self._pending: list[asyncio.Future[Any]] = []
         self._producer: Any = None
 
     async def start(self) -> None:

@@ -48,7 +48,8 @@ def vocab(words: list[str] | tuple[str, ...]) -> np.ndarray[Any, Any]:
 
 def take(items: np.ndarray[Any, Any], codes: np.ndarray[Any, Any]) -> U8:
     """Rows of a `table` as a (len(codes), width) uint8 matrix."""
-    return items[codes].view(np.uint8).reshape(len(codes), items.dtype.itemsize)
+    rows: U8 = items[codes].view(np.uint8).reshape(len(codes), items.dtype.itemsize)
+    return rows
 
 
 _DIGITS4 = table([f"{i:04d}".encode() for i in range(10_000)])  # 0000..9999

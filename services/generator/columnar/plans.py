@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +128,8 @@ class _Day:
             return self.draws.choice(self.person, S_PLAN + self.k, [m.weight for m in clusters])
         score = np.array([m.categories.get("entertainment", 0.0) + m.weight / 4 for m in clusters])
         picks = np.stack([(self.u() * len(clusters)).astype(np.int64) for _ in range(3)])
-        return picks[np.argmax(score[picks], axis=0), np.arange(len(self.person))]
+        best: np.ndarray = picks[np.argmax(score[picks], axis=0), np.arange(len(self.person))]
+        return best
 
     def outing(self, valid: npt.NDArray[np.bool_], t_ms: I64, spend: I64, leisure: bool = False) -> None:
         """To a cluster, a stay of 1-4 hours with up to 4 payments there, and home again."""
@@ -221,8 +223,11 @@ def _plan_block(world: World, day: int, person: I64, trips: Parts, pays: Parts) 
     commuter &= not weekend
     tourist = (role == TOURIST) & ~commuter
     stadium = world.scenarios.stadium
-    groups = [(commuter, lambda d: _commute(d, weekend)), (tourist, _tourist),
-              (~commuter & ~tourist, lambda d: _errands(d, weekend))]  # fmt: skip
+    groups: list[tuple[np.ndarray, Callable[[_Day], None]]] = [
+        (commuter, lambda d: _commute(d, weekend)),
+        (tourist, _tourist),
+        (~commuter & ~tourist, lambda d: _errands(d, weekend)),
+    ]
     base = world.base_ms(day)
     for mask, template in groups:
         sub = person[mask]
