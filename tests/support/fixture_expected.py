@@ -34,7 +34,7 @@ from cityscreen.settings import Settings
 from services.generator.fixtures import open_write, read_events
 from tests.support.reference_aggregates import reference_window_aggregates
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "shenzhen-10min.jsonl.gz"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shenzhen-10min.jsonl.gz"
 EXPECTED = FIXTURE.with_name("shenzhen-10min.expected.json.gz")
 DAY_S = 86_400
 
