@@ -202,6 +202,8 @@ def test_a_partition_without_events_does_not_hold_back_the_release(make_sim: Cal
 
 
 def _event(kind: Kind, ts_ms: int) -> CleanEvent:
-    if kind == "transit":
-        return _transit(ts_ms)
-    return clean_event(kind, event_id=f"{kind[0]}{ts_ms}", ts_ms=ts_ms, tower_id="T")
+    if kind == "sim":
+        return clean_event("sim", event_id=f"s{ts_ms}", ts_ms=ts_ms, tower_id="T")
+    if kind == "payment":
+        return clean_event("payment", event_id=f"p{ts_ms}", ts_ms=ts_ms)
+    return _transit(ts_ms)
