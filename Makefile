@@ -55,6 +55,17 @@ test-faults: setup-test
 test: setup-test lint typecheck web-test test-shifted
 	$(BIN)/pytest tests
 
+# One test level each (`make test` runs them all): pure functions; a throwaway redis-server and the apps
+# in this process; the real local stack (Kafka, Redis) started once per run.
+unit: setup-test
+	$(BIN)/pytest -q tests/unit
+
+inprocess: setup-test
+	$(BIN)/pytest -q tests/inprocess
+
+integration: setup-test
+	$(BIN)/pytest -q tests/integration
+
 loadtest: setup
 	$(BIN)/cityscreen loadtest ws --clients 5000 --seconds 60 --out artifacts/loadtest-ws.json
 

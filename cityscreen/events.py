@@ -14,6 +14,7 @@ Two families:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
@@ -191,7 +192,7 @@ def encode(event: RawEvent | CleanEvent) -> bytes:
     return _ENCODER.encode(event)
 
 
-def encode_many(events: list[RawEvent] | list[CleanEvent]) -> bytes:
+def encode_many(events: Sequence[RawEvent | CleanEvent]) -> bytes:
     return _ENCODER.encode(events)
 
 

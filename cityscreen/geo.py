@@ -10,7 +10,8 @@ import h3
 @lru_cache(maxsize=262_144)
 def cell_for(lat: float, lng: float, res: int) -> str:
     """The H3 cell (hex string) holding a position. Cached: towers, stations and shops repeat."""
-    return h3.latlng_to_cell(lat, lng, res)
+    cell: str = h3.latlng_to_cell(lat, lng, res)
+    return cell
 
 
 @lru_cache(maxsize=262_144)
@@ -32,7 +33,8 @@ def parent_of(cell: str, res: int) -> str:
 
 
 def resolution_of(cell: str) -> int:
-    return h3.get_resolution(cell)
+    res: int = h3.get_resolution(cell)
+    return res
 
 
 def cell_center(cell: str) -> tuple[float, float]:

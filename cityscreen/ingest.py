@@ -47,6 +47,9 @@ from cityscreen.vocabulary import (
 )
 from cityscreen.vocabulary import REASONS as VOCABULARY_REASONS
 
+# Where a record was read: (topic, partition, offset, now_ms)
+Where = tuple[str, int, int, int]
+
 # Dead-letter reasons, one per class of bad input (each is also a counter: deadletter.<reason>).
 OVERSIZE = "oversize"
 MALFORMED = "malformed"  # not JSON at all
@@ -160,7 +163,7 @@ class Validator:
         except Exception as exc:  # RecursionError, MemoryError, a bug: this record alone is lost to it
             self._unprocessable(result, exc, where)
 
-    def _record(self, result: IngestResult, value: bytes, where: tuple, now_ms: int) -> None:
+    def _record(self, result: IngestResult, value: bytes, where: Where, now_ms: int) -> None:
         if len(value) > self.config.max_payload_bytes:
             detail = f"record of {len(value)} bytes exceeds max_payload_bytes={self.config.max_payload_bytes}"
             self._dead(result, OVERSIZE, detail, value, where)
@@ -183,12 +186,12 @@ class Validator:
             except Exception as exc:  # `_one` adds to `result` last, so a failure leaves nothing behind
                 self._unprocessable(result, exc, where)
 
-    def _unprocessable(self, result: IngestResult, exc: Exception, where: tuple) -> None:
+    def _unprocessable(self, result: IngestResult, exc: Exception, where: Where) -> None:
         # the exception's text may quote the payload: only its type goes into the dead letter
         detail = f"{type(exc).__name__} while validating: a bug or a resource limit, report the offset"
         self._dead(result, UNPROCESSABLE, detail, b"", where, preview="<not shown: it failed to process>")
 
-    def _one(self, result: IngestResult, element: bytes, where: tuple, now_ms: int) -> None:
+    def _one(self, result: IngestResult, element: bytes, where: Where, now_ms: int) -> None:
         try:
             raw = _RAW_ONE.decode(element)
         except msgspec.ValidationError as exc:
@@ -200,7 +203,7 @@ class Validator:
             return
         self._accept(result, raw, element, where, now_ms)
 
-    def _accept(self, result: IngestResult, raw: RawEvent, element: bytes, where: tuple, now_ms: int) -> None:
+    def _accept(self, result: IngestResult, raw: RawEvent, element: bytes, where: Where, now_ms: int) -> None:
         """A decoded event: dead-lettered, or added to `result` as a clean event (the per-event path)."""
         problem = self.problem(raw, now_ms)
         if problem:
@@ -281,7 +284,7 @@ class Validator:
         reason: str,
         detail: str,
         payload: bytes,
-        where: tuple,
+        where: Where,
         *,
         preview: str | None = None,  # instead of parsing `payload` (which may be what failed)
     ) -> None:

@@ -43,16 +43,18 @@ from cityscreen.ingest import (
     IngestConfig,
     IngestResult,
     Validator,
-    is_too_deep,
-    payment_problem,
+    Where,
     to_clean,
-    transit_problem,
 )
 from cityscreen.ingest_masks import ids_ok, lengths_ok, origins_ok, years
+from cityscreen.json_depth import is_too_deep
 from cityscreen.provenance import batch_bounds, record_provenance, source_name
+from cityscreen.vocabulary import payment_problem, transit_problem
 
 RECORD_EVENTS = 1000  # clean events per output record: ~45 kB as a clean batch, ~58 kB with raw keys
 Record = tuple[bytes | None, str, int, int]  # value, topic, partition, offset
+Letter = tuple[tuple[int, int], DeadLetter]  # (record, element) in the batch, and its dead letter
+Sources = tuple[list[str], dict[str, tuple[int, int]]]  # raw source names, and each one's offset bounds
 _ONE = msgspec.json.Decoder(RawEvent)
 _MANY = msgspec.json.Decoder(list[RawEvent])
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
@@ -73,7 +75,9 @@ class _Block:
     ages: list[str] | None  # age bands (sim only)
     keys: tuple[np.ndarray, np.ndarray, np.ndarray]  # per event: raw source index, offset, element
 
-    def records(self, kind: str, res: int, sources: tuple[list[str], dict] | None) -> list[bytes]:
+    def records(
+        self, kind: str, res: int, sources: tuple[list[str], dict[str, tuple[int, int]]] | None
+    ) -> list[bytes]:
         """Clean batches of up to RECORD_EVENTS events; each column taken from the events once.
         `sources` (the batch's raw source names and bounds): each record says which raw keys it holds
         (cityscreen.provenance); None: records without provenance."""
@@ -149,7 +153,7 @@ class _Collector(Validator):
 
     outcomes: list[RawEvent | DeadLetter]
 
-    def _accept(self, result: IngestResult, raw: RawEvent, element: bytes, where: tuple, now_ms: int) -> None:
+    def _accept(self, result: IngestResult, raw: RawEvent, element: bytes, where: Where, now_ms: int) -> None:
         self.outcomes.append(raw)
 
     def _dead(self, result: IngestResult, *args: object, **kwargs: object) -> None:
@@ -190,7 +194,7 @@ class BatchValidator:
         )
         result.sources = [source_name(*tp) for tp in index]
         result.bounds = batch_bounds(result.sources, *origin)
-        letters: list[tuple[tuple[int, int], DeadLetter]] = []
+        letters: list[Letter] = []
         by_kind: dict[str, tuple[list[RawEvent], list[tuple[int, int]]]] = {k: ([], []) for k in CATEGORIES}
         singles = self._decode_singles(records)
         if singles is not None:  # one event per record: grouped by kind in C-level loops
@@ -243,7 +247,7 @@ class BatchValidator:
         return list(enumerate(events))
 
     def _decode_slowly(
-        self, i: int, value: bytes, where: tuple, letters: list, result: BatchResult
+        self, i: int, value: bytes, where: Where, letters: list[Letter], result: BatchResult
     ) -> list[tuple[int, RawEvent]]:
         collector, sink = self._collector, IngestResult()
         collector.outcomes = []
@@ -261,7 +265,7 @@ class BatchValidator:
     def _kind(
         self,
         result: BatchResult,
-        letters: list,
+        letters: list[Letter],
         records: Sequence[Record],
         origin: tuple[np.ndarray, np.ndarray],
         kind: str,
@@ -332,7 +336,8 @@ class BatchValidator:
     def _bands(self, raws: list[RawEvent]) -> np.ndarray:
         ts = _num(raws, "ts_ms", np.int64)
         births = _num(raws, "birth_year", np.int64)
-        return np.searchsorted(_BAND_UPPERS, years(ts) - births)
+        bands: np.ndarray = np.searchsorted(_BAND_UPPERS, years(ts) - births)
+        return bands
 
     def _rules(self, kind: str, raws: list[RawEvent], now_ms: int) -> tuple[np.ndarray, np.ndarray | None]:
         """A mask of events that pass every rule of `Validator.problem` for sure (False: judge it

@@ -28,7 +28,8 @@ def ids_ok(values: list[str]) -> np.ndarray:
     ok = lengths_ok(values)
     if _ID_CHARS.fullmatch("".join(values)):
         return ok
-    return ok & np.fromiter(map(is_id, values), bool, len(values))
+    ids: np.ndarray = ok & np.fromiter(map(is_id, values), bool, len(values))
+    return ids
 
 
 def origins_ok(values: list[str]) -> np.ndarray:

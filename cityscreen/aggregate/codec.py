@@ -53,7 +53,8 @@ def _pack_codes(codes: np.ndarray) -> list[Any]:
 
 def _unpack_codes(packed: list[Any]) -> np.ndarray:
     values, index = packed
-    return VOCAB.codes(values)[np.frombuffer(index, index_dtype(len(values)))]
+    codes: np.ndarray = VOCAB.codes(values)[np.frombuffer(index, index_dtype(len(values)))]
+    return codes
 
 
 def encode_chunk(kind: str, w: int, chunk: Chunk) -> list[Any]:

@@ -96,7 +96,8 @@ def run_ends(starts: np.ndarray) -> np.ndarray:
 
 def rank_in_run(starts: np.ndarray) -> np.ndarray:
     """Each element's position within its run (0 for the first), from `run_starts`."""
-    return np.arange(len(starts)) - np.flatnonzero(starts)[np.cumsum(starts) - 1]
+    positions: np.ndarray = np.arange(len(starts)) - np.flatnonzero(starts)[np.cumsum(starts) - 1]
+    return positions
 
 
 EMPTY = Chunk(_EMPTY_I64, np.empty(0, np.uint64), np.empty(0, np.uint64), *(np.empty(0, np.int32),) * 3)
@@ -147,7 +148,8 @@ def to_fen(amount_cny: np.ndarray, clip_cny: float | None) -> np.ndarray:
     (rounded half to even, as Python's round)."""
     if clip_cny is not None:
         amount_cny = np.minimum(amount_cny, clip_cny)
-    return np.rint(amount_cny * 100).astype(np.int64)
+    cents: np.ndarray = np.rint(amount_cny * 100).astype(np.int64)
+    return cents
 
 
 def window_of(ts_ms: int, window_ms: int) -> int:
@@ -158,7 +160,8 @@ def _coded(batch: CleanBatch, name: str, regions: bool = False) -> np.ndarray:
     values, codes = batch.cats[name]
     if regions:  # the clean topics carry the province code; the region is what is released
         values = [ORIGIN_REGIONS.get(v, v) for v in values]
-    return VOCAB.codes(values)[codes]
+    vocab_codes: np.ndarray = VOCAB.codes(values)[codes]
+    return vocab_codes
 
 
 def chunk_of(batch: CleanBatch, base_res: int, clip_cny: float | None) -> Chunk:

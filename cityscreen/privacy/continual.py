@@ -64,7 +64,8 @@ class TreeNoise:
         cover = dyadic_cover(tick)
         labels = [b"%s|%d|%d" % (stream, level, index) for stream in streams for level, index in cover]
         noise = keyed_discrete_gaussian(self.secret, labels, self.sigma2_num, self.sigma2_den)
-        return noise.reshape(len(streams), len(cover)).sum(axis=1)
+        per_stream: np.ndarray = noise.reshape(len(streams), len(cover)).sum(axis=1)
+        return per_stream
 
     def sd(self, tick: int) -> float:
         """Standard deviation of the running value's noise at `tick` (the nodes are independent)."""
@@ -81,7 +82,8 @@ def running_release(
     """Noisy running values at `tick`: the exact running counts plus each stream's tree noise."""
     if len(streams) != len(true_running):
         raise ValueError(f"{len(true_running)} running counts for {len(streams)} streams: one each")
-    return np.asarray(true_running, dtype=np.int64) + noise.running(streams, tick)
+    noisy: np.ndarray = np.asarray(true_running, dtype=np.int64) + noise.running(streams, tick)
+    return noisy
 
 
 def tree_sensitivity2(levels: int, contributions: int) -> int:

@@ -58,7 +58,8 @@ class KeyedWords:
         width = self._words.shape[1]
         dense = at < width
         if dense.all():
-            return self._words[rows, at]
+            words: np.ndarray = self._words[rows, at]
+            return words
         out = np.empty(rows.size, dtype=np.int64)
         out[dense] = self._words[rows[dense], at[dense]]
         for i in np.flatnonzero(~dense).tolist():  # past the first words: rare, one row at a time
@@ -110,7 +111,8 @@ def bernoulli_exp_at_most_1(
         go = bernoulli_ratio(words, rows[live], num[live], den[live] * k[live])
         k[live[go]] += 1
         live = live[go]
-    return (k % 2) == 1
+    odd: np.ndarray = (k % 2) == 1
+    return odd
 
 
 def bernoulli_exp(words: KeyedWords, rows: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:

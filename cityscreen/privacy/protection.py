@@ -10,7 +10,7 @@ The gate repairs until, for every suppressed value:
   persons is not proven present: its lower bound stays 0.
 Values the key set alone fixes at 0 (a mode with no line present) are as public as an absent key and are
 not counted. The linear relaxation's interval contains the whole-number one, so it can only pass a value
-that integer programming would pin; the attack tests run both (tests/unit/interval_attacker.py).
+that integer programming would pin; the attack tests run both (tests/support/interval_attacker.py).
 
 Cheap first: a group whose equations hold no released value is safe without a program (one more person
 in any of its cells changes only its values, so nothing is bounded above, and relabelling one person
@@ -53,13 +53,13 @@ def _highs() -> Any:
 
     with _quiet:
         if _banner_shown:
-            h = highspy.Highs()
+            h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy has no annotations
         else:
             saved = os.dup(1)
             try:
                 with open(os.devnull, "w") as null:
                     os.dup2(null.fileno(), 1)
-                    h = highspy.Highs()
+                    h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy has no annotations
             finally:
                 os.dup2(saved, 1)
                 os.close(saved)
@@ -75,7 +75,8 @@ def _highs() -> Any:
 def whole_numbers(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """How many whole numbers each interval [lo, hi] holds (a large number when hi is infinite)."""
     top = np.where(np.isinf(hi), 1e18, np.floor(hi + _EPS))
-    return np.maximum(top - np.ceil(lo - _EPS) + 1, 0)
+    widths: np.ndarray = np.maximum(top - np.ceil(lo - _EPS) + 1, 0)
+    return widths
 
 
 class Protection:

@@ -17,7 +17,7 @@ from cityscreen.frames import Frame
 from cityscreen.settings import load_settings
 from services.gateway.app import create_app
 from services.gateway.testing import demo_cells, make_frame
-from tests.gateway_support import write_frame
+from tests.support.gateway_support import write_frame
 
 TOKEN = "test-operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -18,13 +18,15 @@ import pytest
 import redis.asyncio as aioredis
 import uvicorn
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from cityscreen import store_keys
 from services.gateway import wsclient
 from services.gateway.app import create_app
 from services.gateway.testing import make_frame
 from services.stack.ports import free_port
-from tests.gateway_support import write_frame
+from tests.support.gateway_support import write_frame
+from tests.support.waiting import wait_for_async
 
 TOKEN = "fastpath-token"
 PROTOCOLS = ["cityscreen.v1", f"bearer.{TOKEN}"]
@@ -47,8 +49,7 @@ async def served(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Any, str
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await wait_for_async(lambda: server.started, what="the gateway to start")
     client = aioredis.Redis.from_url(redis_url)
     await client.flushdb()
     try:
@@ -59,9 +60,16 @@ async def served(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Any, str
         await task
 
 
+async def listening(client: aioredis.Redis) -> bool:
+    """The hub subscribes in the background at startup: a notify before that is lost."""
+    return bool((await client.pubsub_numsub(store_keys.NOTIFY_CHANNEL))[0][1] >= 1)
+
+
 async def subscribed(app: Any, count: int) -> None:
-    while sum(c.view is not None for c in app.state.hub.clients) < count:
-        await asyncio.sleep(0.01)
+    await wait_for_async(
+        lambda: sum(c.view is not None for c in app.state.hub.clients) >= count,
+        what=f"{count} subscribed clients",
+    )
 
 
 async def test_frames_take_the_fast_path_to_library_and_lean_clients(
@@ -71,7 +79,7 @@ async def test_frames_take_the_fast_path_to_library_and_lean_clients(
     lean_got: asyncio.Queue[bytes] = asyncio.Queue()
     lean = await wsclient.connect(url, PROTOCOLS, lambda payload, _at: lean_got.put_nowait(payload))
     lean.send_text(json.dumps(SUBSCRIBE))
-    async with connect(url, subprotocols=PROTOCOLS, compression=None) as ws:  # type: ignore[list-item]
+    async with connect(url, subprotocols=[Subprotocol(p) for p in PROTOCOLS], compression=None) as ws:
         await ws.send(json.dumps(SUBSCRIBE))
         assert json.loads(await ws.recv())["type"] == "waiting"
         assert json.loads(await asyncio.wait_for(lean_got.get(), 10))["type"] == "waiting"
@@ -79,8 +87,7 @@ async def test_frames_take_the_fast_path_to_library_and_lean_clients(
         assert all(c.write is not None for c in app.state.hub.clients), "the fast path is off"
 
         writer = aioredis.Redis.from_url(redis_url)
-        while (await writer.pubsub_numsub(store_keys.NOTIFY_CHANNEL))[0][1] < 1:
-            await asyncio.sleep(0.01)
+        await wait_for_async(lambda: listening(writer), what="the hub to subscribe")
         await write_frame(writer, make_frame(window_start_ms=60_000), history_s=3600)
         await writer.aclose()
 

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from cityscreen.frames import Frame
 from cityscreen.settings import load_settings
 from services.gateway.app import create_app
 from services.gateway.testing import make_frame
-from tests.gateway_support import write_frame
+from tests.support.gateway_support import write_frame
+from tests.support.waiting import wait_for
 
 TOKEN = "ws-operator-token"
 PROTOCOLS = ["cityscreen.v1", f"bearer.{TOKEN}"]
@@ -35,8 +35,11 @@ def publish(redis_url: str) -> Iterator[Callable[[Frame], None]]:
 
     def put(frame: Frame) -> None:
         # the hub subscribes in the background at startup: wait for it, or the notify is lost
-        while sync.pubsub_numsub(store_keys.NOTIFY_CHANNEL)[0][1] < 1:
-            time.sleep(0.01)
+        wait_for(
+            lambda: sync.pubsub_numsub(store_keys.NOTIFY_CHANNEL)[0][1] >= 1,
+            what="the hub to subscribe",
+            interval_s=0.01,
+        )
 
         async def go() -> None:
             client = aioredis.Redis.from_url(redis_url)
@@ -175,7 +178,9 @@ def test_deeply_nested_json_gets_an_error(client: TestClient) -> None:
     assert ws_clients_gauge(client) == 0
 
 
-def test_a_failing_handler_closes_1011_and_cleans_up(client: TestClient, monkeypatch) -> None:
+def test_a_failing_handler_closes_1011_and_cleans_up(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Whatever a handler raises, the socket ends with a close code and the client is forgotten."""
 
     async def broken(*args: object) -> str:

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -24,7 +25,7 @@ from streams.aggregate_agent import UNDECODABLE, AggregateAgent, CleanRecord
 from streams.release import ReleaseSink
 from streams.release_agent import ReleaseAgent
 from streams.stall import Behind
-from tests.streams_support import (
+from tests.support.streams_support import (
     ONE_WINDOW,
     expected_frames,
     make_raw_events,
@@ -34,8 +35,9 @@ from tests.streams_support import (
 )
 from tests.unit.test_release_gate_pool import _Redis
 
-SETTINGS = Settings(kafka={"partitions": 2}, window=ONE_WINDOW)  # type: ignore[arg-type]
+SETTINGS = Settings(kafka={"partitions": 2}, window=ONE_WINDOW)
 RES = SETTINGS.window.h3_res
+Feed = tuple[list[CleanRecord], dict[tuple[int, int], bytes]]  # clean records, the reference frames
 
 
 class Clock:
@@ -140,12 +142,12 @@ def _feed() -> tuple[list[CleanRecord], dict[tuple[int, int], bytes]]:
 
 
 @pytest.fixture(scope="module")
-def feed() -> tuple[list[CleanRecord], dict[tuple[int, int], bytes]]:
+def feed() -> Feed:
     return _feed()
 
 
 @pytest.fixture(scope="module")
-def partials(feed: tuple[list[CleanRecord], dict[tuple[int, int], bytes]]) -> list[bytes]:
+def partials(feed: Feed) -> list[bytes]:
     harness = Harness(feed[0])
     asyncio.run(harness.feed(feed[0]))
     return harness.partials
@@ -183,7 +185,9 @@ def _windows(partials: list[bytes]) -> list[int]:
     return sorted({m.partial.window_start_ms for m in map(decode_message, partials) if m.partial})
 
 
-async def test_the_aggregate_agent_sends_every_partitions_partial_of_every_window(feed, partials) -> None:
+async def test_the_aggregate_agent_sends_every_partitions_partial_of_every_window(
+    feed: Feed, partials: list[bytes]
+) -> None:
     records, expected = feed
     windows = sorted({w for _, w in expected})
     assert len(windows) >= 4
@@ -199,7 +203,7 @@ async def test_the_aggregate_agent_sends_every_partitions_partial_of_every_windo
     assert harness.dead == [] and harness.consumer.seeks == []
 
 
-async def test_an_undecodable_record_is_dead_lettered_and_the_rest_applied(feed) -> None:
+async def test_an_undecodable_record_is_dead_lettered_and_the_rest_applied(feed: Feed) -> None:
     records, _ = feed
     first = records[0]
     same = (first.topic, first.partition)
@@ -213,7 +217,9 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_rest_applied(feed)
     assert harness.stats.counts["records"] == len(records)
 
 
-async def test_aggregate_then_release_publishes_the_reference_frames_each_once(feed, partials) -> None:
+async def test_aggregate_then_release_publishes_the_reference_frames_each_once(
+    feed: Feed, partials: list[bytes]
+) -> None:
     _, expected = feed
     screen = Screen()
     agent = screen.agent(DictBookLog())
@@ -225,7 +231,9 @@ async def test_aggregate_then_release_publishes_the_reference_frames_each_once(f
     assert screen.windows_published() == len({w for _, w in expected})
 
 
-async def test_a_window_is_released_once_every_partition_closed_it_and_never_again(partials) -> None:
+async def test_a_window_is_released_once_every_partition_closed_it_and_never_again(
+    partials: list[bytes],
+) -> None:
     screen = Screen()
     agent = screen.agent(DictBookLog())
     agent.on_batch(_of(partials, 0))
@@ -240,7 +248,9 @@ async def test_a_window_is_released_once_every_partition_closed_it_and_never_aga
     assert screen.sent == sent and screen.windows_published() == len(_windows(partials))
 
 
-async def test_the_release_book_comes_back_from_its_log_after_a_crash(feed, partials) -> None:
+async def test_the_release_book_comes_back_from_its_log_after_a_crash(
+    feed: Feed, partials: list[bytes]
+) -> None:
     """Killed with partition 0's partials booked and unreleased: a new agent over the same log releases
     every window once the rest arrives, with the frames of the reference."""
     _, expected = feed
@@ -258,7 +268,9 @@ async def test_the_release_book_comes_back_from_its_log_after_a_crash(feed, part
     assert [k for k in log.data if k.startswith("part/")] == []  # released windows leave the log
 
 
-async def test_a_crash_between_storing_and_settling_publishes_nothing_twice(feed, partials) -> None:
+async def test_a_crash_between_storing_and_settling_publishes_nothing_twice(
+    feed: Feed, partials: list[bytes]
+) -> None:
     """The log as a SIGKILL leaves it after the frames were stored but before the book settled: the
     windows complete again after the restart, and the sink's frame index keeps them from a second
     publication."""
@@ -279,7 +291,7 @@ async def test_a_crash_between_storing_and_settling_publishes_nothing_twice(feed
     assert [k for k in log.data if k.startswith("part/")] == []
 
 
-def test_the_book_log_keeps_the_changelog_layout_of_before(partials) -> None:
+def test_the_book_log_keeps_the_changelog_layout_of_before(partials: list[bytes]) -> None:
     """`meta` and `part/<start>:<span>/<partition>` as the worker wrote them before the book owned its log:
     a release-book changelog written by an older worker is read back."""
     log = DictBookLog()
@@ -296,12 +308,12 @@ def test_the_book_log_keeps_the_changelog_layout_of_before(partials) -> None:
     assert [rel.start_ms for rel, _ in again.take_complete()[0]] == windows
 
 
-def test_the_worker_wires_two_agents_a_timer_a_task_and_both_tables(tmp_path) -> None:
+def test_the_worker_wires_two_agents_a_timer_a_task_and_both_tables(tmp_path: Path) -> None:
     from streams.internal_topics import BOOK_TABLE, STATE_TABLE
     from streams.worker import build_worker
 
-    settings = Settings(data_dir=tmp_path, kafka={"partitions": 2})  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path, kafka={"partitions": 2})
     app = build_worker(settings)
     assert sorted(app.agents) == ["streams.worker.aggregate", "streams.worker.release"]
-    assert len(app._app_tasks) == 2  # type: ignore[attr-defined]  # the idle-close timer, the manifest
+    assert len(app._app_tasks) == 2  # the idle-close timer, the manifest
     assert {STATE_TABLE, BOOK_TABLE} <= set(app.tables)

@@ -24,16 +24,13 @@ Fixtures:
   `.log_path`, `.stop()`, `.wait_ready(probe, timeout_s=...)`). Every child is stopped (SIGTERM, then
   SIGKILL) at teardown and the end of its log is printed, which pytest shows when the test fails.
 - `fresh_redis` (function): a sync `redis.Redis` client on the stack's Redis after FLUSHDB.
-- `free_port` (function): `free_port()` gives an unused loopback port, e.g. for the gateway.
-- `wait_for` (function): `wait_for(probe, timeout_s=30, what="...")` polls until `probe()` is truthy and
-  returns its value; it fails with `what` (never asserts on durations).
+- `free_port`, `wait_for`: from tests/conftest.py (every level shares them).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,7 +39,7 @@ import pytest
 import redis
 
 from cityscreen.settings import Settings, to_env
-from services.stack import LocalStack, ManagedProcess, ports, start_stack
+from services.stack import LocalStack, ManagedProcess, start_stack
 from services.stack import spawn as spawn_process
 from services.stack.testing import REPO_ROOT, isolated_settings, jar_cache_dir
 
@@ -112,28 +109,3 @@ def fresh_redis(stack: LocalStack) -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.close()
-
-
-@pytest.fixture
-def free_port() -> Callable[[], int]:
-    return ports.free_port
-
-
-@pytest.fixture
-def wait_for() -> Callable[..., Any]:
-    def poll(probe: Callable[[], T], *, timeout_s: float = 30.0, what: str = "condition") -> T:
-        deadline = time.monotonic() + timeout_s
-        last_error: Exception | None = None
-        while True:
-            try:
-                value = probe()
-                if value:
-                    return value
-            except Exception as exc:  # the thing waited for may not exist yet
-                last_error = exc
-            if time.monotonic() > deadline:
-                detail = f" (last error: {last_error!r})" if last_error else ""
-                pytest.fail(f"gave up waiting for {what} after {timeout_s:.0f} s{detail}")
-            time.sleep(0.1)
-
-    return poll

@@ -14,7 +14,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -22,8 +22,8 @@ import redis
 from cityscreen.events import CLEAN_TOPICS
 from cityscreen.settings import KafkaSettings
 from cityscreen.store_keys import LAG_KEY, STATS_KEY
-from tests.reference_aggregates import reference_window_aggregates
-from tests.streams_support import (
+from tests.support.reference_aggregates import reference_window_aggregates
+from tests.support.streams_support import (
     START_MS,
     expected_frames,
     idle_phones,
@@ -36,7 +36,7 @@ from tests.streams_support import (
 
 pytestmark = pytest.mark.integration
 
-DURABLE = {"acks": "all", "enable_idempotence": True}
+DURABLE: dict[str, Any] = {"acks": "all", "enable_idempotence": True}
 
 
 def test_leader_sigkill_mid_stream_loses_no_acknowledged_event(
@@ -86,7 +86,7 @@ def test_leader_sigkill_mid_stream_loses_no_acknowledged_event(
 
 
 def _lag(client: redis.Redis) -> dict[bytes, int]:
-    return {k: int(v) for k, v in client.hgetall(LAG_KEY).items()}
+    return {k: int(v) for k, v in cast(dict[bytes, bytes], client.hgetall(LAG_KEY)).items()}
 
 
 def _consumed(client: redis.Redis) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h3
 import pytest
@@ -38,6 +39,7 @@ from services.stack import ManagedProcess, start_stack
 from services.stack import spawn as spawn_process
 from services.stack.ports import free_port
 from services.stack.testing import REPO_ROOT, isolated_settings, jar_cache_dir
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -112,15 +114,8 @@ class Feed:
         return decode_frame(data)
 
 
-def poll(probe: Callable[[], Any], *, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.2)
+# an error in a probe here fails the test at once (the page and the feed exist by then), not a "not yet"
+poll = functools.partial(wait_for, interval_s=0.2, retry_on=())
 
 
 def http_ok(url: str) -> bool:
@@ -200,7 +195,8 @@ def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
                 print(f"frames kept per res: {kept}; worker stats: {client.hgetall(store_keys.STATS_KEY)}")
                 raise
             assert replay.returncode == 0, replay.failure_message("replay failed")
-            stats = {k.decode(): int(v) for k, v in client.hgetall(store_keys.STATS_KEY).items()}
+            counters = cast(dict[bytes, bytes], client.hgetall(store_keys.STATS_KEY))
+            stats = {k.decode(): int(v) for k, v in counters.items()}
             assert stats.get("deadletter.ts_skew", 0) == 0, f"fixture events refused for their time: {stats}"
             print(f"released windows: {released_windows(client, settings.window.resolutions)}")
             yield Feed(settings, client, api, start_api)
@@ -308,7 +304,8 @@ def expected_rows(frame: Frame, key: str, bbox: list[float] | None) -> dict[str,
     def inside(cell: str) -> bool:
         if bbox is None:
             return True
-        lat, lng = h3.cell_to_latlng(cell)
+        latlng: tuple[float, float] = h3.cell_to_latlng(cell)
+        lat, lng = latlng
         return bbox[0] <= lng <= bbox[2] and bbox[1] <= lat <= bbox[3]
 
     return {c: s[key] for c, s in frame.cells.items() if key in s and inside(c)}

@@ -23,6 +23,7 @@ from cityscreen.events import INGEST_SIM_TOPIC, RawSim, encode_many
 from cityscreen.frames import decode_frame
 from cityscreen.settings import Settings
 from services.stack import LocalStack, ManagedProcess
+from tests.support.factories import raw_event
 
 pytestmark = pytest.mark.integration
 
@@ -35,21 +36,10 @@ FRAME_TIMEOUT_S = 420
 
 
 def make_sim(**overrides: Any) -> RawSim:
-    fields: dict[str, Any] = {
-        "v": 1,
-        "event_id": uuid.uuid4().hex,
-        "ts_ms": int(time.time() * 1000),
-        "imsi": "460001234567890",
-        "msisdn": "8613800000000",
-        "tower_id": "T-e2e",
-        "lat": LAT,
-        "lng": LNG,
-        "gender": "F",
-        "birth_year": 1990,
-        "origin": PROVINCE_CODES[0],
-    }
-    fields.update(overrides)
-    return RawSim(**fields)
+    fields: dict[str, Any] = {"event_id": uuid.uuid4().hex, "ts_ms": int(time.time() * 1000),
+                              "imsi": "460001234567890", "msisdn": "8613800000000", "tower_id": "T-e2e",
+                              "lat": LAT, "lng": LNG, "gender": "F", "origin": PROVINCE_CODES[0]}  # fmt: skip
+    return raw_event("sim", **(fields | overrides))
 
 
 def e2e_settings(stack: LocalStack, port: int) -> Settings:
@@ -108,7 +98,7 @@ async def test_events_become_a_redis_aggregate_and_a_live_frame(
 
         async def next_frame_with_cell() -> dict[str, Any]:
             while True:
-                message = json.loads(await ws.recv())
+                message: dict[str, Any] = json.loads(await ws.recv())
                 if message["type"] in ("frame", "snapshot") and cell in message.get("cells", {}):
                     return message
 

@@ -26,9 +26,9 @@ from cityscreen.clean_batch import decode_batch
 from cityscreen.events import CLEAN_TOPICS, INGEST_TOPICS
 from services.generator.consume import read_to_end
 from services.generator.fixtures import read_events
-from tests.faults_support import INGEST_GROUP, caught_up, quick_failover, sigkill, stat
-from tests.fixture_expected import FIXTURE, inside_city, load_expected, skew_for_fixture
-from tests.streams_support import base_windows, expected_frames, published_frames, windows_published
+from tests.support.faults_support import INGEST_GROUP, caught_up, quick_failover, sigkill, stat
+from tests.support.fixture_expected import FIXTURE, inside_city, load_expected, skew_for_fixture
+from tests.support.streams_support import base_windows, expected_frames, published_frames, windows_published
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -22,8 +22,8 @@ import pytest
 import redis
 
 from cityscreen.events import CLEAN_TOPICS
-from tests.faults_support import AGGREGATE_GROUP, LiveClient, caught_up, golden_feed, quick_failover
-from tests.streams_support import START_MS, produce_clean, published_frames, windows_published
+from tests.support.faults_support import AGGREGATE_GROUP, LiveClient, caught_up, golden_feed, quick_failover
+from tests.support.streams_support import START_MS, produce_clean, published_frames, windows_published
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -25,8 +25,8 @@ import redis.asyncio as aioredis
 
 from services.gateway.testing import synthetic_frame
 from services.gateway.wsclient import client_frame
-from tests.faults_support import LiveClient
-from tests.gateway_support import write_frame
+from tests.support.faults_support import LiveClient
+from tests.support.gateway_support import write_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -23,10 +23,10 @@ from cityscreen.city import load_city
 from cityscreen.frames import encode_frame
 from cityscreen.privacy import release
 from services.generator.fixtures import read_events
-from tests.fixture_expected import FIXTURE, inside_city, load_expected, skew_for_fixture
-from tests.pipeline_capture import exact_aggregates, topic_frames
-from tests.reference_aggregates import reference_window_aggregates
-from tests.streams_support import base_windows, expected_frames, published_frames, windows_published
+from tests.support.fixture_expected import FIXTURE, inside_city, load_expected, skew_for_fixture
+from tests.support.pipeline_capture import exact_aggregates, topic_frames
+from tests.support.reference_aggregates import reference_window_aggregates
+from tests.support.streams_support import base_windows, expected_frames, published_frames, windows_published
 
 pytestmark = pytest.mark.integration
 
@@ -108,4 +108,5 @@ def test_replaying_the_fixture_twice_gives_the_expected_and_identical_aggregates
 
 
 def windows_published_once(run: dict[str, Any]) -> bool:
-    return run["stats"]["windows_published"] == base_windows(run["aggregates"], run["settings"])
+    published: int = run["stats"]["windows_published"]
+    return published == base_windows(run["aggregates"], run["settings"])

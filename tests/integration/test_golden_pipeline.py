@@ -17,8 +17,8 @@ from cityscreen.clean_batch import encode_batch
 from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, RawSim
 from services.generator.consume import read_to_end
 from streams.aggregate_agent import UNDECODABLE
-from tests.reference_aggregates import reference_window_aggregates
-from tests.streams_support import (
+from tests.support.reference_aggregates import reference_window_aggregates
+from tests.support.streams_support import (
     expected_frames,
     idle_phones,
     make_raw_events,
@@ -83,8 +83,8 @@ async def _send(bootstrap: str, records: list[tuple[str, int, bytes]]) -> None:
         await producer.stop()
 
 
-def _values(frames: dict) -> list:
-    out = []
+def _values(frames: dict[tuple[int, int], bytes]) -> list[float | None]:
+    out: list[float | None] = []
     for body in frames.values():
         for stats in msgspec.json.decode(body)["cells"].values():
             out.extend(stats.values())

@@ -11,7 +11,7 @@ import string
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -27,6 +27,7 @@ from cityscreen.ingest import ACCEPTED
 from services.stack import LocalStack, ManagedProcess
 from services.stack.testing import REPO_ROOT
 from tests.integration.test_ingest_deadletter import ingest_worker, produce, read_topic, stats  # noqa: F401
+from tests.support.factories import raw_fields
 
 pytestmark = pytest.mark.integration
 
@@ -51,20 +52,23 @@ def leaks(blob: bytes, identifiers: set[bytes]) -> set[bytes]:
 
 
 def redis_blobs(client: redis.Redis) -> Iterator[bytes]:
+    # the client decodes nothing (no decode_responses): every key and value is bytes
     for key in client.scan_iter(count=1000):
         yield key
         kind = client.type(key)
         if kind == b"string":
-            yield client.get(key) or b""
+            yield cast(bytes | None, client.get(key)) or b""
         elif kind == b"hash":
-            for k, v in client.hgetall(key).items():
+            for k, v in cast(dict[bytes, bytes], client.hgetall(key)).items():
                 yield k + b" " + v
         elif kind == b"zset":
-            yield b" ".join(m for m, _ in client.zrange(key, 0, -1, withscores=True))
+            yield b" ".join(
+                m for m, _ in cast(list[tuple[bytes, float]], client.zrange(key, 0, -1, withscores=True))
+            )
         elif kind == b"list":
-            yield b" ".join(client.lrange(key, 0, -1))
+            yield b" ".join(cast(list[bytes], client.lrange(key, 0, -1)))
         elif kind == b"set":
-            yield b" ".join(client.smembers(key))
+            yield b" ".join(cast(set[bytes], client.smembers(key)))
 
 
 def test_no_raw_identifier_downstream_of_ingest(
@@ -130,9 +134,7 @@ def formatted_bad_records(identifiers: list[bytes], marker: str) -> list[tuple[s
 
     a, b, c = identifiers[:3]
     now_ms = int(time.time() * 1000)
-    base = {"kind": "sim", "v": 1, "event_id": marker, "ts_ms": now_ms, "imsi": spaced(a, " "),
-            "msisdn": "+" + spaced(b, "-"), "tower_id": "T1-1", "lat": 22.55, "lng": 114.05, "gender": "F",
-            "birth_year": 1990, "origin": "GD"}  # fmt: skip
+    base = raw_fields("sim", event_id=marker, ts_ms=now_ms, imsi=spaced(a, " "), msisdn="+" + spaced(b, "-"))
     note = f"customer {spaced(a, ' ')} card {spaced(c, '-')} phone +{spaced(b, ' ')}"
     events = [
         base | {"lat": "north"},

@@ -13,8 +13,8 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cityscreen.events import CLEAN_TOPICS
-from tests.reference_aggregates import reference_window_aggregates
-from tests.streams_support import (
+from tests.support.reference_aggregates import reference_window_aggregates
+from tests.support.streams_support import (
     expected_frames,
     make_raw_events,
     produce_clean,
@@ -52,7 +52,7 @@ def test_records_lost_after_the_fetch_are_read_again(
     drops = [(sim, 3), (transit, ends[transit] - 1)]  # a hole mid-stream, and a partition's last record
     lossy = ",".join(f"{tp.topic}:{tp.partition}:{offset}" for tp, offset in drops)
 
-    worker = spawn("worker", "--role", "aggregate", settings=settings, module="tests.lossy_worker",
+    worker = spawn("worker", "--role", "aggregate", settings=settings, module="tests.support.lossy_worker",
                    env={"LOSSY_DROP": lossy})  # fmt: skip
     client = redis.Redis.from_url(settings.redis.url)
     wait_for(lambda: windows_published(client) >= windows, timeout_s=120, what=f"all {windows} windows")

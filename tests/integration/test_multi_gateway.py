@@ -38,7 +38,11 @@ async def test_clients_of_every_gateway_receive_the_same_frames(
         gw = settings.gateway.model_copy(update={"port": free_port()})
         api = spawn("api", settings=settings.model_copy(update={"gateway": gw}), name=f"gateway-{i}")
         base = f"http://{gw.host}:{gw.port}"
-        api.wait_ready(lambda b=base: httpx.get(f"{b}/api/v1/health/ready").status_code == 200, timeout_s=60)
+
+        def ready(b: str = base) -> bool:
+            return httpx.get(f"{b}/api/v1/health/ready").status_code == 200
+
+        api.wait_ready(ready, timeout_s=60)
         bases.append(base)
         urls.append(f"ws://{gw.host}:{gw.port}/ws/live?token={gw.operator_tokens[0]}")
 
@@ -71,6 +75,6 @@ async def test_clients_of_every_gateway_receive_the_same_frames(
 async def _next_frame(ws: ClientConnection) -> dict[str, Any]:
     """The next frame a client receives (heartbeats and other messages skipped)."""
     while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 60))
         if message["type"] in ("frame", "snapshot"):
             return message

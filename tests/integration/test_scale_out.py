@@ -17,10 +17,10 @@ import redis
 
 from cityscreen.events import CLEAN_TOPICS
 from cityscreen.settings import Settings, WindowSettings
-from tests.faults_support import caught_up, golden_feed, quick_failover
-from tests.pipeline_capture import exact_aggregates, group_assignment
-from tests.reference_aggregates import reference_window_aggregates
-from tests.streams_support import (
+from tests.support.faults_support import caught_up, golden_feed, quick_failover
+from tests.support.pipeline_capture import exact_aggregates, group_assignment
+from tests.support.reference_aggregates import reference_window_aggregates
+from tests.support.streams_support import (
     START_MS,
     base_windows,
     expected_frames,

@@ -4,17 +4,19 @@ TTL all give the flows and the people present of an uninterrupted run."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
 from cityscreen.aggregate.close import AggConfig
 from cityscreen.aggregate.engine import CARRY, MOVES, SNAPSHOT, DictLog, Engine
 from cityscreen.aggregate.partial import Partial
-from cityscreen.events import SimEvent
+from cityscreen.events import CleanEvent, SimEvent
 from cityscreen.settings import Settings
-from tests.streams_support import idle_phones, make_raw_events, split_records, to_clean
+from tests.support.streams_support import idle_phones, make_raw_events, split_records, to_clean
 
-Record = tuple[int, str, int, list]
+Record = tuple[int, str, int, list[CleanEvent]]
 
 
 class Crash(Exception):
@@ -37,7 +39,7 @@ class CrashingLog(DictLog):
 
 
 def _settings(**window: object) -> Settings:
-    return Settings(kafka={"partitions": 2}, window=window)  # type: ignore[arg-type]
+    return Settings(kafka={"partitions": 2}, window=window)
 
 
 def _batches(settings: Settings, minutes: int, idle_every: int = 1) -> list[list[Record]]:
@@ -47,7 +49,7 @@ def _batches(settings: Settings, minutes: int, idle_every: int = 1) -> list[list
     from the carry alone."""
     raw = idle_phones(make_raw_events(persons=60, minutes=minutes, late=0), every=idle_every)
     clean = [to_clean(r, settings) for r in raw]
-    events: list = []
+    events: list[CleanEvent] = []
     for e in clean:
         events.append(e)
         if isinstance(e, SimEvent):
@@ -104,7 +106,7 @@ SHORT_SPANS = {"payments_window_s": 120, "transit_window_s": 180, "flows_window_
     ("prefix", "nth"), [(CARRY, 2), (SNAPSHOT, 2), (SNAPSHOT, 5), (CARRY, 7), (MOVES, 3)]
 )
 def test_a_crash_inside_a_close_gives_the_flows_of_an_uninterrupted_run(
-    prefix: str, nth: int, window: dict
+    prefix: str, nth: int, window: dict[str, Any]
 ) -> None:
     settings = _settings(**window)
     cfg = AggConfig.from_settings(settings)

@@ -8,7 +8,7 @@ from cityscreen.aggregate.close import AggConfig, Carry, close_chunks
 from cityscreen.aggregate.rows import EMPTY
 from cityscreen.geo import cell_for, parent_of
 from cityscreen.settings import Settings
-from tests.streams_support import ONE_WINDOW, rows_chunk
+from tests.support.streams_support import ONE_WINDOW, Row, rows_chunk
 
 A = cell_for(22.5431, 114.0579, 8)
 B = cell_for(22.6431, 114.2579, 8)  # far enough to be another flow cell
@@ -16,10 +16,10 @@ W0 = 1_767_225_600_000
 
 
 def cfg(**privacy: object) -> AggConfig:
-    return AggConfig.from_settings(Settings(privacy=privacy, window=ONE_WINDOW))  # type: ignore[arg-type]
+    return AggConfig.from_settings(Settings(privacy=privacy, window=ONE_WINDOW))
 
 
-def sim(person: str = "p1", cell: str = A, ts: int = W0, gender: str = "F") -> tuple:
+def sim(person: str = "p1", cell: str = A, ts: int = W0, gender: str = "F") -> Row:
     return (ts, person, cell, gender, "25-34", "east")
 
 

@@ -16,18 +16,20 @@ from cityscreen.aggregate.partition import PartitionState, StateFormatError
 from cityscreen.aggregate.rows import EMPTY, Chunk
 from cityscreen.geo import cell_for, parent_of
 from cityscreen.settings import Settings
-from tests.streams_support import ONE_WINDOW, person_key, rows_chunk, set_positions
+from tests.support.streams_support import ONE_WINDOW, Row, person_key, rows_chunk, set_positions
 
 W0 = 1_767_225_600_000
-CFG = AggConfig.from_settings(Settings(window=ONE_WINDOW))  # type: ignore[arg-type]
+CFG = AggConfig.from_settings(Settings(window=ONE_WINDOW))
 CELLS = [cell_for(22.50 + 0.01 * i, 114.00 + 0.013 * j, 8) for i in range(6) for j in range(6)]
 
 
-def _rows(seed: int = 3, persons: int = 40) -> tuple[list[tuple], list[tuple], list[tuple]]:
+def _rows(seed: int = 3, persons: int = 40) -> tuple[list[Row], list[Row], list[Row]]:
     """SIM, payment and transit rows of one window; persons repeat, and many rows share a time, but
     never a person's two rows of one kind (arrival order breaks those ties)."""
     rnd = random.Random(seed)
-    sims, pays, taps = [], [], []
+    sims: list[Row] = []
+    pays: list[Row] = []
+    taps: list[Row] = []
     seen: set[tuple[str, int, str]] = set()
     for n in range(400):
         ts = W0 + rnd.randrange(0, 60_000, 500)
@@ -79,7 +81,9 @@ def test_a_partial_does_not_depend_on_the_arrival_order() -> None:
         carried = [(f"{i:020x}", CELLS[i % 7], W0 - 1000) for i in range(0, 45, 3)]
         set_positions(carry, carried, ("M", "35-44", "north"))
         chunks = [rows_chunk(k, r) for k, r in zip(("sim", "payment", "transit"), rows, strict=True)]
-        parts.append(msgspec.msgpack.encode(close_chunks(W0, 0, *chunks, carry, CFG)))
+        sim_chunk, payment_chunk, transit_chunk = chunks
+        closed = close_chunks(W0, 0, sim_chunk, payment_chunk, transit_chunk, carry, CFG)
+        parts.append(msgspec.msgpack.encode(closed))
         carries.append((carry.positions.as_dict(), carry.open_trip.as_dict()))
     assert parts[0] == parts[1] == parts[2]
     assert carries[0] == carries[1] == carries[2]

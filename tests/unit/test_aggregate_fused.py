@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
-from cityscreen.frames import Frame, FramePrivacy
 from cityscreen.fused import fused_indicators
-
-
-@pytest.fixture
-def make_frame() -> Callable[..., Frame]:
-    def make(cells: dict[str, dict[str, float | None]], window_start_ms: int = 60_000, res: int = 8) -> Frame:
-        return Frame(v=1, window_start_ms=window_start_ms, window_s=60, res=res, published_ms=0,
-                     privacy=FramePrivacy(10, False, 0.0), cells=cells)  # fmt: skip
-
-    return make
+from tests.support.factories import make_frame
 
 
 @pytest.mark.parametrize(
@@ -34,8 +23,8 @@ def make_frame() -> Callable[..., Frame]:
     ],
 )
 def test_fused_indicators(
-    make_frame: Callable[..., Frame], now: dict, before: dict | None, expected: dict
+    now: dict[str, float | None], before: dict[str, float | None] | None, expected: dict[str, float]
 ) -> None:
-    prev = make_frame({"c": before}, window_start_ms=0) if before is not None else None
-    out = fused_indicators(make_frame({"c": now}), prev)
+    prev = make_frame(cells={"c": before}, window_start_ms=0, res=8) if before is not None else None
+    out = fused_indicators(make_frame(cells={"c": now}, window_start_ms=60_000, res=8), prev)
     assert out.get("c", {}) == expected

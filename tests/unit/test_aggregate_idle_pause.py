@@ -8,18 +8,14 @@ from cityscreen.aggregate.close import AggConfig
 from cityscreen.aggregate.engine import DictLog, Engine
 from cityscreen.events import SimEvent
 from cityscreen.settings import Settings
+from tests.support.factories import clean_event
 
 W0 = 1_767_225_600_000
 CFG = AggConfig.from_settings(Settings())  # 60 s windows, 30 s grace
 
 
 def make_sim(ts_ms: int, **overrides: object) -> SimEvent:
-    fields: dict[str, object] = dict(
-        v=1, event_id=f"e{ts_ms}", ts_ms=ts_ms, person="ab" * 10, tower_id="T1", lat=22.54, lng=114.05,
-        gender="F", age_band="25-34", origin="GD",
-    )  # fmt: skip
-    fields.update(overrides)
-    return SimEvent(**fields)  # type: ignore[arg-type]
+    return clean_event("sim", event_id=f"e{ts_ms}", ts_ms=ts_ms, tower_id="T1", **overrides)
 
 
 @pytest.mark.parametrize(("busy_s", "quiet"), [(0.0, True), (2.0, False)])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
 from cityscreen.events import RawSim, RawTransit
 from cityscreen.settings import Settings
-from tests.reference_aggregates import reference_window_aggregates
-from tests.streams_support import (
+from tests.support.reference_aggregates import reference_window_aggregates
+from tests.support.streams_support import (
     ONE_WINDOW,
     START_MS,
     idle_phones,
@@ -36,8 +38,10 @@ DP = {"dp_enabled": True, "max_contributions_per_window": 1, "max_amount_cny": 1
         (2, 4, {}, ONE_WINDOW),
     ],
 )
-def test_engine_matches_reference(partitions: int, per_record: int, privacy: dict, window: dict) -> None:
-    settings = Settings(privacy=privacy, window=window, kafka={"partitions": partitions})  # type: ignore[arg-type]
+def test_engine_matches_reference(
+    partitions: int, per_record: int, privacy: dict[str, Any], window: dict[str, Any]
+) -> None:
+    settings = Settings(privacy=privacy, window=window, kafka={"partitions": partitions})
     raw = make_raw_events(persons=80, minutes=4)
     expected = reference_window_aggregates(raw, settings)
     records = split_records([to_clean(r, settings) for r in raw], partitions, per_record)
@@ -53,7 +57,7 @@ def test_engine_matches_reference_when_phones_are_idle(partitions: int, presence
     """Persons heard only now and then, and a minute with no events at all: people present come from
     last known positions, expire after the TTL, and fill windows that hold no event of a partition (or
     of any partition)."""
-    settings = Settings(window={"presence_ttl_s": presence_ttl_s}, kafka={"partitions": partitions})  # type: ignore[arg-type]
+    settings = Settings(window={"presence_ttl_s": presence_ttl_s}, kafka={"partitions": partitions})
     raw = idle_phones(make_raw_events(persons=80, minutes=9), every=4, quiet_minutes=range(4, 6))
     expected = reference_window_aggregates(raw, settings)
     got = run_engine(split_records([to_clean(r, settings) for r in raw], partitions, 5), settings)
@@ -70,7 +74,7 @@ def test_engine_matches_reference_when_phones_are_idle(partitions: int, presence
 def test_dp_bounds_change_the_aggregates() -> None:
     raw = make_raw_events(persons=40, minutes=3)
     plain = reference_window_aggregates(raw, Settings())
-    bounded = reference_window_aggregates(raw, Settings(privacy=DP))  # type: ignore[arg-type]
+    bounded = reference_window_aggregates(raw, Settings(privacy=DP))
     assert msgspec.json.encode(plain) != msgspec.json.encode(bounded)
 
 
@@ -84,7 +88,7 @@ def test_ties_on_time_follow_arrival_order() -> None:
         if i % 7 == 0 and isinstance(ev, (RawSim, RawTransit)):
             # same person and time, another place, an event id that sorts first
             tied.append(msgspec.structs.replace(ev, event_id="0" + ev.event_id, lat=ev.lat + 0.02))
-    settings = Settings(kafka={"partitions": 2})  # type: ignore[arg-type]
+    settings = Settings(kafka={"partitions": 2})
     expected = reference_window_aggregates(tied, settings)
     got = run_engine(split_records([to_clean(r, settings) for r in tied], 2, 5), settings)
     assert len(tied) - len(raw) > 20

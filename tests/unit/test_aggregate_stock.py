@@ -10,10 +10,11 @@ from cityscreen.aggregate.close import AggConfig, close_chunks
 from cityscreen.aggregate.partial import Partial
 from cityscreen.aggregate.partition import PartitionState
 from cityscreen.aggregate.rows import EMPTY
-from cityscreen.events import PaymentEvent, SimEvent, TransitEvent
+from cityscreen.events import SimEvent
 from cityscreen.geo import cell_for, parent_of
 from cityscreen.settings import Settings
-from tests.streams_support import ONE_WINDOW, batch_of, rows_chunk
+from tests.support.factories import clean_event
+from tests.support.streams_support import ONE_WINDOW, Row, batch_of, rows_chunk
 
 A = cell_for(22.5431, 114.0579, 8)
 B = cell_for(22.6431, 114.2579, 8)  # another flow cell
@@ -23,14 +24,14 @@ POP, ACTIVE = "population.persons", "active.persons"
 
 
 def cfg(**window: object) -> AggConfig:
-    return AggConfig.from_settings(Settings(window={**ONE_WINDOW, **window}))  # type: ignore[arg-type]
+    return AggConfig.from_settings(Settings(window={**ONE_WINDOW, **window}))
 
 
-def sim(person: str, cell: str, ts: int, origin: str = "east", gender: str = "F") -> tuple:
+def sim(person: str, cell: str, ts: int, origin: str = "east", gender: str = "F") -> Row:
     return (ts, person, cell, gender, "25-34", origin)
 
 
-def close(carry: Carry, w: int, *rows: tuple, config: AggConfig | None = None) -> Partial:
+def close(carry: Carry, w: int, *rows: Row, config: AggConfig | None = None) -> Partial:
     sims = rows_chunk("sim", list(rows)) if rows else EMPTY
     return close_chunks(w, 0, sims, EMPTY, EMPTY, carry, config or cfg())
 
@@ -92,7 +93,7 @@ def test_the_ttl_boundary_is_inclusive() -> None:
 def test_a_position_from_an_earlier_pseudonym_period_does_not_count() -> None:
     """After a key rotation the same phone has a new pseudonym: carrying the old one would count that
     person twice once they are heard again."""
-    config = AggConfig.from_settings(Settings(pseudonym_rotation_s=3600, window=ONE_WINDOW))  # type: ignore[arg-type]
+    config = AggConfig.from_settings(Settings(pseudonym_rotation_s=3600, window=ONE_WINDOW))
     carry = Carry()
     close(carry, W0 + 59 * MIN, sim("p1", A, W0 + 59 * MIN + 10), config=config)
     same_period = close(carry, W0 + 59 * MIN, config=config)  # (the same window again: still there)
@@ -109,16 +110,15 @@ def test_ties_on_time_go_to_the_later_arrival_and_stay_there() -> None:
 
 
 def _sim_event(ts_ms: int, person: str, lat: float = 22.54) -> SimEvent:
-    return SimEvent(v=1, event_id=f"s{ts_ms}{person}", ts_ms=ts_ms, person=person * 10, tower_id="T",
-                    lat=lat, lng=114.05, gender="F", age_band="25-34", origin="GD")  # fmt: skip
+    return clean_event(
+        "sim", event_id=f"s{ts_ms}{person}", ts_ms=ts_ms, person=person * 10, tower_id="T", lat=lat
+    )
 
 
 def _advance_all(st: PartitionState, ts_ms: int) -> None:
     """Move every topic's watermark (windows close on the slowest one)."""
-    pay = PaymentEvent(v=1, event_id=f"p{ts_ms}", ts_ms=ts_ms, person="cd" * 10, merchant_id="M",
-                       category="food", amount_cny=1.0, lat=22.54, lng=114.05, origin="GD")  # fmt: skip
-    tap = TransitEvent(v=1, event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, tap="in", station_id="S",
-                       line="L1", mode="metro", lat=22.54, lng=114.05)  # fmt: skip
+    pay = clean_event("payment", event_id=f"p{ts_ms}", ts_ms=ts_ms, person="cd" * 10)
+    tap = clean_event("transit", event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10)
     for kind, ev in (("sim", _sim_event(ts_ms, "ee", lat=22.60)), ("payment", pay), ("transit", tap)):
         st.add_record(kind, st.applied_offset.get(kind, -1) + 1, batch_of(kind, [ev]))
 

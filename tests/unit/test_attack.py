@@ -12,7 +12,6 @@ import os
 import random
 
 import pytest
-from privacy_helpers import SIBLINGS, crowd, make_aggregate, recovered, small_released
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame, ReleasedFlow
@@ -20,6 +19,8 @@ from cityscreen.privacy import release
 from cityscreen.privacy.structure import build_structure
 from cityscreen.privacy.synthetic import SyntheticWindow, synthetic_windows
 from cityscreen.settings import PrivacySettings
+from tests.support.factories import SIBLINGS, crowd, make_aggregate
+from tests.support.privacy_helpers import recovered, small_released
 
 PERSONS = 1_000
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from privacy_helpers import recovered, small_released
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.events import RawEvent, RawPayment, RawSim, RawTransit
@@ -22,7 +21,8 @@ from cityscreen.frames import Frame
 from cityscreen.privacy import release
 from cityscreen.settings import PrivacySettings, Settings
 from services.generator.fixtures import read_events
-from tests.reference_aggregates import reference_window_aggregates
+from tests.support.privacy_helpers import recovered, small_released
+from tests.support.reference_aggregates import reference_window_aggregates
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shenzhen-10min.jsonl.gz"
 WINDOWS = None if os.environ.get("CITY_ATTACK_ALL_WINDOWS") == "1" else 2

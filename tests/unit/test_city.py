@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,8 +31,11 @@ def test_bundled_shenzhen_is_complete() -> None:
 
 
 @pytest.fixture
-def city_dict() -> dict:
-    return json.loads(resources.files("cityscreen.data").joinpath("shenzhen.json").read_text())
+def city_dict() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(
+        resources.files("cityscreen.data").joinpath("shenzhen.json").read_text()
+    )
+    return loaded
 
 
 @pytest.mark.parametrize(
@@ -42,7 +48,9 @@ def city_dict() -> dict:
         (lambda c: c.pop("bbox"), "bbox"),
     ],
 )
-def test_broken_city_files_are_refused_with_the_reason(tmp_path, city_dict, change, message) -> None:
+def test_broken_city_files_are_refused_with_the_reason(
+    tmp_path: Path, city_dict: dict[str, Any], change: Callable[[dict[str, Any]], object], message: str
+) -> None:
     change(city_dict)
     path = tmp_path / "city.json"
     path.write_text(json.dumps(city_dict))
@@ -50,6 +58,6 @@ def test_broken_city_files_are_refused_with_the_reason(tmp_path, city_dict, chan
         load_city(path)
 
 
-def test_missing_city_file_names_the_fix(tmp_path) -> None:
+def test_missing_city_file_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(CityScreenError, match=r"docs/city-model\.md"):
         load_city(tmp_path / "nope.json")

@@ -13,24 +13,23 @@ from cityscreen.clean_batch import (
     decode_record,
     encode_batch,
 )
-from cityscreen.events import PaymentEvent, SimEvent, TransitEvent, encode_many
+from cityscreen.events import PaymentEvent, SimEvent, encode_many
 from cityscreen.geo import cell_for
+from tests.support.factories import clean_event
 
 W0 = 1_767_225_600_000
 
 
 def _sim(i: int, **kw: object) -> SimEvent:
-    fields: dict[str, object] = dict(v=1, event_id=f"s{i}", ts_ms=W0 + i, person=f"{i * 7919:020x}",
-                                     tower_id="T1", lat=22.54 + i * 0.001, lng=114.05, gender="FM"[i % 2],
-                                     age_band="25-34", origin="GD")  # fmt: skip
-    fields.update(kw)
-    return SimEvent(**fields)  # type: ignore[arg-type]
+    fields: dict[str, object] = dict(event_id=f"s{i}", ts_ms=W0 + i, person=f"{i * 7919:020x}", tower_id="T1",
+                                     lat=22.54 + i * 0.001, gender="FM"[i % 2])  # fmt: skip
+    return clean_event("sim", **(fields | kw))
 
 
 def _pay(i: int) -> PaymentEvent:
-    return PaymentEvent(v=1, event_id=f"p{i}", ts_ms=W0 + i, person=f"{i:020x}", merchant_id="M",
-                        category=["food", "retail"][i % 2], amount_cny=0.125 * i + 0.005, lat=22.54,
-                        lng=114.05, origin="BJ")  # fmt: skip
+    return clean_event("payment", event_id=f"p{i}", ts_ms=W0 + i, person=f"{i:020x}",
+                       category=["food", "retail"][i % 2], amount_cny=0.125 * i + 0.005,
+                       origin="BJ")  # fmt: skip
 
 
 def test_a_batch_round_trips_every_field_the_aggregators_read() -> None:
@@ -53,8 +52,7 @@ def test_payment_amounts_travel_as_floats() -> None:
 
 
 def test_a_json_record_decodes_as_one_batch_per_kind_run() -> None:
-    tap = TransitEvent(v=1, event_id="t", ts_ms=W0, person="ab" * 10, tap="in", station_id="S", line="L1",
-                       mode="metro", lat=22.54, lng=114.05)  # fmt: skip
+    tap = clean_event("transit", event_id="t", ts_ms=W0)
     batches = decode_record(encode_many([_sim(1), _sim(2), tap]), 8)
     assert [(b.kind, b.n) for b in batches] == [("sim", 2), ("transit", 1)]
     assert decode_record(b"[]", 8) == []

@@ -8,13 +8,14 @@ import math
 import msgspec
 import numpy as np
 import pytest
-from privacy_helpers import SIBLINGS, crowd, make_aggregate
 
+from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import encode_frame
 from cityscreen.privacy import release, zcdp
 from cityscreen.privacy.accountant import budget, families
 from cityscreen.privacy.noise import discrete_gaussian, keyed_uniform, laplace, noise_rng
 from cityscreen.settings import PrivacySettings
+from tests.support.factories import SIBLINGS, crowd, make_aggregate
 
 N = 20_000
 
@@ -75,7 +76,7 @@ def test_discrete_gaussian_noise_matches_the_mechanism() -> None:
     assert abs(x.var() - sigma**2) < 0.1 * sigma**2
 
 
-def busy_city(window_start_ms: int = 1_700_000_000_000):
+def busy_city(window_start_ms: int = 1_700_000_000_000) -> WindowAggregate:
     return make_aggregate(
         {c: crowd(200) + crowd(150, "M", "45-54", "east") for c in SIBLINGS}, window_start_ms=window_start_ms
     )

@@ -1,7 +1,7 @@
 """The committed expected aggregates of the shipped fixture are the plain reference's, recomputed here.
 
 A change to the fixture, the reference or the ingest rules that is not followed by regenerating
-fixtures/shenzhen-10min.expected.json.gz (see tests/fixture_expected.py) fails this file.
+fixtures/shenzhen-10min.expected.json.gz (see tests/support/fixture_expected.py) fails this file.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cityscreen.city import load_city
 from cityscreen.events import RawEvent
 from cityscreen.ingest import ACCEPTED, OUT_OF_CITY, IngestResult, Validator, config_from_settings
 from services.generator.fixtures import encode_line, read_events
-from tests.fixture_expected import (
+from tests.support.fixture_expected import (
     EXPECTED,
     FIXTURE,
     DefaultSettings,
@@ -25,7 +25,7 @@ from tests.fixture_expected import (
     load_expected,
     read_expected_text,
 )
-from tests.reference_aggregates import reference_window_aggregates
+from tests.support.reference_aggregates import reference_window_aggregates
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def settings() -> DefaultSettings:
 
 def test_committed_file_equals_the_recomputed_reference(settings: DefaultSettings) -> None:
     assert read_expected_text(EXPECTED) == expected_document(FIXTURE, settings), (
-        "fixtures/shenzhen-10min.expected.json.gz is stale: regenerate it (tests/fixture_expected.py)"
+        "fixtures/shenzhen-10min.expected.json.gz is stale: regenerate it (tests/support/fixture_expected.py)"
     )
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import h3
 import msgspec
 import pytest
-from privacy_helpers import SIBLINGS, crowd, make_aggregate, recovered
 
 from cityscreen.aggregates import FlowAggregate, Measure, WindowAggregate
 from cityscreen.frames import Frame, encode_frame
 from cityscreen.privacy import release
 from cityscreen.settings import PrivacySettings
+from tests.support.factories import SIBLINGS, crowd, make_aggregate
+from tests.support.privacy_helpers import recovered
 
 A, B, C = SIBLINGS[0], SIBLINGS[1], SIBLINGS[2]
 TOTAL, F, M = "population.persons", "population.persons|gender=F", "population.persons|gender=M"
@@ -19,7 +20,7 @@ ACTIVE = "active.persons"
 
 
 def released(agg: WindowAggregate, k: int = 10, **privacy: object) -> dict[int, Frame]:
-    frames = release(agg, PrivacySettings(min_persons=k, **privacy), published_ms=1)  # type: ignore[arg-type]
+    frames = release(agg, PrivacySettings(min_persons=k, **privacy), published_ms=1)
     return {f.res: f for f in frames}
 
 

@@ -80,7 +80,12 @@ def test_heartbeats_go_only_to_idle_clients_with_nothing_queued() -> None:
 def test_offer_writes_idle_due_sockets_at_once_and_queues_the_rest() -> None:
     written: list[bytes] = []
     direct = make_client()
-    direct.write = lambda frame: written.append(frame) is None
+
+    def write(frame: bytes) -> bool:
+        written.append(frame)
+        return True
+
+    direct.write = write
     direct.min_interval_s = 0.9
     early = make_client()
     early.write = direct.write

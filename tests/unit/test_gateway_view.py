@@ -1,6 +1,7 @@
 """Cutting a frame down to one subscriber's view."""
 
 import json
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_keep_stat(key: str, layers: frozenset[str], breakdown: str | None, kept
         ({"res": 7, "breakdown": "shoe_size"}, "unknown breakdown"),
     ],
 )
-def test_make_view_rejects(kwargs: dict, match: str) -> None:
+def test_make_view_rejects(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ViewError, match=match):
         make_view(**kwargs, resolutions=RESOLUTIONS)
 

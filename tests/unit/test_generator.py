@@ -64,7 +64,7 @@ def test_a_slice_equals_the_same_span_of_a_longer_run() -> None:
     assert part == [e for e in long if lo <= e.ts_ms < hi]
 
 
-def test_events_are_ordered_unique_and_inside_the_city(weekday) -> None:
+def test_events_are_ordered_unique_and_inside_the_city(weekday: list[RawEvent]) -> None:
     assert [e.ts_ms for e in weekday] == sorted(e.ts_ms for e in weekday)
     assert len({e.event_id for e in weekday}) == len(weekday)
     assert all(CITY.bbox.contains(e.lat, e.lng) for e in weekday)
@@ -72,7 +72,7 @@ def test_events_are_ordered_unique_and_inside_the_city(weekday) -> None:
     assert all(e.origin in ORIGIN_REGIONS for e in weekday if isinstance(e, RawSim | RawPayment))
 
 
-def test_daily_cycle_has_commute_peaks_lunch_and_quiet_night(weekday) -> None:
+def test_daily_cycle_has_commute_peaks_lunch_and_quiet_night(weekday: list[RawEvent]) -> None:
     counts = hourly(weekday, TUESDAY)
     taps, pays, sims = counts["RawTransit"], counts["RawPayment"], counts["RawSim"]
     night = sum(taps[h] for h in range(2, 5))  # hours 0-1 hold the last rides home of the evening before
@@ -84,7 +84,7 @@ def test_daily_cycle_has_commute_peaks_lunch_and_quiet_night(weekday) -> None:
     assert sims[8] > 1.3 * sims[3]  # moving phones hand over between cells; at night they only idle
 
 
-def test_weekend_has_no_commute_peak(weekday) -> None:
+def test_weekend_has_no_commute_peak(weekday: list[RawEvent]) -> None:
     saturday = list(generate_raw_events(CITY, 3000, SATURDAY, 86_400, seed=7))
     weekday_taps, weekend_taps = (
         hourly(weekday, TUESDAY)["RawTransit"],
@@ -94,7 +94,7 @@ def test_weekend_has_no_commute_peak(weekday) -> None:
     assert sum(weekend_taps.values()) > 0
 
 
-def test_commutes_pair_tap_in_with_tap_out_after_a_plausible_ride(weekday) -> None:
+def test_commutes_pair_tap_in_with_tap_out_after_a_plausible_ride(weekday: list[RawEvent]) -> None:
     open_taps: dict[str, RawTransit] = {}
     rides_min = []
     for e in weekday:
@@ -207,7 +207,7 @@ def test_report_says_when_it_could_not_keep_up() -> None:
     assert not behind.kept_up and "behind" in behind.summary()
 
 
-def test_fixture_roundtrip_is_byte_stable(tmp_path) -> None:
+def test_fixture_roundtrip_is_byte_stable(tmp_path: Path) -> None:
     events = list(generate_raw_events(CITY, 300, TUESDAY + 8 * HOUR_MS, 600, seed=1))
     a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
     assert write_events(a, events) == write_events(b, events) == len(events)

@@ -56,7 +56,6 @@ def test_lines_are_the_events_in_time_order_and_stop_at_max_events(tmp_path: Pat
 def test_real_time_on_the_wall_clock_sends_a_past_backlog_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--realtime --start <past>`: events already due on the wall clock go out without waiting; the
     same span at relative speed 1 waits between records (the sleeps are counted, never timed)."""
-    import services.generator.feed as feed
 
     sleeps: list[float] = []
     real_sleep = asyncio.sleep
@@ -65,7 +64,7 @@ def test_real_time_on_the_wall_clock_sends_a_past_backlog_at_once(monkeypatch: p
         sleeps.append(delay)
         await real_sleep(0)
 
-    monkeypatch.setattr(feed.asyncio, "sleep", counting_sleep)
+    monkeypatch.setattr(asyncio, "sleep", counting_sleep)  # the module feed sleeps with
     past = int(time.time() * 1000) - 3_600_000  # an hour ago: every event is already due
     anchored = asyncio.run(
         pump_engine(Engine(CITY, 500, 5), past, 600, NullSink(), Pace(speed=1.0, anchored=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import pytest
@@ -14,10 +15,9 @@ from cityscreen.deadletter import safe_preview
 from cityscreen.errors import CityScreenError
 from cityscreen.events import (
     INGEST_PAYMENT_TOPIC,
+    Kind,
     RawEvent,
-    RawPayment,
-    RawSim,
-    RawTransit,
+    SimEvent,
     decode_clean_many,
     encode,
     encode_many,
@@ -26,13 +26,13 @@ from cityscreen.events import (
 from cityscreen.ingest import (
     IngestConfig,
     IngestResult,
-    Pseudonymizer,
     Validator,
     clean_event,
     require_secret,
 )
-from cityscreen.pseudonym import pseudonymize
+from cityscreen.pseudonym import Pseudonymizer, pseudonymize
 from cityscreen.settings import Settings
+from tests.support.factories import raw_event
 
 NOW_MS = int(time.time() * 1000)
 SECRET = "unit-test-secret-0123456789"
@@ -46,27 +46,14 @@ def config() -> IngestConfig:
     )  # fmt: skip
 
 
-_counter = iter(range(1_000_000))
+# its events are the RawSim, RawPayment or RawTransit their kind names (Any: the tests read their fields)
+MakeEvent = Callable[..., Any]
 
 
 @pytest.fixture
-def make_event() -> Callable[..., RawEvent]:
-    def make(kind: str = "sim", **overrides: object) -> RawEvent:
-        n = next(_counter)
-        common: dict[str, object] = dict(v=1, event_id=f"ev-{n}", ts_ms=NOW_MS, lat=22.55, lng=114.05)
-        if kind == "sim":
-            fields = dict(common, imsi=f"46000{n:010d}", msisdn=f"86138{n:08d}", tower_id="T1", gender="M",
-                          birth_year=1985, origin="HN")  # fmt: skip
-            fields.update(overrides)
-            return RawSim(**fields)  # type: ignore[arg-type]
-        if kind == "payment":
-            fields = dict(common, account=f"6217{n:012d}", merchant_id="futian-cbd-07", category="food",
-                          amount_cny=25.5, origin="GD")  # fmt: skip
-            fields.update(overrides)
-            return RawPayment(**fields)  # type: ignore[arg-type]
-        fields = dict(common, card=f"SZT{n:09d}", tap="in", station_id="L1-01", line="L1", mode="metro")
-        fields.update(overrides)
-        return RawTransit(**fields)  # type: ignore[arg-type]
+def make_event() -> MakeEvent:
+    def make(kind: Kind = "sim", **overrides: object) -> Any:
+        return raw_event(kind, **({"ts_ms": NOW_MS} | overrides))
 
     return make
 
@@ -81,8 +68,9 @@ def run(config: IngestConfig, *records: bytes) -> IngestResult:
     return result
 
 
-def as_dict(event: RawEvent) -> dict:
-    return msgspec.json.decode(encode(event))
+def as_dict(event: RawEvent) -> dict[str, Any]:
+    fields: dict[str, Any] = msgspec.json.decode(encode(event))
+    return fields
 
 
 def with_fields(event: RawEvent, **changes: object) -> bytes:
@@ -119,7 +107,7 @@ ELEMENT_REASONS = [
 
 
 @pytest.mark.parametrize("case", ELEMENT_REASONS)
-def test_bad_element_is_dead_lettered_alone(config, make_event, case: str) -> None:
+def test_bad_element_is_dead_lettered_alone(config: IngestConfig, make_event: MakeEvent, case: str) -> None:
     good = [make_event(kind) for kind in ("sim", "payment", "transit", "sim")]
     bad = bad_element(make_event, case)
     record = (
@@ -146,14 +134,16 @@ def test_bad_element_is_dead_lettered_alone(config, make_event, case: str) -> No
         (b"[" + b'"x",' * 20_000 + b'"x"]', "oversize"),
     ],
 )
-def test_bad_record_is_dead_lettered_and_neighbour_records_pass(config, make_event, value, reason) -> None:
+def test_bad_record_is_dead_lettered_and_neighbour_records_pass(
+    config: IngestConfig, make_event: MakeEvent, value: bytes, reason: str
+) -> None:
     before, after = make_event("sim"), make_event("transit")
     result = run(config, encode(before), value, encode_many([after]))
     assert [(d.reason, d.offset) for d in result.dead] == [(reason, 1)]
     assert result.counts == {"ingest.accepted": 2, f"deadletter.{reason}": 1}
 
 
-def test_dead_letters_carry_no_raw_identifier(config, make_event) -> None:
+def test_dead_letters_carry_no_raw_identifier(config: IngestConfig, make_event: MakeEvent) -> None:
     sim, pay = make_event("sim", origin="XX"), make_event("payment", amount_cny=0.0)
     wrong_key = with_fields(make_event("transit"), card=..., kard="SZT123456789", lat="x")
     garbage = b"\x01imsi=460001112223334 msisdn 8613800001111"
@@ -164,14 +154,14 @@ def test_dead_letters_carry_no_raw_identifier(config, make_event) -> None:
         assert raw_id not in text
 
 
-def test_the_preview_keeps_the_shape_of_parseable_payloads(make_event) -> None:
+def test_the_preview_keeps_the_shape_of_parseable_payloads(make_event: MakeEvent) -> None:
     sim = make_event("sim")
     preview = msgspec.json.decode(safe_preview(encode(sim)))
     assert preview["imsi"] == preview["msisdn"] == "***"
     assert preview["tower_id"] == "T1" and preview["origin"] == "<str>" and preview["birth_year"] == "<int>"
 
 
-def test_clean_events_are_grouped_by_person_partition(config, make_event) -> None:
+def test_clean_events_are_grouped_by_person_partition(config: IngestConfig, make_event: MakeEvent) -> None:
     events = [make_event(kind) for kind in ("sim", "payment", "transit") for _ in range(30)]
     result = run(config, encode_many(events))
     assert sum(len(v) for v in result.clean.values()) == 90
@@ -180,7 +170,7 @@ def test_clean_events_are_grouped_by_person_partition(config, make_event) -> Non
         assert all(partition_for(e.person, config.partitions) == partition for e in group)
 
 
-def test_clean_events_hold_pseudonyms_and_age_bands_only(config, make_event) -> None:
+def test_clean_events_hold_pseudonyms_and_age_bands_only(config: IngestConfig, make_event: MakeEvent) -> None:
     events = [make_event("sim", birth_year=2000), make_event("payment"), make_event("transit")]
     result = run(config, encode_many(events))
     clean = {e.__struct_config__.tag: e for evs in result.clean.values() for e in evs}
@@ -188,7 +178,9 @@ def test_clean_events_hold_pseudonyms_and_age_bands_only(config, make_event) -> 
     for raw_id in (events[0].imsi, events[0].msisdn, events[1].account, events[2].card):
         assert raw_id not in wire
     assert "birth_year" not in wire
-    assert clean["sim"].age_band == ("25-34" if time.gmtime().tm_year - 2000 > 24 else "18-24")
+    sim = clean["sim"]
+    assert isinstance(sim, SimEvent)
+    assert sim.age_band == ("25-34" if time.gmtime().tm_year - 2000 > 24 else "18-24")
     assert clean["sim"].person == pseudonymize(
         events[0].imsi, ts_ms=NOW_MS, secret=SECRET, rotation_s=86_400, domain="imsi"
     )
@@ -206,7 +198,7 @@ def test_pseudonymizer_matches_the_contract_and_rotates() -> None:
     assert Pseudonymizer("another-secret-abcdefgh", 3600)("x", 0, "imsi") != fast("x", 0, "imsi")
 
 
-def test_library_clean_event_matches_the_edge(config, make_event) -> None:
+def test_library_clean_event_matches_the_edge(config: IngestConfig, make_event: MakeEvent) -> None:
     raw = make_event("transit")
     result = run(config, encode(raw))
     (edge,) = [e for evs in result.clean.values() for e in evs]
@@ -236,14 +228,18 @@ def test_development_and_real_secrets_are_accepted() -> None:
         b'[{"kind": "transit"}, ' + b"{" * 3000 + b"}" * 3000 + b"]",
     ],
 )
-def test_a_deeply_nested_record_is_dead_lettered_alone(config, make_event, value: bytes) -> None:
+def test_a_deeply_nested_record_is_dead_lettered_alone(
+    config: IngestConfig, make_event: MakeEvent, value: bytes
+) -> None:
     before, after = make_event("sim"), make_event("payment")
     result = run(config, encode(before), value, encode_many([after]))
     assert [(d.reason, d.offset) for d in result.dead] == [("too_deep", 1)]
     assert result.counts == {"ingest.accepted": 2, "deadletter.too_deep": 1}
 
 
-def test_any_failure_on_one_element_dead_letters_that_element_alone(config, make_event, monkeypatch) -> None:
+def test_any_failure_on_one_element_dead_letters_that_element_alone(
+    config: IngestConfig, make_event: MakeEvent, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A RecursionError / MemoryError-class failure the depth bound does not foresee loses nothing else."""
     events = [make_event("sim"), make_event("payment"), make_event("transit")]
     validator = Validator(config)
@@ -267,6 +263,6 @@ def test_any_failure_on_one_element_dead_letters_that_element_alone(config, make
     )
 
 
-def test_a_too_deep_record_is_previewed_by_size_only(config) -> None:
+def test_a_too_deep_record_is_previewed_by_size_only(config: IngestConfig) -> None:
     (letter,) = run(config, b"[" * 5000 + b"]" * 5000).dead
     assert letter.payload_preview == "<10000 bytes, not decoded>"

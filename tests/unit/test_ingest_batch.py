@@ -13,10 +13,11 @@ import pytest
 
 from cityscreen.city import load_city
 from cityscreen.clean_batch import encode_batch
+from cityscreen.deadletter import DeadLetter
 from cityscreen.events import INGEST_SIM_TOPIC, RawEvent, RawPayment, RawSim, encode, encode_many
-from cityscreen.ingest import IngestConfig, IngestResult, Pseudonymizer, Validator
+from cityscreen.ingest import IngestConfig, IngestResult, Validator
 from cityscreen.ingest_batch import RECORD_EVENTS, BatchResult, BatchValidator
-from cityscreen.pseudonym import pseudonymize
+from cityscreen.pseudonym import Pseudonymizer, pseudonymize
 from services.generator.columnar.engine import Engine
 
 CITY = load_city()
@@ -113,10 +114,15 @@ def records(n_events: int, seed: int, arrays: float = 0.5) -> list[bytes]:
     return out
 
 
-def reference(cfg: IngestConfig, values: list[bytes], batch: int) -> tuple[dict, list, dict]:
+# clean batches per (kind, partition), dead letters, counters
+Outcome = tuple[dict[tuple[str, int], list[bytes]], list[DeadLetter], dict[str, int]]
+
+
+def reference(cfg: IngestConfig, values: list[bytes], batch: int) -> Outcome:
     validator = Validator(cfg)
     buckets: dict[tuple[str, int], list[bytes]] = {}
-    dead, counts = [], {}
+    dead: list[DeadLetter] = []
+    counts: dict[str, int] = {}
     for lo in range(0, len(values), batch):
         result = IngestResult()
         for offset in range(lo, min(lo + batch, len(values))):
@@ -132,10 +138,11 @@ def reference(cfg: IngestConfig, values: list[bytes], batch: int) -> tuple[dict,
     return buckets, dead, counts
 
 
-def batched(cfg: IngestConfig, values: list[bytes], batch: int) -> tuple[dict, list, dict]:
+def batched(cfg: IngestConfig, values: list[bytes], batch: int) -> Outcome:
     validator = BatchValidator(cfg)
     buckets: dict[tuple[str, int], list[bytes]] = {}
-    dead, counts = [], {}
+    dead: list[DeadLetter] = []
+    counts: dict[str, int] = {}
     for lo in range(0, len(values), batch):
         chunk = [(values[o], INGEST_SIM_TOPIC, 0, o) for o in range(lo, min(lo + batch, len(values)))]
         result: BatchResult = validator.run(chunk, NOW_MS)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import h3
 import pytest
-from interval_attacker import ALL_WINDOWS, findings, intervals
-from privacy_helpers import SIBLINGS, crowd, make_aggregate
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame
 from cityscreen.privacy import protection, release
 from cityscreen.privacy.synthetic import synthetic_windows
 from cityscreen.settings import PrivacySettings, Settings
+from tests.support.factories import SIBLINGS, crowd, make_aggregate
+from tests.support.interval_attacker import ALL_WINDOWS, findings, intervals
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shenzhen-10min.jsonl.gz"
 Key = tuple[int, int, str, str]
@@ -35,7 +35,9 @@ def persons_of(aggregates: Iterable[WindowAggregate]) -> dict[Key, int]:
     }
 
 
-def attack(aggregates: list[WindowAggregate], k: int) -> tuple[list, list]:
+def attack(
+    aggregates: list[WindowAggregate], k: int
+) -> tuple[list[tuple[int, int, str, str]], list[tuple[int, int, str, str]]]:
     privacy = PrivacySettings(min_persons=k)
     frames = [f for a in aggregates for f in release(a, privacy, published_ms=0)]
     return findings(intervals(frames), persons_of(aggregates), k)
@@ -79,7 +81,7 @@ def test_gate_resists_the_interval_attacker_on_a_synthetic_city(k: int) -> None:
 @pytest.mark.skipif(not FIXTURE.exists(), reason="fixture not recorded")
 def test_gate_resists_the_interval_attacker_on_the_fixture() -> None:
     from services.generator.fixtures import read_events
-    from tests.reference_aggregates import reference_window_aggregates
+    from tests.support.reference_aggregates import reference_window_aggregates
 
     aggregates = reference_window_aggregates(read_events(FIXTURE), Settings())
     assert attack(aggregates if ALL_WINDOWS else aggregates[:1], 10) == ([], [])

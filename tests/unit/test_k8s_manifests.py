@@ -26,7 +26,7 @@ def _kustomization() -> dict[str, Any]:
 
 
 def _documents() -> list[dict[str, Any]]:
-    docs = []
+    docs: list[dict[str, Any]] = []
     for name in _kustomization()["resources"]:
         docs.extend(d for d in yaml.safe_load_all((K8S / name).read_text(encoding="utf-8")) if d)
     return docs

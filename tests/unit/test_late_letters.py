@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from cityscreen.aggregate.close import AggConfig
@@ -9,18 +11,17 @@ from cityscreen.aggregate.engine import DictLog, Engine
 from cityscreen.aggregate.late import LETTER_IDS, LateCounts, late_letters, window_of
 from cityscreen.events import SIM_TOPIC, SimEvent
 from cityscreen.settings import Settings
+from tests.support.factories import clean_event
 
 T0 = 1_795_000_000_000 - 1_795_000_000_000 % 60_000  # a window start
 
 
 def sim(n: int, ts_ms: int) -> SimEvent:
-    return SimEvent(
-        v=1, event_id=f"ev{n}", ts_ms=ts_ms, person=f"{n:020x}", tower_id="T1-1", lat=22.55, lng=114.05,
-        gender="F", age_band="65+", origin="HK",
-    )  # fmt: skip
+    return clean_event("sim", event_id=f"ev{n}", ts_ms=ts_ms, person=f"{n:020x}", lat=22.55, age_band="65+",
+                       origin="HK")  # fmt: skip
 
 
-def late_rows() -> list[dict]:
+def late_rows() -> list[dict[str, Any]]:
     """Real late rows from the engine: an event far behind a partition's watermark."""
     engine = Engine(AggConfig.from_settings(Settings()), DictLog(), clock=lambda: 0.0)
     assert engine.apply_events(0, "sim", 0, [sim(1, T0 + 3_600_000)]) == []

@@ -4,6 +4,7 @@ sink stores (a base-window frame shows the latest longer window, labelled), the 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import pytest
@@ -26,7 +27,7 @@ from cityscreen.settings import PrivacySettings, Settings
 from services.gateway.totals import window_totals
 from services.gateway.view import make_view, view_frame
 from streams.release import ReleaseSink
-from tests.streams_support import START_MS, make_raw_events, run_engine, split_records, to_clean
+from tests.support.streams_support import START_MS, make_raw_events, run_engine, split_records, to_clean
 from tests.unit.test_release_gate_pool import _Redis
 
 SPANS = {"payments_window_s": 120, "transit_window_s": 120, "flows_window_s": 120}
@@ -53,10 +54,10 @@ def test_defaults_people_present_per_minute_and_the_event_layers_per_quarter_hou
     ],
 )
 def test_a_window_that_is_no_whole_number_of_base_windows_or_straddles_a_rotation_is_refused(
-    window: dict, words: str
+    window: dict[str, Any], words: str
 ) -> None:
     with pytest.raises(ValidationError, match=words):
-        Settings(window=window)  # type: ignore[arg-type]
+        Settings(window=window)
 
 
 def test_the_book_releases_a_span_before_the_base_window_that_completes_it() -> None:
@@ -74,7 +75,7 @@ def test_the_book_releases_a_span_before_the_base_window_that_completes_it() -> 
 def test_a_span_goes_out_before_the_partial_of_its_last_base_window() -> None:
     """A crash between two sends must never leave a release book with a partition's "final through D"
     and without its span partial that ends at D."""
-    settings = Settings(kafka={"partitions": 1}, window=SPANS)  # type: ignore[arg-type]
+    settings = Settings(kafka={"partitions": 1}, window=SPANS)
     engine = Engine(AggConfig.from_settings(settings), DictLog(), clock=lambda: 0.0)
     raw = make_raw_events(persons=40, minutes=4, late=0)
     for p, kind, offset, evs in split_records([to_clean(r, settings) for r in raw], 1, 9):
@@ -102,7 +103,7 @@ def _frames(settings: Settings, minutes: int) -> tuple[_Redis, list[int]]:
 
 
 def test_a_minute_frame_shows_the_latest_longer_window_ended_by_its_end_labelled_with_its_span() -> None:
-    settings = Settings(kafka={"partitions": 2}, window=SPANS)  # type: ignore[arg-type]
+    settings = Settings(kafka={"partitions": 2}, window=SPANS)
     redis, minutes = _frames(settings, minutes=5)
     res = 6
     for start in minutes:

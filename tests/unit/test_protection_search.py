@@ -14,7 +14,6 @@ import highspy
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from privacy_helpers import SIBLINGS, make_aggregate
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.demography import BREAKDOWN_CATEGORIES
@@ -23,6 +22,7 @@ from cityscreen.privacy.protection import Protection
 from cityscreen.privacy.structure import build_structure
 from cityscreen.privacy.suppression import primary
 from cityscreen.privacy.synthetic import synthetic_windows
+from tests.support.factories import SIBLINGS, make_aggregate
 
 SEARCH = settings(max_examples=16, derandomize=True, database=None, deadline=None)
 MAX_GROUP = 130  # reference programs are solved one by one: small groups keep the test short
@@ -54,7 +54,7 @@ def reference(p: Protection, sup: np.ndarray, vars_: np.ndarray, eqs: np.ndarray
     lo, hi = np.zeros(len(vars_)), np.zeros(len(vars_))
     for j in range(len(vars_)):
         for sense, out in ((highspy.ObjSense.kMinimize, lo), (highspy.ObjSense.kMaximize, hi)):
-            h = highspy.Highs()
+            h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy has no annotations
             h.setOptionValue("output_flag", False)
             h.passModel(lp)
             h.changeColCost(j, 1.0)

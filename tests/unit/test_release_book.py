@@ -23,10 +23,10 @@ from cityscreen.privacy import release
 from cityscreen.release_book import Release, ReleaseBook, finalize_window
 from cityscreen.settings import Settings
 from streams.release import ReleaseSink
-from tests.streams_support import ONE_WINDOW, make_raw_events, split_records, to_clean
+from tests.support.streams_support import ONE_WINDOW, make_raw_events, split_records, to_clean
 from tests.unit.test_release_gate_pool import _Redis
 
-SETTINGS = Settings(kafka={"partitions": 2}, window=ONE_WINDOW)  # type: ignore[arg-type]
+SETTINGS = Settings(kafka={"partitions": 2}, window=ONE_WINDOW)
 
 
 def _partials() -> dict[int, dict[int, Partial]]:

@@ -4,17 +4,23 @@ frames of the gate called in process."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
 
 from cityscreen import store_keys
+from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import encode_frame
 from cityscreen.privacy import release
 from cityscreen.settings import Settings
 from streams.release import ReleaseSink
-from tests.unit.privacy_helpers import SIBLINGS, crowd, make_aggregate
+from tests.support.factories import SIBLINGS, crowd, make_aggregate
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-def _aggregate():  # type: ignore[no-untyped-def]
+def _aggregate() -> WindowAggregate:
     placements = {
         SIBLINGS[0]: crowd(40) + crowd(3, "M", "65+", "overseas"),
         SIBLINGS[1]: crowd(25, "M") + crowd(2, "F", "18-24", "hong_kong"),
@@ -91,8 +97,8 @@ class _TogetherPool(ThreadPoolExecutor):
         super().__init__(max_workers=2)
         self.barrier = threading.Barrier(2, timeout=10)
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
-        def together():  # type: ignore[no-untyped-def]
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        def together() -> T:
             self.barrier.wait()
             return fn(*args, **kwargs)
 

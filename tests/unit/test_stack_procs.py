@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from cityscreen.errors import CityScreenError
 from services.stack.procs import ManagedProcess, pid_alive, spawn, tail
 from services.stack.redis_server import redis_env
 from services.stack.state import StackState, clear_state, read_state, write_state
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -66,7 +66,14 @@ def test_a_child_that_exits_before_ready_explains_itself(run_python: Callable[[s
 def test_wait_ready_returns_once_the_probe_passes(run_python: Callable[[str], ManagedProcess]) -> None:
     proc = run_python("import time; time.sleep(30)")
     calls: list[int] = []
-    proc.wait_ready(lambda: len(calls) >= 2 or bool(calls.append(1)), timeout_s=30)
+
+    def second_call() -> bool:
+        if len(calls) >= 2:
+            return True
+        calls.append(1)
+        return False
+
+    proc.wait_ready(second_call, timeout_s=30)
     assert proc.is_alive() and len(calls) == 2
 
 
@@ -77,18 +84,16 @@ def test_stop_ends_the_whole_process_group(run_python: Callable[[str], ManagedPr
         "print(child.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
-    deadline = time.monotonic() + 20
-    while not proc.tail().splitlines()[-1:] or not proc.tail().splitlines()[-1].isdigit():
-        assert time.monotonic() < deadline, proc.tail()
-        time.sleep(0.05)
-    grandchild = int(proc.tail().splitlines()[-1])
+
+    def printed_pid() -> str | None:
+        lines = proc.tail().splitlines()
+        return lines[-1] if lines and lines[-1].isdigit() else None
+
+    grandchild = int(wait_for(printed_pid, timeout_s=20, what="the grandchild's pid", interval_s=0.05))
     assert pid_alive(grandchild)
     proc.stop(5.0)
     assert not proc.is_alive()
-    deadline = time.monotonic() + 10
-    while pid_alive(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not pid_alive(grandchild)
+    wait_for(lambda: not pid_alive(grandchild), timeout_s=10, what="the grandchild to end", interval_s=0.05)
 
 
 def test_a_missing_program_is_a_clear_error(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_a_real_time_run_starts_warm_a_window_and_its_grace_in_the_past() -> Non
 
 def test_the_default_run_simulates_the_census_capped_for_this_box() -> None:
     assert run_persons(Settings()) == RUN_PERSONS_CAP  # Shenzhen's census is 17.5 million
-    assert run_persons(Settings(generator={"persons": 20_000})) == 20_000  # type: ignore[arg-type]
+    assert run_persons(Settings(generator={"persons": 20_000})) == 20_000
 
 
 @pytest.mark.parametrize(

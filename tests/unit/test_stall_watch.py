@@ -58,7 +58,7 @@ def test_reseek_seeks_assigned_partitions_to_their_first_unapplied_offset() -> N
     consumer = SimpleNamespace(assigned=lambda: assigned, seek=seek)
     # transit[3] was revoked meanwhile: its new owner reads it, so it is not sought here
     lagging = [(2, "sim", 9, 14), (0, "transit", -1, 3), (3, "transit", 4, 6)]
-    asyncio.run(reseek(consumer, lagging))  # type: ignore[arg-type]
+    asyncio.run(reseek(consumer, lagging))
     assert sorted(seeks) == sorted([(CLEAN_TOPICS["sim"], 2, 10), (CLEAN_TOPICS["transit"], 0, 0)])
 
 

@@ -12,6 +12,7 @@ from cityscreen.city import load_city
 from cityscreen.events import INGEST_PAYMENT_TOPIC, RawPayment, RawTransit
 from cityscreen.ingest import IngestConfig, IngestResult, Validator
 from cityscreen.vocabulary import Vocabulary, is_id
+from tests.support.factories import raw_event
 
 CITY = load_city()
 VOCAB = Vocabulary.of_city(CITY)
@@ -20,17 +21,11 @@ RLM = "\u200f"
 
 
 def transit(**fields: object) -> RawTransit:
-    base: dict[str, object] = dict(v=1, event_id="ev-t", ts_ms=NOW_MS, card="SZT000000001", tap="in",
-                                   station_id="L1-01", line="L1", mode="metro", lat=22.55,
-                                   lng=114.05)  # fmt: skip
-    return RawTransit(**(base | fields))  # type: ignore[arg-type]
+    return raw_event("transit", ts_ms=NOW_MS, **fields)
 
 
 def payment(**fields: object) -> RawPayment:
-    base: dict[str, object] = dict(v=1, event_id="ev-p", ts_ms=NOW_MS, account="6217000000000001",
-                                   merchant_id="futian-cbd-07", category="food", amount_cny=25.5, lat=22.55,
-                                   lng=114.05, origin="GD")  # fmt: skip
-    return RawPayment(**(base | fields))  # type: ignore[arg-type]
+    return raw_event("payment", ts_ms=NOW_MS, **fields)
 
 
 def rejected(event: RawTransit | RawPayment) -> list[tuple[str, str]]:
@@ -64,7 +59,9 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(("event", "reason"), REFUSED, ids=[f"{r}-{i}" for i, (_, r) in enumerate(REFUSED)])
-def test_open_strings_and_amounts_are_dead_lettered_with_a_named_reason(event, reason: str) -> None:
+def test_open_strings_and_amounts_are_dead_lettered_with_a_named_reason(
+    event: RawTransit | RawPayment, reason: str
+) -> None:
     ((got, detail),) = rejected(event)
     assert got == reason
     assert RLM not in detail and "weapons" not in detail and len(detail) <= 200  # the rule, not the value
@@ -83,7 +80,7 @@ ACCEPTED = [
 
 
 @pytest.mark.parametrize("event", ACCEPTED)
-def test_the_city_models_names_and_the_generators_rules_pass(event) -> None:
+def test_the_city_models_names_and_the_generators_rules_pass(event: RawTransit | RawPayment) -> None:
     assert rejected(event) == []
 
 

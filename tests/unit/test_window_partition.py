@@ -11,10 +11,11 @@ from cityscreen.aggregate.close import AggConfig
 from cityscreen.aggregate.engine import DictLog, Engine
 from cityscreen.aggregate.partial import Partial, PartialMessage, decode_header, encode_message
 from cityscreen.aggregate.partition import PartitionState
-from cityscreen.events import PaymentEvent, SimEvent, TransitEvent
+from cityscreen.events import CleanEvent, Kind, SimEvent, TransitEvent
 from cityscreen.release_book import ReleaseBook
 from cityscreen.settings import Settings
-from tests.streams_support import batch_of, make_raw_events, split_records, to_clean
+from tests.support.factories import clean_event
+from tests.support.streams_support import batch_of, make_raw_events, split_records, to_clean
 
 W0 = 1_767_225_600_000
 CFG = AggConfig.from_settings(Settings())  # 60 s windows, 30 s grace
@@ -23,12 +24,9 @@ CFG = AggConfig.from_settings(Settings())  # 60 s windows, 30 s grace
 @pytest.fixture
 def make_sim() -> Callable[..., SimEvent]:
     def make(ts_ms: int, person: str = "ab" * 10, **overrides: object) -> SimEvent:
-        fields: dict[str, object] = dict(
-            v=1, event_id=f"e{ts_ms}", ts_ms=ts_ms, person=person, tower_id="T1", lat=22.54, lng=114.05,
-            gender="F", age_band="25-34", origin="GD",
-        )  # fmt: skip
-        fields.update(overrides)
-        return SimEvent(**fields)  # type: ignore[arg-type]
+        return clean_event(
+            "sim", event_id=f"e{ts_ms}", ts_ms=ts_ms, person=person, tower_id="T1", **overrides
+        )
 
     return make
 
@@ -36,14 +34,8 @@ def make_sim() -> Callable[..., SimEvent]:
 def _all_topics_seen(st: PartitionState, ts_ms: int) -> None:
     """Advance the payment and transit watermarks too (windows close on the slowest topic)."""
     where = {"lat": 22.54, "lng": 114.05}
-    pay = PaymentEvent(
-        v=1, event_id=f"p{ts_ms}", ts_ms=ts_ms, person="cd" * 10, merchant_id="M", category="food",
-        amount_cny=1.0, origin="GD", **where,
-    )  # fmt: skip
-    tr = TransitEvent(
-        v=1, event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, tap="in", station_id="S",
-        line="L1", mode="metro", **where,
-    )  # fmt: skip
+    pay = clean_event("payment", event_id=f"p{ts_ms}", ts_ms=ts_ms, person="cd" * 10, **where)
+    tr = clean_event("transit", event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, **where)
     st.add_record("payment", st.applied_offset.get("payment", -1) + 1, batch_of("payment", [pay]))
     st.add_record("transit", st.applied_offset.get("transit", -1) + 1, batch_of("transit", [tr]))
 
@@ -75,9 +67,7 @@ def test_windows_close_on_the_slowest_topic_and_never_reopen(make_sim: Callable[
     closed = st.close_due()
     assert [p.window_start_ms for p in closed] == [W0]
     # an event of the closed window is late even on a topic whose own watermark is behind
-    pay = PaymentEvent(v=1, event_id="x", ts_ms=W0 + 2_000, person="cd" * 10, merchant_id="M",
-                       category="food",
-                       amount_cny=1.0, lat=22.54, lng=114.05, origin="GD")  # fmt: skip
+    pay = clean_event("payment", event_id="x", ts_ms=W0 + 2_000, person="cd" * 10)
     late = st.add_record("payment", 5, batch_of("payment", [pay]))
     assert len(late) == 1
     assert W0 not in st.windows
@@ -103,13 +93,13 @@ def _closed_partials(engine: Engine, idle: bool = False) -> list[Partial]:
 def test_a_crash_loses_nothing_and_counts_nothing_twice(crash_after: int) -> None:
     """Kill the engine after `crash_after` batches; a new one restores from the log and gets the replay
     from the last committed batch (plus one already-applied batch, as Kafka may redeliver)."""
-    settings = Settings(kafka={"partitions": 2})  # type: ignore[arg-type]
+    settings = Settings(kafka={"partitions": 2})
     cfg = AggConfig.from_settings(settings)
     raw = make_raw_events(persons=50, minutes=4)
     records = split_records([to_clean(r, settings) for r in raw], 2, 9)
     batches = [records[i : i + 4] for i in range(0, len(records), 4)]
 
-    def run(engine: Engine, todo: list) -> list[Partial]:
+    def run(engine: Engine, todo: list[list[tuple[int, str, int, list[CleanEvent]]]]) -> list[Partial]:
         out = []
         for batch in todo:
             for p, kind, offset, evs in batch:
@@ -158,10 +148,9 @@ def test_a_quiet_topic_stops_holding_the_watermark_back(make_sim: Callable[..., 
 
 
 def _transit(ts_ms: int) -> TransitEvent:
-    return TransitEvent(
-        v=1, event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, tap="in", station_id="S1", line="1",
-        mode="metro", lat=22.54, lng=114.05,
-    )  # fmt: skip
+    return clean_event(
+        "transit", event_id=f"t{ts_ms}", ts_ms=ts_ms, person="ef" * 10, station_id="S1", line="1"
+    )
 
 
 def test_a_topic_with_unread_records_is_slow_not_quiet(make_sim: Callable[..., SimEvent]) -> None:
@@ -195,7 +184,8 @@ def test_a_partition_without_events_does_not_hold_back_the_release(make_sim: Cal
     now = [0.0]
     engine = Engine(CFG, DictLog(), clock=lambda: now[0])
     engine.load([0, 1])
-    for kind in ("sim", "payment", "transit"):
+    kinds: tuple[Kind, ...] = ("sim", "payment", "transit")
+    for kind in kinds:
         engine.apply_events(0, kind, 0, [_event(kind, W0 + 1_000), _event(kind, W0 + 100_000)])
     engine.persist()
     assert [(c.partition, c.closed_through_ms) for c in engine.close_due(idle_s=5.0)] == [(0, W0)]
@@ -211,13 +201,11 @@ def test_a_partition_without_events_does_not_hold_back_the_release(make_sim: Cal
     assert len(late) == 1
 
 
-def _event(kind: str, ts_ms: int) -> object:
+def _event(kind: Kind, ts_ms: int) -> CleanEvent:
     if kind == "sim":
-        return SimEvent(v=1, event_id=f"s{ts_ms}", ts_ms=ts_ms, person="ab" * 10, tower_id="T", lat=22.54,
-                        lng=114.05, gender="F", age_band="25-34", origin="GD")  # fmt: skip
+        return clean_event("sim", event_id=f"s{ts_ms}", ts_ms=ts_ms, tower_id="T")
     if kind == "payment":
-        return PaymentEvent(v=1, event_id=f"p{ts_ms}", ts_ms=ts_ms, person="ab" * 10, merchant_id="M",
-                            category="food", amount_cny=1.0, lat=22.54, lng=114.05, origin="GD")  # fmt: skip
+        return clean_event("payment", event_id=f"p{ts_ms}", ts_ms=ts_ms)
     return _transit(ts_ms)
 
 

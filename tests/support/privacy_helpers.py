@@ -1,4 +1,5 @@
-"""Test helpers for the release gate: an aggregate factory and an independent differencing attacker.
+"""Test helpers for the release gate: an independent differencing attacker (the aggregates it attacks come
+from tests.support.factories).
 
 The attacker sees only frames and the public city file. It rebuilds every equation the release layout
 implies (parent = sum of children one resolution finer; total = sum of each breakdown's categories;
@@ -10,66 +11,20 @@ echelon form and propagates nonnegative interval bounds through the original and
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from itertools import pairwise
 
 import h3
 import numpy as np
 
-from cityscreen.aggregates import STATISTICS, Measure, WindowAggregate, parse_stat_key, stat_key
+from cityscreen.aggregates import STATISTICS, WindowAggregate, parse_stat_key
 from cityscreen.city import load_city
 from cityscreen.demography import BREAKDOWN_CATEGORIES
 from cityscreen.frames import Frame
 
-BASE_RES, RESOLUTIONS = 8, (8, 7, 6)
-PARENT7 = h3.latlng_to_cell(22.54, 114.06, 7)
-SIBLINGS = sorted(h3.cell_to_children(PARENT7, 8))  # seven res-8 cells under one res-7 cell
-Person = tuple[str, str, str]  # gender, age band, origin
-
-
-def make_aggregate(
-    placements: dict[str, list[Person]] | None = None,
-    *,
-    payments: Iterable[tuple[str, int, str, float]] = (),  # (base cell, payer, category, amount)
-    window_start_ms: int = 1_700_000_000_000,
-) -> WindowAggregate:
-    """Exact aggregates of persons placed in base cells, rolled up to every resolution."""
-    per: dict[tuple[int, str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    pid = 0
-    for cell, persons in (placements or {}).items():
-        for gender, age, origin in persons:
-            pid += 1
-            for res in RESOLUTIONS:
-                c = h3.cell_to_parent(cell, res) if res < BASE_RES else cell
-                per[(res, c, "population.persons")][pid] += 1
-                for dim, cat in (("gender", gender), ("age_band", age), ("origin", origin)):
-                    per[(res, c, stat_key("population", "persons", dim, cat))][pid] += 1
-    for cell, payer, category, amount in payments:
-        for res in RESOLUTIONS:
-            c = h3.cell_to_parent(cell, res) if res < BASE_RES else cell
-            for dim, cat in ((None, None), ("category", category)):
-                per[(res, c, stat_key("payments", "count", dim, cat))][10_000 + payer] += 1
-                per[(res, c, stat_key("payments", "amount_cny", dim, cat))][10_000 + payer] += amount
-    cells: dict[int, dict[str, dict[str, Measure]]] = defaultdict(lambda: defaultdict(dict))
-    for (res, c, key), contributions in per.items():
-        vals = contributions.values()
-        cells[res][c][key] = Measure(float(sum(vals)), len(contributions), float(max(vals)))
-    return WindowAggregate(
-        window_start_ms=window_start_ms,
-        window_s=60,
-        base_res=BASE_RES,
-        flow_res=6,
-        cells={r: dict(c) for r, c in cells.items()},
-    )
-
-
-def crowd(n: int, gender: str = "F", age: str = "25-34", origin: str = "guangdong") -> list[Person]:
-    return [(gender, age, origin)] * n
-
-
 # ------------------------------------------------------------------------------------ the attacker
 VarKey = tuple[int, str, str]
 AMOUNT = "payments.amount_cny"
+Equation = list[tuple[VarKey, float]]  # one linear equation of the layout: (unknown, coefficient) terms
 
 
 def keys_by_cell(known: dict[VarKey, float | None]) -> dict[tuple[int, str], list[str]]:
@@ -80,13 +35,13 @@ def keys_by_cell(known: dict[VarKey, float | None]) -> dict[tuple[int, str], lis
     return by_cell
 
 
-def _equations(frames: list[Frame]) -> tuple[dict[VarKey, float | None], list[list[tuple[VarKey, float]]]]:
+def _equations(frames: list[Frame]) -> tuple[dict[VarKey, float | None], list[Equation]]:
     known: dict[VarKey, float | None] = {}
     for f in frames:
         for cell, stats in f.cells.items():
             for key, value in stats.items():
                 known[(f.res, cell, key)] = value
-    eqs: list[list[tuple[VarKey, float]]] = []
+    eqs: list[Equation] = []
     by_cell = keys_by_cell(known)
     for (res, cell), keys in by_cell.items():
         for key in keys:
@@ -118,7 +73,7 @@ def metro_lines() -> frozenset[str]:
 
 def knowledge(
     frames: list[Frame],
-) -> tuple[dict[VarKey, float | None], list, dict[VarKey, float], set[VarKey]]:
+) -> tuple[dict[VarKey, float | None], list[Equation], dict[VarKey, float], set[VarKey]]:
     """What a reader of the frames and the public city file knows: released values, equations (with
     transit mode = its lines present: the city file lists the metro lines, every other line is a bus
     line), floors (a present count total or line had data: >= 1) and the modes the key set says are 0."""
@@ -161,7 +116,7 @@ def recovered(frames: list[Frame]) -> dict[tuple[int, int, str, str], float]:
 Row = tuple[dict[int, float], float]  # coefficient of each unknown's column, right-hand side
 
 
-def unknown_rows(known: dict[VarKey, float | None], eqs: list) -> tuple[list[VarKey], list[Row]]:
+def unknown_rows(known: dict[VarKey, float | None], eqs: list[Equation]) -> tuple[list[VarKey], list[Row]]:
     """The suppressed values (columns, sorted) and each equation restricted to them (released values
     moved to the right-hand side); an equation with no unknown must hold exactly."""
     unknown = sorted(k for k, v in known.items() if v is None)
@@ -201,7 +156,7 @@ def _recovered(frames: list[Frame]) -> dict[VarKey, float]:
     return found
 
 
-def _components(n: int, rows: list[tuple[dict[int, float], float]]) -> list[tuple[list[int], list]]:
+def _components(n: int, rows: list[Row]) -> list[tuple[list[int], list[Row]]]:
     parent = list(range(n))
 
     def find(i: int) -> int:
@@ -217,7 +172,7 @@ def _components(n: int, rows: list[tuple[dict[int, float], float]]) -> list[tupl
     cols: dict[int, list[int]] = defaultdict(list)
     for c in range(n):
         cols[find(c)].append(c)
-    groups: dict[int, list] = defaultdict(list)
+    groups: dict[int, list[Row]] = defaultdict(list)
     for row, rhs in rows:
         groups[find(next(iter(row)))].append((row, rhs))
     return [(cols[root], groups[root]) for root in groups]

@@ -17,6 +17,9 @@ from cityscreen.geo import cell_for, parent_of
 from cityscreen.pseudonym import pseudonymize
 from cityscreen.settings import Settings
 
+# (res, cell, statistic key) -> person -> their contribution
+Contributions = dict[tuple[int, str, str], dict[str, int]]
+
 
 def _identity(ev: RawEvent) -> tuple[str, str]:
     """(identifier, pseudonym domain) of the person behind an event, as the ingest edge keys it."""
@@ -81,7 +84,7 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
         """Spend, transit taps and flows of one window's events (sorted by time), for `families`."""
         used: dict[tuple[str, str], int] = {}
 
-        def allowed(metric: str, person: str, used: dict = used) -> bool:
+        def allowed(metric: str, person: str, used: dict[tuple[str, str], int] = used) -> bool:
             if limit is None:
                 return True
             n = used.get((metric, person), 0)
@@ -179,9 +182,11 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
     for w in range(min(seen, default=0), end_base + win, win):
         # a person's events by time, then arrival (a stable sort: ties keep the feed's order)
         events = sorted(on_time.get(w, []), key=lambda t: t[0])
-        contrib: dict[tuple[int, str, str], dict[str, int]] = {}
+        contrib: Contributions = {}
 
-        def add(res: int, cell: str, key: str, person: str, value: int, contrib: dict = contrib) -> None:
+        def add(
+            res: int, cell: str, key: str, person: str, value: int, contrib: Contributions = contrib
+        ) -> None:
             per = contrib.setdefault((res, cell, key), {})
             per[person] = per.get(person, 0) + value
 
@@ -225,7 +230,7 @@ def reference_window_aggregates(raw_events: Iterable[RawEvent], settings: Settin
             contrib = {}
 
             def add_long(
-                res: int, cell: str, key: str, person: str, value: int, contrib: dict = contrib
+                res: int, cell: str, key: str, person: str, value: int, contrib: Contributions = contrib
             ) -> None:
                 per = contrib.setdefault((res, cell, key), {})
                 per[person] = per.get(person, 0) + value

@@ -20,12 +20,14 @@ from cityscreen.clean_batch import CleanBatch, decode_batch, encode_batch, kind_
 from cityscreen.demography import MERCHANT_CATEGORIES, PROVINCE_CODES, age_band
 from cityscreen.events import (
     CleanEvent,
+    Gender,
     PaymentEvent,
     RawEvent,
     RawPayment,
     RawSim,
     RawTransit,
     SimEvent,
+    Tap,
     TransitEvent,
     partition_for,
 )
@@ -38,6 +40,8 @@ START_MS = 1_767_225_600_000
 # every layer over the base window: tests of one window's counting rules (close_chunks) use it
 ONE_WINDOW = {"payments_window_s": 60, "transit_window_s": 60, "flows_window_s": 60}  # 2026-01-01T00:00:00Z
 # a few places in central Shenzhen (lat, lng)
+# a hand-made aggregator row: (ts_ms, person, base cell, a, b, c); see rows_chunk
+Row = tuple[int, str, str, str, str | int, str]
 PLACES = [(22.5431 + 0.004 * i, 114.0579 + 0.005 * j) for i in range(4) for j in range(4)]
 
 
@@ -49,7 +53,7 @@ def make_raw_events(
     out: list[tuple[int, RawEvent]] = []
     n = 0
     for p in range(persons):
-        gender = "F" if p % 2 else "M"
+        gender: Gender = "F" if p % 2 else "M"
         birth, origin = 1950 + p % 60, PROVINCE_CODES[p % len(PROVINCE_CODES)]
         home = rnd.randrange(len(PLACES))
         for minute in range(minutes):
@@ -70,7 +74,8 @@ def make_raw_events(
                                                   origin=origin)))  # fmt: skip
             if rnd.random() < 0.3:
                 dest = rnd.randrange(len(PLACES))
-                for k, (tap, place_) in enumerate((("in", place), ("out", dest))):
+                taps: tuple[tuple[Tap, int], ...] = (("in", place), ("out", dest))
+                for k, (tap, place_) in enumerate(taps):
                     n += 1
                     t = ts + 2000 + k * 90_000
                     la, ln = PLACES[place_]
@@ -175,7 +180,7 @@ def person_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
 
 
-def rows_chunk(kind: str, rows: Sequence[tuple[int, str, str, str, str | int, str]]) -> Chunk:
+def rows_chunk(kind: str, rows: Sequence[Row]) -> Chunk:
     """Hand-made rows (ts_ms, person, base cell, a, b, c) as the aggregators' columns (rows.COLUMNS):
     categories as strings, payments' b in fen."""
     if not rows:
@@ -186,7 +191,7 @@ def rows_chunk(kind: str, rows: Sequence[tuple[int, str, str, str, str | int, st
         person=np.array([person_key(p) for p in person], np.uint64),
         cell=np.array([h3.str_to_int(x) for x in cell], np.uint64),
         a=VOCAB.codes(a),
-        b=np.array(b, np.int64) if kind == "payment" else VOCAB.codes(b),  # type: ignore[arg-type]
+        b=np.array(b, np.int64) if kind == "payment" else VOCAB.codes(b),
         c=VOCAB.codes(c),
     )
 

@@ -10,7 +10,7 @@ The file is gzipped (about 31 MB of JSON: ten windows of 2,100 to 3,700 cells, z
 included), written with a zero gzip timestamp. Regenerate it after changing the fixture or the
 reference (`REGENERATE`):
 
-    .venv/bin/python -m tests.fixture_expected fixtures/shenzhen-10min.jsonl.gz \
+    .venv/bin/python -m tests.support.fixture_expected fixtures/shenzhen-10min.jsonl.gz \
         fixtures/shenzhen-10min.expected.json.gz
 """
 
@@ -32,9 +32,9 @@ from cityscreen.city import BBox, load_city
 from cityscreen.events import RawEvent
 from cityscreen.settings import Settings
 from services.generator.fixtures import open_write, read_events
-from tests.reference_aggregates import reference_window_aggregates
+from tests.support.reference_aggregates import reference_window_aggregates
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "shenzhen-10min.jsonl.gz"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shenzhen-10min.jsonl.gz"
 EXPECTED = FIXTURE.with_name("shenzhen-10min.expected.json.gz")
 DAY_S = 86_400
 
@@ -46,7 +46,7 @@ def skew_for_fixture(first_ts_ms: int) -> int:
 
 
 REGENERATE = (
-    ".venv/bin/python -m tests.fixture_expected fixtures/shenzhen-10min.jsonl.gz "
+    ".venv/bin/python -m tests.support.fixture_expected fixtures/shenzhen-10min.jsonl.gz "
     "fixtures/shenzhen-10min.expected.json.gz"
 )
 CELL_DEPTH = 5  # document > windows > window > cells > resolution: each cell's statistics on one line

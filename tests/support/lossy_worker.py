@@ -1,6 +1,6 @@
 """`cityscreen worker ...` with faust-streaming losing chosen records the way it does around rebalances.
 
-Usage: LOSSY_DROP="topic:partition:offset,..." python -m tests.lossy_worker worker --role aggregate
+Usage: LOSSY_DROP="topic:partition:offset,..." python -m tests.support.lossy_worker worker --role aggregate
 
 Each listed record is fetched by the Kafka client (its position moves past it) and then never handed to
 the stream, once: the failure streams/stall.py guards against. Only tests use this.

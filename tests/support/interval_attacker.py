@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import highspy
 import numpy as np
-from privacy_helpers import AMOUNT, VarKey, _components, knowledge, unknown_rows
 
 from cityscreen.aggregates import parse_stat_key
 from cityscreen.frames import Frame
+from tests.support.privacy_helpers import AMOUNT, Row, VarKey, _components, knowledge, unknown_rows
 
 PROTECTED = ("gender", "age_band", "origin", "category")
 
@@ -81,10 +81,10 @@ def _window(frames: list[Frame], every_group: bool) -> dict[VarKey, Interval]:
 
 
 def _solve(
-    keys: list[VarKey], local: dict[int, int], group: list[tuple[dict[int, float], float]], floors: dict
+    keys: list[VarKey], local: dict[int, int], group: list[Row], floors: dict[VarKey, float]
 ) -> tuple[np.ndarray, np.ndarray]:
     n = len(keys)
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy has no annotations
     h.setOptionValue("output_flag", False)
     h.setOptionValue("presolve", "off")  # one objective after another: go on from the last basis
     h.setOptionValue("simplex_strategy", 4)  # primal: the last optimum stays feasible
@@ -102,7 +102,7 @@ def _solve(
     h.passModel(lp)
     count = np.array([not k[2].startswith(AMOUNT) for k in keys])
     protected = np.array([parse_stat_key(k[2])[2] in PROTECTED for k in keys])
-    return _Bounds(h, count).search(protected, lp.col_lower_)
+    return _Bounds(h, count).search(protected, np.asarray(lp.col_lower_))
 
 
 class _Bounds:
@@ -163,7 +163,7 @@ def _bound(b: _Bounds, j: int, sense: highspy.ObjSense) -> float:
 
 def findings(
     found: dict[tuple[int, int, str, str], Interval], persons: dict[tuple[int, int, str, str], int], k: int
-) -> tuple[list, list]:
+) -> tuple[list[tuple[int, int, str, str]], list[tuple[int, int, str, str]]]:
     """(pinned: fewer than 3 whole numbers, proven present: a protected category under k persons with a
     lower bound of 1 or more); values the key set alone fixes at 0 are public, as absent keys are."""
     pinned = [key for key, iv in found.items() if not iv.known_zero and iv.whole_numbers() < 3]

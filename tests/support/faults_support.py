@@ -16,8 +16,8 @@ from cityscreen.events import CleanEvent
 from cityscreen.settings import Settings
 from cityscreen.store_keys import STATS_KEY
 from services.stack.procs import pid_alive
-from tests.reference_aggregates import reference_window_aggregates
-from tests.streams_support import (
+from tests.support.reference_aggregates import reference_window_aggregates
+from tests.support.streams_support import (
     expected_frames,
     idle_phones,
     make_raw_events,

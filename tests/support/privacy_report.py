@@ -1,6 +1,6 @@
 """Survival report on a recorded fixture, aggregated by the reference implementation.
 
-Run: .venv/bin/python -m tests.privacy_report fixtures/shenzhen-10min.jsonl.gz [--json]
+Run: .venv/bin/python -m tests.support.privacy_report fixtures/shenzhen-10min.jsonl.gz [--json]
 (`cityscreen privacy report` does the same from saved aggregates or a synthetic city.)
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from cityscreen.privacy.survival import format_report, survival_report
 from cityscreen.settings import Settings
 from services.generator.fixtures import read_events
-from tests.reference_aggregates import reference_window_aggregates
+from tests.support.reference_aggregates import reference_window_aggregates
 
 
 def main(argv: list[str]) -> None:
