@@ -32,7 +32,6 @@ UNDECODABLE = "undecodable_clean_record"  # dead-letter reason: not clean events
 # (key, value) -> once sent, a future of the broker's acknowledgement (sent now, awaited later)
 SendPartial = Callable[[bytes, bytes], Awaitable[Awaitable[object]]]
 SendDead = Callable[[bytes], Awaitable[object]]  # a dead letter's value (no key)
-LateRow = tuple[str, dict[str, Any]]  # (clean topic, a late event as a row)
 
 
 class CleanRecord(NamedTuple):
@@ -106,7 +105,7 @@ class AggregateAgent:
         """Apply a batch, persist its deltas, dead-letter its late events, send what it closed."""
         async with self.lock:
             started = self.clock()
-            late: list[LateRow] = []
+            late: list[dict[str, Any]] = []  # rows of late events
             applied = 0
             for record in records:
                 kind = KIND_BY_TOPIC[record.topic]
@@ -117,7 +116,7 @@ class AggregateAgent:
                 except (BatchError, msgspec.DecodeError, msgspec.ValidationError) as exc:
                     await self._undecodable(record, kind, exc)
                     continue
-                late.extend((record.topic, row) for row in rows)
+                late.extend(rows)
                 applied += 1
             self.engine.persist()
             if late:
@@ -210,15 +209,14 @@ class AggregateAgent:
         where_s = f"{record.topic}[{record.partition}]@{record.offset}"
         self.log.error(f"{where_s}: dead-lettered, not clean {kind} events: {exc}")
 
-    async def _dead_letter(self, late: list[LateRow]) -> None:
+    async def _dead_letter(self, late: list[dict[str, Any]]) -> None:
         # the rows carry pseudonym, cell, time and demographics: only late_letters' fields leave
         window_s = self.window.window_s
-        self.late_counts.add(row for _, row in late)
-        for topic in sorted({t for t, _ in late}):
-            for letter in late_letters(topic, (row for t, row in late if t == topic), window_s):
-                await self.send_dead(letter)
+        self.late_counts.add(late)
+        for letter in late_letters(late, window_s):
+            await self.send_dead(letter)
         await self.stats.count(late_events=len(late), dead_lettered=len(late))
-        for w in sorted({window_of(int(row["ts_ms"]), window_s) for _, row in late}):
+        for w in sorted({window_of(int(row["ts_ms"]), window_s) for row in late}):
             events, cells = self.late_counts.summary(w)
             self.log.warning(f"window {w}: {events} late events so far, in {cells} cells (dead-lettered)")
 

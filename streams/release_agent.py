@@ -39,15 +39,22 @@ class ReleaseAgent:
             self._book = StoredBook(self.log, self.partitions, window_s=self.window_s)
         return self._book
 
+    def revoked(self) -> None:
+        """Partitions moved away: forget the book in memory. Another worker may book partials while
+        this one holds none, and on a later assignment the book is read again from its log, which
+        holds them; a copy kept from before would miss them and never complete those windows."""
+        self._book = None
+
     def on_batch(self, values: Sequence[bytes]) -> None:
         """Book a batch of partials-topic records and start releasing the windows they complete.
 
         Raises the error of an earlier batch's failed store (which stops the agent)."""
         if self._settling is not None and self._settling.done():
             self._settling.result()
-        self.book.add(values)
-        complete, meta = self.book.take_complete()
-        self._settling = asyncio.ensure_future(self._settle(self._settling, complete, meta))
+        book = self.book
+        book.add(values)
+        complete, meta = book.take_complete()
+        self._settling = asyncio.ensure_future(self._settle(book, self._settling, complete, meta))
 
     async def settled(self) -> None:
         """Wait until every batch so far is stored and settled in the book (tests, shutdown)."""
@@ -55,9 +62,13 @@ class ReleaseAgent:
             await self._settling
 
     async def _settle(
-        self, previous: asyncio.Future[None] | None, complete: list[tuple[Release, list[bytes]]], meta: bytes
+        self,
+        book: StoredBook,
+        previous: asyncio.Future[None] | None,
+        complete: list[tuple[Release, list[bytes]]],
+        meta: bytes,
     ) -> None:
         """After the previous batch's windows: store this batch's complete windows, then drop their
         partials from the book and record what was released (never before it is stored)."""
         await self.sink.release(complete, after=previous)
-        self.book.settle([rel for rel, _ in complete], meta)
+        book.settle([rel for rel, _ in complete], meta)  # the book that took them, even if revoked since

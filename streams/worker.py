@@ -141,6 +141,7 @@ def _declare(
 
     async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
         aggregator.revoked(revoked)
+        releaser.revoked()
 
     # called, not used as decorators: Faust's timer and task decorators are untyped. The agents keep
     # the names Faust gave them before, as decorated functions of this module

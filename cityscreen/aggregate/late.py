@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from cityscreen.events import CLEAN_TOPICS
+
 LATE = "late"  # dead-letter reason
 _ENCODER = msgspec.json.Encoder()
 
@@ -27,9 +29,9 @@ def window_of(ts_ms: int, window_s: int) -> int:
 LETTER_IDS = 1_000  # event ids per late letter: a letter stays far below Kafka's 1 MB message limit
 
 
-def late_letters(topic: str, rows: Iterable[dict[str, Any]], window_s: int) -> list[bytes]:
+def late_letters(rows: Iterable[dict[str, Any]], window_s: int) -> list[bytes]:
     """The dead letters of one record batch's late events: one per (kind, window), up to `LETTER_IDS`
-    event ids each; no pseudonym, cell, demographics or exact time.
+    event ids each, naming the kind's clean topic; no pseudonym, cell, demographics or exact time.
 
     One letter per event cost a Kafka send each: a burst of late events (a stalled worker, a replay of
     old records) then slowed the worker by more than the events themselves, made more events late, and
@@ -43,7 +45,7 @@ def late_letters(topic: str, rows: Iterable[dict[str, Any]], window_s: int) -> l
     for (kind, window_start_ms), ids in sorted(groups.items()):
         for i in range(0, len(ids), LETTER_IDS):
             chunk = ids[i : i + LETTER_IDS]
-            letter = {"reason": LATE, "source_topic": topic, "kind": kind, "window_start_ms": window_start_ms,
+            letter = {"reason": LATE, "source_topic": CLEAN_TOPICS[kind], "kind": kind, "window_start_ms": window_start_ms,
                       "events": len(chunk), "event_ids": chunk}  # fmt: skip
             letters.append(_ENCODER.encode(letter))
     return letters

@@ -16,6 +16,8 @@ Why each shortcut gives the same answer as `audit.determined`:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from cityscreen.privacy.audit import rank_determined
@@ -96,30 +98,49 @@ class Auditor:
         return self.iv.bounds(suppressed)
 
     def _rank(self, suppressed: np.ndarray) -> None:
-        n = self.n
-        if self.prev is None:
-            redo_blocks = np.ones(n, dtype=bool)
-        else:
-            redo_blocks = np.zeros(n, dtype=bool)
-            redo_blocks[self.block[suppressed != self.prev]] = True
-        self.prev = suppressed
+        redo_blocks = self._redo_blocks(suppressed)
         redo_var = redo_blocks[self.block]
         if not redo_var.any():
             return
         self.rank_pinned[redo_var] = False
+        groups = self._groups(suppressed, redo_blocks, redo_var)
+        if groups is None:
+            return
+        self._solve_unseen(groups)
+        for g, key in enumerate(groups.keys):
+            found = self.seen[key]
+            if found.any():
+                vs = int(groups.v_start[g])
+                self.rank_pinned[groups.vars_all[vs : vs + len(found)]] |= found
+
+    def _redo_blocks(self, suppressed: np.ndarray) -> np.ndarray:
+        """Per block (by its smallest member): its suppression changed since the last call (all, at first)."""
+        if self.prev is None:
+            redo_blocks = np.ones(self.n, dtype=bool)
+        else:
+            redo_blocks = np.zeros(self.n, dtype=bool)
+            redo_blocks[self.block[suppressed != self.prev]] = True
+        self.prev = suppressed
+        return redo_blocks
+
+    def _groups(
+        self, suppressed: np.ndarray, redo_blocks: np.ndarray, redo_var: np.ndarray
+    ) -> _Groups | None:
+        """The connected groups of suppressed variables in the blocks to redo that some equation ties to a
+        released value, each group's matrix as entries and as a key naming its shape and entries."""
         sup_ext = np.append(suppressed, False)
         on_all = sup_ext[self.idx]
         eq_ids = np.flatnonzero(redo_blocks[self.eq_block] & on_all.any(axis=1))  # touched equations
         if not len(eq_ids):
-            return
+            return None
         idx, on = self.idx[eq_ids], on_all[eq_ids]
-        label = connected(n, idx, on)
+        label = connected(self.n, idx, on)
         homogeneous = (on | ~self.valid[eq_ids]).all(axis=1)
         first = idx[np.arange(len(idx)), on.argmax(axis=1)]
         eq_label = label[first]
         useful = np.unique(eq_label[~homogeneous])  # groups with an equation holding a released value
         if not len(useful):
-            return
+            return None
         vars_all = np.flatnonzero(suppressed & redo_var)
         vars_all = vars_all[np.isin(label[vars_all], useful)]
         vars_all = vars_all[np.argsort(label[vars_all], kind="stable")]  # by group, ascending within
@@ -129,7 +150,7 @@ class Auditor:
         # them: both ascending), and the group's matrix entries, row by row
         v_start, v_size = _runs(label[vars_all])
         e_start, e_size = _runs(eq_label[eq_sorted])
-        col = np.zeros(n + 1, dtype=np.int64)
+        col = np.zeros(self.n + 1, dtype=np.int64)
         col[vars_all] = np.arange(len(vars_all)) - np.repeat(v_start, v_size)
         row = np.arange(len(eq_sorted)) - np.repeat(e_start, e_size)
         group = np.repeat(np.arange(len(useful)), e_size)
@@ -138,40 +159,57 @@ class Auditor:
         ent_r = np.broadcast_to(row[:, None], sub.shape)[m]
         ent_c = col[sub[m]]
         ent_s = self.coef[eq_ids[eq_sorted]][m]
+        per_group = np.bincount(ent_g, minlength=len(useful))
         # an entry's code names its place and sign; with the shape, a group's codes name its matrix
-        code = (ent_r * np.repeat(v_size, np.bincount(ent_g, minlength=len(useful))) + ent_c) * 2 + (
-            ent_s > 0
-        )
-        bounds = np.concatenate(([0], np.cumsum(np.bincount(ent_g, minlength=len(useful))))).tolist()
+        code = (ent_r * np.repeat(v_size, per_group) + ent_c) * 2 + (ent_s > 0)
+        bounds = np.concatenate(([0], np.cumsum(per_group))).tolist()
         keys = [
             repr((int(e_size[g]), int(v_size[g]))).encode() + code[bounds[g] : bounds[g + 1]].tobytes()
             for g in range(len(useful))
         ]
+        return _Groups(vars_all, v_start, v_size, e_size, ent_g, ent_r, ent_c, ent_s, bounds, keys)
+
+    def _solve_unseen(self, gs: _Groups) -> None:
+        """Rank-check each matrix not seen before, once: proven free cheaply, else by exact rank."""
         todo: dict[bytes, int] = {}  # a matrix not seen before -> the first group holding it
-        for g, key in enumerate(keys):
+        for g, key in enumerate(gs.keys):
             if key not in self.seen and key not in todo:
                 todo[key] = g
-        if todo:
-            groups = np.fromiter(todo.values(), dtype=np.int64, count=len(todo))
-            pick = np.full(len(useful), -1, dtype=np.int64)
-            pick[groups] = np.arange(len(groups))
-            sel = pick[ent_g] >= 0
-            proven = proven_free(
-                e_size[groups], v_size[groups], pick[ent_g[sel]], ent_r[sel], ent_c[sel], ent_s[sel] > 0
-            )
-            for (key, g), free in zip(todo.items(), proven, strict=True):
-                if free:  # proven: rank_determined pins nothing
-                    self.seen[key] = np.zeros(int(v_size[g]), dtype=bool)
-                    continue
-                a = np.zeros((int(e_size[g]), int(v_size[g])))
-                span = slice(bounds[g], bounds[g + 1])
-                np.add.at(a, (ent_r[span], ent_c[span]), ent_s[span])
-                self.seen[key] = rank_determined(a)
-        for g, key in enumerate(keys):
-            found = self.seen[key]
-            if found.any():
-                vs = int(v_start[g])
-                self.rank_pinned[vars_all[vs : vs + len(found)]] |= found
+        if not todo:
+            return
+        groups = np.fromiter(todo.values(), dtype=np.int64, count=len(todo))
+        pick = np.full(len(gs.keys), -1, dtype=np.int64)
+        pick[groups] = np.arange(len(groups))
+        sel = pick[gs.ent_g] >= 0
+        proven = proven_free(
+            gs.e_size[groups], gs.v_size[groups], pick[gs.ent_g[sel]], gs.ent_r[sel], gs.ent_c[sel],
+            gs.ent_s[sel] > 0,
+        )  # fmt: skip
+        for (key, g), free in zip(todo.items(), proven, strict=True):
+            if free:  # proven: rank_determined pins nothing
+                self.seen[key] = np.zeros(int(gs.v_size[g]), dtype=bool)
+                continue
+            a = np.zeros((int(gs.e_size[g]), int(gs.v_size[g])))
+            span = slice(gs.bounds[g], gs.bounds[g + 1])
+            np.add.at(a, (gs.ent_r[span], gs.ent_c[span]), gs.ent_s[span])
+            self.seen[key] = rank_determined(a)
+
+
+class _Groups(NamedTuple):
+    """Connected groups of suppressed variables: their variables (by group), each group's first
+    variable and size, its equation count, its matrix entries (group, row, column, coefficient), where
+    each group's entries start, and a key per group naming its matrix."""
+
+    vars_all: np.ndarray
+    v_start: np.ndarray
+    v_size: np.ndarray
+    e_size: np.ndarray
+    ent_g: np.ndarray
+    ent_r: np.ndarray
+    ent_c: np.ndarray
+    ent_s: np.ndarray
+    bounds: list[int]
+    keys: list[bytes]
 
 
 def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -106,15 +106,7 @@ class IntervalBounds:
             every = len(active) == len(idx)  # all rows (the first passes): no need to gather them
             sub = idx if every else idx[active]
             lo_e, hi_e = lo_ext[sub], hi_ext[sub]
-            if self.head_first and np.isfinite(lo_e).all():
-                v_lo, v_hi = _pass(lo_e, hi_e)
-            else:
-                p = pos[active]
-                t_lo = np.where(p, lo_e, -hi_e)
-                t_hi = np.where(p, hi_e, -lo_e)
-                new_lo, new_hi = _bounds_from_rest(t_lo, t_hi)
-                v_lo = np.where(p, new_lo, -new_hi)
-                v_hi = np.where(p, new_hi, -new_lo)
+            v_lo, v_hi = self._row_bounds(lo_e, hi_e, pos if every else pos[active])
             if every:
                 rel, over, under, on = released, above, below, unknown
             else:
@@ -139,14 +131,31 @@ class IntervalBounds:
             mv = np.flatnonzero(mark_var)
             mark_var[mv] = False
             logs.append((np.full(len(mv), step + 1, dtype=np.int64), mv, lo_ext[mv], hi_ext[mv]))
-            starts, stops = self.inc_ptr[mv], self.inc_ptr[mv + 1]
-            counts = stops - starts
-            offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
-            mark_row[row_of_eq[self.inc_eq[offsets]]] = True  # -1 (not live) marks the spare last slot
-            mark_row[-1] = False
-            active = np.flatnonzero(mark_row)
-            mark_row[active] = False
+            active = self._rows_of(mv, row_of_eq, mark_row)
         self.moves = tuple(np.concatenate(parts) for parts in zip(*logs, strict=True))  # type: ignore[assignment]
+
+    def _row_bounds(
+        self, lo_e: np.ndarray, hi_e: np.ndarray, pos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's bound on each of its variables from the bounds of the others (`pos`: coefficient
+        +1, else -1)."""
+        if self.head_first and np.isfinite(lo_e).all():
+            return _pass(lo_e, hi_e)
+        t_lo = np.where(pos, lo_e, -hi_e)
+        t_hi = np.where(pos, hi_e, -lo_e)
+        new_lo, new_hi = _bounds_from_rest(t_lo, t_hi)
+        return np.where(pos, new_lo, -new_hi), np.where(pos, new_hi, -new_lo)
+
+    def _rows_of(self, moved_vars: np.ndarray, row_of_eq: np.ndarray, mark_row: np.ndarray) -> np.ndarray:
+        """The live rows (ascending) holding any of `moved_vars`; `mark_row` is scratch, left all False."""
+        starts, stops = self.inc_ptr[moved_vars], self.inc_ptr[moved_vars + 1]
+        counts = stops - starts
+        offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        mark_row[row_of_eq[self.inc_eq[offsets]]] = True  # -1 (not live) marks the spare last slot
+        mark_row[-1] = False
+        active = np.flatnonzero(mark_row)
+        mark_row[active] = False
+        return active
 
 
 def _pass(lo_e: np.ndarray, hi_e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -193,65 +193,61 @@ def _mode_groups(
             zeros.append(offset)
 
 
-def build_structure(aggregate: WindowAggregate, metro_lines: frozenset[str] | None = None) -> Structure:
-    """Every value the window releases (missing categories of a fixed set as zero) and its equations.
+@dataclass
+class _Variables:
+    """The variables of a window as they are numbered, with the equations and hints of their cells'
+    layouts already offset to variable ids."""
 
-    Variables are numbered cell by cell (finest resolution first, cells sorted, metrics sorted, each
-    total followed by its breakdowns' categories, then unexpected keys); breakdown equations come
-    first, then transit mode = its lines, then parent = children sorted by (parent cell, key).
-    `metro_lines`: the city file's metro lines (None: the bundled city's).
-    """
-    metro = bundled_metro_lines() if metro_lines is None else metro_lines
-    resolutions = sorted(aggregate.cells, reverse=True)  # finest first
-    coarsest = resolutions[-1] if resolutions else aggregate.base_res
-    keys: list[VarKey] = []
-    measures: list[Measure] = []
-    metrics: list[str] = []
-    blocks: list[tuple[str, str]] = []
-    cells: list[tuple[int, str, tuple[str, ...]]] = []
+    keys: list[VarKey] = field(default_factory=list)
+    measures: list[Measure] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    blocks: list[tuple[str, str]] = field(default_factory=list)
+    cells: list[tuple[int, str, tuple[str, ...]]] = field(default_factory=list)
     # (res, cell) -> key -> variable id (the last one added wins)
-    cell_index: dict[tuple[int, str], dict[str, int]] = {}
-    sums: list[tuple[int, int, int]] = []  # breakdowns to check: (total, first part, parts)
-    groups: list[tuple[int, tuple[int, ...]]] = []  # mode = lines, to check
-    zeros: list[int] = []
-    floors: list[int] = []
+    cell_index: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict)
+    sums: list[tuple[int, int, int]] = field(default_factory=list)  # breakdowns: (total, first part, parts)
+    groups: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # mode = lines, to check
+    zeros: list[int] = field(default_factory=list)
+    floors: list[int] = field(default_factory=list)
+
+    def add_cell(self, res: int, cell: str, stats: dict[str, Measure], layout: _Layout, top: str) -> None:
+        names = layout.names
+        first = len(self.keys)
+        self.cells.append((res, cell, names))
+        self.cell_index[(res, cell)] = dict(zip(names, range(first, first + len(names)), strict=True))
+        self.keys.extend([(res, cell, k) for k in names])
+        self.measures.extend([stats.get(k, ZERO) for k in names])
+        for metric, count in layout.runs:
+            self.metrics.extend([metric] * count)
+            self.blocks.extend([(top, metric)] * count)
+        self.sums.extend([(first + total, first + part, count) for total, part, count in layout.sums])
+        self.groups.extend([(first + head, tuple(first + m for m in ms)) for head, ms in layout.groups])
+        self.zeros.extend([first + z for z in layout.zeros])
+        self.floors.extend([first + f for f in layout.floors])
+
+
+def _variables(aggregate: WindowAggregate, resolutions: list[int], metro: frozenset[str]) -> _Variables:
+    coarsest = resolutions[-1] if resolutions else aggregate.base_res
+    out = _Variables()
     layouts: dict[tuple[str, ...], _Layout] = {}  # keys of a cell, in its order -> its layout
     key_memo: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}  # (metric, dim, cats) -> keys
-
     for res in resolutions:
         for cell, stats in sorted(aggregate.cells[res].items()):
             signature = tuple(stats)
             layout = layouts.get(signature)
             if layout is None:
                 layout = layouts[signature] = _layout(signature, key_memo, metro)
-            names = layout.names
-            first = len(keys)
-            cells.append((res, cell, names))
-            cell_index[(res, cell)] = dict(zip(names, range(first, first + len(names)), strict=True))
-            keys.extend([(res, cell, k) for k in names])
-            measures.extend([stats.get(k, ZERO) for k in names])
-            top = parent_of(cell, coarsest)
-            for metric, count in layout.runs:
-                metrics.extend([metric] * count)
-                blocks.extend([(top, metric)] * count)
-            sums.extend([(first + total, first + part, count) for total, part, count in layout.sums])
-            groups.extend([(first + head, tuple(first + m for m in ms)) for head, ms in layout.groups])
-            zeros.extend([first + z for z in layout.zeros])
-            floors.extend([first + f for f in layout.floors])
+            out.add_cell(res, cell, stats, layout, parent_of(cell, coarsest))
+    return out
 
-    values = [m.value for m in measures]
-    value = np.array(values, dtype=float)
-    # a total equals its parts' sum up to rounding
-    close = _sums_close(value, values, [t for t, _, _ in sums], [range(f, f + c) for _, f, c in sums])
-    equations: list[tuple[int, tuple[int, ...]]] = [
-        (total, tuple(range(first, first + count)))
-        for (total, first, count), ok in zip(sums, close, strict=True)
-        if ok
-    ]
-    close = _sums_close(value, values, [h for h, _ in groups], [ms for _, ms in groups])
-    equations.extend(eq for eq, ok in zip(groups, close, strict=True) if ok)
-    names_of = {(res, cell): names for res, cell, names in cells}
-    heads_of: list[int] = []  # parent = children candidates, in order
+
+def _hierarchy(
+    aggregate: WindowAggregate, resolutions: list[int], v: _Variables
+) -> tuple[list[int], list[tuple[int, ...]]]:
+    """Parent = children candidates, in order: per parent (sorted), per key (sorted), the key's
+    variable in the parent and its variables in the children one resolution finer."""
+    names_of = {(res, cell): names for res, cell, names in v.cells}
+    heads_of: list[int] = []
     members_of_head: list[tuple[int, ...]] = []
     for finer, coarser in pairwise(resolutions):
         # per parent, its children in the aggregate's order: sorting by parent then key gives the
@@ -262,30 +258,57 @@ def build_structure(aggregate: WindowAggregate, metro_lines: frozenset[str] | No
         for parent in sorted(kids):
             members_of: dict[str, list[int]] = defaultdict(list)
             for cell in kids[parent]:
-                ids = cell_index[(finer, cell)]
+                ids = v.cell_index[(finer, cell)]
                 for key in names_of[(finer, cell)]:
                     members_of[key].append(ids[key])
-            heads = cell_index.get((coarser, parent), {})
+            heads = v.cell_index.get((coarser, parent), {})
             for key in sorted(members_of):
                 head = heads.get(key)
                 if head is not None:
                     heads_of.append(head)
                     members_of_head.append(tuple(members_of[key]))
+    return heads_of, members_of_head
+
+
+def build_structure(aggregate: WindowAggregate, metro_lines: frozenset[str] | None = None) -> Structure:
+    """Every value the window releases (missing categories of a fixed set as zero) and its equations.
+
+    Variables are numbered cell by cell (finest resolution first, cells sorted, metrics sorted, each
+    total followed by its breakdowns' categories, then unexpected keys); breakdown equations come
+    first, then transit mode = its lines, then parent = children sorted by (parent cell, key).
+    `metro_lines`: the city file's metro lines (None: the bundled city's).
+    """
+    metro = bundled_metro_lines() if metro_lines is None else metro_lines
+    resolutions = sorted(aggregate.cells, reverse=True)  # finest first
+    v = _variables(aggregate, resolutions, metro)
+    values = [m.value for m in v.measures]
+    value = np.array(values, dtype=float)
+    # an equation holds only where its total equals its parts' sum up to rounding
+    sums = v.sums
+    close = _sums_close(value, values, [t for t, _, _ in sums], [range(f, f + c) for _, f, c in sums])
+    equations: list[tuple[int, tuple[int, ...]]] = [
+        (total, tuple(range(first, first + count)))
+        for (total, first, count), ok in zip(sums, close, strict=True)
+        if ok
+    ]
+    close = _sums_close(value, values, [h for h, _ in v.groups], [ms for _, ms in v.groups])
+    equations.extend(eq for eq, ok in zip(v.groups, close, strict=True) if ok)
+    heads_of, members_of_head = _hierarchy(aggregate, resolutions, v)
     close = _sums_close(value, values, heads_of, members_of_head)
     equations.extend(
         (head, members) for head, members, ok in zip(heads_of, members_of_head, close, strict=True) if ok
     )
     return Structure(
-        keys=keys,
+        keys=v.keys,
         value=value,
-        persons=np.array([m.persons for m in measures], dtype=np.int64),
-        top=np.array([m.top_person_value for m in measures], dtype=float),
-        metric=metrics,
-        block=blocks,
+        persons=np.array([m.persons for m in v.measures], dtype=np.int64),
+        top=np.array([m.top_person_value for m in v.measures], dtype=float),
+        metric=v.metrics,
+        block=v.blocks,
         equations=equations,
-        cells=cells,
-        floor=_floor(value, floors),
-        known_zero=_known_zero(value, zeros),
+        cells=v.cells,
+        floor=_floor(value, v.floors),
+        known_zero=_known_zero(value, v.zeros),
     )
 
 

@@ -47,6 +47,105 @@ class _Acc:
         return {r: dict(c) for r, c in out.items()}
 
 
+@dataclass(frozen=True)
+class _Town:
+    """The fixed part of a synthetic city: centres, who lives where and who they are."""
+
+    centres: np.ndarray
+    weights: np.ndarray
+    spread: np.ndarray
+    home: np.ndarray
+    labels: list[dict[str, str]]  # per person: gender, age band, origin
+    resolutions: tuple[int, ...]
+    flow_res: int
+    max_contributions: int
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, persons: int, resolutions: tuple[int, ...], flow_res: int,
+             max_contributions: int) -> _Town:  # fmt: skip
+        n_centres = 12
+        centres = np.array(CENTRE) + rng.normal(0, 0.08, size=(n_centres, 2))
+        weights = rng.dirichlet(np.full(n_centres, 0.7))
+        home = rng.choice(n_centres, size=persons, p=weights)
+        spread = rng.uniform(0.005, 0.03, size=n_centres)
+        gender = rng.choice(len(GENDERS), size=persons)
+        age = rng.choice(len(AGE_BANDS), size=persons, p=[0.12, 0.14, 0.24, 0.2, 0.14, 0.1, 0.06])
+        origin = rng.choice(len(ORIGIN_GROUPS), size=persons, p=[0.35, 0.2, 0.15, 0.12, 0.1, 0.05, 0.03])
+        labels = [
+            {"gender": GENDERS[g], "age_band": AGE_BANDS[a], "origin": ORIGIN_GROUPS[o]}
+            for g, a, o in zip(gender, age, origin, strict=True)
+        ]
+        return cls(centres, weights, spread, home, labels, resolutions, flow_res, max_contributions)
+
+    def place(self, at: np.ndarray) -> str:
+        return cell_for(float(at[0]), float(at[1]), self.resolutions[0])
+
+    def add_everywhere(self, acc: _Acc, cell: str, amounts: list[tuple[str, float]], p: int) -> None:
+        """Add each (key, amount) to `cell` and to each of its parents, in this order."""
+        for res in self.resolutions:
+            c = parent_of(cell, res)
+            for key, amount in amounts:
+                acc.add(res, c, key, p, amount)
+
+
+def _pay(town: _Town, acc: _Acc, rng: np.random.Generator, cell: str, p: int) -> None:
+    for _ in range(int(rng.integers(1, town.max_contributions + 1))):
+        cat = MERCHANT_CATEGORIES[int(rng.integers(len(MERCHANT_CATEGORIES)))]
+        amount = float(round(rng.lognormal(3.5, 1.0), 2))
+        parts = ((None, None), ("category", cat), ("origin", town.labels[p]["origin"]))
+        amounts = [(stat_key("payments", metric, d, v), x) for d, v in parts
+                   for metric, x in (("count", 1.0), ("amount_cny", amount))]  # fmt: skip
+        town.add_everywhere(acc, cell, amounts, p)
+
+
+def _ride(town: _Town, acc: _Acc, rng: np.random.Generator, cell: str, p: int) -> str:
+    """One trip from `cell`: taps in and out at every resolution; returns where it ended."""
+    mode = "metro" if rng.random() < 0.7 else "bus"
+    line = LINES[mode][int(rng.integers(len(LINES[mode])))]
+    dest = int(rng.choice(len(town.centres), p=town.weights))
+    out_cell = town.place(town.centres[dest] + rng.normal(0, 1, size=2) * town.spread[dest])
+    for tap, at in (("tap_in", cell), ("tap_out", out_cell)):
+        keys = [stat_key("transit", tap, d, v) for d, v in ((None, None), ("mode", mode), ("line", line))]
+        town.add_everywhere(acc, at, [(key, 1.0) for key in keys], p)
+    return out_cell
+
+
+def _window(town: _Town, rng: np.random.Generator, previous: dict[int, str], start_ms: int,
+            window_s: int) -> SyntheticWindow:  # fmt: skip
+    acc = _Acc()
+    flows: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+    present = rng.random(len(town.home)) < 0.85
+    jitter = rng.normal(0, 1, size=(len(town.home), 2))
+    where = town.centres[town.home] + jitter * town.spread[town.home][:, None]
+    for p in (int(i) for i in np.flatnonzero(present)):
+        cell = town.place(where[p])
+        keys = ["population.persons"]
+        keys += [stat_key("population", "persons", dim, cat) for dim, cat in town.labels[p].items()]
+        town.add_everywhere(acc, cell, [(key, 1.0) for key in keys], p)
+        here = parent_of(cell, town.flow_res)
+        if p in previous and previous[p] != here:
+            flows[(previous[p], here, "movement")].add(p)
+        previous[p] = here
+        if rng.random() < 0.15:
+            _pay(town, acc, rng, cell, p)
+        if rng.random() < 0.2:
+            out_cell = _ride(town, acc, rng, cell, p)
+            flows[(here, parent_of(out_cell, town.flow_res), "transit")].add(p)
+    touched: dict[int, set[tuple[int, str, str]]] = defaultdict(set)
+    for key, contributions in acc.per_person.items():
+        for person in contributions:
+            touched[person].add(key)
+    aggregate = WindowAggregate(
+        window_start_ms=start_ms,
+        window_s=window_s,
+        base_res=town.resolutions[0],
+        flow_res=town.flow_res,
+        cells=acc.cells(),
+        flows=[FlowAggregate(o, d, kind, len(ps)) for (o, d, kind), ps in sorted(flows.items())],  # type: ignore[arg-type]
+    )
+    return SyntheticWindow(aggregate, dict(touched))
+
+
 def synthetic_windows(
     *,
     persons: int = 20_000,
@@ -58,80 +157,9 @@ def synthetic_windows(
     max_contributions: int = 4,
 ) -> list[SyntheticWindow]:
     rng = np.random.default_rng(seed)
-    n_centres = 12
-    centres = np.array(CENTRE) + rng.normal(0, 0.08, size=(n_centres, 2))
-    weights = rng.dirichlet(np.full(n_centres, 0.7))
-    home = rng.choice(n_centres, size=persons, p=weights)
-    spread = rng.uniform(0.005, 0.03, size=n_centres)
-    gender = rng.choice(len(GENDERS), size=persons)
-    age = rng.choice(len(AGE_BANDS), size=persons, p=[0.12, 0.14, 0.24, 0.2, 0.14, 0.1, 0.06])
-    origin = rng.choice(len(ORIGIN_GROUPS), size=persons, p=[0.35, 0.2, 0.15, 0.12, 0.1, 0.05, 0.03])
-    base = resolutions[0]
-    previous: dict[int, str] = {}
-    out = []
-    for w in range(windows):
-        acc = _Acc()
-        flows: dict[tuple[str, str, str], set[int]] = defaultdict(set)
-        present = rng.random(persons) < 0.85
-        where = centres[home] + rng.normal(0, 1, size=(persons, 2)) * spread[home][:, None]
-        for p in (int(i) for i in np.flatnonzero(present)):
-            cell = cell_for(float(where[p, 0]), float(where[p, 1]), base)
-            labels = {
-                "gender": GENDERS[gender[p]],
-                "age_band": AGE_BANDS[age[p]],
-                "origin": ORIGIN_GROUPS[origin[p]],
-            }
-            for res in resolutions:
-                c = parent_of(cell, res)
-                acc.add(res, c, "population.persons", p, 1.0)
-                for dim, cat in labels.items():
-                    acc.add(res, c, stat_key("population", "persons", dim, cat), p, 1.0)
-            here = parent_of(cell, flow_res)
-            if p in previous and previous[p] != here:
-                flows[(previous[p], here, "movement")].add(p)
-            previous[p] = here
-            if rng.random() < 0.15:
-                for _ in range(int(rng.integers(1, max_contributions + 1))):
-                    cat = MERCHANT_CATEGORIES[int(rng.integers(len(MERCHANT_CATEGORIES)))]
-                    amount = float(round(rng.lognormal(3.5, 1.0), 2))
-                    for res in resolutions:
-                        c = parent_of(cell, res)
-                        parts: tuple[tuple[str | None, str | None], ...] = (
-                            (None, None),
-                            ("category", cat),
-                            ("origin", labels["origin"]),
-                        )
-                        for d, v in parts:
-                            acc.add(res, c, stat_key("payments", "count", d, v), p, 1.0)
-                            acc.add(res, c, stat_key("payments", "amount_cny", d, v), p, amount)
-            if rng.random() < 0.2:
-                mode = "metro" if rng.random() < 0.7 else "bus"
-                line = LINES[mode][int(rng.integers(len(LINES[mode])))]
-                dest = int(rng.choice(n_centres, p=weights))
-                out_at = centres[dest] + rng.normal(0, 1, size=2) * spread[dest]
-                out_cell = cell_for(float(out_at[0]), float(out_at[1]), base)
-                for tap, at in (("tap_in", cell), ("tap_out", out_cell)):
-                    for res in resolutions:
-                        c = parent_of(at, res)
-                        taps: tuple[tuple[str | None, str | None], ...] = (
-                            (None, None),
-                            ("mode", mode),
-                            ("line", line),
-                        )
-                        for d, v in taps:
-                            acc.add(res, c, stat_key("transit", tap, d, v), p, 1.0)
-                flows[(here, parent_of(out_cell, flow_res), "transit")].add(p)
-        touched: dict[int, set[tuple[int, str, str]]] = defaultdict(set)
-        for key, contributions in acc.per_person.items():
-            for person in contributions:
-                touched[person].add(key)
-        aggregate = WindowAggregate(
-            window_start_ms=1_700_000_000_000 + w * window_s * 1000,
-            window_s=window_s,
-            base_res=base,
-            flow_res=flow_res,
-            cells=acc.cells(),
-            flows=[FlowAggregate(o, d, kind, len(ps)) for (o, d, kind), ps in sorted(flows.items())],  # type: ignore[arg-type]
-        )
-        out.append(SyntheticWindow(aggregate, dict(touched)))
-    return out
+    town = _Town.draw(rng, persons, resolutions, flow_res, max_contributions)
+    previous: dict[int, str] = {}  # person -> flow cell of the last window they were seen in
+    return [
+        _window(town, rng, previous, 1_700_000_000_000 + w * window_s * 1000, window_s)
+        for w in range(windows)
+    ]

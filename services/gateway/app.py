@@ -38,7 +38,8 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
         finally:
             await app.state.hub.stop()
             if owned:
-                await client.aclose()
+                # a pool passed in is not closed by default: its sockets were left to the garbage collector
+                await client.aclose(close_connection_pool=True)
 
     app = FastAPI(
         title="CityScreen gateway",

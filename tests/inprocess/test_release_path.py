@@ -291,6 +291,38 @@ async def test_a_crash_between_storing_and_settling_publishes_nothing_twice(
     assert [k for k in log.data if k.startswith("part/")] == []
 
 
+async def test_a_worker_that_gets_the_release_partition_back_reads_the_book_again(
+    feed: Feed, partials: list[bytes]
+) -> None:
+    """Worker A books partition 0's partials but the first window's, and loses the release partition;
+    worker B, holding it meanwhile, books partition 1's partial of that window (nothing completes);
+    the partition comes back to A, which is redelivered the rest only. A book A kept in memory across
+    the revoke misses B's partial: the first window never completes, nor any after it."""
+    _, expected = feed
+    first = _windows(partials)[0]
+
+    def of_first(v: bytes) -> bool:
+        m = decode_message(v)
+        return m.partial is not None and m.partial.window_start_ms == first
+
+    screen = Screen()
+    log = DictBookLog()
+    a = screen.agent(log)
+    a.on_batch([v for v in _of(partials, 0) if not of_first(v)])
+    await a.settled()
+    a.revoked()
+    b = screen.agent(log)
+    b.on_batch([v for v in _of(partials, 1) if of_first(v)])
+    await b.settled()
+    assert screen.sent == []
+    a.on_batch(
+        [v for v in _of(partials, 0) if of_first(v)] + [v for v in _of(partials, 1) if not of_first(v)]
+    )
+    await a.settled()
+    assert screen.frames == expected and sorted(screen.sent) == sorted(expected)
+    assert [k for k in log.data if k.startswith("part/")] == []
+
+
 def test_the_book_log_keeps_the_changelog_layout_of_before(partials: list[bytes]) -> None:
     """`meta` and `part/<start>:<span>/<partition>` as the worker wrote them before the book owned its log:
     a release-book changelog written by an older worker is read back."""
