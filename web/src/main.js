@@ -13,7 +13,9 @@ import { cityBounds, cityStyle, contextLayers } from './basemap.js';
 import { renderLegend, legendModel } from './legend.js';
 import { ARC_LAYER_ID, breakdownChoices, buildLayers, HEX_LAYER_ID, layerMetrics, resForZoom, statKey } from './layers.js';
 import { LiveFeed, liveUrl } from './live-feed.js';
-import { categoryLabel, DIMENSION_LABELS, headlineModel, layerOf, localTime, pendingSpanText, renderHeadline, renderPanels, spanLabel } from './panels.js';
+import { categoryLabel, DIMENSION_LABELS, layerOf, localTime, pendingSpanText, spanLabel } from './format.js';
+import { headlineModel, renderHeadline } from './headline.js';
+import { renderPanels } from './panels.js';
 import { makePlaces } from './places.js';
 import { cellTooltip, flowTooltip, renderTooltip } from './tooltip.js';
 
