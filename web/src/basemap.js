@@ -92,7 +92,7 @@ export const shortLineName = (name) => name.replace(/\s*\(.*\)\s*$/, '');
 
 /**
  * deck.gl layer descriptors drawn over the data: {lines: [district borders, metro lines], labels:
- * [district names, line names]}. main.js puts the lines above the hexagons and the labels on top.
+ * [district names, line names]}. screen-draw.js puts the lines above the hexagons and the labels on top.
  */
 export function contextLayers(city) {
   const g = cityGeojson(city);

@@ -2,7 +2,7 @@
 // cells look like, and the metro lines with their colours from the city file.
 
 import { legendStops, SUPPRESSED_COLOR } from './layers.js';
-import { partLabel } from './panels.js';
+import { partLabel } from './format.js';
 
 // below this top, stops are labelled with one decimal (a scale to 2 reads 0, 0.5, 1, 1.5, 2)
 export const DECIMALS_BELOW = 10;
@@ -13,7 +13,7 @@ const rgba = (c) => `rgba(${c[0]},${c[1]},${c[2]},${(c[3] ?? 255) / 255})`;
 /**
  * What the legend shows for `metric` ({label, unit}) drawn with stat `key` on a scale up to `max`;
  * `released` is false when no cell in view has a released value (the scale then means nothing);
- * `span` the window the layer covers ("08:00–08:15", panels.spanLabel).
+ * `span` the window the layer covers ("08:00–08:15", format.spanLabel).
  */
 export function legendModel(metric, key, max, k, metroLines = [], released = true, span = '') {
   const part = partLabel(key);

@@ -1,7 +1,9 @@
 // The hover tooltip: where a cell is, its released values, its breakdown, and why a value is hidden.
 // `cellTooltip` and `flowTooltip` are pure (tested); `renderTooltip` writes a model into the page.
 
-import { DIMENSION_LABELS, FLOW_KINDS, categoryLabel, flowLabel, formatNumber, suppressionReason } from './panels.js';
+import { el } from './dom.js';
+import { DIMENSION_LABELS, categoryLabel, formatNumber, suppressionReason } from './format.js';
+import { FLOW_KINDS, flowLabel } from './panels.js';
 
 export const TOOLTIP_OFFSET_PX = 14;
 export const NO_DATA = 'no data';
@@ -87,13 +89,6 @@ export function tooltipPosition(x, y, box, viewport) {
   if (top + box.height > viewport.height) top = Math.max(0, viewport.height - box.height);
   return { left, top };
 }
-
-const el = (tag, className, text) => {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-};
 
 /** Show `model` in `node` at page pixel (x, y); a null model hides it. */
 export function renderTooltip(node, model, x = 0, y = 0) {

@@ -1,9 +1,12 @@
 // @vitest-environment happy-dom
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
-  HEADLINES, barRows, breakdownTotals, busiestCells, busiestRows, categoryLabel, districtFlows, flowLabel, flowRows,
-  formatNumber, headlineModel, hiddenNote, manifestRows, partLabel, privacyModel, renderHeadline, renderPanels, sparkline,
-  layerOf, localTime, pendingSpanText, spanLabel, suppressionReason, topFlows, windowsLine, withSpan,
+  categoryLabel, formatNumber, layerOf, localTime, partLabel, pendingSpanText, spanLabel, suppressionReason, withSpan,
+} from '../src/format.js';
+import { HEADLINES, headlineModel, renderHeadline, sparkline } from '../src/headline.js';
+import {
+  barRows, breakdownTotals, busiestCells, busiestRows, districtFlows, flowLabel, flowRows, hiddenNote, manifestRows,
+  privacyModel, renderPanels, topFlows, windowsLine,
 } from '../src/panels.js';
 
 const DISTRICT = { a: 'Futian', b: 'Nanshan', c: 'Futian', d: 'Luohu' };
