@@ -45,8 +45,9 @@ def late_letters(rows: Iterable[dict[str, Any]], window_s: int) -> list[bytes]:
     for (kind, window_start_ms), ids in sorted(groups.items()):
         for i in range(0, len(ids), LETTER_IDS):
             chunk = ids[i : i + LETTER_IDS]
-            letter = {"reason": LATE, "source_topic": CLEAN_TOPICS[kind], "kind": kind, "window_start_ms": window_start_ms,
-                      "events": len(chunk), "event_ids": chunk}  # fmt: skip
+            letter = {"reason": LATE, "source_topic": CLEAN_TOPICS[kind], "kind": kind,
+                      "window_start_ms": window_start_ms, "events": len(chunk),
+                      "event_ids": chunk}  # fmt: skip
             letters.append(_ENCODER.encode(letter))
     return letters
 
