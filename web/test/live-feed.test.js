@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { backoffMs, BACKOFF_CAP_MS } from '../src/backoff.js';
 import { LiveFeed, SUBPROTOCOL, liveUrl } from '../src/live-feed.js';
-
-class FakeSocket {
-  static all = [];
-  constructor(url, protocols) {
-    Object.assign(this, { url, protocols, sent: [], readyState: 0 });
-    FakeSocket.all.push(this);
-  }
-  send(text) { this.sent.push(JSON.parse(text)); }
-  close(code) { this.readyState = 3; this.onclose?.({ code }); }
-  open() { this.readyState = 1; this.onopen?.(); }
-  message(msg) { this.onmessage?.({ data: JSON.stringify(msg) }); }
-}
+import { FakeSocket } from './page-fixtures.js';
 
 function makeFeed(overrides = {}) {
   FakeSocket.all = [];
