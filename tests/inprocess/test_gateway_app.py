@@ -1,6 +1,5 @@
 """The gateway's REST surface through Starlette's TestClient, against a throwaway redis-server."""
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,7 +8,6 @@ from typing import Any
 import msgspec
 import pytest
 import redis
-import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
 from cityscreen import store_keys
@@ -17,28 +15,9 @@ from cityscreen.frames import Frame
 from cityscreen.settings import load_settings
 from services.gateway.app import create_app
 from services.gateway.testing import demo_cells, make_frame
-from tests.support.gateway_support import write_frame
 
 TOKEN = "test-operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[Callable[[Frame], None]]:
-    """Write frames the way the release sink does; the database starts empty for every test."""
-    sync = redis.Redis.from_url(redis_url)
-    sync.flushdb()
-
-    def put(frame: Frame) -> None:
-        async def go() -> None:
-            client = aioredis.Redis.from_url(redis_url)
-            await write_frame(client, frame, history_s=3600)
-            await client.aclose()
-
-        asyncio.run(go())
-
-    yield put
-    sync.close()
 
 
 def tiny_city(path: Path) -> Path:

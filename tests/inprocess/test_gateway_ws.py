@@ -1,6 +1,5 @@
 """/ws/live through Starlette's TestClient: refusals before accept, snapshot, live frames, limits."""
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -8,7 +7,6 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
@@ -18,7 +16,6 @@ from cityscreen.frames import Frame
 from cityscreen.settings import load_settings
 from services.gateway.app import create_app
 from services.gateway.testing import make_frame
-from tests.support.gateway_support import write_frame
 from tests.support.waiting import wait_for
 
 TOKEN = "ws-operator-token"
@@ -29,9 +26,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def publish(redis_url: str) -> Iterator[Callable[[Frame], None]]:
+def publish(redis_url: str, store: Callable[[Frame], None]) -> Iterator[Callable[[Frame], None]]:
     sync = redis.Redis.from_url(redis_url)
-    sync.flushdb()
 
     def put(frame: Frame) -> None:
         # the hub subscribes in the background at startup: wait for it, or the notify is lost
@@ -40,13 +36,7 @@ def publish(redis_url: str) -> Iterator[Callable[[Frame], None]]:
             what="the hub to subscribe",
             interval_s=0.01,
         )
-
-        async def go() -> None:
-            client = aioredis.Redis.from_url(redis_url)
-            await write_frame(client, frame, history_s=3600)
-            await client.aclose()
-
-        asyncio.run(go())
+        store(frame)
 
     yield put
     sync.close()
