@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 import faust
 import msgspec
@@ -31,8 +33,20 @@ def make_sim(n: int, **overrides: object) -> RawSim:
 Harness = tuple[faust.App, list[BatchResult], Counter[str]]
 
 
+def close_consumer_loop(app: faust.App) -> None:
+    """Close the event loop of the app's consumer thread, if `test_context` made one.
+
+    `test_context` builds the app's consumer, whose thread owns an event loop that never starts, so
+    nothing closes it; its self-pipe socket was then collected in whichever test ran next
+    (ResourceWarning, an error under filterwarnings). Private attributes: Faust has no public handle."""
+    thread = getattr(getattr(app, "_consumer", None), "_thread", None)
+    loop = getattr(thread, "thread_loop", None)
+    if isinstance(loop, asyncio.AbstractEventLoop) and not loop.is_running() and not loop.is_closed():
+        loop.close()
+
+
 @pytest.fixture
-def harness() -> Harness:
+def harness() -> Iterator[Harness]:
     app = faust.App("test-ingest", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
     published: list[BatchResult] = []
     counted: Counter[str] = Counter()
@@ -45,7 +59,8 @@ def harness() -> Harness:
 
     settings = Settings(window={"flush_s": 0.05}, generator={"batch_events": 500})
     app.conf.ingest_agent = build_ingest(app, settings, publish=publish, count=count)
-    return app, published, counted
+    yield app, published, counted
+    close_consumer_loop(app)
 
 
 async def test_agent_splits_valid_from_bad_and_counts_once_per_batch(harness: Harness) -> None:
@@ -129,5 +144,6 @@ async def test_a_failed_publish_is_retried_before_the_batch_is_acked(monkeypatch
     async with ingest.test_context() as agent:
         await agent.put(encode_many([make_sim(i) for i in range(4)]), partition=0)
         await wait_for_async(lambda: bool(published), timeout_s=10, what="a published result")
+    close_consumer_loop(app)
     assert attempts == [4, 4, 4]
     assert sum(len(v) for v in published[0].clean.values()) == 4
