@@ -138,11 +138,12 @@ def _layout(
     floors: list[int] = []
     for metric, present in sorted(by_metric.items()):
         start = len(names)
-        dims = _dimensions(metric)
-        if not dims:  # a statistic outside the known layout: threshold only, no equations
+        layer, _, name = metric.partition(".")
+        if name not in STATISTICS.get(layer, {}):  # a statistic outside the known layout: threshold only
             names.extend(sorted(present))
             runs.append((metric, len(names) - start))
             continue
+        dims = _dimensions(metric)  # none for a total without breakdowns (active persons)
         if metric not in AMOUNT_METRICS:  # a count's key is there only when someone was counted
             floors.append(start)
         names.append(metric)  # the total
@@ -152,7 +153,6 @@ def _layout(
             cats = tuple(BREAKDOWN_CATEGORIES.get(dim) or _present(present, dim))
             part_keys = key_memo.get((metric, dim, cats))
             if part_keys is None:
-                layer, _, name = metric.partition(".")
                 part_keys = key_memo[(metric, dim, cats)] = [stat_key(layer, name, dim, c) for c in cats]
             if part_keys:
                 sums.append((start, len(names), len(part_keys)))
