@@ -42,7 +42,7 @@ class ReleaseAgent:
     def revoked(self) -> None:
         """Partitions moved away: forget the book in memory. Another worker may book partials while
         this one holds none, and on a later assignment the book is read again from its log, which
-        holds them; a copy kept from before would miss them and never complete those windows."""
+        holds them; a copy kept from before misses them and releases those windows without them."""
         self._book = None
 
     def on_batch(self, values: Sequence[bytes]) -> None:
