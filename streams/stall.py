@@ -32,6 +32,7 @@ _FINE = Verdict([], None)
 @dataclass
 class StallWatch:
     reseek_s: float = 10.0
+    label: str = "aggregate worker"  # what stalled, for the warning
     _applied: int = -1
     _moved_at: float | None = None
     _acted_at: float = field(default=float("-inf"))
@@ -56,7 +57,7 @@ class StallWatch:
         where = ", ".join(f"{kind}[{p}] at {applied + 1} of {end}" for p, kind, applied, end in lagging)
         more = detail(lagging)
         warning = (
-            f"aggregate worker stalled: nothing applied for {now - self._moved_at:.0f} s although records "
+            f"{self.label} stalled: nothing applied for {now - self._moved_at:.0f} s although records "
             f"wait unread ({where}){'; ' + more if more else ''}. Seeking these partitions back to their "
             f"first unapplied offset; if this repeats, check the broker and the consumer group "
             f"(`cityscreen stack status`)."

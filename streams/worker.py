@@ -14,8 +14,10 @@ Two agents per process (docs/streams.md), each a thin loop over a plain class:
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
+import time
 from collections.abc import Awaitable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -32,8 +34,9 @@ from cityscreen.events import CLEAN_TOPICS, DEADLETTER_TOPIC, FRAMES_TOPIC
 from cityscreen.lifetime import die_with_parent
 from cityscreen.settings import Settings
 from streams.aggregate_agent import KIND_BY_TOPIC, AggregateAgent, CleanRecord
-from streams.app import create_app
+from streams.app import App, create_app
 from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_topics, partials_topic
+from streams.recovery_guard import RecoveryGuard
 from streams.release import ReleaseSink, warm_gate
 from streams.release_agent import ReleaseAgent
 from streams.stall import Behind
@@ -107,20 +110,23 @@ def build_worker(
                                 stats=sink, consumer=FaustConsumer(app), log=app.log)  # fmt: skip
     releaser = ReleaseAgent(TableBookLog(book_table), sink, partitions=settings.kafka.partitions,
                             window_s=settings.window.window_s)  # fmt: skip
-    _declare(app, settings, clean, partials, aggregator, releaser, sink)
+    private: Any = app  # Faust's types declare neither its recovery service nor the consumer's offsets
+    guard = RecoveryGuard(lambda: private.tables.recovery, lambda: private.consumer, app.log)
+    _declare(app, settings, clean, partials, aggregator, releaser, sink, guard)
     return app
 
 
 def _declare(
-    app: faust.App,
+    app: App,
     settings: Settings,
     clean: faust.TopicT,
     partials: faust.TopicT,
     aggregator: AggregateAgent,
     releaser: ReleaseAgent,
     sink: ReleaseSink,
+    guard: RecoveryGuard,
 ) -> None:
-    """The Faust agents, timer, task and rebalance hook: thin loops over the plain classes."""
+    """The Faust agents, timers, task and rebalance hook: thin loops over the plain classes."""
     flush_s = settings.window.flush_s
 
     async def aggregate(stream: Any) -> None:  # a faust Stream: take_events is not on StreamT
@@ -136,6 +142,11 @@ def _declare(
     async def close_idle() -> None:
         await aggregator.tick()
 
+    async def watch_recovery() -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            await guard.check(time.monotonic())
+
     async def manifest() -> None:
         await sink.publish_manifest()
 
@@ -148,6 +159,7 @@ def _declare(
     app.agent(clean, name="streams.worker.aggregate")(aggregate)
     app.agent(partials, name="streams.worker.release")(release)
     app.timer(interval=aggregator.tick_s)(close_idle)
+    app.early_task(watch_recovery)  # from the start: the first recovery can stall too
     app.task(manifest)
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
 

@@ -1,6 +1,7 @@
 """Records that faust-streaming fetches and then loses (around rebalances) are read again: the worker
 still publishes exactly the golden frames, whether later records of the partition follow the loss (a
-hole in the offsets) or not (the partition's last record: nothing ever arrives after it)."""
+hole in the offsets) or not (the partition's last record: nothing ever arrives after it), and whether
+the record is a clean one or one of the changelog its table recovery restores."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cityscreen.events import CLEAN_TOPICS
+from streams.internal_topics import STATE_TABLE, changelog_topic
+from tests.support.faults_support import AGGREGATE_GROUP, caught_up, golden_feed, quick_failover
 from tests.support.reference_aggregates import reference_window_aggregates
 from tests.support.streams_support import (
+    START_MS,
     expected_frames,
     make_raw_events,
     produce_clean,
@@ -61,3 +65,36 @@ def test_records_lost_after_the_fetch_are_read_again(
     assert log.count("lossy: dropped") == 2, "the fault was not injected: the test proves nothing"
     assert "seeking back to 3" in log and f"seeking back to {ends[transit] - 1}" not in log
     assert "Seeking these partitions back" in log  # the lost last record: found by the stall watch
+
+
+@pytest.mark.faults
+def test_a_changelog_record_lost_in_recovery_is_read_again(
+    stack_factory: Callable[..., Any], spawn: Callable[..., Any], wait_for: Callable[..., Any]
+) -> None:
+    stack = stack_factory()
+    settings = quick_failover(stack.settings, idle_close_s=45.0)
+    bootstrap, partitions = settings.kafka.bootstrap, settings.kafka.partitions
+    feed = golden_feed(settings)
+    before, after = feed.stages([START_MS + 160_000])  # the third window is open at the restart
+    asyncio.run(produce_clean(bootstrap, before, partitions))
+    first = spawn("worker", "--role", "aggregate", settings=settings, name="first")
+    wait_for(lambda: caught_up(settings, AGGREGATE_GROUP, list(CLEAN_TOPICS.values())), timeout_s=180,
+             what="the first stage applied")  # fmt: skip
+    first.stop()
+    changelog = [TopicPartition(changelog_topic(AGGREGATE_GROUP, STATE_TABLE), p) for p in range(partitions)]
+    ends = asyncio.run(_end_offsets(bootstrap, changelog))
+    tp = max(changelog, key=lambda t: ends[t])
+    assert ends[tp] > 0, "the first worker wrote no state: nothing to restore"
+    # the last record of a changelog partition: nothing arrives after it, and the recovery waits for it
+    lossy = f"{tp.topic}:{tp.partition}:{ends[tp] - 1}"
+
+    asyncio.run(produce_clean(bootstrap, after, partitions))
+    worker = spawn("worker", "--role", "aggregate", settings=settings, name="restarted",
+                   module="tests.support.lossy_worker", env={"LOSSY_DROP": lossy})  # fmt: skip
+    client = redis.Redis.from_url(settings.redis.url)
+    wait_for(lambda: windows_published(client) >= feed.windows, timeout_s=240,
+             what=f"all {feed.windows} windows")  # fmt: skip
+    assert published_frames(client, settings) == feed.expected
+    log = worker.log_path.read_text()
+    assert log.count("lossy: dropped") == 1, "the fault was not injected: the test proves nothing"
+    assert "table recovery stalled" in log  # found by the recovery guard

@@ -20,3 +20,10 @@ async def test_the_worker_producer_is_idempotent_with_acks_all(tmp_path: Path) -
         assert app.conf.topic_replication_factor == 3
     finally:
         await client.stop()
+
+
+def test_the_worker_reads_no_standby_changelogs(tmp_path: Path) -> None:
+    # the memory store restores a partition that turns active from the changelog's start: a standby copy
+    # is dropped unused, and the standby-to-active hand-over once hung a recovery (streams/app.py)
+    app = create_app(Settings(data_dir=tmp_path))
+    assert app.conf.table_standby_replicas == 0
