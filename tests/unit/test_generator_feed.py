@@ -20,6 +20,14 @@ from services.generator.sinks import FileSink
 
 CITY = load_city()
 START = int(datetime.fromisoformat("2026-11-17T07:50:00+08:00").timestamp() * 1000)
+WEEK_MS = 7 * 86_400_000
+
+
+def past_start_ms(now_ms: int) -> int:
+    """START moved by whole weeks to at least an hour before `now_ms`: a span already due on the wall
+    clock, with START's weekday and time of day whatever the day and hour the test runs (the generator's
+    events depend on both: an hour ago at 00:45 in Shenzhen, the relative run below never slept)."""
+    return START + (now_ms - 3_600_000 - START) // WEEK_MS * WEEK_MS
 
 
 class CaptureSink(NullSink):
@@ -54,8 +62,8 @@ def test_lines_are_the_events_in_time_order_and_stop_at_max_events(tmp_path: Pat
 
 
 def test_real_time_on_the_wall_clock_sends_a_past_backlog_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--realtime --start <past>`: events already due on the wall clock go out without waiting; the
-    same span at relative speed 1 waits between records (the sleeps are counted, never timed)."""
+    """`--realtime --start <past>`: events already due on the wall clock go out without waiting; a span
+    at relative speed 1 waits between records (the sleeps are counted, never timed)."""
 
     sleeps: list[float] = []
     real_sleep = asyncio.sleep
@@ -65,13 +73,23 @@ def test_real_time_on_the_wall_clock_sends_a_past_backlog_at_once(monkeypatch: p
         await real_sleep(0)
 
     monkeypatch.setattr(asyncio, "sleep", counting_sleep)  # the module feed sleeps with
-    past = int(time.time() * 1000) - 3_600_000  # an hour ago: every event is already due
+    past = past_start_ms(int(time.time() * 1000))  # every event is already due
     anchored = asyncio.run(
         pump_engine(Engine(CITY, 500, 5), past, 600, NullSink(), Pace(speed=1.0, anchored=True))
     )
     assert anchored.events > 0 and sleeps == []
-    asyncio.run(pump_engine(Engine(CITY, 500, 5), past, 600, NullSink(), Pace(speed=1.0), max_events=200))
-    assert sleeps  # relative pacing spreads the same span over ten wall minutes
+    # relative pacing spreads the span over ten wall minutes; START, not the wall clock: the same records
+    asyncio.run(pump_engine(Engine(CITY, 500, 5), START, 600, NullSink(), Pace(speed=1.0), max_events=200))
+    assert sleeps
+
+
+@pytest.mark.parametrize(
+    "now", ["2026-11-17T08:51:00+08:00", "2026-11-23T00:45:00+08:00", "2031-02-01T12:00:00Z"]
+)
+def test_the_past_start_is_an_hour_or_more_ago_on_starts_weekday_and_time(now: str) -> None:
+    now_ms = int(datetime.fromisoformat(now).timestamp() * 1000)
+    past = past_start_ms(now_ms)
+    assert now_ms - 3_600_000 - WEEK_MS < past <= now_ms - 3_600_000 and (past - START) % WEEK_MS == 0
 
 
 def test_a_warm_start_reports_every_person_once_in_its_first_window() -> None:
