@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 Behind = tuple[int, str, int, int]  # partition, kind, applied offset, end offset
 
@@ -116,3 +117,13 @@ def polled_since(polled_ms: int | None, now_ms: float, max_age_s: float) -> bool
     broker late: the aggregate worker then spent itself on late dead letters and never caught up (a
     30-minute soak on a loaded box, 300,000 late events in one window)."""
     return polled_ms is not None and now_ms - polled_ms <= max_age_s * 1000
+
+
+def client_view(consumer: Any, tp: Any) -> str:
+    """What Faust's consumer and its Kafka client hold for one partition, for a stall warning (private
+    attributes: diagnostics only; the caller catches what this raises)."""
+    st = consumer._thread._consumer._subscription.subscription.assignment.state_value(tp)
+    return (
+        f"fetch position {st._position} paused {st._paused} highwater {st.highwater} "
+        f"read {consumer._read_offset.get(tp)}"
+    )

@@ -39,7 +39,7 @@ from streams.internal_topics import BOOK_TABLE, STATE_TABLE, ensure_internal_top
 from streams.recovery_guard import RecoveryGuard
 from streams.release import ReleaseSink, warm_gate
 from streams.release_agent import ReleaseAgent
-from streams.stall import Behind
+from streams.stall import Behind, client_view
 from streams.tables import TableBookLog, TableLog, bytes_table
 
 
@@ -175,15 +175,10 @@ def _fetch_state(app: faust.App, lagging: list[Behind]) -> str:
     flow = "on" if getattr(consumer, "flow_active", True) else "off"
     positions = []
     try:
-        client = consumer._thread._consumer  # type: ignore[attr-defined]
-        read, committed = consumer._read_offset, consumer._committed_offset  # type: ignore[attr-defined]
+        committed = consumer._committed_offset  # type: ignore[attr-defined]
         for p, kind, _, _ in lagging:
             tp = next(t for t in consumer.assignment() if t.partition == p and t.topic == CLEAN_TOPICS[kind])
-            st = client._subscription.subscription.assignment.state_value(tp)
-            positions.append(
-                f"{kind}[{p}] fetch position {st._position} paused {st._paused} highwater {st.highwater}"
-                f" read {read.get(tp)} committed {committed.get(tp)}"
-            )
+            positions.append(f"{kind}[{p}] {client_view(consumer, tp)} committed {committed.get(tp)}")
     except Exception as exc:  # diagnostics must never take the worker down
         positions.append(f"(positions unavailable: {exc!r})")
     return f"Faust fetch state {'; '.join(parts)}; flow {flow}; {'; '.join(positions)}"

@@ -65,6 +65,7 @@ def test_records_lost_after_the_fetch_are_read_again(
     assert log.count("lossy: dropped") == 2, "the fault was not injected: the test proves nothing"
     assert "seeking back to 3" in log and f"seeking back to {ends[transit] - 1}" not in log
     assert "Seeking these partitions back" in log  # the lost last record: found by the stall watch
+    assert "positions unavailable" not in log  # the warning's diagnostics read the client's state
 
 
 @pytest.mark.faults
@@ -98,3 +99,4 @@ def test_a_changelog_record_lost_in_recovery_is_read_again(
     log = worker.log_path.read_text()
     assert log.count("lossy: dropped") == 1, "the fault was not injected: the test proves nothing"
     assert "table recovery stalled" in log  # found by the recovery guard
+    assert "positions unavailable" not in log  # the warning's diagnostics read the client's state
