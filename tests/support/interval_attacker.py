@@ -7,26 +7,30 @@ Knowledge, all derived here from frames and the public city file (nothing from t
   line; every other line is a bus line), and a mode with no line present is 0;
 - a key present in a frame, even as null, had data: a total of a count, and a transit line, is >= 1;
 - values are never negative, and counts are whole numbers (amounts are not).
-Each suppressed value gets min and max by linear programming; where the optimum is not a whole number
-on a count, integer programming gives the exact whole-number bound instead (where it is one, the linear
-bound is the integer one). Groups of unknowns linked by equations are solved apart.
+Random objectives first find feasible points: a value seen spanning 3 whole numbers is settled by them.
+Each other suppressed value gets min and max by linear programming; where the optimum is not a whole
+number on a count, integer programming gives the exact whole-number bound instead (where it is one, the
+linear bound is the integer one). Groups of unknowns linked by equations are solved apart, and windows
+in parallel.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 
 import highspy
 import numpy as np
 
 from cityscreen.aggregates import parse_stat_key
 from cityscreen.frames import Frame
+from tests.support.parallel import parallel_map
 from tests.support.privacy_helpers import AMOUNT, Row, VarKey, _components, knowledge, unknown_rows
 
 PROTECTED = ("gender", "age_band", "origin", "category")
+PATIENCE = 16  # random objectives in a row that widen nothing before the programs per value
 
 
 @dataclass
@@ -54,9 +58,10 @@ def intervals(frames: list[Frame], *, every_group: bool = False) -> dict[tuple[i
     windows: dict[int, list[Frame]] = defaultdict(list)
     for f in frames:
         windows[f.window_start_ms].append(f)
+    solve = partial(_window, every_group=every_group)
     out: dict[tuple[int, int, str, str], Interval] = {}
-    for start, group in windows.items():
-        for key, interval in _window(group, every_group).items():
+    for start, found in zip(windows, parallel_map(solve, list(windows.values())), strict=True):
+        for key, interval in found.items():
             out[(start, *key)] = interval
     return out
 
@@ -118,7 +123,33 @@ class _Bounds:
     def wide(self, j: int) -> bool:
         return Interval(self.lo[j], self.hi[j], False).whole_numbers() >= 3
 
+    def narrow(self) -> np.ndarray:
+        """Which values are not yet seen spanning 3 whole numbers (all of `wide`, at once)."""
+        with np.errstate(invalid="ignore"):
+            span = np.floor(self.hi + 1e-6) - np.ceil(self.lo - 1e-6) + 1
+        wide: np.ndarray = (self.hi == math.inf) | (span >= 3)
+        return ~wide
+
+    def explore(self) -> None:
+        """Random objectives over the values not yet wide, until PATIENCE of them in a row widen none.
+        Each optimum is a feasible point. On the fixture's sixth minute this left 724 programs per value
+        of 26,779, and the attack took 12 s of CPU instead of 75."""
+        rng = np.random.default_rng(0)
+        idle, left = 0, self.narrow()
+        while idle < PATIENCE and left.any():
+            cost = np.where(left, rng.uniform(-1.0, 1.0, self.n), 0.0)
+            self.h.changeColsCost(self.n, np.arange(self.n, dtype=np.int32), cost)
+            self.h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+            self.h.run()
+            if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                return  # unbounded or astray: the programs per value settle it
+            self.seen(np.asarray(self.h.getSolution().col_value))
+            now = self.narrow()
+            idle = 0 if (left & ~now).any() else idle + 1
+            left = now
+
     def search(self, protected: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.explore()
         for j in range(self.n):
             if not self.wide(j):
                 self.hi[j] = max(self.hi[j], _bound(self, j, highspy.ObjSense.kMaximize))
@@ -173,6 +204,3 @@ def findings(
         if iv.lo >= 1 - 1e-6 and parse_stat_key(key[3])[2] in PROTECTED and persons.get(key, 0) < k
     ]
     return sorted(pinned), sorted(present)
-
-
-ALL_WINDOWS = os.environ.get("CITY_ATTACK_ALL_WINDOWS") == "1"

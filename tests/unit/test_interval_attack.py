@@ -1,13 +1,15 @@
 """The interval attacker (interval_attacker.py: linear and integer programming over everything a reader of
 the frames knows, presence of keys and the public network map included) against the gate, on a synthetic
-city, the recorded fixture's first two minutes and a minute of the default city. It must find nothing:
-no suppressed value in fewer than 3 whole numbers, no protected category under k persons proven present.
+city (20,000 persons, two minutes), every window of the recorded fixture and a minute of the default
+city. It must find nothing: no suppressed value in fewer than 3 whole numbers, no protected category
+under k persons proven present.
 And it must find what the gate hid before protection intervals (so it is able to fail).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 import h3
@@ -18,8 +20,10 @@ from cityscreen.frames import Frame
 from cityscreen.privacy import protection, release
 from cityscreen.privacy.synthetic import synthetic_windows
 from cityscreen.settings import PrivacySettings, Settings
+from tests.support import interval_attacker
 from tests.support.factories import SIBLINGS, crowd, make_aggregate
-from tests.support.interval_attacker import ALL_WINDOWS, findings, intervals
+from tests.support.interval_attacker import findings, intervals
+from tests.support.parallel import parallel_map
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shenzhen-10min.jsonl.gz"
 Key = tuple[int, int, str, str]
@@ -38,8 +42,8 @@ def persons_of(aggregates: Iterable[WindowAggregate]) -> dict[Key, int]:
 def attack(
     aggregates: list[WindowAggregate], k: int
 ) -> tuple[list[tuple[int, int, str, str]], list[tuple[int, int, str, str]]]:
-    privacy = PrivacySettings(min_persons=k)
-    frames = [f for a in aggregates for f in release(a, privacy, published_ms=0)]
+    gate = partial(release, privacy=PrivacySettings(min_persons=k), published_ms=0)
+    frames = [f for released in parallel_map(gate, aggregates) for f in released]
     return findings(intervals(frames), persons_of(aggregates), k)
 
 
@@ -92,9 +96,24 @@ def test_the_attacker_solves_groups_without_a_released_value_as_it_skips_them() 
     assert set(every) - set(intervals(frames)), "the shortcut should have skipped some groups"
 
 
+def test_the_random_objectives_hide_no_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its other shortcut (random objectives before the programs per value) against none: the same
+    findings, and every value still narrow gets the same interval, on a gate that hides too little."""
+    monkeypatch.setattr(protection.Protection, "flagged", lambda self, suppressed: [])
+    window = synthetic_windows(persons=600, windows=1, seed=3)[0].aggregate
+    frames = release(window, PrivacySettings(), published_ms=0)
+    fast = intervals(frames)
+    monkeypatch.setattr(interval_attacker, "PATIENCE", 0)
+    slow = intervals(frames)
+    persons = persons_of([window])
+    assert findings(fast, persons, 10) == findings(slow, persons, 10) != ([], [])
+    narrow = {key for key, iv in slow.items() if iv.whole_numbers() < 3}
+    assert narrow and {key: slow[key] for key in narrow} == {key: fast[key] for key in narrow}
+
+
 @pytest.mark.parametrize("k", [10, 20])
 def test_gate_resists_the_interval_attacker_on_a_synthetic_city(k: int) -> None:
-    city = [w.aggregate for w in synthetic_windows(persons=800, windows=1, seed=7)]
+    city = [w.aggregate for w in synthetic_windows(persons=20_000, windows=2, seed=7)]
     assert attack(city, k) == ([], [])
 
 
@@ -104,8 +123,8 @@ def test_gate_resists_the_interval_attacker_on_the_fixture() -> None:
     from tests.support.reference_aggregates import reference_window_aggregates
 
     aggregates = reference_window_aggregates(read_events(FIXTURE), Settings())
-    # the first two minutes: the second pinned 14 active totals before the gate floored active keys
-    assert attack(aggregates if ALL_WINDOWS else aggregates[:2], 10) == ([], [])
+    assert len(aggregates) == 16, "every minute of the fixture and its 15-minute span"
+    assert attack(aggregates, 10) == ([], [])
 
 
 def test_gate_resists_the_interval_attacker_on_a_minute_of_the_default_city() -> None:
