@@ -18,16 +18,25 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import highspy
 import numpy as np
 
-from cityscreen.aggregates import parse_stat_key
+from cityscreen.aggregates import Measure, WindowAggregate, parse_stat_key
 from cityscreen.frames import Frame
 from tests.support.parallel import parallel_map
-from tests.support.privacy_helpers import AMOUNT, Row, VarKey, _components, knowledge, unknown_rows
+from tests.support.privacy_helpers import (
+    AMOUNT,
+    Equation,
+    Row,
+    VarKey,
+    _components,
+    knowledge,
+    unknown_rows,
+)
 
 PROTECTED = ("gender", "age_band", "origin", "category")
 PATIENCE = 16  # random objectives in a row that widen nothing before the programs per value
@@ -67,7 +76,15 @@ def intervals(frames: list[Frame], *, every_group: bool = False) -> dict[tuple[i
 
 
 def _window(frames: list[Frame], every_group: bool) -> dict[VarKey, Interval]:
-    known, eqs, floors, zeros = knowledge(frames)
+    return solve_system(knowledge(frames), every_group)
+
+
+Knowledge = tuple[dict[VarKey, float | None], list[Equation], dict[VarKey, float], set[VarKey]]
+
+
+def solve_system(system: Knowledge, every_group: bool = False) -> dict[VarKey, Interval]:
+    """The interval of every unknown of a system of knowledge (privacy_helpers.knowledge)."""
+    known, eqs, floors, zeros = system
     unknown, rows = unknown_rows(known, eqs)
     out: dict[VarKey, Interval] = {}
     grouped = set()
@@ -190,6 +207,19 @@ def _bound(b: _Bounds, j: int, sense: highspy.ObjSense) -> float:
     b.seen(x)
     h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.zeros(n, dtype=np.uint8))
     return float(round(x[j]) if count[j] else x[j])
+
+
+def measures(aggregate: WindowAggregate) -> Iterator[tuple[VarKey, Measure]]:
+    """Every exact statistic of a window, as (res, cell, key) and its measure."""
+    for res, cells in aggregate.cells.items():
+        for cell, stats in cells.items():
+            for key, m in stats.items():
+                yield (res, cell, key), m
+
+
+def persons_of(aggregates: Iterable[WindowAggregate]) -> dict[tuple[int, int, str, str], int]:
+    """(window start, res, cell, key) -> persons behind the exact value: what findings() checks k on."""
+    return {(a.window_start_ms, *key): m.persons for a in aggregates for key, m in measures(a)}
 
 
 def findings(

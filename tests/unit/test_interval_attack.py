@@ -8,7 +8,6 @@ And it must find what the gate hid before protection intervals (so it is able to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
@@ -22,21 +21,11 @@ from cityscreen.privacy.synthetic import synthetic_windows
 from cityscreen.settings import PrivacySettings, Settings
 from tests.support import interval_attacker
 from tests.support.factories import SIBLINGS, crowd, make_aggregate
-from tests.support.interval_attacker import findings, intervals
+from tests.support.interval_attacker import findings, intervals, persons_of
 from tests.support.parallel import parallel_map
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shenzhen-10min.jsonl.gz"
 Key = tuple[int, int, str, str]
-
-
-def persons_of(aggregates: Iterable[WindowAggregate]) -> dict[Key, int]:
-    return {
-        (a.window_start_ms, res, cell, key): m.persons
-        for a in aggregates
-        for res, cells in a.cells.items()
-        for cell, stats in cells.items()
-        for key, m in stats.items()
-    }
 
 
 def attack(
