@@ -18,9 +18,9 @@ import pytest
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.events import RawEvent, RawPayment, RawSim, RawTransit
 from cityscreen.frames import Frame
-from cityscreen.privacy import release
 from cityscreen.settings import PrivacySettings, Settings
 from services.generator.fixtures import read_events
+from tests.support.parallel import release_all
 from tests.support.privacy_helpers import recovered, small_released
 from tests.support.reference_aggregates import reference_window_aggregates
 
@@ -48,7 +48,7 @@ def released(aggregates: list[WindowAggregate]) -> Callable[[bool], list[Frame]]
     def frames(dp: bool) -> list[Frame]:
         if dp not in cache:
             privacy = PrivacySettings(min_persons=10, dp_enabled=dp)
-            cache[dp] = [f for a in aggregates for f in release(a, privacy, published_ms=0)]
+            cache[dp] = release_all(aggregates, privacy)
         return cache[dp]
 
     return frames
@@ -56,10 +56,7 @@ def released(aggregates: list[WindowAggregate]) -> Callable[[bool], list[Frame]]
 
 @pytest.mark.parametrize("k", [10, 20])
 def test_fixture_release_resists_the_differencing_attacker(aggregates: list[WindowAggregate], k: int) -> None:
-    frames = [
-        f for a in aggregates[:WINDOWS] for f in release(a, PrivacySettings(min_persons=k), published_ms=0)
-    ]
-    assert recovered(frames) == {}
+    assert recovered(release_all(aggregates[:WINDOWS], PrivacySettings(min_persons=k))) == {}
 
 
 def identifier(ev: RawEvent) -> str:

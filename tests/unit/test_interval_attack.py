@@ -8,7 +8,6 @@ And it must find what the gate hid before protection intervals (so it is able to
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import h3
@@ -22,7 +21,7 @@ from cityscreen.settings import PrivacySettings, Settings
 from tests.support import interval_attacker
 from tests.support.factories import SIBLINGS, crowd, make_aggregate
 from tests.support.interval_attacker import findings, intervals, persons_of
-from tests.support.parallel import parallel_map
+from tests.support.parallel import release_all
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shenzhen-10min.jsonl.gz"
 Key = tuple[int, int, str, str]
@@ -31,8 +30,7 @@ Key = tuple[int, int, str, str]
 def attack(
     aggregates: list[WindowAggregate], k: int
 ) -> tuple[list[tuple[int, int, str, str]], list[tuple[int, int, str, str]]]:
-    gate = partial(release, privacy=PrivacySettings(min_persons=k), published_ms=0)
-    frames = [f for released in parallel_map(gate, aggregates) for f in released]
+    frames = release_all(aggregates, PrivacySettings(min_persons=k))
     return findings(intervals(frames), persons_of(aggregates), k)
 
 
