@@ -54,6 +54,7 @@ def released(aggregates: list[WindowAggregate]) -> Callable[[bool], list[Frame]]
     return frames
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("k", [10, 20])
 def test_fixture_release_resists_the_differencing_attacker(aggregates: list[WindowAggregate], k: int) -> None:
     assert recovered(release_all(aggregates[:WINDOWS], PrivacySettings(min_persons=k))) == {}
@@ -86,6 +87,7 @@ def touched(
     return out
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("dp", [False, True])
 def test_followed_persons_are_never_in_a_released_value_under_k(
     events: list[RawEvent],

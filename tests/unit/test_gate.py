@@ -107,6 +107,27 @@ def test_active_persons_are_gated_like_any_person_count() -> None:
     assert recovered(list(frames.values())) == {}
 
 
+def test_a_bus_only_stop_keeps_its_transit() -> None:
+    """With no metro line present, the metro mode is 0 to anyone who reads the key set and the network
+    map. It stays hidden (it is under k), but it needs no complement: the stop's total, its bus mode
+    and its line are released (they were all hidden with it, which emptied the transit layer)."""
+    taps = Measure(35.0, 35, 1.0)
+    stop = {
+        "transit.tap_in": taps,
+        "transit.tap_in|mode=metro": Measure(0.0, 0, 0.0),
+        "transit.tap_in|mode=bus": taps,
+        "transit.tap_in|line=bus-local": taps,
+    }
+    cells = {res: {h3.cell_to_parent(A, res) if res < 8 else A: dict(stop)} for res in (6, 7, 8)}
+    frames = released(WindowAggregate(window_start_ms=0, window_s=900, base_res=8, flow_res=6, cells=cells))
+    for frame in frames.values():
+        values = next(iter(frame.cells.values()))
+        assert values["transit.tap_in|mode=metro"] is None
+        shown = ("transit.tap_in", "transit.tap_in|mode=bus", "transit.tap_in|line=bus-local")
+        assert [values[key] for key in shown] == [35.0, 35.0, 35.0]
+    assert recovered(list(frames.values())) == {}
+
+
 def test_dominance_rule_suppresses_amount_but_not_count() -> None:
     payments = [(A, p, "food", 10.0) for p in range(12)] + [(A, 99, "food", 5000.0)]
     cells = released(make_aggregate({A: crowd(20)}, payments=payments))[8].cells[A]

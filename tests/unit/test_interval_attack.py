@@ -98,12 +98,14 @@ def test_the_random_objectives_hide_no_finding(monkeypatch: pytest.MonkeyPatch) 
     assert narrow and {key: slow[key] for key in narrow} == {key: fast[key] for key in narrow}
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("k", [10, 20])
 def test_gate_resists_the_interval_attacker_on_a_synthetic_city(k: int) -> None:
     city = [w.aggregate for w in synthetic_windows(persons=20_000, windows=2, seed=7)]
     assert attack(city, k) == ([], [])
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not FIXTURE.exists(), reason="fixture not recorded")
 def test_gate_resists_the_interval_attacker_on_the_fixture() -> None:
     from services.generator.fixtures import read_events
@@ -114,6 +116,7 @@ def test_gate_resists_the_interval_attacker_on_the_fixture() -> None:
     assert attack(aggregates, 10) == ([], [])
 
 
+@pytest.mark.heavy
 def test_gate_resists_the_interval_attacker_on_a_minute_of_the_default_city() -> None:
     """The `make run` city at its default 1,000,000 persons (a run of 3,000 persons missed the 43
     active totals that one minute of it pinned)."""

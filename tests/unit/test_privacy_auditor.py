@@ -94,6 +94,8 @@ def _plain_fixpoint(structure: Structure, sup: np.ndarray) -> np.ndarray:
     """The repair loop as first written (numpy scalars, Structure.equations_of)."""
     eqs_of = structure.equations_of()
     amount = [m in AMOUNT_METRICS for m in structure.metric]
+    assert structure.known_zero is not None
+    zero = structure.known_zero
 
     def ok(hidden: list[int]) -> bool:
         if len(hidden) < 2 or int(structure.persons[hidden].sum()) < K:
@@ -115,7 +117,7 @@ def _plain_fixpoint(structure: Structure, sup: np.ndarray) -> np.ndarray:
     while pending:
         e = pending.pop()
         head, members = structure.equations[e]
-        hidden = [m for m in members if sup[m]]
+        hidden = [m for m in members if sup[m] and not zero[m]]  # a known zero is no secret
         shown = [m for m in members if not sup[m]]
         if not sup[head]:
             if hidden and not ok(hidden):
