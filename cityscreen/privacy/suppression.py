@@ -105,7 +105,7 @@ class _Fixpoint:
                     hide(head if pick is None else pick, pending)
                     pending.append(e)
             elif not hidden:
-                pick = smallest(list(members))
+                pick = smallest([m for m in members if not flag[m]])
                 if pick is not None:
                     hide(pick, pending)
 

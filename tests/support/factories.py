@@ -158,3 +158,21 @@ def make_aggregate(
 
 def crowd(n: int, gender: str = "F", age: str = "25-34", origin: str = "guangdong") -> list[Person]:
     return [(gender, age, origin)] * n
+
+
+def bus_stops(taps: dict[str, list[int]], window_s: int = 900) -> WindowAggregate:
+    """Bus-only stops in base cells, each with the taps in on its bus lines (`bus-1`, `bus-2`, ...),
+    rolled up to every resolution: no metro line is present, so each cell's metro mode is a known zero."""
+    cells: dict[int, dict[str, dict[str, Measure]]] = defaultdict(dict)
+    for cell, lines in taps.items():
+        per_key = {"transit.tap_in": sum(lines), "transit.tap_in|mode=bus": sum(lines)}
+        per_key.update({f"transit.tap_in|line=bus-{i}": n for i, n in enumerate(lines, 1)})
+        for res in RESOLUTIONS:
+            c = h3.cell_to_parent(cell, res) if res < BASE_RES else cell
+            stop = cells[res].setdefault(c, {"transit.tap_in|mode=metro": Measure(0.0, 0, 0.0)})
+            for key, n in per_key.items():
+                old = stop.get(key, Measure(0.0, 0, 0.0))
+                stop[key] = Measure(old.value + n, old.persons + n, 1.0)
+    return WindowAggregate(
+        window_start_ms=0, window_s=window_s, base_res=BASE_RES, flow_res=6, cells=dict(cells)
+    )

@@ -10,7 +10,7 @@ from cityscreen.aggregates import FlowAggregate, Measure, WindowAggregate
 from cityscreen.frames import Frame, encode_frame
 from cityscreen.privacy import release
 from cityscreen.settings import PrivacySettings
-from tests.support.factories import SIBLINGS, crowd, make_aggregate
+from tests.support.factories import SIBLINGS, bus_stops, crowd, make_aggregate
 from tests.support.privacy_helpers import recovered
 
 A, B, C = SIBLINGS[0], SIBLINGS[1], SIBLINGS[2]
@@ -111,19 +111,11 @@ def test_a_bus_only_stop_keeps_its_transit() -> None:
     """With no metro line present, the metro mode is 0 to anyone who reads the key set and the network
     map. It stays hidden (it is under k), but it needs no complement: the stop's total, its bus mode
     and its line are released (they were all hidden with it, which emptied the transit layer)."""
-    taps = Measure(35.0, 35, 1.0)
-    stop = {
-        "transit.tap_in": taps,
-        "transit.tap_in|mode=metro": Measure(0.0, 0, 0.0),
-        "transit.tap_in|mode=bus": taps,
-        "transit.tap_in|line=bus-local": taps,
-    }
-    cells = {res: {h3.cell_to_parent(A, res) if res < 8 else A: dict(stop)} for res in (6, 7, 8)}
-    frames = released(WindowAggregate(window_start_ms=0, window_s=900, base_res=8, flow_res=6, cells=cells))
+    frames = released(bus_stops({A: [35]}))
     for frame in frames.values():
         values = next(iter(frame.cells.values()))
         assert values["transit.tap_in|mode=metro"] is None
-        shown = ("transit.tap_in", "transit.tap_in|mode=bus", "transit.tap_in|line=bus-local")
+        shown = ("transit.tap_in", "transit.tap_in|mode=bus", "transit.tap_in|line=bus-1")
         assert [values[key] for key in shown] == [35.0, 35.0, 35.0]
     assert recovered(list(frames.values())) == {}
 

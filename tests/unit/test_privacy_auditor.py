@@ -140,6 +140,26 @@ def test_fixpoint_on_lists_matches_the_numpy_one(structure: Structure) -> None:
     assert fix.hidden == sup.tolist()
 
 
+def test_a_hidden_total_whose_only_hidden_part_is_a_known_zero_hides_another_part() -> None:
+    """total = metro + bus, with the total hidden and the metro mode a known zero: bus must go too, or
+    total = bus gives the total back."""
+    keys = ["transit.tap_in", "transit.tap_in|mode=metro", "transit.tap_in|mode=bus"]
+    structure = Structure(
+        keys=[(8, "c", key) for key in keys],
+        value=np.array([32.0, 0.0, 32.0]),
+        persons=np.array([32, 0, 32]),
+        top=np.ones(3),
+        metric=["transit.tap_in"] * 3,
+        block=[("c", "transit.tap_in")] * 3,
+        equations=[(0, (1, 2))],
+        known_zero=np.array([False, True, False]),
+    )
+    sup = np.array([True, True, False])  # the total hidden, as a complement elsewhere would
+    want = _plain_fixpoint(structure, sup.copy())
+    _Fixpoint(structure, sup, K, SHARE, Auditor(structure)).run([0])
+    assert sup.tolist() == want.tolist() == [True, True, True]
+
+
 def test_suppression_leaves_nothing_the_plain_auditor_recovers(structure: Structure) -> None:
     sup = suppress(structure, K, SHARE)
     # a mode with no line present is 0 by the key set alone (public, as an absent key is)
