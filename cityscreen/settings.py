@@ -181,6 +181,12 @@ class GatewaySettings(BaseModel):
     max_message_bytes: int = Field(16_384, ge=256, description="largest client websocket message accepted")
     heartbeat_s: float = Field(15.0, gt=0, description="seconds between server heartbeats")
     web_dist: Path = Field(Path("web/dist"), description="built web app served at /")
+    data_since_ms: int | None = Field(
+        None,
+        ge=0,
+        description="event time the pipeline's data begins (`up` sets it on a fresh run): a longer window "
+        "that began earlier is shown as partial, its rates over the part covered; None: not known",
+    )
 
 
 class GeneratorSettings(BaseModel):

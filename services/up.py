@@ -222,9 +222,9 @@ def supervise(stack: LocalStack, children: list[ManagedProcess], settings: Setti
         time.sleep(0.25)
 
 
-def generator_start(options: UpOptions, settings: Settings) -> UpOptions:
-    """Where the generator starts, how many persons it simulates, and whether it starts warm."""
-    newest = newest_window_ms(settings.redis.url, settings.window.h3_res)
+def generator_start(options: UpOptions, settings: Settings, newest: int | None) -> UpOptions:
+    """Where the generator starts (`newest`: the newest released window, None on a fresh run), how
+    many persons it simulates, and whether it starts warm."""
     now_ms = int(time.time() * 1000)
     options = replace(options, persons=options.persons or run_persons(settings))
     if options.speed is not None:
@@ -235,6 +235,16 @@ def generator_start(options: UpOptions, settings: Settings) -> UpOptions:
     start_ms = realtime_start_ms(newest, settings, now_ms)
     print(f"simulating {options.persons:,} persons in real time from {iso_utc(start_ms)}, warm", flush=True)
     return replace(options, start_ms=start_ms, warm_s=float(settings.window.window_s))
+
+
+def with_data_since(settings: Settings, options: UpOptions, newest_window_ms: int | None) -> Settings:
+    """On a fresh real-time run nothing precedes the generator's start, so the first quarter hour of
+    spend and transit covers only its end: the gateway tells the map where the data begins. After a
+    restart a window may hold data from before it too, so nothing is claimed."""
+    if newest_window_ms is not None or options.start_ms is None or options.speed is not None:
+        return settings
+    gw = settings.gateway.model_copy(update={"data_since_ms": options.start_ms})
+    return settings.model_copy(update={"gateway": gw})
 
 
 def run_up(settings: Settings, options: UpOptions) -> None:
@@ -250,7 +260,9 @@ def run_up(settings: Settings, options: UpOptions) -> None:
         try:
             live = with_gateway_port(stack.settings)
             if options.generate and options.rate is None and options.start_ms is None:
-                options = generator_start(options, live)
+                newest = newest_window_ms(live.redis.url, live.window.h3_res)
+                options = generator_start(options, live, newest)
+                live = with_data_since(live, options, newest)
             log_dir = logs_dir(stack.data_dir)
             children = start_children(live, options, log_dir)
             api = next(c for c in children if c.name == "api")

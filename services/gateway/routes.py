@@ -77,6 +77,7 @@ async def config(settings: SettingsDep) -> dict[str, Any]:
         "layers": list(VIEW_LAYERS),
         "statistics": {layer: dict(metrics) for layer, metrics in STATISTICS.items()},
         "breakdowns": {dim: list(cats) for dim, cats in BREAKDOWN_CATEGORIES.items()},
+        "data_since_ms": settings.gateway.data_since_ms,
     }
 
 

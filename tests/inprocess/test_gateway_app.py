@@ -188,6 +188,7 @@ def test_city_config_metrics_openapi(make_client: Callable[..., TestClient]) -> 
     assert city["name"] == "Tinytown" and city["metro_lines"][0]["stations"][1]["name"] == "B"
     config = client.get("/api/v1/config").json()
     assert config["resolutions"] == [8, 7, 6] and "gender" in config["breakdowns"]
+    assert config["data_since_ms"] is None  # only `up` on a fresh run knows where the data begins
     client.get("/api/v1/frames/latest?res=7")  # one refused call
     assert "cityscreen_http_unauthorized_total 1.0" in client.get("/metrics").text
     paths = client.get("/openapi.json").json()["paths"]

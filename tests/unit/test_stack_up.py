@@ -19,6 +19,7 @@ from services.up import (
     realtime_start_ms,
     resume_start_ms,
     run_persons,
+    with_data_since,
     with_gateway_port,
 )
 
@@ -65,6 +66,18 @@ def test_a_real_time_run_starts_warm_a_window_and_its_grace_in_the_past() -> Non
     assert argv[argv.index("--warm-s") + 1] == "60"
     assert argv[argv.index("--persons") + 1] == "1000"
     assert "--realtime" in argv
+
+
+def test_a_fresh_real_time_run_tells_the_gateway_where_its_data_begins() -> None:
+    settings = Settings()
+    start = 1_800_000_000_000
+    assert with_data_since(settings, UpOptions(start_ms=start), None).gateway.data_since_ms == start
+    # after a restart a window may hold data from before it; an accelerated run has no wall-clock start
+    restart = (UpOptions(start_ms=start), start - 60_000)
+    accelerated = (UpOptions(start_ms=start, speed=10.0), None)
+    for options, newest in (restart, accelerated):
+        assert with_data_since(settings, options, newest).gateway.data_since_ms is None
+    assert with_data_since(settings, UpOptions(), None).gateway.data_since_ms is None
 
 
 def test_the_default_run_simulates_the_census_capped_for_this_box() -> None:

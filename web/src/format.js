@@ -22,10 +22,21 @@ export const layerOf = (key) => key.split('|')[0].split('.')[0];
  * local time; '' when the frame does not say. Spend, transit and flows may cover a longer window than
  * people present, so every panel says which one it shows.
  */
-export function spanLabel(frame, layer, utcOffsetH = 0) {
-  const span = frame?.spans?.[layer];
-  if (!span) return '';
-  return `${localTime(span[0], utcOffsetH).time}–${localTime(span[1], utcOffsetH).time}`;
+/**
+ * The part of a layer's window `span` the pipeline has data for: {from, to, partial}. A window that
+ * began before `dataSinceMs` (where a fresh run's data begins, /api/v1/config) covers only its end.
+ */
+export function coveredSpan(span, dataSinceMs = null) {
+  if (!span) return null;
+  const partial = typeof dataSinceMs === 'number' && dataSinceMs > span[0] && dataSinceMs < span[1];
+  return { from: partial ? dataSinceMs : span[0], to: span[1], partial };
+}
+
+export function spanLabel(frame, layer, utcOffsetH = 0, dataSinceMs = null) {
+  const covered = coveredSpan(frame?.spans?.[layer], dataSinceMs);
+  if (!covered) return '';
+  const text = `${localTime(covered.from, utcOffsetH).time}–${localTime(covered.to, utcOffsetH).time}`;
+  return covered.partial ? `${text}, since the start` : text;
 }
 
 /**
@@ -44,8 +55,8 @@ export function pendingSpanText(frame, layer, layerWindowsS, utcOffsetH = 0) {
 }
 
 /** A title with the window of its layer: "Top flows (people) · 08:00–08:15". */
-export const withSpan = (title, frame, layer, utcOffsetH = 0) => {
-  const label = spanLabel(frame, layer, utcOffsetH);
+export const withSpan = (title, frame, layer, utcOffsetH = 0, dataSinceMs = null) => {
+  const label = spanLabel(frame, layer, utcOffsetH, dataSinceMs);
   return label ? `${title} · ${label}` : title;
 };
 

@@ -3,7 +3,7 @@
 // function only writes them out.
 
 import { el } from './dom.js';
-import { formatNumber, HIDDEN, layerOf, localTime } from './format.js';
+import { coveredSpan, formatNumber, HIDDEN, layerOf, localTime } from './format.js';
 
 export const SPARK_W = 140;
 export const SPARK_H = 30;
@@ -24,13 +24,14 @@ function releases(statistics, key) {
 }
 
 /** One headline's value per window: null where no cell released it (a gap, not a 0); rates per minute. */
-function headlineValues(list, h) {
+function headlineValues(list, h, dataSinceMs) {
   return list.map((w) => {
     const v = w.totals?.[h.key];
     const known = typeof v === 'number' && (w.released_cells?.[h.key] ?? 1) > 0;
-    // a rate divides by the window the layer covers (spend may cover 15 minutes, the frame one)
-    const span = w.spans?.[layerOf(h.key)];
-    const seconds = span ? (span[1] - span[0]) / 1000 : w.window_s;
+    // a rate divides by the part of the window its layer covers (spend may cover 15 minutes, the frame
+    // one; right after a fresh start, only the minutes since the start)
+    const covered = coveredSpan(w.spans?.[layerOf(h.key)], dataSinceMs);
+    const seconds = covered ? (covered.to - covered.from) / 1000 : w.window_s;
     return known ? (h.perMinute ? (v * 60) / seconds : v) : null;
   });
 }
@@ -40,13 +41,14 @@ function headlineValues(list, h) {
  * gateway releases, the value at the shown window (else the newest), its series for the sparkline, and
  * how many cells are hidden (their people are not in the sum).
  */
-export function headlineModel(windows, { statistics = null, shownWindowMs = null } = {}) {
+export function headlineModel(windows, { statistics = null, shownWindowMs = null, dataSinceMs = null } = {}) {
   const list = windows ?? [];
   const found = list.findIndex((w) => w.window_start_ms === shownWindowMs);
   const at = found >= 0 ? found : list.length - 1;
   const shown = at >= 0 ? list[at] : null;
   return HEADLINES.filter((h) => releases(statistics, h.key)).map((h) => {
-    const values = headlineValues(list, h);
+    const values = headlineValues(list, h, dataSinceMs);
+    const covered = coveredSpan(shown?.spans?.[layerOf(h.key)], dataSinceMs);
     const value = shown ? values[at] : null;
     const allHidden = shown !== null && value === null && (shown.suppressed_cells?.[h.key] ?? 0) > 0;
     return {
@@ -54,7 +56,8 @@ export function headlineModel(windows, { statistics = null, shownWindowMs = null
       text: value !== null ? formatNumber(value) : allHidden ? HIDDEN : '–',
       hiddenCells: shown?.suppressed_cells?.[h.key] ?? 0,
       windowStartMs: shown?.window_start_ms ?? null,
-      span: shown?.spans?.[layerOf(h.key)] ?? null,
+      span: covered ? [covered.from, covered.to] : null,
+      partial: Boolean(covered?.partial),
     };
   });
 }
@@ -102,7 +105,8 @@ function figure(m, utcOffsetH, pending) {
   const hidden = m.hiddenCells ? ` · ${m.hiddenCells} hidden ${m.hiddenCells === 1 ? 'area' : 'areas'}` : '';
   const over = m.span ? ` · ${localTime(m.span[0], utcOffsetH).time}–${localTime(m.span[1], utcOffsetH).time}` : '';
   const waiting = m.value === null && pending[layerOf(m.key)];
-  fig.append(el('div', 'figure-label', m.label + over), el('div', 'figure-value', m.text), el('div', 'figure-unit', waiting || m.unit + hidden), sparkSvg(m));
+  const partial = m.partial ? ' · since the start' : '';
+  fig.append(el('div', 'figure-label', m.label + over), el('div', 'figure-value', m.text), el('div', 'figure-unit', waiting || m.unit + partial + hidden), sparkSvg(m));
   return fig;
 }
 

@@ -186,25 +186,25 @@ function bars(rows) {
   return wrap;
 }
 
-function renderBusiest(root, frame, { key, metric, places, utcOffsetH }) {
+function renderBusiest(root, frame, { key, metric, places, utcOffsetH, since }) {
   const part = partLabel(key);
-  const title = withSpan(`Busiest places · ${metric?.label ?? key}${part ? ` (${part})` : ''}`, frame, layerOf(key), utcOffsetH);
+  const title = withSpan(`Busiest places · ${metric?.label ?? key}${part ? ` (${part})` : ''}`, frame, layerOf(key), utcOffsetH, since);
   const busiest = busiestRows(frame, key, places.place);
   fill(root, 'panel-busiest', title, busiest.length ? table(busiest) : el('p', 'muted', 'No value released in view in this window.'));
 }
 
-function renderFlows(root, frame, { manifest, places, utcOffsetH }) {
+function renderFlows(root, frame, { manifest, places, utcOffsetH, since }) {
   const flows = flowRows(frame, places.district);
   const flowsWaiting = pendingSpanText(frame, 'flows', manifest?.layer_windows_s, utcOffsetH);
   const noFlows = flowsWaiting ? `No flows yet: the ${flowsWaiting}.` : 'No flow large enough to show in this window.';
-  fill(root, 'panel-flows', withSpan('Top flows (people)', frame, 'flows', utcOffsetH), flows.length ? table(flows) : el('p', 'muted', noFlows));
+  fill(root, 'panel-flows', withSpan('Top flows (people)', frame, 'flows', utcOffsetH, since), flows.length ? table(flows) : el('p', 'muted', noFlows));
 }
 
 /** A breakdown's city-wide bars from its own frame `bd`, stat `prefix` ("population.persons|origin"). */
-function renderBreakdown(root, id, title, { bd, prefix, dimension, config, utcOffsetH }) {
+function renderBreakdown(root, id, title, { bd, prefix, dimension, config, utcOffsetH, since }) {
   const totals = breakdownTotals(bd, prefix, config?.breakdowns?.[dimension] ?? []);
   const areas = Object.values(bd?.cells ?? {}).filter((s) => prefix.split('|')[0] in s).length;
-  fill(root, id, withSpan(title, bd, layerOf(prefix), utcOffsetH), bars(barRows(totals, dimension)), el('p', 'muted', hiddenNote(totals, areas)));
+  fill(root, id, withSpan(title, bd, layerOf(prefix), utcOffsetH, since), bars(barRows(totals, dimension)), el('p', 'muted', hiddenNote(totals, areas)));
 }
 
 function renderPrivacy(root, frame, manifest) {
@@ -222,11 +222,12 @@ function renderPrivacy(root, frame, manifest) {
  * window and passes them as `breakdownFrames`.
  */
 export function renderPanels(root, frame, { key, metric, config, manifest, places, breakdownFrames = {}, utcOffsetH = 0 }) {
-  renderBusiest(root, frame, { key, metric, places, utcOffsetH });
-  renderFlows(root, frame, { manifest, places, utcOffsetH });
+  const since = config?.data_since_ms ?? null; // a fresh run's start: earlier windows are partial
+  renderBusiest(root, frame, { key, metric, places, utcOffsetH, since });
+  renderFlows(root, frame, { manifest, places, utcOffsetH, since });
   renderBreakdown(root, 'panel-origins', 'Where people come from',
-    { bd: breakdownFrames.origin, prefix: 'population.persons|origin', dimension: 'origin', config, utcOffsetH });
+    { bd: breakdownFrames.origin, prefix: 'population.persons|origin', dimension: 'origin', config, utcOffsetH, since });
   renderBreakdown(root, 'panel-spend', 'Spend by category (CNY)',
-    { bd: breakdownFrames.category, prefix: 'payments.amount_cny|category', dimension: 'category', config, utcOffsetH });
+    { bd: breakdownFrames.category, prefix: 'payments.amount_cny|category', dimension: 'category', config, utcOffsetH, since });
   renderPrivacy(root, frame, manifest);
 }

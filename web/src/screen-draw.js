@@ -41,7 +41,7 @@ function drawLayers(s, descriptors) {
 function drawLegend(s, frame, hex) {
   const key = s.statKey();
   const released = Boolean(hex?.props.data.some((r) => !r.suppressed));
-  const span = spanLabel(frame, layerOf(key), s.city.utc_offset_h);
+  const span = spanLabel(frame, layerOf(key), s.city.utc_offset_h, s.config.data_since_ms ?? null);
   const model = legendModel(s.metrics[s.state.layer], key, hex?.max ?? 1, s.privacyK(), s.city.metro_lines, released, span);
   renderLegend(s.$('legend'), model);
 }
@@ -49,7 +49,9 @@ function drawLegend(s, frame, hex) {
 /** The headline figures at the shown window, from the last /api/v1/totals. */
 export function drawHeadline(s) {
   const frame = s.shownFrame();
-  const models = headlineModel(s.totals.windows, { statistics: s.config.statistics, shownWindowMs: frame?.window_start_ms ?? null });
+  const models = headlineModel(s.totals.windows, {
+    statistics: s.config.statistics, shownWindowMs: frame?.window_start_ms ?? null, dataSinceMs: s.config.data_since_ms ?? null,
+  });
   s.debug.headline = models.map(({ key, label, text, value, windowStartMs, span }) => ({ key, label, text, value, windowStartMs, span }));
   const offset = s.city.utc_offset_h;
   const pending = Object.fromEntries(['payments', 'transit'].map((layer) => [layer, pendingSpanText(frame, layer, s.manifest?.layer_windows_s, offset)]));

@@ -106,6 +106,23 @@ describe('headline figures', () => {
     renderHeadline(document, [spend], 6, 8);
     expect(document.querySelector('#headline .figure-label').textContent).toBe('Spend · 16:00–16:15');
   });
+  it('counts a window that began before a fresh run as partial: its rate over the minutes since the start', () => {
+    // 15 minutes of taps (08:00-08:15 UTC), the run started at 08:11: 400 taps in 4 minutes
+    const spans = { transit: [28_800_000, 29_700_000], population: [29_640_000, 29_700_000] };
+    const windows = [{ window_start_ms: 29_640_000, window_s: 60, totals: { 'transit.tap_in': 400 }, released_cells: { 'transit.tap_in': 3 }, suppressed_cells: {}, spans }];
+    const statistics = { transit: { tap_in: [] } };
+    const [taps] = headlineModel(windows, { statistics, dataSinceMs: 29_460_000 });
+    expect(taps).toMatchObject({ value: 100, span: [29_460_000, 29_700_000], partial: true });
+    document.body.innerHTML = '<section id="headline"></section>';
+    renderHeadline(document, [taps], 6, 8);
+    expect(document.querySelector('#headline .figure-label').textContent).toBe('Transit taps · 16:11–16:15');
+    expect(document.querySelector('#headline .figure-unit').textContent).toBe('taps per minute · since the start');
+    // a start before the window, or none known: the whole window
+    for (const dataSinceMs of [28_000_000, null]) {
+      expect(headlineModel(windows, { statistics, dataSinceMs })[0]).toMatchObject({ value: 400 / 15, partial: false });
+    }
+    expect(withSpan('Top flows (people)', { spans }, 'transit', 8, 29_460_000)).toBe('Top flows (people) · 16:11–16:15, since the start');
+  });
   it('is empty-valued without windows', () => {
     expect(headlineModel([], {}).map((m) => m.text)).toEqual(HEADLINES.map(() => '–'));
   });
