@@ -18,11 +18,6 @@ export function localTime(ms, utcOffsetH = 0) {
 export const layerOf = (key) => key.split('|')[0].split('.')[0];
 
 /**
- * "08:00–08:15": the window a layer's values cover (frame.spans, [start_ms, end_ms]) in the city's
- * local time; '' when the frame does not say. Spend, transit and flows may cover a longer window than
- * people present, so every panel says which one it shows.
- */
-/**
  * The part of a layer's window `span` the pipeline has data for: {from, to, partial}. A window that
  * began before `dataSinceMs` (where a fresh run's data begins, /api/v1/config) covers only its end.
  */
@@ -32,6 +27,12 @@ export function coveredSpan(span, dataSinceMs = null) {
   return { from: partial ? dataSinceMs : span[0], to: span[1], partial };
 }
 
+/**
+ * "08:00–08:15": the window a layer's values cover (frame.spans, [start_ms, end_ms]) in the city's
+ * local time; '' when the frame does not say. Spend, transit and flows may cover a longer window than
+ * people present, so every panel says which one it shows ("08:11–08:15, since the start" when only
+ * its end is covered).
+ */
 export function spanLabel(frame, layer, utcOffsetH = 0, dataSinceMs = null) {
   const covered = coveredSpan(frame?.spans?.[layer], dataSinceMs);
   if (!covered) return '';
