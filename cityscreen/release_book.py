@@ -197,3 +197,33 @@ class StoredBook:
             for key in [k for k, _ in self.log.items() if k.startswith(prefixes)]:
                 self.log.put(key, None)
         self.log.put(META, meta)
+
+
+KEPT = "kept/"  # + span_s: what the gate kept of the last window of that span it released
+
+
+class GateMemory:
+    """The gate's memory per span (cityscreen.privacy.temporal.Memory, packed), in the release book's
+    log beside the book, so that it survives a SIGKILL and moves with the release partition. Read
+    from the log on first use (after Faust's recovery) and again after `forget` (a rebalance)."""
+
+    def __init__(self, log: BookLog | None) -> None:
+        self.log = log
+        self._kept: dict[int, bytes] | None = None
+
+    def _all(self) -> dict[int, bytes]:
+        if self._kept is None:
+            items = [] if self.log is None else self.log.items()
+            self._kept = {int(k[len(KEPT) :]): v for k, v in items if k.startswith(KEPT)}
+        return self._kept
+
+    def get(self, span_s: int) -> bytes | None:
+        return self._all().get(span_s)
+
+    def put(self, span_s: int, packed: bytes) -> None:
+        self._all()[span_s] = packed
+        if self.log is not None:
+            self.log.put(f"{KEPT}{span_s}", packed)
+
+    def forget(self) -> None:
+        self._kept = None

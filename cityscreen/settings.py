@@ -137,6 +137,14 @@ class PrivacySettings(BaseModel):
         "(lower bound stays 0); may add mode and line, never drop one",
     )
     dp_enabled: bool = Field(False, description="add calibrated noise to released counts")
+    across_time: bool = Field(
+        False,
+        description=(
+            "threshold mode: gate each window with what the gate kept of the one before (temporal.py):"
+            " hold values hidden before that did not change, audit both windows as one system. Off by "
+            "default: it does not yet stop every finding of the attacker across time (docs/privacy.md)"
+        ),
+    )
     dp_mechanism: Literal["laplace", "discrete_gaussian"] = "laplace"
     epsilon_per_window: float = Field(1.0, gt=0, le=10, description="epsilon per person per window")
     delta: float = Field(1e-6, ge=0, lt=1e-3, description="delta, used by the discrete Gaussian mechanism")

@@ -27,7 +27,8 @@ from cityscreen.city import City, load_city
 from cityscreen.events import CLEAN_TOPICS, RawEvent
 from cityscreen.frames import Frame
 from cityscreen.offline import CleanRecord, OfflineAggregator
-from cityscreen.privacy.gate import release
+from cityscreen.privacy.gate import release_kept
+from cityscreen.privacy.temporal import Memory
 from cityscreen.settings import Settings
 from services.bench.data import CleanBatch, LoadStats, clean_batches
 
@@ -93,12 +94,13 @@ def city_report(
     settings: Settings, *, minutes: int, persons: int,
     aggregator: Callable[[Settings], OfflineAggregator] = OfflineAggregator,
     events: Events = simulated_events, say: Callable[[str], None] = print,
-    on_window: Callable[[WindowAggregate, list[Frame]], None] | None = None,
+    on_window: Callable[[WindowAggregate, list[Frame]], None] | None = None, hour: int = 8,
 ) -> dict[str, Any]:  # fmt: skip
-    """Simulate WARMUP_S before 08:00 local and `minutes` after it; aggregate; gate; report.
-    `on_window` sees each measured window's exact aggregate and its frames (the attack tests)."""
+    """Simulate WARMUP_S before `hour`:00 local (08:00, the morning peak) and `minutes` after it;
+    aggregate; gate; report. `on_window` sees each measured window's exact aggregate and its frames
+    (the attack tests)."""
     city = load_city(settings.generator.city_file)
-    peak_ms = local_ms(city, PEAK_DAY, hour=8)
+    peak_ms = local_ms(city, PEAK_DAY, hour=hour)
     span_s = WARMUP_S + minutes * 60
     say(f"[report] {persons:,} persons over {span_s // 60} simulated minutes ({WARMUP_S // 60} of warm-up)")
     stats = LoadStats()
@@ -138,13 +140,16 @@ class _Report:
     flows: list[int] = field(default_factory=list)
     gate_s: list[float] = field(default_factory=list)
     covered: defaultdict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    kept: dict[int, Memory | None] = field(default_factory=dict)  # the gate's memory, per window length
 
     def measure(self, windows: Iterator[WindowAggregate]) -> None:
         for aggregate in windows:
             if not self.peak_ms <= aggregate.window_start_ms < self.end_ms:
                 continue  # warm-up, or a base window the idle close added after the simulated time
             started = time.perf_counter()
-            frames = release(aggregate, self.settings.privacy, published_ms=0)
+            frames, self.kept[aggregate.window_s] = release_kept(
+                aggregate, self.settings.privacy, published_ms=0, previous=self.kept.get(aggregate.window_s)
+            )
             self.gate_s.append(time.perf_counter() - started)
             tally_window(aggregate, frames, self.tallies)
             if self.on_window is not None:

@@ -25,8 +25,10 @@ from cityscreen import store_keys
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame, encode_frame, with_span
 from cityscreen.fused import fused_indicators
-from cityscreen.privacy import build_manifest, release
-from cityscreen.release_book import Release, merge_window
+from cityscreen.privacy import build_manifest
+from cityscreen.privacy.gate import release_kept
+from cityscreen.privacy.temporal import Memory
+from cityscreen.release_book import BookLog, GateMemory, Release, merge_window
 from cityscreen.settings import PrivacySettings, Settings
 
 _PACK = msgspec.msgpack.Encoder()
@@ -34,19 +36,32 @@ _AGGREGATE = msgspec.msgpack.Decoder(WindowAggregate)
 _FRAME = msgspec.msgpack.Decoder(Frame)
 
 
-def gate_packed(aggregate: bytes, privacy: PrivacySettings, published_ms: int) -> list[bytes]:
-    """The gate as run in the worker's gate process: a packed aggregate in, packed frames out."""
-    frames = release(_AGGREGATE.decode(aggregate), privacy, published_ms=published_ms)
-    return [_PACK.encode(f) for f in frames]
+Gated = tuple[list[bytes], bytes | None]  # packed frames, and the gate's packed memory of the window
 
 
-def gate_partials(blobs: list[bytes], settings: Settings, published_ms: int) -> list[bytes]:
+def gate_packed(aggregate: bytes, privacy: PrivacySettings, published_ms: int, kept: bytes | None) -> Gated:
+    """The gate as run in the worker's gate process: a packed aggregate (and what the gate kept of the
+    window before) in, packed frames (and what it keeps of this one) out."""
+    return _gated(_AGGREGATE.decode(aggregate), privacy, published_ms, kept)
+
+
+def gate_partials(blobs: list[bytes], settings: Settings, published_ms: int, kept: bytes | None) -> Gated:
     """The gate process's whole job for a complete window: merge its partials into the exact aggregate,
     gate it, pack the frames. The event loop then only stores them."""
-    frames = release(merge_window(blobs, settings), settings.privacy, published_ms=published_ms)
-    return [_PACK.encode(f) for f in frames]
+    return _gated(merge_window(blobs, settings), settings.privacy, published_ms, kept)
 
 
+def _gated(
+    aggregate: WindowAggregate, privacy: PrivacySettings, published_ms: int, kept: bytes | None
+) -> Gated:
+    previous = Memory.unpack(kept)
+    if previous is not None and previous.aggregate.window_start_ms >= aggregate.window_start_ms:
+        previous = None  # kept from a later window (a replay): the window before it is not known here
+    frames, memory = release_kept(aggregate, privacy, published_ms=published_ms, previous=previous)
+    return [_PACK.encode(f) for f in frames], None if memory is None else memory.pack()
+
+
+Gate = tuple[list[Frame] | None, bytes | None]  # a window's frames (None: published already), memory
 SendFrame = Callable[[bytes, bytes], Awaitable[None]]  # (key, value) -> delivered to the frames topic
 
 
@@ -60,6 +75,12 @@ def warm_gate() -> int:
     return os.getpid()
 
 
+def _kept_start(kept: bytes | None) -> int:
+    """The start of the window a packed memory was kept from (-1: none)."""
+    memory = Memory.unpack(kept)
+    return -1 if memory is None else memory.aggregate.window_start_ms
+
+
 class ReleaseSink:
     def __init__(
         self,
@@ -68,26 +89,37 @@ class ReleaseSink:
         settings: Settings,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         gate_pool: Executor | None = None,
+        kept_log: BookLog | None = None,
     ) -> None:
         self.redis, self.send_frame, self.settings, self.clock_ms = redis, send_frame, settings, clock_ms
+        # what the gate kept of the last window released per span (privacy across time, temporal.py)
+        self.memory = GateMemory(kept_log)
+        self._last: dict[int, asyncio.Future[Gate]] = {}  # the latest gating per span, across batches
+        self._chained = settings.privacy.across_time and not settings.privacy.dp_enabled
         # the gate is CPU-bound (seconds per window): in a process pool it runs on the other core while
         # the worker's event loop keeps aggregating; the sink still calls it, so nothing bypasses it
         self.gate_pool = gate_pool
 
-    async def _gate(self, aggregate: WindowAggregate | list[bytes]) -> list[Frame]:
+    async def _gate(
+        self, aggregate: WindowAggregate | list[bytes], kept: bytes | None
+    ) -> tuple[list[Frame], bytes | None]:
         published_ms = self.clock_ms()
         if isinstance(aggregate, list):  # a window's partials: merged where they are gated
-            gate = functools.partial(gate_partials, aggregate, self.settings, published_ms)
-        elif self.gate_pool is None:
-            return release(aggregate, self.settings.privacy, published_ms=published_ms)
+            gate = functools.partial(gate_partials, aggregate, self.settings, published_ms, kept)
         else:
             # msgpack both ways: pickling a dense window's nested structs costs the loop about 25x more
             gate = functools.partial(
-                gate_packed, _PACK.encode(aggregate), self.settings.privacy, published_ms
+                gate_packed, _PACK.encode(aggregate), self.settings.privacy, published_ms, kept
             )
         loop = asyncio.get_running_loop()
-        packed = gate() if self.gate_pool is None else await loop.run_in_executor(self.gate_pool, gate)
-        return [_FRAME.decode(f) for f in packed]
+        pool = self.gate_pool
+        packed, memory = gate() if pool is None else await loop.run_in_executor(pool, gate)
+        return [_FRAME.decode(f) for f in packed], memory
+
+    def forget(self) -> None:
+        """The release partition moved: read the gate's memory from the log again when next needed."""
+        self.memory.forget()
+        self._last.clear()
 
     async def publish_manifest(self) -> None:
         w = self.settings.window
@@ -118,16 +150,26 @@ class ReleaseSink:
         `ReleaseBook.take_complete` returns them (the gate process merges them into the exact
         aggregate). Gating starts at once, each window in the gate pool; storing waits for `after`
         (the previous batch's store). A window already published (a replay after a crash) is neither
-        gated nor stored again. Returns the frames stored, by release."""
+        gated nor stored again. Returns the frames stored, by release.
+
+        With `privacy.across_time`, windows of one span are gated one after the other: each needs what
+        the gate kept of the one before. That memory is kept once its window is stored."""
         jobs = [self._job(w) for w in windows]  # all checked before any is gated
-        gatings = [(rel, asyncio.ensure_future(self._gate_new(rel, w))) for rel, w in jobs]
+        gatings = []
+        for rel, w in jobs:
+            gating = asyncio.ensure_future(self._gate_new(rel, w, self._last.get(rel.span_s)))
+            if self._chained:  # otherwise every window is gated at once, in parallel
+                self._last[rel.span_s] = gating
+            gatings.append((rel, gating))
         if after is not None:
             await after
         stored: dict[Release, list[Frame]] = {}
         for rel, gating in gatings:
-            frames = await gating
+            frames, memory = await gating
             if frames is not None:
                 stored[rel] = await (self._store_span(frames) if rel.span_s else self._store(frames))
+            if memory is not None and memory is not self.memory.get(rel.span_s):
+                self.memory.put(rel.span_s, memory)
         return stored
 
     def _job(self, window: Releasable) -> tuple[Release, WindowAggregate | list[bytes]]:
@@ -155,15 +197,29 @@ class ReleaseSink:
         stored = await self.release(ordered)
         return [stored.get(self.release_of(a), []) for a in ordered]
 
-    async def _gate_new(self, rel: Release, aggregate: WindowAggregate | list[bytes]) -> list[Frame] | None:
+    async def _gate_new(
+        self, rel: Release, aggregate: WindowAggregate | list[bytes], before: asyncio.Future[Gate] | None
+    ) -> Gate:
+        """The window's frames and the gate's memory of it (None, None: published already). `before`:
+        the latest gating of this span before it (this batch or an earlier one), whose memory it uses."""
+        kept = self.memory.get(rel.span_s)
+        if before is not None:
+            try:
+                kept = (await before)[1]
+            except Exception:  # that batch's own await raises it; go on from the log
+                kept = self.memory.get(rel.span_s)
         if await self.is_published(rel.start_ms, rel.span_s):
-            return None
+            if not self._chained or _kept_start(kept) >= rel.start_ms:
+                return None, kept  # a replay: the next window goes on from the memory kept before
+            # published, but its memory was lost with a crash: gated again (and not stored twice), so
+            # the next window is gated as it would have been
+            return None, (await self._gate(aggregate, kept))[1]
         # wall time from asking for the gate to having its frames, waits for a free gate process included:
         # what an operator sees delay a window (cityscreen_gate_seconds_total, deploy/observability)
         started_s = time.monotonic()
-        frames = await self._gate(aggregate)
+        frames, memory = await self._gate(aggregate, kept)
         await self.count(gate_ms=round((time.monotonic() - started_s) * 1000), windows_gated=1)
-        return frames
+        return frames, memory
 
     async def _store_span(self, frames: list[Frame]) -> list[Frame]:
         """A longer window's frames: kept under their own keys; base-window frames show them (`_store`)."""

@@ -25,6 +25,8 @@ class WindowReleaser(Protocol):
         self, windows: Sequence[tuple[Release, Sequence[bytes]]], *, after: Awaitable[object] | None = None
     ) -> dict[Release, list[Frame]]: ...
 
+    def forget(self) -> None: ...
+
 
 class ReleaseAgent:
     def __init__(self, log: BookLog, sink: WindowReleaser, *, partitions: int, window_s: int) -> None:
@@ -42,8 +44,10 @@ class ReleaseAgent:
     def revoked(self) -> None:
         """Partitions moved away: forget the book in memory. Another worker may book partials while
         this one holds none, and on a later assignment the book is read again from its log, which
-        holds them; a copy kept from before misses them and releases those windows without them."""
+        holds them; a copy kept from before misses them and releases those windows without them.
+        The gate's memory goes the same way (it lives in the same log)."""
         self._book = None
+        self.sink.forget()
 
     def on_batch(self, values: Sequence[bytes]) -> None:
         """Book a batch of partials-topic records and start releasing the windows they complete.

@@ -110,11 +110,13 @@ def build_worker(
     async def send_dead(value: bytes) -> object:
         return await deadletter.send(key=None, value=value, force=True)
 
-    sink = ReleaseSink(aioredis.Redis.from_url(settings.redis.url), send_frame, settings, gate_pool=gate_pool)
+    book_log = TableBookLog(book_table)  # the release book and the gate's memory, moving together
+    sink = ReleaseSink(aioredis.Redis.from_url(settings.redis.url), send_frame, settings, gate_pool=gate_pool,
+                       kept_log=book_log)  # fmt: skip
     engine = Engine(AggConfig.from_settings(settings), ChunkedLog(TableLog(state_table)))
     aggregator = AggregateAgent(engine, settings.window, send_partial=send_partial, send_dead=send_dead,
                                 stats=sink, consumer=FaustConsumer(app), log=app.log)  # fmt: skip
-    releaser = ReleaseAgent(TableBookLog(book_table), sink, partitions=settings.kafka.partitions,
+    releaser = ReleaseAgent(book_log, sink, partitions=settings.kafka.partitions,
                             window_s=settings.window.window_s)  # fmt: skip
     private: Any = app  # Faust's types declare neither its recovery service nor the consumer's offsets
     guard = RecoveryGuard(lambda: private.tables.recovery, lambda: private.consumer, app.log)

@@ -11,6 +11,7 @@ applied, and released totals are not re-made consistent with their parts (docume
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -20,15 +21,27 @@ from cityscreen.privacy.accountant import Budget, budget, family_name
 from cityscreen.privacy.noise import discrete_gaussian, keyed_uniform, laplace, noise_rng
 from cityscreen.privacy.structure import AMOUNT_METRICS, Structure, build_structure
 from cityscreen.privacy.suppression import primary, suppress
+from cityscreen.privacy.temporal import Memory
 from cityscreen.settings import PrivacySettings
 
 ALL_LAYERS = (*LAYERS, "flows")
 
 
-def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int) -> list[Frame]:
+def release(
+    aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int, previous: Memory | None = None
+) -> list[Frame]:
     """Frames for every resolution of the window (finest first); suppressed values are None."""
+    return release_kept(aggregate, privacy, published_ms=published_ms, previous=previous)[0]
+
+
+def release_kept(
+    aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int, previous: Memory | None = None
+) -> tuple[list[Frame], Memory | None]:
+    """`release`, and what the gate keeps for the next window of the same span (threshold mode with
+    `across_time` only: None otherwise). `previous`: what it kept of the window just before, if any."""
     resolutions = sorted(aggregate.cells, reverse=True)
     structure = build_structure(aggregate)
+    kept: Memory | None = None
     k = privacy.min_persons
     if privacy.dp_enabled:
         plan = budget(privacy, window_s=aggregate.window_s, resolutions=resolutions)
@@ -36,13 +49,17 @@ def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_m
         flows = _noisy_flows(aggregate, privacy, plan)
         frame_privacy = FramePrivacy(k, True, plan.epsilon_per_window, plan.mechanism)
     else:
+        before = None if previous is None or not privacy.across_time else previous.previous()
         hidden = suppress(
             structure,
             k,
             privacy.dominance_share,
             min_whole_numbers=privacy.interval_min_whole_numbers,
             dimensions=privacy.presence_protected_dimensions,
+            previous=before,
         )
+        if privacy.across_time:
+            kept = Memory.of(aggregate, hidden)
         values = structure.value
         flows = [
             ReleasedFlow(f.origin, f.dest, f.kind, float(f.persons) if f.persons >= k else None)
@@ -52,7 +69,7 @@ def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_m
     per_res = _cells(structure, hidden, shown_numbers(values))
     span = [aggregate.window_start_ms, aggregate.window_end_ms]
     spans = {layer: span for layer in aggregate.layers or ALL_LAYERS}
-    return [
+    frames = [
         Frame(
             v=FRAME_VERSION,
             window_start_ms=aggregate.window_start_ms,
@@ -66,6 +83,7 @@ def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_m
         )
         for res in resolutions
     ]
+    return frames, kept
 
 
 def _cells(
@@ -163,3 +181,16 @@ def _noisy_flows(aggregate: WindowAggregate, privacy: PrivacySettings, plan: Bud
             persons = noisy if noisy >= k else None
         out.append(ReleasedFlow(f.origin, f.dest, f.kind, persons))
     return out
+
+
+def release_series(
+    aggregates: Iterable[WindowAggregate], privacy: PrivacySettings, *, published_ms: int = 0
+) -> Iterator[tuple[WindowAggregate, list[Frame]]]:
+    """Each window's frames, released in the order given with what the gate kept of the window before
+    it of the same length, as the release sink does (streams/release.py)."""
+    kept: dict[int, Memory | None] = {}
+    for aggregate in aggregates:
+        frames, kept[aggregate.window_s] = release_kept(
+            aggregate, privacy, published_ms=published_ms, previous=kept.get(aggregate.window_s)
+        )
+        yield aggregate, frames

@@ -109,6 +109,9 @@ class Protection:
         )
         self.count = np.array([m not in AMOUNT_METRICS for m in structure.metric], dtype=bool)
         self.cache: dict[bytes, np.ndarray] = {}
+        # values no mask of this structure can protect (temporal.JointAudit.given): never flagged, so
+        # that propagation does not stop at them before the programs see the rest of their group
+        self.ignore = np.zeros(n, dtype=bool)
 
     def flagged(self, suppressed: np.ndarray) -> list[int]:
         """Suppressed values that break a rule. Bounds propagated through the equations (with the floors,
@@ -185,7 +188,7 @@ class Protection:
     def _failing(self, vars_: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         pinned = (whole_numbers(lo, hi) < self.m) & ~self.zero[vars_]
         present = self.presence[vars_] & (lo > _EPS)
-        return np.asarray(pinned | present)
+        return np.asarray((pinned | present) & ~self.ignore[vars_])
 
     def intervals(
         self, suppressed: np.ndarray, vars_: np.ndarray, eqs: np.ndarray

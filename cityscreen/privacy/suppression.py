@@ -10,11 +10,14 @@ Each repair suppresses the smallest released value, which keeps as much of the c
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from cityscreen.privacy.auditor import Auditor
 from cityscreen.privacy.protection import Protection
 from cityscreen.privacy.structure import AMOUNT_METRICS, Structure
+from cityscreen.privacy.temporal import JointAudit, Previous, carried
 from cityscreen.settings import PROTECTED_DIMENSIONS
 
 MAX_AUDIT_ROUNDS = 25
@@ -101,11 +104,11 @@ class _Fixpoint:
             hidden = [m for m in members if flag[m] and not public[m]]
             if not flag[head]:
                 if hidden and not residual_ok(hidden):
-                    pick = smallest([m for m in members if not flag[m]])
+                    pick = smallest([m for m in members if not flag[m] and not public[m]])
                     hide(head if pick is None else pick, pending)
                     pending.append(e)
             elif not hidden:
-                pick = smallest([m for m in members if not flag[m]])
+                pick = smallest([m for m in members if not flag[m] and not public[m]])
                 if pick is not None:
                     hide(pick, pending)
 
@@ -129,28 +132,35 @@ def suppress(
     *,
     min_whole_numbers: int = 3,
     dimensions: tuple[str, ...] | list[str] = PROTECTED_DIMENSIONS,
+    previous: Previous | None = None,
 ) -> np.ndarray:
     """The suppression mask: primary suppressions plus every complementary one they need, until the
-    auditor recovers nothing and every protection interval holds (protection.py)."""
+    auditor recovers nothing and every protection interval holds (protection.py). With `previous` (the
+    window released just before, same span), also across the two windows (temporal.py)."""
     sup = primary(structure, min_persons, dominance_share)
     auditor = Auditor(structure)  # same answers as audit.determined, cached across the rounds
-    rules = Protection(
-        structure,
-        auditor.idx,
-        auditor.coef,
-        min_persons=min_persons,
-        min_whole_numbers=min_whole_numbers,
-        dimensions=dimensions,
-    )
+    kw: dict[str, Any] = {
+        "min_persons": min_persons, "min_whole_numbers": min_whole_numbers, "dimensions": dimensions
+    }  # fmt: skip
+    rules: Protection | JointAudit
+    if previous is None:
+        rules, known = Protection(structure, auditor.idx, auditor.coef, **kw), None
+    else:
+        held, known = carried(previous, structure)
+        sup |= held
+        rules = JointAudit(previous, structure, **kw)
+        rules.given(known)
 
     def leaks() -> list[int]:
         # A value the equations determine has a program interval of one number, so the protection
         # rules flag everything the equation auditor (audit.determined, tested against the result)
         # would, and more: its rank test is not run again here (with transit mode = its lines, most
         # transit groups lost their exact proof of freedom and cost a dense eigh per round)
-        return rules.flagged(sup)
+        return rules.flagged(sup if known is None else sup & ~known)
 
     fix = _Fixpoint(structure, sup, min_persons, dominance_share, auditor)
+    if known is not None:  # released last window and unchanged: known, like a known zero
+        fix.public = [p or q for p, q in zip(fix.public, known.tolist(), strict=True)]
     fix.run(list(range(len(structure.equations))))
     for _ in range(MAX_AUDIT_ROUNDS):
         found = leaks()
@@ -184,7 +194,7 @@ def _widen(fix: _Fixpoint, v: int, pending: list[int]) -> None:
                     continue
                 seen_eq.add(e)
                 head, members = equations[e]
-                cand = fix._smallest([w for w in (head, *members) if not hidden[w]])
+                cand = fix._smallest([w for w in (head, *members) if not hidden[w] and not fix.public[w]])
                 if cand is not None and (best is None or value[cand] < value[best]):
                     best = cand
                 for w in (head, *members):

@@ -249,14 +249,15 @@ def expected_frames(
     before its end (the latest one), as released on their own."""
     from cityscreen.frames import encode_frame
     from cityscreen.fused import fused_indicators
-    from cityscreen.privacy import release
+    from cityscreen.privacy.gate import release_series
 
     base_s = settings.window.window_s
     out: dict[tuple[int, int], bytes] = {}
     previous: dict[tuple[int, int], object] = {}
     longer: dict[tuple[int, int, int], Any] = {}  # (span_s, res, start) -> its released frame
-    for agg in sorted(aggregates, key=lambda a: (a.window_start_ms + a.window_s * 1000, -a.window_s)):
-        for frame in release(agg, settings.privacy, published_ms=0):
+    ordered = sorted(aggregates, key=lambda a: (a.window_start_ms + a.window_s * 1000, -a.window_s))
+    for agg, frames in release_series(ordered, settings.privacy):
+        for frame in frames:
             if agg.window_s != base_s:
                 longer[(agg.window_s, frame.res, frame.window_start_ms)] = frame
                 continue

@@ -4,23 +4,39 @@ reader who knows where the truth persists (the strongest form of that guess) add
 value(before) = value(after) for those keys to both minutes' equations and solves them as one system.
 
 A finding is then a suppressed value of either minute that the joint system pins, or a protected
-category under k persons that it proves present, which neither minute alone gave away.
+category under k persons that it proves present, which neither minute alone gave away. A value hidden in
+one minute and released in the other, unchanged, is no finding (`secrets_only`): it was published.
+
+Some findings no release of the later minute can prevent: the earlier release, the key sets and the
+granted persistence give them away with the later minute all hidden (a newcomer's age bands, when its
+parent's and every neighbour's persisted, are 0 but its own). `beyond_given` is what the later release
+adds to those: what a gate that knows the earlier minute answers for.
 """
 
 from __future__ import annotations
 
+import msgspec
+
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame
-from tests.support.interval_attacker import Interval, Knowledge, measures, solve_system
+from cityscreen.privacy.structure import build_structure
+from tests.support.interval_attacker import Interval, Knowledge, findings, persons_of, solve_system
 from tests.support.privacy_helpers import VarKey, knowledge
 
 Key = tuple[int, int, str, str]  # (window start, res, cell, stat key)
 
 
 def persisting(before: WindowAggregate, after: WindowAggregate) -> set[VarKey]:
-    """The keys whose true value is the same in both windows: what this attacker is granted."""
-    old = {key: m.value for key, m in measures(before)}
-    return {key for key, m in measures(after) if old.get(key) == m.value}
+    """The keys whose true value is the same in both windows: what this attacker is granted. Every key
+    a frame lists counts, an empty category of a breakdown too (the engine lists them; an empty one
+    that stayed empty persisted), so the truth is read with the breakdowns' categories filled in."""
+    old = _truth(before)
+    return {key for key, value in _truth(after).items() if old.get(key) == value}
+
+
+def _truth(aggregate: WindowAggregate) -> dict[VarKey, float]:
+    structure = build_structure(aggregate)  # the truth as the frames list it (filled with zeros)
+    return dict(zip(structure.keys, structure.value.tolist(), strict=True))
 
 
 def across_time(before: list[Frame], after: list[Frame], persist: set[VarKey]) -> dict[Key, Interval]:
@@ -41,6 +57,50 @@ def across_time(before: list[Frame], after: list[Frame], persist: set[VarKey]) -
         side, _, cell = tagged.partition("|")
         out[(starts[int(side)], res, cell, key)] = interval
     return out
+
+
+def secrets_only(
+    found: dict[Key, Interval], before: list[Frame], after: list[Frame], persist: set[VarKey]
+) -> dict[Key, Interval]:
+    """`found` less the hidden values whose unchanged twin the other minute released."""
+    shown = [
+        {(f.res, cell, key) for f in frames for cell, values in f.cells.items() for key, v in values.items()
+         if v is not None}
+        for frames in (before, after)
+    ]  # fmt: skip
+    starts = (before[0].window_start_ms, after[0].window_start_ms)
+    out = {}
+    for (start, res, cell, key), interval in found.items():
+        other = shown[1] if start == starts[0] else shown[0]
+        if not ((res, cell, key) in persist and (res, cell, key) in other):
+            out[(start, res, cell, key)] = interval
+    return out
+
+
+def blank(frames: list[Frame]) -> list[Frame]:
+    """The frames with every value hidden, keys kept: the least a release of that window can say."""
+    return [
+        msgspec.structs.replace(
+            f,
+            cells={c: dict.fromkeys(v) for c, v in f.cells.items()},
+            flows=[msgspec.structs.replace(flow, persons=None) for flow in f.flows],
+        )
+        for f in frames
+    ]
+
+
+def beyond_given(
+    windows: list[WindowAggregate], before: list[Frame], after: list[Frame], k: int
+) -> tuple[list[Key], list[Key]]:
+    """(pinned, proven present) across the two minutes that are not found with `after` blank."""
+    persist = persisting(*windows)
+    persons = persons_of(windows)
+
+    def found(later: list[Frame]) -> tuple[list[Key], list[Key]]:
+        return findings(secrets_only(across_time(before, later, persist), before, later, persist), persons, k)
+
+    (pinned, present), (pinned0, present0) = found(after), found(blank(after))
+    return [p for p in pinned if p not in set(pinned0)], [p for p in present if p not in set(present0)]
 
 
 def _tagged(system: Knowledge, side: int) -> Knowledge:

@@ -40,7 +40,7 @@ async def test_the_pooled_gate_releases_exactly_what_the_in_process_gate_does() 
     direct = [encode_frame(f) for f in release(aggregate, settings.privacy, published_ms=123)]
     with ThreadPoolExecutor(max_workers=1) as pool:
         sink = ReleaseSink(None, send, settings, clock_ms=lambda: 123, gate_pool=pool)
-        pooled = [encode_frame(f) for f in await sink._gate(aggregate)]
+        pooled = [encode_frame(f) for f in (await sink._gate(aggregate, None))[0]]
     assert pooled == direct
     assert any(b"null" in f for f in direct), "the aggregate must exercise suppression"
     assert any(b'"payments.amount_cny' in f for f in direct)
