@@ -54,11 +54,19 @@ def gate_partials(blobs: list[bytes], settings: Settings, published_ms: int, kep
 def _gated(
     aggregate: WindowAggregate, privacy: PrivacySettings, published_ms: int, kept: bytes | None
 ) -> Gated:
+    frames, memory = _released(aggregate, privacy, published_ms, kept)
+    return [_PACK.encode(f) for f in frames], memory
+
+
+def _released(
+    aggregate: WindowAggregate, privacy: PrivacySettings, published_ms: int, kept: bytes | None
+) -> tuple[list[Frame], bytes | None]:
+    """The gate with its memory unpacked and packed again: what every path of the sink calls."""
     previous = Memory.unpack(kept)
     if previous is not None and previous.aggregate.window_start_ms >= aggregate.window_start_ms:
         previous = None  # kept from a later window (a replay): the window before it is not known here
     frames, memory = release_kept(aggregate, privacy, published_ms=published_ms, previous=previous)
-    return [_PACK.encode(f) for f in frames], None if memory is None else memory.pack()
+    return frames, None if memory is None else memory.pack()
 
 
 Gate = tuple[list[Frame] | None, bytes | None]  # a window's frames (None: published already), memory
@@ -106,6 +114,8 @@ class ReleaseSink:
         published_ms = self.clock_ms()
         if isinstance(aggregate, list):  # a window's partials: merged where they are gated
             gate = functools.partial(gate_partials, aggregate, self.settings, published_ms, kept)
+        elif self.gate_pool is None:  # in this process: no need to pack the frames
+            return _released(aggregate, self.settings.privacy, published_ms, kept)
         else:
             # msgpack both ways: pickling a dense window's nested structs costs the loop about 25x more
             gate = functools.partial(

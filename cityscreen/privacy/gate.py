@@ -27,11 +27,9 @@ from cityscreen.settings import PrivacySettings
 ALL_LAYERS = (*LAYERS, "flows")
 
 
-def release(
-    aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int, previous: Memory | None = None
-) -> list[Frame]:
+def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int) -> list[Frame]:
     """Frames for every resolution of the window (finest first); suppressed values are None."""
-    return release_kept(aggregate, privacy, published_ms=published_ms, previous=previous)[0]
+    return release_kept(aggregate, privacy, published_ms=published_ms)[0]
 
 
 def release_kept(

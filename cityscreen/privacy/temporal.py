@@ -137,7 +137,6 @@ class JointAudit:
         self.before = np.asarray(previous.hidden, dtype=bool)
         idx, coef = equation_table(self.structure)
         self.rules = Protection(self.structure, idx, coef, **rules)
-        self.inherent = np.zeros(0, dtype=np.int64)
 
     def given(self, known: np.ndarray) -> None:
         """What the rules flag with every value of this window hidden but the known ones: the previous
@@ -145,8 +144,7 @@ class JointAudit:
         (a newcomer's categories, when its parent's and every neighbour's persisted). Hiding more here
         cannot help, so they are no reason to hide more (tests/unit/test_gate_across_time.py)."""
         mask = np.concatenate([self.before, ~np.asarray(known, dtype=bool)])
-        self.inherent = np.asarray(self.rules.flagged(mask), dtype=np.int64)
-        self.rules.ignore[self.inherent] = True
+        self.rules.ignore[self.rules.flagged(mask)] = True
         self.rules.cache.clear()  # answers found before they were ignored
 
     def flagged(self, secret: np.ndarray) -> list[int]:
