@@ -174,6 +174,34 @@ class PrivacySettings(BaseModel):
         return dims
 
 
+class NowSettings(BaseModel):
+    """The provisional "now" layer: people present, released every tick under a per-person-day budget
+    (cityscreen/privacy/person_day.py)."""
+
+    tick_s: int = Field(2, ge=1, le=60, description="seconds between provisional releases (a tree tick)")
+    epsilon_per_person_day: float = Field(
+        3.0, gt=0, le=10, description="(epsilon, delta) of everything the now layer releases per person-day"
+    )
+    delta_per_person_day: float = Field(1e-6, gt=0, lt=1e-3, description="delta of that statement")
+    max_changes_per_day: int = Field(
+        8,
+        ge=2,
+        le=64,
+        description="presence changes (arrive, move cell, leave) one person makes count per day and "
+        "resolution; the last allowed one takes them off the now layer until the day ends",
+    )
+    settle_s: int = Field(
+        600,
+        ge=0,
+        le=3600,
+        description="a person moves to a cell on the now layer once there this long with no report from "
+        "elsewhere, so the towers passed on a trip are not changes",
+    )
+    resolutions: list[int] = Field(
+        [8, 7], description="resolutions with their own noisy tree; coarser ones are sums of the coarsest"
+    )
+
+
 class GatewaySettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="gateway HTTP port; 0 = free")
@@ -238,6 +266,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     window: WindowSettings = WindowSettings()
     privacy: PrivacySettings = PrivacySettings()
+    now: NowSettings = NowSettings()
     gateway: GatewaySettings = GatewaySettings()
     generator: GeneratorSettings = GeneratorSettings()
 
@@ -253,6 +282,21 @@ class Settings(BaseSettings):
                     f"multiples of CITY_WINDOW__{name} ({w}), so that no window straddles a pseudonym "
                     f"rotation"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _now_layer_fits(self) -> Settings:
+        stray = sorted(set(self.now.resolutions) - set(self.window.resolutions))
+        if not self.now.resolutions or stray:
+            raise ValueError(
+                f"CITY_NOW__RESOLUTIONS ({self.now.resolutions}) must be a non-empty subset of the released "
+                f"resolutions {self.window.resolutions} (CITY_WINDOW__H3_RES and CITY_WINDOW__ROLLUP_RES)"
+            )
+        if self.pseudonym_rotation_s % self.now.tick_s:
+            raise ValueError(
+                f"CITY_NOW__TICK_S ({self.now.tick_s}) must divide CITY_PSEUDONYM_ROTATION_S "
+                f"({self.pseudonym_rotation_s}): the now layer's tree covers one period in whole ticks"
+            )
         return self
 
     @model_validator(mode="after")

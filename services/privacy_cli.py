@@ -52,11 +52,7 @@ def _default_city(settings: Settings, minutes: int, persons: int | None, out: Pa
         persons=persons or run_persons(settings),
         say=typer.echo,
     )
-    text = json.dumps(doc, indent=2)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
-    typer.echo(text)
+    _write(doc, out)
 
 
 @privacy_app.command("report")
@@ -88,6 +84,45 @@ def report(
         raise CityScreenError("say what to report on: --aggregates FILE or --synthetic PERSONS")
     rows = survival_report(aggs, ks=tuple(k))
     typer.echo(json.dumps(rows, indent=2) if as_json else format_report(rows))
+
+
+@privacy_app.command("now-report")
+def now_report_command(
+    ctx: typer.Context,
+    persons: int | None = typer.Option(None, min=1, help="population (default: as make run)"),
+    hours: str = typer.Option("8,12,18,22", help="local hours to release at, inside one pseudonym period"),
+    out: Path | None = typer.Option(None, help="also write the JSON here"),
+) -> None:
+    """How close the now layer's noisy people-present values come to the exact ones, at the default
+    budget per person-day, on the make-run city (plus the day's noisiest tick up to the last hour)."""
+    from services.now_report import now_report
+    from services.up import run_persons
+
+    settings: Settings = ctx.obj
+    try:
+        wanted = sorted({int(h) for h in hours.split(",")})
+    except ValueError:
+        wanted = []
+    if not wanted or not all(0 <= h <= 23 for h in wanted):
+        raise CityScreenError(
+            f"--hours takes local hours 0 to 23 separated by commas, e.g. 8,12; got {hours!r}"
+        )
+    doc = now_report(settings, persons=persons or run_persons(settings), hours=wanted, say=typer.echo)
+    target = doc["target"]
+    typer.echo(
+        f"[now] res-{target['res']} median relative error, worst moment: {target['worst_median']:.4f} "
+        f"(limit {target['relative_error_limit']}: ratio {target['ratio_to_limit']:.2f}); "
+        f"epsilon per person-day {doc['budget']['epsilon_per_person_day']:.3f}"
+    )
+    _write(doc, out)
+
+
+def _write(doc: dict[str, object], out: Path | None) -> None:
+    text = json.dumps(doc, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(text)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import json
 
-import typer
-from typer.testing import CliRunner
-
 from cityscreen.settings import Settings
-from services.privacy_cli import register
+from tests.support.privacy_cli import invoke
 
 
 def run(*args: str) -> str:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root(ctx: typer.Context) -> None:
-        ctx.obj = Settings()
-
-    register(app)
-    result = CliRunner().invoke(app, list(args))
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     return result.output
 

@@ -1,0 +1,167 @@
+"""The now layer at one tick: the noisy running stock of people present in every cell of the city.
+
+- Keys: every cell overlapping the city's box at each tree resolution, present in every release with
+  or without anyone in it, so which keys a frame holds says nothing about the data.
+- Values: the exact running stock (bounded_presence.py) plus the cell's tree noise at the tick
+  (continual.py), calibrated per person-day (person_day.py). The noise of a node is keyed by the
+  secret, the period, the resolution, the cell and the node, so a replay or a second read gives the
+  same value.
+- Release: a value is shown only when its noisy value is at least k; resolutions coarser than the
+  trees are sums of the coarsest tree's noisy values (every cell's, shown or not), so they cost nothing
+  more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import h3
+import numpy as np
+
+from cityscreen.city import BBox
+from cityscreen.privacy.continual import Z_90, running_release
+from cityscreen.privacy.person_day import NowBudget
+
+
+def city_cells(box: BBox, res: int) -> list[str]:
+    """Every cell at `res` overlapping the city's box, sorted."""
+    corners = [
+        (box.min_lat, box.min_lng),
+        (box.min_lat, box.max_lng),
+        (box.max_lat, box.max_lng),
+        (box.max_lat, box.min_lng),
+    ]
+    return sorted(h3.h3shape_to_cells_experimental(h3.LatLngPoly(corners), res, contain="overlap"))
+
+
+@dataclass(frozen=True)
+class NowRelease:
+    """One resolution's provisional values at one tick."""
+
+    res: int
+    cells: list[str]
+    noisy: np.ndarray  # every cell's noisy running stock (int64)
+    sd: np.ndarray  # its noise's standard deviation
+
+    def shown(self, min_persons: int) -> np.ndarray:
+        """Which cells' values are released: noisy value at least k."""
+        mask: np.ndarray = self.noisy >= min_persons
+        return mask
+
+    def interval_90(self) -> np.ndarray:
+        """Half-width of each value's 90% interval (the tooltip's)."""
+        half: np.ndarray = Z_90 * self.sd
+        return half
+
+
+def stream_labels(period_start_ms: int, res: int, cells: list[str]) -> list[bytes]:
+    """One noise stream per (period, resolution, cell) of people present."""
+    return [b"now|v1|%d|%d|%s|population.persons" % (period_start_ms, res, c.encode()) for c in cells]
+
+
+def release_tick(
+    stock: Mapping[int, Mapping[str, int]],
+    *,
+    tick: int,
+    period_start_ms: int,
+    budget: NowBudget,
+    secret: bytes,
+    cells: Mapping[int, list[str]],
+    coarser: tuple[int, ...] = (),
+) -> dict[int, NowRelease]:
+    """The now layer at `tick`: `stock[res][cell]` is the bounded running stock at each tree resolution
+    (cells not listed hold nobody); `cells[res]` the fixed key set of each resolution; `coarser` the
+    resolutions summed from the coarsest tree."""
+    noise = budget.noise(secret)
+    out: dict[int, NowRelease] = {}
+    for res in budget.resolutions:
+        keys = cells[res]
+        known = set(keys)
+        stray = [c for c in stock.get(res, {}) if c not in known]
+        if stray:
+            raise ValueError(
+                f"{len(stray)} cells at resolution {res} lie outside the city's key set (e.g. {stray[0]}): "
+                "positions outside the city's box must be dropped at ingest"
+            )
+        true = np.array([stock.get(res, {}).get(c, 0) for c in keys], dtype=np.int64)
+        noisy = running_release(true, stream_labels(period_start_ms, res, keys), tick, noise)
+        out[res] = NowRelease(res, keys, noisy, np.full(len(keys), budget.sd(tick)))
+    base = out[min(budget.resolutions)]
+    for res in coarser:
+        out[res] = summed(base, res)
+    return out
+
+
+def summed(fine: NowRelease, res: int) -> NowRelease:
+    """A coarser resolution as sums of every fine cell's noisy value (post-processing)."""
+    parents = [h3.cell_to_parent(c, res) for c in fine.cells]
+    keys = sorted(set(parents))
+    index = {c: i for i, c in enumerate(keys)}
+    at = np.array([index[p] for p in parents], dtype=np.int64)
+    noisy = np.bincount(at, weights=fine.noisy, minlength=len(keys)).round().astype(np.int64)
+    var = np.bincount(at, weights=fine.sd**2, minlength=len(keys))
+    return NowRelease(res, keys, noisy, np.sqrt(var))
+
+
+class RunningStock:
+    """The release side of the now layer over one period: moves of every partition (cell left, cell
+    entered, time; no person), folded into each cell's running stock tick by tick, then released.
+    A tick is released once every partition's watermark has passed its end; a move for a tick
+    already released means a watermark lied, and is refused."""
+
+    def __init__(
+        self,
+        budget: NowBudget,
+        *,
+        period_start_ms: int,
+        secret: bytes,
+        cells: Mapping[int, list[str]],
+        coarser: tuple[int, ...] = (),
+    ) -> None:
+        self.budget, self.period_start_ms, self.secret = budget, period_start_ms, secret
+        self.cells, self.coarser = cells, coarser
+        self.stock: dict[int, dict[str, int]] = {res: {} for res in budget.resolutions}
+        self.released_tick = 0
+        self._pending: dict[int, list[tuple[int, str, int]]] = {}  # tick -> (res, cell, +1 or -1)
+
+    def tick_of_ms(self, ts_ms: int) -> int:
+        """The tick holding `ts_ms` (ticks count from 1)."""
+        return (ts_ms - self.period_start_ms) // (self.budget.tick_s * 1000) + 1
+
+    def add(self, res: int, moves: list[tuple[int, str | None, str | None]]) -> None:
+        """Moves at resolution `res`: (ts_ms, cell left or None, cell entered or None)."""
+        for ts_ms, left, entered in moves:
+            tick = self.tick_of_ms(ts_ms)
+            if tick <= self.released_tick:
+                raise ValueError(
+                    f"a move at tick {tick} arrived after tick {self.released_tick} was released: a "
+                    "partition's watermark passed a move it had not sent"
+                )
+            pending = self._pending.setdefault(tick, [])
+            if left is not None:
+                pending.append((res, left, -1))
+            if entered is not None:
+                pending.append((res, entered, 1))
+
+    def release(self, tick: int) -> dict[int, NowRelease]:
+        """The now layer at the end of `tick`: every move up to it folded in, then noise."""
+        if tick <= self.released_tick:
+            raise ValueError(f"tick {tick} is not after the last released tick {self.released_tick}")
+        for t in sorted(t for t in self._pending if t <= tick):
+            for res, cell, sign in self._pending.pop(t):
+                count = self.stock[res].get(cell, 0) + sign
+                if count:
+                    self.stock[res][cell] = count
+                else:
+                    self.stock[res].pop(cell, None)
+        self.released_tick = tick
+        return release_tick(
+            self.stock,
+            tick=tick,
+            period_start_ms=self.period_start_ms,
+            budget=self.budget,
+            secret=self.secret,
+            cells=self.cells,
+            coarser=self.coarser,
+        )
