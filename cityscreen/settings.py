@@ -286,12 +286,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _now_layer_fits(self) -> Settings:
-        stray = sorted(set(self.now.resolutions) - set(self.window.resolutions))
-        if not self.now.resolutions or stray:
-            raise ValueError(
-                f"CITY_NOW__RESOLUTIONS ({self.now.resolutions}) must be a non-empty subset of the released "
-                f"resolutions {self.window.resolutions} (CITY_WINDOW__H3_RES and CITY_WINDOW__ROLLUP_RES)"
-            )
         if self.pseudonym_rotation_s % self.now.tick_s:
             raise ValueError(
                 f"CITY_NOW__TICK_S ({self.now.tick_s}) must divide CITY_PSEUDONYM_ROTATION_S "

@@ -35,7 +35,7 @@ from cityscreen.privacy.bounded_presence import (
     stock_at,
 )
 from cityscreen.privacy.continual import dyadic_cover
-from cityscreen.privacy.now_layer import NowRelease, city_cells, release_tick
+from cityscreen.privacy.now_layer import NowRelease, anchored, city_cells, release_tick
 from cityscreen.privacy.person_day import NowBudget, now_budget
 from cityscreen.settings import Settings
 from services.city_report import PEAK_DAY, local_ms
@@ -43,6 +43,7 @@ from services.city_report import PEAK_DAY, local_ms
 TARGET_RES = 7
 TARGET_RELATIVE_ERROR = 0.05  # issue 15: median over cells with at least 100 persons present
 MIN_EXACT = 100
+FINAL_AFTER_GRACE_S = 5  # a final frame is out this long after its window's grace (issue 15's target)
 
 
 def period_start_ms(settings: Settings, at_ms: int) -> int:
@@ -131,6 +132,12 @@ def now_report(
             f"hours {sorted(hours)} fall in two pseudonym periods (each starts at 04:00 local): "
             "keep them in one"
         )
+    stray = sorted(set(settings.now.resolutions) - set(settings.window.resolutions))
+    if not settings.now.resolutions or stray:
+        raise CityScreenError(
+            f"CITY_NOW__RESOLUTIONS ({settings.now.resolutions}) must be a non-empty subset of the released "
+            f"resolutions {settings.window.resolutions} (CITY_WINDOW__H3_RES and CITY_WINDOW__ROLLUP_RES)"
+        )
     if settings.now.settle_s >= settings.window.presence_ttl_s:
         raise CityScreenError(
             f"CITY_NOW__SETTLE_S ({settings.now.settle_s}) must be below CITY_WINDOW__PRESENCE_TTL_S "
@@ -182,14 +189,16 @@ class _Day:
         self.coarser = tuple(r for r in settings.window.resolutions if r < min(budget.resolutions))
         self.city = city
 
-    def moment(self, at_ms: int) -> dict[str, Any]:
+    def stocks(
+        self, tick: int
+    ) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]], dict[int, NowRelease]]:
+        """Exact and kept stocks at the end of `tick` (every resolution), and the tree's release."""
         budget, names = self.budget, self.tracks.cells
-        tick = budget.tick_of(at_ms - self.start)
         end_ms = self.start + tick * budget.tick_s * 1000 - 1  # the last moment the tick covers
-        exact_now = {r: _stock(self.exact[r], end_ms, names[r]) for r in budget.resolutions}
-        bounded_now = {r: _stock(self.bounded[r], end_ms, names[r]) for r in budget.resolutions}
+        exact = {r: _stock(self.exact[r], end_ms, names[r]) for r in budget.resolutions}
+        kept = {r: _stock(self.bounded[r], end_ms, names[r]) for r in budget.resolutions}
         released = release_tick(
-            bounded_now,
+            kept,
             tick=tick,
             period_start_ms=self.start,
             budget=budget,
@@ -198,16 +207,36 @@ class _Day:
             coarser=self.coarser,
         )
         base = min(budget.resolutions)
-        for r in self.coarser:  # exact and bounded stocks at the summed resolutions
-            exact_now[r] = _parents(exact_now[base], r)
-            bounded_now[r] = _parents(bounded_now[base], r)
+        for r in self.coarser:  # exact and kept stocks at the summed resolutions
+            exact[r] = _parents(exact[base], r)
+            kept[r] = _parents(kept[base], r)
+        return exact, kept, released
+
+    def final_tick(self, at_ms: int) -> int:
+        """The last tick of the freshest window whose final frame is out by `at_ms`: the window ends,
+        then waits the grace and up to FINAL_AFTER_GRACE_S more (the issue's final_p99_s target)."""
+        window_ms = self.settings.window.window_s * 1000
+        out_ms = at_ms - (self.settings.window.grace_s + FINAL_AFTER_GRACE_S) * 1000
+        window_end = (out_ms - self.start) // window_ms * window_ms
+        return window_end // (self.budget.tick_s * 1000)
+
+    def moment(self, at_ms: int) -> dict[str, Any]:
         k = self.settings.privacy.min_persons
+        tick = self.budget.tick_of(at_ms - self.start)
+        exact, kept, running = self.stocks(tick)
+        final_tick = self.final_tick(at_ms)
+        exact_final, _, at_final = self.stocks(final_tick)
+        # the gate modelled as releasing every total of at least k (it releases nearly all of them)
+        final = {r: {c: n for c, n in cells.items() if n >= k} for r, cells in exact_final.items()}
+        shown = anchored(running, at_final, final, tick=tick, final_tick=final_tick)
         return {
             "local_time": _clock(self.city, at_ms),
             "tick": tick,
             "nodes_in_cover": len(dyadic_cover(tick)),
-            "persons_present": sum(exact_now[base].values()),
-            "by_res": {r: _errors(released[r], exact_now[r], bounded_now[r], k) for r in sorted(released)},
+            "final_tick": final_tick,
+            "persons_present": sum(exact[min(self.budget.resolutions)].values()),
+            "by_res": {r: _errors(shown[r], exact[r], kept[r], k) for r in sorted(shown)},
+            "running_by_res": {r: _errors(running[r], exact[r], kept[r], k) for r in sorted(running)},
         }
 
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ import h3
 import numpy as np
 
 from cityscreen.city import BBox
-from cityscreen.privacy.continual import Z_90, running_release
+from cityscreen.privacy.continual import Z_90, dyadic_cover, running_release
 from cityscreen.privacy.person_day import NowBudget
 
 
@@ -104,11 +105,46 @@ def summed(fine: NowRelease, res: int) -> NowRelease:
     return NowRelease(res, keys, noisy, np.sqrt(var))
 
 
+def anchored(
+    now: Mapping[int, NowRelease],
+    at_final: Mapping[int, NowRelease],
+    final: Mapping[int, Mapping[str, int]],
+    *,
+    tick: int,
+    final_tick: int,
+) -> dict[int, NowRelease]:
+    """The now layer anchored on the last final frame: where the final frame released a cell's value
+    (public), show that value plus the noisy change since (`now` minus `at_final`, the tree's values at
+    `tick` and at the final window's last tick); elsewhere the running value itself. Both are
+    post-processing of the tree's output and of what the gate released, so they cost no more budget,
+    and the kept track's lag behind the exact one (people on the way) counts only since the final
+    window, not since the period began."""
+    if not 0 < final_tick <= tick:
+        raise ValueError(f"the final frame's tick ({final_tick}) must lie in 1..{tick}")
+    cover, cover_final = set(dyadic_cover(tick)), set(dyadic_cover(final_tick))
+    share = math.sqrt(len(cover ^ cover_final) / len(cover))  # the difference's sd over the value's
+    out: dict[int, NowRelease] = {}
+    for res, release in now.items():
+        before = at_final[res]
+        if before.cells != release.cells:
+            raise ValueError(f"resolution {res}: the two ticks were released over different cells")
+        known = final.get(res, {})
+        has = np.array([c in known for c in release.cells], dtype=bool)
+        base = np.array([known.get(c, 0) for c in release.cells], dtype=np.int64)
+        noisy = np.where(has, base + release.noisy - before.noisy, release.noisy)
+        sd = np.where(has, release.sd * share, release.sd)
+        out[res] = NowRelease(res, release.cells, noisy, sd)
+    return out
+
+
 class RunningStock:
     """The release side of the now layer over one period: moves of every partition (cell left, cell
     entered, time; no person), folded into each cell's running stock tick by tick, then released.
     A tick is released once every partition's watermark has passed its end; a move for a tick
-    already released means a watermark lied, and is refused."""
+    already released means a watermark lied, and is refused. Once a window's final frame is out
+    (`final`), later ticks are anchored on it (`anchored`)."""
+
+    KEEP_WINDOWS = 8  # window ends whose running values are kept for a final frame still to come
 
     def __init__(
         self,
@@ -117,13 +153,16 @@ class RunningStock:
         period_start_ms: int,
         secret: bytes,
         cells: Mapping[int, list[str]],
+        window_ticks: int,
         coarser: tuple[int, ...] = (),
     ) -> None:
         self.budget, self.period_start_ms, self.secret = budget, period_start_ms, secret
-        self.cells, self.coarser = cells, coarser
+        self.cells, self.coarser, self.window_ticks = cells, coarser, window_ticks
         self.stock: dict[int, dict[str, int]] = {res: {} for res in budget.resolutions}
         self.released_tick = 0
         self._pending: dict[int, list[tuple[int, str, int]]] = {}  # tick -> (res, cell, +1 or -1)
+        self._window_ends: dict[int, dict[int, NowRelease]] = {}  # window's last tick -> running values
+        self._anchor: tuple[int, dict[int, NowRelease], Mapping[int, Mapping[str, int]]] | None = None
 
     def tick_of_ms(self, ts_ms: int) -> int:
         """The tick holding `ts_ms` (ticks count from 1)."""
@@ -145,9 +184,37 @@ class RunningStock:
                 pending.append((res, entered, 1))
 
     def release(self, tick: int) -> dict[int, NowRelease]:
-        """The now layer at the end of `tick`: every move up to it folded in, then noise."""
+        """The now layer at the end of `tick`: every move up to it folded in, noise, and the anchor on
+        the last final frame. Window ends passed on the way keep their running values."""
         if tick <= self.released_tick:
             raise ValueError(f"tick {tick} is not after the last released tick {self.released_tick}")
+        first_end = (self.released_tick // self.window_ticks + 1) * self.window_ticks
+        for end in range(first_end, tick, self.window_ticks):
+            self._window_ends[end] = self._running(end)
+        running = self._running(tick)
+        if tick % self.window_ticks == 0:
+            self._window_ends[tick] = running
+        for old in sorted(self._window_ends)[: -self.KEEP_WINDOWS]:
+            del self._window_ends[old]
+        self.released_tick = tick
+        if self._anchor is None:
+            return running
+        final_tick, at_final, final = self._anchor
+        return anchored(running, at_final, final, tick=tick, final_tick=final_tick)
+
+    def final(self, final_tick: int, released: Mapping[int, Mapping[str, int]]) -> None:
+        """A window's final frame is out: `released[res][cell]`, what the gate released of people
+        present at its end (`final_tick`, the window's last tick)."""
+        at_final = self._window_ends.get(final_tick)
+        if at_final is None:
+            raise ValueError(
+                f"no running values kept for tick {final_tick}: a final frame must end a window released "
+                f"within the last {self.KEEP_WINDOWS} windows"
+            )
+        if self._anchor is None or final_tick > self._anchor[0]:
+            self._anchor = (final_tick, at_final, released)
+
+    def _running(self, tick: int) -> dict[int, NowRelease]:
         for t in sorted(t for t in self._pending if t <= tick):
             for res, cell, sign in self._pending.pop(t):
                 count = self.stock[res].get(cell, 0) + sign
@@ -155,7 +222,6 @@ class RunningStock:
                     self.stock[res][cell] = count
                 else:
                     self.stock[res].pop(cell, None)
-        self.released_tick = tick
         return release_tick(
             self.stock,
             tick=tick,

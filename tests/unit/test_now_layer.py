@@ -9,7 +9,14 @@ import pytest
 
 from cityscreen.city import BBox
 from cityscreen.privacy import zcdp
-from cityscreen.privacy.now_layer import NowRelease, RunningStock, city_cells, release_tick, summed
+from cityscreen.privacy.now_layer import (
+    NowRelease,
+    RunningStock,
+    anchored,
+    city_cells,
+    release_tick,
+    summed,
+)
 from cityscreen.privacy.person_day import day_statement, now_budget, presence_sensitivity2
 from cityscreen.settings import NowSettings
 
@@ -124,26 +131,24 @@ def test_an_attacker_holding_the_exact_final_value_still_faces_a_nodes_noise_on_
     assert np.mean(np.abs(error) <= 1) < 0.05  # arrivals pinned to within one person in few cells
 
 
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [("CITY_NOW__TICK_S", "7"), ("CITY_NOW__RESOLUTIONS", "[9, 8]"), ("CITY_NOW__RESOLUTIONS", "[]")],
-)
-def test_now_settings_the_layer_cannot_use_are_refused_with_the_fix(
-    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+def test_a_tick_that_does_not_divide_the_pseudonym_period_is_refused_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pydantic import ValidationError
 
     from cityscreen.settings import Settings
 
-    monkeypatch.setenv(name, value)
-    with pytest.raises(ValidationError, match=name):
+    monkeypatch.setenv("CITY_NOW__TICK_S", "7")
+    with pytest.raises(ValidationError, match="CITY_NOW__TICK_S"):
         Settings()
 
 
 def _stock_book() -> RunningStock:
     budget = now_budget(NowSettings(), period_s=86_400)
     cells = {r: city_cells(BOX, r) for r in budget.resolutions}
-    return RunningStock(budget, period_start_ms=PERIOD, secret=SECRET, cells=cells, coarser=(6,))
+    return RunningStock(
+        budget, period_start_ms=PERIOD, secret=SECRET, cells=cells, window_ticks=30, coarser=(6,)
+    )
 
 
 def test_the_running_stock_folds_moves_up_to_the_tick_and_releases_what_release_tick_gives() -> None:
@@ -164,3 +169,60 @@ def test_a_move_for_a_tick_already_released_is_refused() -> None:
         book.add(8, [(PERIOD + 9_999, None, city_cells(BOX, 8)[0])])
     with pytest.raises(ValueError, match="not after"):
         book.release(5)
+
+
+def test_anchored_on_the_final_frame_a_value_is_the_final_plus_the_noisy_change_since() -> None:
+    a, b = city_cells(BOX, 8)[3], city_cells(BOX, 8)[9]
+    at_final = _release({8: {a: 40, b: 5}}, 30)
+    now = _release({8: {a: 43, b: 5}}, 37)
+    final = {8: {a: 41}}  # the gate released a (the exact count, 41, differs from the kept track's 40)
+    shown = anchored(now, at_final, final, tick=37, final_tick=30)[8]
+    i, j = now[8].cells.index(a), now[8].cells.index(b)
+    assert shown.noisy[i] == 41 + now[8].noisy[i] - at_final[8].noisy[i]
+    assert shown.noisy[j] == now[8].noisy[j]  # not released in the final frame: the running value
+    # the difference carries the nodes in one cover and not the other: {(4,0),(3,2),(2,6),(1,14)}
+    # against {(5,0),(2,8),(0,36)}, seven nodes, where the running value at 37 carries three
+    sigma = float(now_budget(NowSettings(), period_s=86_400).sigma2) ** 0.5
+    assert shown.sd[i] == pytest.approx(sigma * 7**0.5)
+    assert shown.sd[j] == pytest.approx(sigma * 3**0.5)
+
+
+def test_anchored_at_the_final_tick_itself_is_the_final_value() -> None:
+    cell = city_cells(BOX, 8)[3]
+    release = _release({8: {cell: 40}}, 30)
+    shown = anchored(release, release, {8: {cell: 41}, 7: {}, 6: {}}, tick=30, final_tick=30)
+    assert shown[8].noisy[3] == 41 and shown[8].sd[3] == 0
+
+
+def test_an_attacker_with_the_final_frame_learns_only_a_noisy_change_from_the_anchored_value() -> None:
+    """What the anchored value adds to the public final value is the tree's change since the final
+    tick: the exact change plus the noise of the nodes in one cover and not the other."""
+    wide = BBox(min_lat=22.45, max_lat=22.75, min_lng=113.80, max_lng=114.10)
+    cells = city_cells(wide, 8)
+    rng = np.random.default_rng(9)
+    before, change = rng.integers(10, 60, len(cells)), rng.integers(0, 3, len(cells))
+    at_final = _release({8: dict(zip(cells, before.tolist(), strict=True))}, 30, box=wide)
+    now = _release({8: dict(zip(cells, (before + change).tolist(), strict=True))}, 31, box=wide)
+    final = {8: dict(zip(cells, before.tolist(), strict=True))}
+    shown = anchored(now, at_final, final, tick=31, final_tick=30)[8]
+    error = shown.noisy - before - change
+    sigma = float(now_budget(NowSettings(), period_s=86_400).sigma2) ** 0.5
+    assert np.std(error) > 0.9 * sigma  # one fresh node, (0,30): the covers of 30 and 31 share the rest
+    assert np.mean(np.abs(error) <= 1) < 0.05
+
+
+def test_the_running_stock_anchors_later_ticks_on_a_final_frame_once_it_is_out() -> None:
+    a = city_cells(BOX, 8)[3]
+    book = _stock_book()
+    book.add(8, [(PERIOD + 100, None, a), (PERIOD + 61_000, None, a)])  # ticks 1 and 31
+    book.release(29)
+    book.release(33)  # passes tick 30, the end of the first window: its running values are kept
+    with pytest.raises(ValueError, match="no running values kept"):
+        book.final(29, {8: {a: 1}})
+    book.final(30, {8: {a: 1}})
+    i = book.cells[8].index(a)
+    shown = book.release(35)[8]
+    running = _release({8: {a: 2}}, 35)[8]
+    assert shown.noisy[i] == 1 + running.noisy[i] - _release({8: {a: 1}}, 30)[8].noisy[i]
+    others = [j for j in range(len(running.cells)) if j != i]
+    assert np.array_equal(shown.noisy[others], running.noisy[others])  # no final value: the running one

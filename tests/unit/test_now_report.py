@@ -28,7 +28,9 @@ def test_the_report_states_the_budget_and_each_moment_per_resolution(doc: dict[s
     assert [m["local_time"] for m in doc["moments"]][-1] == "07:00"
     assert len(doc["moments"]) == 3  # 06:00, 07:00 and the noisiest tick before 07:00
     for moment in doc["moments"]:
-        assert set(moment["by_res"]) == {8, 7, 6}
+        assert set(moment["by_res"]) == set(moment["running_by_res"]) == {8, 7, 6}
+        # anchored on the freshest final frame out by then: its window ended over grace + 5 s before
+        assert 0 < moment["tick"] - moment["final_tick"] <= (60 + 30 + 5) // 2
         assert 0.5 * 3_000 < moment["persons_present"] <= 3_000  # most phones reported since 04:00
         for row in moment["by_res"].values():
             assert 0.0 <= row["shown_person_share"] <= 1.0
@@ -64,11 +66,20 @@ def test_hours_in_two_pseudonym_periods_are_refused() -> None:
         now_report(Settings(), persons=100, hours=[2, 8], say=lambda _: None)
 
 
-def test_a_settling_time_past_the_presence_ttl_is_refused_with_the_fix() -> None:
-    settings = Settings().model_copy(
-        update={"window": Settings().window.model_copy(update={"presence_ttl_s": 300})}
-    )
-    with pytest.raises(CityScreenError, match="CITY_NOW__SETTLE_S"):
+@pytest.mark.parametrize(
+    ("group", "change", "says"),
+    [
+        ("window", {"presence_ttl_s": 300}, "CITY_NOW__SETTLE_S"),
+        ("now", {"resolutions": [9, 8]}, "CITY_NOW__RESOLUTIONS"),
+        ("now", {"resolutions": []}, "CITY_NOW__RESOLUTIONS"),
+    ],
+)
+def test_now_settings_the_layer_cannot_use_are_refused_with_the_fix(
+    group: str, change: dict[str, Any], says: str
+) -> None:
+    base = Settings()
+    settings = base.model_copy(update={group: getattr(base, group).model_copy(update=change)})
+    with pytest.raises(CityScreenError, match=says):
         now_report(settings, persons=100, hours=[8], say=lambda _: None)
 
 
