@@ -175,8 +175,9 @@ class PrivacySettings(BaseModel):
 
 
 class NowSettings(BaseModel):
-    """The provisional "now" layer: people present, released every tick under a per-person-day budget
-    (cityscreen/privacy/person_day.py)."""
+    """The provisional "now" layer: people present every tick under a budget per person-day
+    (cityscreen/privacy/person_day.py). Measured by `cityscreen privacy now-report`; the pipeline
+    does not publish it yet (issue 15)."""
 
     tick_s: int = Field(2, ge=1, le=60, description="seconds between provisional releases (a tree tick)")
     epsilon_per_person_day: float = Field(
