@@ -2,13 +2,14 @@
 
 - Keys: every cell overlapping the city's box at each tree resolution, present in every release with
   or without anyone in it, so which keys a frame holds says nothing about the data.
-- Values: the exact running stock (bounded_presence.py) plus the cell's tree noise at the tick
-  (continual.py), calibrated per person-day (person_day.py). The noise of a node is keyed by the
-  secret, the period, the resolution, the cell and the node, so a replay or a second read gives the
-  same value.
+- Values: the kept running stock (settled and bounded, bounded_presence.py) plus the cell's tree noise
+  at the tick (continual.py), calibrated per person-day (person_day.py). The noise of a node is keyed
+  by the secret, the period, the resolution, the cell and the node, so a replay or a second read gives
+  the same value. Where the last final frame released a cell, the value is anchored on it (`anchored`).
 - Release: a value is shown only when its noisy value is at least k; resolutions coarser than the
   trees are sums of the coarsest tree's noisy values (every cell's, shown or not), so they cost nothing
   more.
+- `RunningStock`: the release side as a stream of moves from every partition.
 """
 
 from __future__ import annotations
