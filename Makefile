@@ -54,7 +54,7 @@ test-faults: setup-test
 	$(BIN)/pytest -m faults tests/integration
 
 test: setup-test lint typecheck web-test test-shifted
-	$(BIN)/pytest tests
+	$(BIN)/pytest --durations=15 tests
 
 # One test level each (`make test` runs them all): pure functions; a throwaway redis-server and the apps
 # in this process; the real local stack (Kafka, Redis) started once per run.

@@ -15,6 +15,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+import h3
+
 from cityscreen.privacy.bounded_presence import ABSENT
 
 _SETTLE, _EXPIRE = 0, 1
@@ -160,3 +162,19 @@ class NowTracker:
             cell = ABSENT
         self._out.append(Move(person, at, p.shown, cell))
         p.shown = cell
+
+
+def moves_at(moves: list[Move], names: list[str], res: int) -> list[tuple[int, str | None, str | None]]:
+    """Moves as `RunningStock.add` takes them at resolution `res`: cell codes at the finest tree
+    resolution (`names[code]`) turned into their parents at `res`, with no person; a move inside one
+    parent is no move there."""
+
+    def name(code: int) -> str | None:
+        return None if code == ABSENT else h3.cell_to_parent(names[code], res)
+
+    out: list[tuple[int, str | None, str | None]] = []
+    for move in moves:
+        left, entered = name(move.from_cell), name(move.to_cell)
+        if left != entered:
+            out.append((move.ts_ms, left, entered))
+    return out
