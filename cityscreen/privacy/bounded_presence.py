@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cityscreen.aggregate.rows import rank_in_run, run_ends, run_starts
+
 ABSENT = -1
 
 
@@ -28,14 +30,8 @@ class Changes:
     ts_ms: np.ndarray
     cell: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.person)
-
     def take(self, rows: np.ndarray) -> Changes:
         return Changes(self.person[rows], self.ts_ms[rows], self.cell[rows])
-
-    def with_cells(self, cell: np.ndarray) -> Changes:
-        return Changes(self.person, self.ts_ms, cell)
 
 
 @dataclass(frozen=True)
@@ -45,10 +41,26 @@ class Bounded:
     changes_dropped: int  # changes after the bound (not counting the one turned into a leave)
 
 
-def _first_of_run(person: np.ndarray) -> np.ndarray:
-    first = np.ones(len(person), dtype=bool)
-    first[1:] = person[1:] != person[:-1]
-    return first
+def check_settle(settle_ms: int, ttl_ms: int) -> None:
+    if not 0 <= settle_ms < ttl_ms:
+        raise ValueError(
+            f"settle_ms ({settle_ms}) must be at least 0 and below ttl_ms ({ttl_ms}): a person must settle "
+            "before they expire (CITY_NOW__SETTLE_S below CITY_WINDOW__PRESENCE_TTL_S)"
+        )
+
+
+def check_max_changes(max_changes: int) -> None:
+    if max_changes < 2:
+        raise ValueError(f"max_changes must be at least 2 (an arrival and a leave), got {max_changes}")
+
+
+def _changed(person: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Whether each row's cell differs from the person's row before (ABSENT before their first)."""
+    prior = np.empty(len(cell), dtype=cell.dtype)
+    prior[1:] = cell[:-1]
+    prior[run_starts(person)] = ABSENT
+    changed: np.ndarray = cell != prior
+    return changed
 
 
 def presence_changes(
@@ -64,20 +76,16 @@ def presence_changes(
     to a cell once they have been there `settle_ms` without a report from elsewhere (0: at once), so
     the towers passed on a trip are not changes (a second report there settles them sooner); they
     leave `ttl_ms` after their last report."""
-    if not 0 <= settle_ms < ttl_ms:
-        raise ValueError(
-            f"settle_ms ({settle_ms}) must be at least 0 and below ttl_ms ({ttl_ms}): a person must settle "
-            "before they expire (CITY_NOW__SETTLE_S below CITY_WINDOW__PRESENCE_TTL_S)"
-        )
+    check_settle(settle_ms, ttl_ms)
     order = np.lexsort((ts_ms, person))
     p, t, c = person[order], ts_ms[order], cell[order]
-    last = np.ones(len(p), dtype=bool)
-    last[:-1] = p[1:] != p[:-1]
+    first = run_starts(p)
+    last = run_ends(first)
     gap = np.full(len(p), np.iinfo(np.int64).max, dtype=np.int64)
     gap[:-1] = np.where(last[:-1], gap[:-1], t[1:] - t[:-1])
     expires = (gap > ttl_ms) & (t + ttl_ms <= until_ms)
     # a segment: reports of one person in one cell, none more than the TTL apart
-    begins = _first_of_run(p)
+    begins = first.copy()
     begins[1:] |= (c[1:] != c[:-1]) | (gap[:-1] > ttl_ms)
     starts = np.flatnonzero(begins)
     following = np.append(starts[1:], len(p))  # the next segment's first report (or the end)
@@ -95,10 +103,7 @@ def presence_changes(
     c = np.concatenate([c[at], np.full(int(expires.sum()), ABSENT, dtype=c.dtype)])
     order = np.lexsort((t, p))  # an expiry never ties a settling: the TTL is longer than settle_ms
     p, t, c = p[order], t[order], c[order]
-    prior = np.empty(len(c), dtype=c.dtype)
-    prior[1:] = c[:-1]
-    prior[_first_of_run(p)] = ABSENT
-    changed = c != prior
+    changed = _changed(p, c)
     return Changes(p[changed], t[changed], c[changed])
 
 
@@ -108,26 +113,15 @@ def coarsened(changes: Changes, parent: np.ndarray) -> Changes:
     cell = np.where(changes.cell == ABSENT, ABSENT, parent[np.maximum(changes.cell, 0)]).astype(
         changes.cell.dtype
     )
-    prior = np.empty(len(cell), dtype=cell.dtype)
-    prior[1:] = cell[:-1]
-    prior[_first_of_run(changes.person)] = ABSENT
-    return changes.take(np.flatnonzero(cell != prior)).with_cells(cell[cell != prior])
-
-
-def rank_in_run(person: np.ndarray) -> np.ndarray:
-    """0, 1, 2, ... along each run of equal persons."""
-    idx = np.arange(len(person))
-    starts = np.maximum.accumulate(np.where(_first_of_run(person), idx, 0))
-    rank: np.ndarray = idx - starts
-    return rank
+    changed = _changed(changes.person, cell)
+    return Changes(changes.person[changed], changes.ts_ms[changed], cell[changed])
 
 
 def bound_changes(changes: Changes, max_changes: int) -> Bounded:
     """At most `max_changes` changes per person: the last allowed one becomes a leave, later ones go.
     Decided change by change, as a stream would, without knowing whether more follow."""
-    if max_changes < 2:
-        raise ValueError(f"max_changes must be at least 2 (an arrival and a leave), got {max_changes}")
-    rank = rank_in_run(changes.person)
+    check_max_changes(max_changes)
+    rank = rank_in_run(run_starts(changes.person))
     cut = rank == max_changes - 1
     more = np.zeros(len(rank), dtype=bool)
     more[:-1] = rank[1:] > 0  # another change of the same person follows
@@ -142,9 +136,7 @@ def bound_changes(changes: Changes, max_changes: int) -> Bounded:
 def stock_at(changes: Changes, at_ms: int) -> tuple[np.ndarray, np.ndarray]:
     """People present at `at_ms`: (cells, persons per cell), from each person's last change by then."""
     upto = changes.take(np.flatnonzero(changes.ts_ms <= at_ms))
-    last = np.ones(len(upto), dtype=bool)
-    last[:-1] = upto.person[1:] != upto.person[:-1]
-    here = upto.cell[last]
+    here = upto.cell[run_ends(run_starts(upto.person))]
     cells, persons = np.unique(here[here != ABSENT], return_counts=True)
     return cells, persons
 

@@ -7,7 +7,7 @@ no more reports before it). Each change carries the cell it leaves, so what flow
 is per-cell moves, with no person in it.
 
 Per person: the settled cell (on the unbounded track, as the batch version dedupes before bounding),
-the open segment (cell, start, whether settled), the last report, and the changes made today.
+the open segment (cell, whether settled), the last report, and the changes made today.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import h3
 
-from cityscreen.privacy.bounded_presence import ABSENT
+from cityscreen.privacy.bounded_presence import ABSENT, check_max_changes, check_settle
 
 _SETTLE, _EXPIRE = 0, 1
 
@@ -37,10 +37,8 @@ class _Person:
     state: int = ABSENT  # settled cell on the unbounded track
     shown: int = ABSENT  # cell on the bounded track (what the now layer counts)
     changes: int = 0
-    cut: bool = False  # the bound took them off for the rest of the period
-    counted_cut: bool = False
+    counted_cut: bool = False  # counted in persons_cut (the bound took them off the layer)
     seg_cell: int = ABSENT
-    seg_start: int = 0
     seg_settled: bool = True
     last_ts: int | None = None
     timers: dict[int, int] = field(default_factory=dict)  # kind -> due ms
@@ -50,10 +48,8 @@ class NowTracker:
     """One partition's persons over one period."""
 
     def __init__(self, *, ttl_ms: int, settle_ms: int, max_changes: int) -> None:
-        if not 0 <= settle_ms < ttl_ms:
-            raise ValueError(f"settle_ms ({settle_ms}) must be at least 0 and below ttl_ms ({ttl_ms})")
-        if max_changes < 2:
-            raise ValueError(f"max_changes must be at least 2 (an arrival and a leave), got {max_changes}")
+        check_settle(settle_ms, ttl_ms)
+        check_max_changes(max_changes)
         self.ttl_ms, self.settle_ms, self.max_changes = ttl_ms, settle_ms, max_changes
         self.persons: dict[int, _Person] = {}
         self.watermark_ms: int | None = None
@@ -123,7 +119,7 @@ class NowTracker:
                 self._settle(person, p, ts)  # a second report there settles it
         else:
             p.timers.pop(_SETTLE, None)  # the open segment never settled: a trip's tower
-            p.seg_cell, p.seg_start, p.seg_settled = cell, ts, False
+            p.seg_cell, p.seg_settled = cell, False
             if self.settle_ms == 0:
                 self._settle(person, p, ts)
             else:
@@ -155,7 +151,6 @@ class NowTracker:
                 p.counted_cut = True
             return
         if rank == self.max_changes - 1:
-            p.cut = True
             if cell != ABSENT:
                 self.persons_cut += 1
                 p.counted_cut = True
