@@ -31,7 +31,8 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
             )
             client = aioredis.Redis(connection_pool=pool)
         app.state.redis = client
-        app.state.hub = Hub(client, min_interval_s=PACING_SLACK / settings.gateway.update_hz)
+        pacing_s = PACING_SLACK / settings.gateway.update_hz
+        app.state.hub = Hub(client, min_interval_s=pacing_s, metrics=app.state.metrics)
         app.state.hub.start(settings.gateway.heartbeat_s)
         try:
             yield

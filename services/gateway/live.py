@@ -3,7 +3,14 @@
 Protocol (JSON text). Client: `{"type": "subscribe", "res": 7, "layers": [...], "bbox": [w, s, e, n],
 "breakdown": "gender" | null}` at any time (a new subscription replaces the old and brings a new
 snapshot), `{"type": "ping"}`. Server: `snapshot` (the latest frame of the view, or `waiting` when there
-is none yet), `frame` (at most `update_hz` per second, latest wins), `heartbeat`, `pong`, `error`.
+is none yet), `frame` (at most `update_hz` per second, latest wins), `now`, `heartbeat`, `pong`, `error`.
+`snapshot` and `frame` carry `"pane": "final"`: a closed window's released frame. `now` (`"pane":
+"early"`, only to views with the "population" layer) is the now layer's provisional tick: `res`,
+`window_start_ms` and `window_s` of the still-open window, `tick_ms` (the event time its values hold),
+`published_ms`, `privacy`, `cells` ({cell: {"population.persons": value or null}}, totals only, in the
+bbox), `noise_sd` ({cell: noise standard deviation}) and `budget` (the day's privacy budget reading).
+One follows the snapshot when there is one, then at most one per tick, newest only, never an older tick;
+the window's final frame replaces it on the screen. Now messages never push a pending frame out.
 A reconnecting client sends its subscription again and gets a fresh snapshot: there is no server state
 to resume, so several gateway processes are interchangeable.
 
@@ -111,15 +118,18 @@ async def _receive(websocket: WebSocket, client: Client, settings: Settings, hub
         if len(raw) > limit:
             await websocket.close(code=auth.CLOSE_TOO_BIG, reason=f"message over {limit} bytes")
             return
+        view_before = client.view
         try:
             reply = await handle_message(raw, client, settings, hub)
+            if reply is not None:
+                client.queue.put(Message(reply))
+            if client.view is not view_before:  # subscribed: the current now frame follows the snapshot
+                await hub.offer_current_now(client)
         except Exception:
             # handle_message answers bad input itself; anything left is a bug: close properly, not drop
             log.exception("websocket message handler failed; closing the socket with 1011")
             await _close_quietly(websocket, CLOSE_INTERNAL_ERROR, "internal error")
             return
-        if reply is not None:
-            client.queue.put(Message(reply))
 
 
 async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
@@ -163,7 +173,7 @@ async def handle_message(raw: str | bytes, client: Client, settings: Settings, h
         message = str(exc) if isinstance(exc, ViewError) else f"bad subscribe message: {SUBSCRIBE_SHAPE}"
         return encode_message("error", {"message": message})
     hub.watch(client, view)
-    client.queue.clear()  # frames of the old view are of no use now
+    client.clear()  # frames of the old view are of no use now
     frame = await hub.snapshot(view.res)
     if frame is None:
         return encode_message("waiting", {"res": view.res})
@@ -179,11 +189,12 @@ async def _send(websocket: WebSocket, client: Client) -> None:
         text = message.text
         is_frame = text.startswith('{"type":"frame"')
         if is_frame:
-            # updates are paced (latest wins meanwhile); replies (snapshot, pong, error) go out at once
+            # updates are paced (latest wins meanwhile); replies (snapshot, pong, error) and now frames
+            # (at most one per tick) go out at once
             wait_s = client.next_frame_s - time.monotonic()
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
-        if client.write is not None and is_frame:
+        if client.write is not None and (is_frame or text.startswith('{"type":"now"')):
             sent = client.write(message.framed)
         else:
             await send({"type": "websocket.send", "text": text})

@@ -51,6 +51,11 @@ class GatewayMetrics:
             "frames dropped for slow clients (latest wins)",
             registry=r,
         )
+        self.ws_now_frames = Counter(
+            "cityscreen_ws_now_frames_total",
+            "now-layer provisional frames fanned out to websocket watchers (one per tick and watched res)",
+            registry=r,
+        )
         self.http_unauthorized = Counter(
             "cityscreen_http_unauthorized_total", "REST calls refused for a missing or bad token", registry=r
         )

@@ -15,7 +15,16 @@ from services.gateway import store
 from services.gateway.deps import MetricsDep, OperatorDep, RedisDep, SettingsDep
 from services.gateway.metrics import scrape
 from services.gateway.totals import totals_series
-from services.gateway.view import VIEW_LAYERS, View, ViewError, cell_history, make_view, view_frame
+from services.gateway.view import (
+    NOW_LAYER,
+    VIEW_LAYERS,
+    View,
+    ViewError,
+    cell_history,
+    make_view,
+    view_frame,
+    view_now,
+)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -110,6 +119,24 @@ async def latest(
     if frame is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no frame released yet at res {res}")
     return view_frame(frame, view)
+
+
+@router.get("/frames/now", tags=["frames"])
+async def now(
+    _: OperatorDep, settings: SettingsDep, redis: RedisDep, res: int, bbox: BBoxQuery = None
+) -> dict[str, Any]:
+    """The now layer's newest provisional tick at `res` (pane "early": people present, totals only, with
+    each cell's noise sd and the day's privacy budget), cut to the bounding box: the `now` message of
+    the live socket. Declared before `/frames/{window_start_ms}`, which would take "now" as a window."""
+    view = parse_view(settings, res, NOW_LAYER, bbox, None)
+    tick = await store.latest_now(redis, res)
+    if tick is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"no provisional frame yet at res {res}: is the now worker running? "
+            "Start it with `cityscreen worker --role now`",
+        )
+    return {"type": "now", **view_now(tick, view)}
 
 
 @router.get("/frames/windows", tags=["frames"])

@@ -1,5 +1,6 @@
-"""What the gateway reads from Redis: released frames (through `adapters.frame_store`, the layout's one
-home) and the privacy manifest. Read-only: only the release sink writes, after the gate."""
+"""What the gateway reads from Redis: released frames and the now layer's newest ticks (through
+`adapters.frame_store`, the layout's one home) and the privacy manifest. Read-only: only the release
+sink and the now worker write, after the gate and the continual-release mechanism."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from adapters.frame_store import frame_at, latest_frame, recent_frames, recent_windows
+from adapters.frame_store import frame_at, latest_frame, latest_now, recent_frames, recent_windows
 from cityscreen import store_keys
-from cityscreen.privacy import build_manifest
+from cityscreen.privacy import manifest_for
 from cityscreen.settings import Settings
 
 
@@ -21,10 +22,7 @@ async def manifest(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:
     if data:
         loaded: dict[str, Any] = json.loads(data)
         return loaded
-    built = build_manifest(
-        settings.privacy, window_s=settings.window.window_s, resolutions=settings.window.resolutions
-    )
-    return dict(msgspec.to_builtins(built))
+    return dict(msgspec.to_builtins(manifest_for(settings)))
 
 
-__all__ = ["frame_at", "latest_frame", "manifest", "recent_frames", "recent_windows"]
+__all__ = ["frame_at", "latest_frame", "latest_now", "manifest", "recent_frames", "recent_windows"]

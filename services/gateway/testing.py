@@ -1,7 +1,8 @@
 """Test helpers shipped as API: frames and exact window aggregates for tests, the load test and demos.
 
 Aggregates go to the release sink (`streams.release.ReleaseSink.publish`), which applies the gate: this
-module never writes to Redis. Frames (`make_frame`, `synthetic_frame`) are for pure unit tests only.
+module never writes to Redis. Frames (`make_frame`, `synthetic_frame`, `make_now_frame`) are for pure
+unit tests only.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from cityscreen.aggregates import FlowAggregate, Measure, WindowAggregate, stat_key
 from cityscreen.demography import MERCHANT_CATEGORIES, ORIGIN_GROUPS
 from cityscreen.errors import CityScreenError
-from cityscreen.frames import FRAME_VERSION, Frame, FramePrivacy, ReleasedFlow
+from cityscreen.frames import FRAME_VERSION, DayBudget, Frame, FramePrivacy, NowFrame, ReleasedFlow
 from cityscreen.geo import cell_for, parent_of
 from services.stack.ports import free_port
 from services.stack.redis_server import redis_env
@@ -63,6 +64,36 @@ def make_frame(**overrides: Any) -> Frame:
     }
     fields.update(overrides)
     return Frame(**fields)
+
+
+def make_now_frame(**overrides: Any) -> NowFrame:
+    """A small valid now-layer tick: the seven cells of one ring at res 7 (as `make_frame`'s cells), the
+    second one under the threshold (null), each with its noise sd."""
+    res = overrides.pop("res", 7)
+    cells = demo_cells(res, rings=1)
+    window_start_ms = overrides.pop("window_start_ms", 1_700_000_100_000)
+    tick_ms = overrides.pop("tick_ms", window_start_ms + 24_000)
+    fields: dict[str, Any] = {
+        "v": FRAME_VERSION,
+        "res": res,
+        "window_start_ms": window_start_ms,
+        "window_s": 60,
+        "tick_ms": tick_ms,
+        "published_ms": tick_ms + 800,
+        "privacy": FramePrivacy(min_persons=10, dp_enabled=True, epsilon=0.0, mechanism="continual"),
+        "cells": {cell: {"population.persons": None if i == 1 else 30.0 + i} for i, cell in enumerate(cells)},
+        "noise_sd": {cell: 3.5 for cell in cells},
+        "budget": DayBudget(
+            period_start_ms=window_start_ms - window_start_ms % 86_400_000,
+            epsilon_per_person_day=4.0,
+            delta=1e-9,
+            rho_per_person_day=0.05,
+            rho_spent=0.01,
+            epsilon_spent=1.2,
+        ),
+    }
+    fields.update(overrides)
+    return NowFrame(**fields)
 
 
 def _released(n: float, min_persons: int = 10) -> float | None:

@@ -14,9 +14,14 @@ import msgspec
 
 from cityscreen.aggregates import LAYERS, STATISTICS, parse_stat_key
 from cityscreen.demography import BREAKDOWN_CATEGORIES
-from cityscreen.frames import Frame
+from cityscreen.frames import Frame, NowFrame
 
 FLOWS_LAYER = "flows"
+# The now layer is people present only, totals only: a view sees it when it shows this layer
+NOW_LAYER = "population"
+NOW_STAT = "population.persons"
+PANE_FINAL = "final"  # a window's released frame
+PANE_EARLY = "early"  # the now layer's provisional tick, replaced by the final frame of its window
 VIEW_LAYERS: tuple[str, ...] = (*LAYERS, FLOWS_LAYER)
 BREAKDOWN_DIMENSIONS: frozenset[str] = frozenset(
     dim for metrics in STATISTICS.values() for dims in metrics.values() for dim in dims
@@ -121,6 +126,7 @@ def view_frame(frame: Frame, view: View) -> dict[str, Any]:
             if cell_in_bbox(f.origin, view.bbox) or cell_in_bbox(f.dest, view.bbox)
         ]
     return {
+        "pane": PANE_FINAL,
         "res": frame.res,
         "window_start_ms": frame.window_start_ms,
         "window_s": frame.window_s,
@@ -134,6 +140,32 @@ def view_frame(frame: Frame, view: View) -> dict[str, Any]:
         "fused": {c: v for c, v in frame.fused.items() if cell_in_bbox(c, view.bbox)},
         # the window each shown layer covers: [start_ms, end_ms] (spend over 15 minutes, say)
         "spans": {layer: span for layer, span in frame.spans.items() if layer in view.layers},
+    }
+
+
+def shows_now(view: View) -> bool:
+    return NOW_LAYER in view.layers
+
+
+def view_now(now: NowFrame, view: View) -> dict[str, Any]:
+    """The subscriber's part of a now frame, as a JSON-ready dict (`type` is filled in by the caller):
+    its cells and noise in the view's bbox, people present totals only (the now layer has no breakdown)."""
+    cells = {
+        cell: {NOW_STAT: stats[NOW_STAT]}
+        for cell, stats in now.cells.items()
+        if NOW_STAT in stats and cell_in_bbox(cell, view.bbox)
+    }
+    return {
+        "pane": PANE_EARLY,
+        "res": now.res,
+        "window_start_ms": now.window_start_ms,
+        "window_s": now.window_s,
+        "tick_ms": now.tick_ms,
+        "published_ms": now.published_ms,
+        "privacy": msgspec.to_builtins(now.privacy),
+        "cells": cells,
+        "noise_sd": {cell: sd for cell, sd in now.noise_sd.items() if cell_in_bbox(cell, view.bbox)},
+        "budget": msgspec.to_builtins(now.budget),
     }
 
 
