@@ -14,6 +14,9 @@ export function localTime(ms, utcOffsetH = 0) {
   return { date: iso.slice(0, 10), time: iso.slice(11, 16) };
 }
 
+/** "11:03:26" in the city's local time: the clock of a provisional value (a 2 s tick). */
+export const localClock = (ms, utcOffsetH = 0) => new Date(ms + utcOffsetH * 3_600_000).toISOString().slice(11, 19);
+
 /** The layer of a stat key ("payments.amount_cny|category=food" -> "payments"). */
 export const layerOf = (key) => key.split('|')[0].split('.')[0];
 

@@ -3,6 +3,7 @@
 
 import { cellToLatLng } from 'h3-js';
 import { ARC_LAYER_ID, HEX_LAYER_ID } from './layers.js';
+import { provisionalCell } from './now.js';
 import { cellTooltip, flowTooltip, renderTooltip } from './tooltip.js';
 
 export const HOVER_BBOX_DEG = 1e-4; // a box this wide around a cell's centre holds that cell only (the gateway cuts by centre)
@@ -81,9 +82,15 @@ export class Hover {
     const s = this.screen;
     if (!this.breakdowns.has(this.id(hex))) this.load(hex);
     const lineNames = Object.fromEntries([...s.city.metro_lines, ...(s.city.bus_lines ?? [])].map((l) => [l.id, l.name]));
+    // the provisional value the map draws for this cell, if any (the same rule as now.mergeNow)
+    const now = s.nowShown();
+    const value = provisionalCell(now, hex);
+    const frame = s.shownFrame();
     return cellTooltip({
-      hex, frame: s.shownFrame(), place: s.places.place(hex), metrics: s.metrics, layer: s.state.layer,
-      breakdowns: this.breakdowns.get(this.id(hex)) ?? null, dimensions: s.dimensionsOf(s.state.layer),
+      hex, frame, place: s.places.place(hex), metrics: s.metrics, layer: s.state.layer,
+      provisional: value && { ...value, res: now.res },
+      // breakdowns are asked of a final window: none before the first (provisional values only)
+      breakdowns: this.breakdowns.get(this.id(hex)) ?? null, dimensions: frame ? s.dimensionsOf(s.state.layer) : [],
       categories: s.config.breakdowns, lineNames, k: s.privacyK(), dominanceShare: s.manifest?.dominance_share,
     });
   }

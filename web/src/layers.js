@@ -1,8 +1,12 @@
 // Frames -> deck.gl layer props. Pure: no DOM, no deck.gl import, so vitest can check every rule.
 // A null stat is suppressed (drawn distinct); a cell without the stat had no data (not drawn).
+// Provisional values (now.js) replace the final ones of the cells they hold and are hatched.
+
+import { mergeNow } from './now.js';
 
 export const HEX_LAYER_ID = 'cells';
 export const ARC_LAYER_ID = 'flows';
+export const HATCH_LAYER_ID = 'provisional-hatch';
 export const MAX_ARCS = 40;
 
 // What each hexagon layer shows: the stat key of its total. The layers themselves come from the
@@ -49,6 +53,8 @@ export const COLOR_RAMP = [
 export const SUPPRESSED_COLOR = [150, 110, 255, 200];
 export const SUPPRESSED_LINE = [235, 225, 255, 255];
 export const HIGHLIGHT_COLOR = [255, 255, 255, 70];
+export const HATCH_COLOR = [11, 22, 34, 170]; // the page's background, over the ramp's bright fills
+export const HATCH_WIDTH_PX = 1.5;
 export const ARC_COLORS = { transit: [0, 200, 255], movement: [120, 255, 160] };
 
 // Coarser cells when zoomed out: [min zoom, res] pairs, checked from the finest.
@@ -141,11 +147,16 @@ export function arcRows(frame, limit = MAX_ARCS) {
 
 /**
  * Layer descriptors for the current state: [{type, props}]. main.js turns them into deck.gl layers;
- * ids are stable so deck.gl diffs instead of rebuilding.
+ * ids are stable so deck.gl diffs instead of rebuilding. `draw` (optional): `now`, the provisional
+ * values to draw over `frame` (now.usableNow); `stable`, rows -> {rows, version} (hatch.makeStableRows)
+ * so that values change in place; `hatch`, rows -> the stripes of the provisional ones (hatch.makeHatch).
+ * With hexagons on, the stripes layer is always there (empty without provisional values), so the
+ * layers drawn do not change as provisional values come and go.
  */
-export function buildLayers(frame, state, centerOf) {
+export function buildLayers(frame, state, centerOf, { now = null, stable = null, hatch = null } = {}) {
   const key = statKey(state.layer, state.breakdown, state.category, state.statistics);
-  const rows = state.showHexes ? hexRows(frame, key) : [];
+  const merged = state.showHexes ? mergeNow(hexRows(frame, key), now) : [];
+  const { rows, version } = stable ? stable(merged) : { rows: merged, version: 0 };
   const max = scaleMax(rows.map((r) => r.value));
   const out = [];
   if (state.showHexes) {
@@ -166,10 +177,23 @@ export function buildLayers(frame, state, centerOf) {
         getLineColor: (d) => (d.suppressed ? SUPPRESSED_LINE : [255, 255, 255, 60]),
         getLineWidth: (d) => (d.suppressed ? 2 : 1),
         lineWidthUnits: 'pixels',
-        updateTriggers: { getFillColor: [key, max] },
+        // `version` counts values changed in place in the same array (a `now` message every 2 s)
+        updateTriggers: { getFillColor: [key, max, version], getLineColor: version, getLineWidth: version },
       },
       key,
       max,
+    });
+    out.push({
+      type: 'PathLayer',
+      props: {
+        id: HATCH_LAYER_ID,
+        data: hatch ? hatch(rows) : [],
+        pickable: false, // the cell under the stripes answers the pointer
+        getPath: (d) => d.path,
+        getColor: HATCH_COLOR,
+        getWidth: HATCH_WIDTH_PX,
+        widthUnits: 'pixels',
+      },
     });
   }
   if (state.showFlows) {

@@ -8,11 +8,13 @@ import { takeToken } from './auth.js';
 import { contextLayers } from './basemap.js';
 import { bindControls } from './controls.js';
 import { localTime } from './format.js';
+import { makeHatch, makeStableRows } from './hatch.js';
 import { Hover } from './hover.js';
 import { layerMetrics, resForZoom, statKey } from './layers.js';
 import { liveUrl } from './live-feed.js';
+import { usableNow } from './now.js';
 import { makePlaces } from './places.js';
-import { drawHeadline, render } from './screen-draw.js';
+import { drawBudget, drawHeadline, render, renderMap } from './screen-draw.js';
 import { showNotice, showStatus } from './status.js';
 import { inside, paddedBBox, subscriptionFor, viewOf } from './viewport.js';
 
@@ -22,7 +24,7 @@ export const TOKEN_REFUSED = 'The operator token was refused. Open the map URL p
 export const NO_TOKEN = 'No operator token. Open the map URL printed by <code>cityscreen up</code> (it ends in <code>#token=…</code>).';
 
 /** What the page exposes for browser tests as window.__cityscreen (see web/README.md). */
-export const newDebug = () => ({ frames: { live: null, shown: null }, layers: [], status: 'connecting', messages: 0 });
+export const newDebug = () => ({ frames: { live: null, shown: null, now: null }, layers: [], status: 'connecting', messages: 0, provisional: false });
 
 /** hex -> [lng, lat] of its centre, kept. */
 function cellCenters() {
@@ -53,6 +55,8 @@ export class Screen {
     this.panelFrames = {};
     this.totals = { res: null, windows: [] };
     this.centerOf = cellCenters();
+    this.stableRows = makeStableRows(); // the hexagons' rows, changed in place while the same cells are drawn
+    this.hatch = makeHatch(); // the stripes over provisional cells
     this.hover = new Hover(this);
     this.subscribeTimer = null;
   }
@@ -140,6 +144,11 @@ export class Screen {
     return this.state.scrubIndex === null ? this.debug.frames.live : this.debug.frames.scrubbed;
   }
 
+  /** The last `now` message when its provisional values are to be drawn over the shown frame, else null. */
+  nowShown() {
+    return usableNow(this.debug.frames.now, this.shownFrame(), this.state);
+  }
+
   privacyK() {
     return this.manifest?.k ?? this.manifest?.min_persons ?? this.shownFrame()?.privacy?.min_persons ?? null;
   }
@@ -164,6 +173,7 @@ export class Screen {
   async onMessage(msg) {
     this.debug.messages += 1;
     if (msg.type === 'waiting') return this.status({ state: 'waiting' });
+    if (msg.type === 'now') return this.onNow(msg);
     if (msg.type !== 'snapshot' && msg.type !== 'frame') return;
     const previous = this.debug.frames.live;
     this.debug.frames.live = msg;
@@ -174,6 +184,18 @@ export class Screen {
       if (this.state.scrubIndex === null) await this.refreshPanelFrames(null);
     }
     if (this.state.scrubIndex === null) this.render();
+  }
+
+  /**
+   * A provisional `now` message (every ~2 s): kept as the newest, and the map part redrawn in place
+   * (the final frame stays as it is; the side panels and headline are not redrawn). While paused on
+   * a past window only the budget meter follows.
+   */
+  onNow(msg) {
+    this.debug.frames.now = msg;
+    if (this.debug.status !== 'live') this.status({ state: 'live' });
+    if (this.state.scrubIndex === null) renderMap(this);
+    else drawBudget(this);
   }
 
   subscription() {
@@ -264,8 +286,10 @@ export class Screen {
       breakdown: (breakdown) => {
         Object.assign(this.state, { breakdown, category: null });
         this.resubscribe();
-        // a paused window is fetched again with the new breakdown (the live feed brings its own)
+        // a paused window is fetched again with the new breakdown (the live feed brings its own); live,
+        // the map drops (or takes back) the provisional values at once, as they have no breakdown
         if (this.state.scrubIndex !== null) this.scrub().catch(console.error);
+        else this.render();
       },
       scrub: () => this.scrub().catch(console.error),
     };

@@ -1,8 +1,10 @@
-// The hover tooltip: where a cell is, its released values, its breakdown, and why a value is hidden.
+// The hover tooltip: where a cell is, its released values (provisional or final), its breakdown, and
+// why a value is hidden.
 // `cellTooltip` and `flowTooltip` are pure (tested); `renderTooltip` writes a model into the page.
 
 import { el } from './dom.js';
 import { DIMENSION_LABELS, categoryLabel, formatNumber, suppressionReason } from './format.js';
+import { FINAL_LABEL, PROVISIONAL_LABEL, provisionalText } from './now.js';
 import { FLOW_KINDS, flowLabel } from './panels.js';
 
 export const TOOLTIP_OFFSET_PX = 14;
@@ -36,16 +38,21 @@ export function sectionText(parts) {
 /**
  * The tooltip of a cell. `metrics` is layer -> {key, label, unit} (the layers shown as values), `layer`
  * the one on the map; `breakdowns` is dimension -> the cell's stats with that breakdown (null while
- * they load); `k` and `dominanceShare` come from the privacy manifest.
+ * they load); `k` and `dominanceShare` come from the privacy manifest. `provisional` ({value, sd},
+ * now.provisionalCell) is the provisional value the map draws for the cell of the layer shown, if any:
+ * it is that layer's value, with its 90% interval; the other values and the breakdown stay final.
  */
-export function cellTooltip({ hex, frame, place, metrics, layer, breakdowns = null, dimensions = [], categories = {}, lineNames = {}, k, dominanceShare }) {
+export function cellTooltip({ hex, frame, place, metrics, layer, breakdowns = null, dimensions = [], categories = {}, lineNames = {}, k, dominanceShare, provisional = null }) {
   const stats = frame?.cells?.[hex] ?? {};
-  const values = Object.entries(metrics).map(([name, m]) => ({
-    label: m.label,
-    text: m.key in stats ? `${formatNumber(stats[m.key])}${stats[m.key] === null ? '' : ` ${m.unit}`}` : NO_DATA,
-    hidden: stats[m.key] === null,
-    current: name === layer,
-  }));
+  const values = Object.entries(metrics).map(([name, m]) => {
+    if (provisional && name === layer) return { label: m.label, text: provisionalText(provisional.value, provisional.sd), hidden: false, current: true, provisional: true };
+    return {
+      label: m.label,
+      text: m.key in stats ? `${formatNumber(stats[m.key])}${stats[m.key] === null ? '' : ` ${m.unit}`}` : NO_DATA,
+      hidden: stats[m.key] === null,
+      current: name === layer,
+    };
+  });
   const key = metrics[layer]?.key;
   const sections = dimensions.map((dim) => ({
     label: DIMENSION_LABELS[dim] ?? dim,
@@ -56,9 +63,11 @@ export function cellTooltip({ hex, frame, place, metrics, layer, breakdowns = nu
   const reason = suppressionReason(key, k, dominanceShare);
   return {
     title: place.label,
-    subtitle: `H3 cell ${hex} · resolution ${frame?.res ?? '?'}`,
+    subtitle: `H3 cell ${hex} · resolution ${frame?.res ?? provisional?.res ?? '?'}`,
+    pane: provisional ? 'provisional' : 'final',
+    paneText: provisional ? PROVISIONAL_LABEL : FINAL_LABEL,
     values,
-    breakdownTitle: metrics[layer] ? `${metrics[layer].label} by` : '',
+    breakdownTitle: metrics[layer] ? `${metrics[layer].label}${provisional ? ' in the final window' : ''} by` : '',
     sections: breakdowns ? sections.filter((s) => s.parts.length).map((s) => ({ ...s, text: sectionText(s.parts) })) : [],
     loading: breakdowns === null && dimensions.length > 0,
     why: totalHidden ? `Hidden: ${reason}.` : partHidden ? `Hidden parts: ${reason}.` : null,
@@ -103,7 +112,9 @@ export function renderTooltip(node, model, x = 0, y = 0) {
     tr.insertCell().textContent = v.label;
     tr.insertCell().textContent = v.text;
   }
-  const parts = [el('div', 'tooltip-title', model.title), el('div', 'tooltip-subtitle', model.subtitle), rows];
+  const parts = [el('div', 'tooltip-title', model.title), el('div', 'tooltip-subtitle', model.subtitle)];
+  if (model.paneText) parts.push(el('div', `tooltip-pane tooltip-pane-${model.pane}`, model.paneText));
+  parts.push(rows);
   if (model.loading) parts.push(el('div', 'muted', `${model.breakdownTitle} ${LOADING}`));
   else if (model.sections.length) parts.push(el('div', 'tooltip-by', model.breakdownTitle));
   for (const s of model.sections) {

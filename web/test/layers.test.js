@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
-  ARC_LAYER_ID, HEX_LAYER_ID, arcRows, SUPPRESSED_COLOR, buildLayers, colorFor, hexRows, breakdownChoices, layerMetrics, legendStops, resForZoom, scaleMax, statKey,
+  ARC_LAYER_ID, HATCH_LAYER_ID, HEX_LAYER_ID, arcRows, SUPPRESSED_COLOR, buildLayers, colorFor, hexRows, breakdownChoices, layerMetrics, legendStops, resForZoom, scaleMax, statKey,
 } from '../src/layers.js';
+import { makeHatch, makeStableRows } from '../src/hatch.js';
 
 const STATISTICS = { population: { persons: ['gender', 'age_band', 'origin'] }, payments: { amount_cny: ['category', 'origin'] } };
 
@@ -96,16 +97,18 @@ describe('colour scale', () => {
 });
 
 describe('buildLayers', () => {
-  it('builds a hexagon and an arc layer with stable ids', () => {
+  it('builds a hexagon, an (empty) hatching and an arc layer with stable ids', () => {
     const layers = buildLayers(makeFrame(), baseState, centerOf);
-    expect(layers.map((l) => l.props.id)).toEqual([HEX_LAYER_ID, ARC_LAYER_ID]);
+    expect(layers.map((l) => l.props.id)).toEqual([HEX_LAYER_ID, HATCH_LAYER_ID, ARC_LAYER_ID]);
     expect(layers[0].props.data).toHaveLength(2);
     expect(layers[0].max).toBe(40);
-    expect(layers[1].props.data).toEqual([{ origin: 'a', dest: 'b', kind: 'transit', persons: 14 }]);
-    expect(layers[1].props.getSourcePosition(layers[1].props.data[0])).toEqual([97, 0]);
+    expect(layers[1].props.data).toEqual([]); // no provisional values
+    expect(layers[2].props.data).toEqual([{ origin: 'a', dest: 'b', kind: 'transit', persons: 14 }]);
+    expect(layers[2].props.getSourcePosition(layers[2].props.data[0])).toEqual([97, 0]);
   });
   it('a layer toggle changes what is drawn', () => {
-    expect(buildLayers(makeFrame(), { ...baseState, showFlows: false }, centerOf).map((l) => l.type)).toEqual(['H3HexagonLayer']);
+    expect(buildLayers(makeFrame(), { ...baseState, showFlows: false }, centerOf).map((l) => l.type)).toEqual(['H3HexagonLayer', 'PathLayer']);
+    expect(buildLayers(makeFrame(), { ...baseState, showHexes: false }, centerOf).map((l) => l.type)).toEqual(['ArcLayer']);
     const transit = buildLayers(makeFrame(), { ...baseState, layer: 'transit' }, centerOf)[0];
     expect(transit.props.data.map((r) => r.hex)).toEqual(['c']);
   });
@@ -119,6 +122,38 @@ describe('buildLayers', () => {
     const b = hex.props.data.find((r) => r.hex === 'b');
     expect(hex.props.getFillColor(b)).toBe(SUPPRESSED_COLOR);
     expect(hex.props.getLineWidth(b)).toBeGreaterThan(hex.props.getLineWidth(hex.props.data[0]));
+  });
+});
+
+describe('buildLayers with provisional values', () => {
+  const now = { res: 7, tick_ms: 200_000, cells: { a: { 'population.persons': 55 }, b: { 'population.persons': null }, d: { 'population.persons': 12 } }, noise_sd: { a: 3, b: 3, d: 3 } };
+  const segmentsOf = (hex) => [[[hex.charCodeAt(0), 0], [0, 1]]];
+
+  it('draws them in place of the final values, hatched; the final cells without one stay solid', () => {
+    const [hex, hatch] = buildLayers(makeFrame(), baseState, centerOf, { now, hatch: makeHatch(segmentsOf) });
+    expect(hex.props.data).toEqual([
+      { hex: 'a', value: 55, suppressed: false, provisional: true, sd: 3 },
+      { hex: 'b', value: null, suppressed: true },
+      { hex: 'd', value: 12, suppressed: false, provisional: true, sd: 3 },
+    ]);
+    expect(hex.max).toBe(55); // the scale covers what is drawn
+    expect(hatch.props.id).toBe(HATCH_LAYER_ID);
+    expect(hatch.props.data).toEqual([{ hex: 'a', path: [[97, 0], [0, 1]] }, { hex: 'd', path: [[100, 0], [0, 1]] }]);
+    expect(hatch.props.pickable).toBe(false);
+  });
+
+  it('updates values in place between messages: the same arrays, a new colour trigger', () => {
+    const draw = { stable: makeStableRows(), hatch: makeHatch(segmentsOf) };
+    const first = buildLayers(makeFrame(), baseState, centerOf, { ...draw, now });
+    const next = { ...now, cells: { ...now.cells, a: { 'population.persons': 57 } } };
+    const second = buildLayers(makeFrame(), baseState, centerOf, { ...draw, now: next });
+    expect(second[0].props.data).toBe(first[0].props.data);
+    expect(second[0].props.data[0].value).toBe(57);
+    expect(second[1].props.data).toBe(first[1].props.data);
+    expect(second[0].props.id).toBe(first[0].props.id);
+    expect(second[0].props.updateTriggers.getFillColor).not.toEqual(first[0].props.updateTriggers.getFillColor);
+    const third = buildLayers(makeFrame(), baseState, centerOf, { ...draw, now: next });
+    expect(third[0].props.updateTriggers).toEqual(second[0].props.updateTriggers); // nothing new: nothing recomputed
   });
 });
 

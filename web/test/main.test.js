@@ -78,7 +78,7 @@ describe('main.js', () => {
     socket.message(FRAME);
     await vi.waitFor(() => expect(made.overlays[0].props.layers.some((l) => l.props.id === 'cells' && l.props.data.length)).toBe(true));
     expect(made.overlays[0].props.layers.map((l) => [l.type, l.props.id])).toEqual([
-      ['H3HexagonLayer', 'cells'], ['PathLayer', 'district-borders'], ['PathLayer', 'metro-lines'],
+      ['H3HexagonLayer', 'cells'], ['PathLayer', 'provisional-hatch'], ['PathLayer', 'district-borders'], ['PathLayer', 'metro-lines'],
       ['ArcLayer', 'flows'], ['TextLayer', 'district-names'], ['TextLayer', 'line-names'],
     ]);
     expect(globalThis.__cityscreen.status).toBe('live');

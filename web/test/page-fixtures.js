@@ -30,6 +30,16 @@ export const FRAME = {
   cells: { [A]: { 'population.persons': 40, 'transit.tap_in': 3 }, [B]: { 'population.persons': null, 'transit.tap_in': 12 } },
   flows: [{ origin: A, dest: B, kind: 'movement', persons: 25 }],
 };
+// a provisional `now` message of the open window after FRAME's: A holds a value, B is under the
+// threshold (null), C has a value only here
+export const C = latLngToCell(22.55, 113.55, 7);
+export const NOW = {
+  type: 'now', pane: 'early', res: 7, window_start_ms: W + 60_000, window_s: 60, tick_ms: W + 86_000, published_ms: W + 87_200,
+  privacy: { min_persons: 10, dp_enabled: true, epsilon: 3.0, mechanism: 'continual-tree' },
+  cells: { [A]: { 'population.persons': 1234.0 }, [B]: { 'population.persons': null }, [C]: { 'population.persons': 56.0 } },
+  noise_sd: { [A]: 37.6, [B]: 37.6, [C]: 37.6 },
+  budget: { period_start_ms: W - 7 * 3_600_000 - 3 * 60_000, epsilon_per_person_day: 3.0, delta: 1e-6, rho_per_person_day: 0.147, rho_spent: 0.05, epsilon_spent: 1.2 },
+};
 export const TOTALS = {
   res: 6,
   windows: [{ window_start_ms: W, window_s: 60, totals: { 'population.persons': 1234, 'transit.tap_in': 30 }, suppressed_cells: { 'population.persons': 1 } }],

@@ -4,7 +4,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LiveFeed } from '../src/live-feed.js';
 import { Screen } from '../src/screen.js';
-import { A, B, BODY, CONFIG, FakeSocket, fakeGateway, FRAME, HttpStatus, W } from './page-fixtures.js';
+import { A, B, BODY, C, CONFIG, FakeSocket, fakeGateway, FRAME, HttpStatus, NOW, W } from './page-fixtures.js';
 
 const DECK_TYPES = ['H3HexagonLayer', 'ArcLayer', 'PathLayer', 'TextLayer']; // what main.js can build
 
@@ -142,7 +142,7 @@ describe('the live feed', () => {
     const h = await live();
     expect(text('status')).toBe('live');
     const drawn = lastDraw(h);
-    expect(drawn.map((d) => d.props.id)).toEqual(['cells', 'district-borders', 'metro-lines', 'flows', 'district-names', 'line-names']);
+    expect(drawn.map((d) => d.props.id)).toEqual(['cells', 'provisional-hatch', 'district-borders', 'metro-lines', 'flows', 'district-names', 'line-names']);
     expect(drawn.every((d) => DECK_TYPES.includes(d.type))).toBe(true);
     expect(layer(h, 'cells').props.data).toEqual([
       { hex: A, value: 40, suppressed: false }, { hex: B, value: null, suppressed: true },
@@ -267,6 +267,136 @@ describe('the hover tooltip', () => {
     expect($('tooltip').querySelector('.tooltip-title').textContent).toBe('Centre · near Harbour station → Centre · near Hill station');
     layer(h, 'flows').props.onHover({ object: null });
     expect($('tooltip').hidden).toBe(true);
+  });
+});
+
+describe('provisional values (the now layer)', () => {
+  const PROVISIONAL_A = { hex: A, value: 1234, suppressed: false, provisional: true, sd: 37.6 };
+  const PROVISIONAL_C = { hex: C, value: 56, suppressed: false, provisional: true, sd: 37.6 };
+  /** NOW `ticks` 2 s ticks later, with A's value `a`. */
+  const nowAt = (ticks, a = 1234) => ({ ...NOW, tick_ms: NOW.tick_ms + 2000 * ticks, cells: { ...NOW.cells, [A]: { 'population.persons': a } } });
+  const hatched = (h) => [...new Set(layer(h, 'provisional-hatch').props.data.map((s) => s.hex))];
+  const paneItems = () => [...document.querySelectorAll('#legend .legend-pane')].map((p) => p.textContent);
+
+  async function withNow(message = NOW) {
+    const h = await live();
+    h.socket.message(message);
+    await vi.waitFor(() => expect(h.screen.debug.provisional).toBe(true));
+    return h;
+  }
+
+  it('are drawn hatched over the final frame, with how fresh they are and the budget meter', async () => {
+    const h = await withNow();
+    expect(layer(h, 'cells').props.data).toEqual([PROVISIONAL_A, { hex: B, value: null, suppressed: true }, PROVISIONAL_C]);
+    expect(hatched(h)).toEqual([A, C]);
+    expect(layer(h, 'provisional-hatch').props.data.every((s) => s.path.length === 2)).toBe(true);
+    expect(h.screen.debug.frames.shown).toBe(h.screen.debug.frames.live); // the final frame shown stays the final one
+    expect(text('window-label')).toBe('window 2026-12-05 11:03 Tiny time · 60s · res 7');
+    expect([$('now-label').hidden, text('now-label')]).toEqual([false, 'provisional · as of 11:04:26']);
+    expect($('budget').hidden).toBe(false);
+    expect($('budget').querySelector('.budget-text').textContent).toBe('privacy budget today: ε 1.2 of 3.0');
+    expect($('budget').title).toContain('resets when pseudonyms rotate');
+    expect(paneItems()).toEqual(['provisional (updates every 2 s, noisy)', 'final (window closed)']);
+    expect(text('status')).toBe('live');
+  });
+
+  it('update in place every tick: the same layers and arrays, never a draw without them, panels left alone', async () => {
+    const h = await withNow();
+    const [data, stripes, details] = [layer(h, 'cells').props.data, layer(h, 'provisional-hatch').props.data, $('panel-privacy').querySelector('details')];
+    const from = h.draws.length;
+    for (let i = 1; i <= 5; i += 1) h.socket.message(nowAt(i, 1234 + i));
+    await vi.waitFor(() => expect(text('now-label')).toBe('provisional · as of 11:04:36'));
+    const drawn = h.draws.slice(from);
+    expect(drawn).toHaveLength(5);
+    for (const d of drawn) {
+      expect(d.map((l) => l.props.id)).toEqual(['cells', 'provisional-hatch', 'district-borders', 'metro-lines', 'flows', 'district-names', 'line-names']);
+      expect(d[0].props.data).toBe(data); // values changed in place: deck.gl keeps the hexagons' geometry
+      expect(d[1].props.data).toBe(stripes);
+    }
+    expect(data[0]).toEqual({ ...PROVISIONAL_A, value: 1239 });
+    expect(new Set(drawn.map((d) => JSON.stringify(d[0].props.updateTriggers.getFillColor))).size).toBe(5);
+    expect($('panel-privacy').querySelector('details')).toBe(details); // an open <details> stays open
+  });
+
+  it('stay drawn when a final frame arrives: the cells without a provisional value show it, solid', async () => {
+    const h = await withNow(nowAt(32)); // 11:05:30, in the window after the next final one
+    const from = h.draws.length;
+    const next = { ...FRAME, type: 'frame', window_start_ms: W + 60_000, cells: { [A]: { 'population.persons': 1200 }, [B]: { 'population.persons': 15 } } };
+    h.socket.message(next);
+    await vi.waitFor(() => expect(text('window-label')).toBe('window 2026-12-05 11:04 Tiny time · 60s · res 7'));
+    for (const d of h.draws.slice(from)) expect(d[0].props.data.find((r) => r.hex === A)).toEqual(PROVISIONAL_A);
+    expect(layer(h, 'cells').props.data).toEqual([PROVISIONAL_A, { hex: B, value: 15, suppressed: false }, PROVISIONAL_C]);
+    expect(hatched(h)).toEqual([A, C]);
+    expect(text('now-label')).toBe('provisional · as of 11:05:30');
+  });
+
+  it('give way to a final frame newer than they are (the provisional feed stopped)', async () => {
+    const h = await withNow();
+    h.socket.message({ ...FRAME, type: 'frame', window_start_ms: W + 120_000 });
+    await vi.waitFor(() => expect(h.screen.debug.provisional).toBe(false));
+    expect(layer(h, 'cells').props.data).toEqual([{ hex: A, value: 40, suppressed: false }, { hex: B, value: null, suppressed: true }]);
+    expect(layer(h, 'provisional-hatch').props.data).toEqual([]);
+    expect($('now-label').hidden).toBe(true);
+    expect(paneItems()).toEqual(['final (window closed)']);
+  });
+
+  it('are not drawn for another layer or a breakdown, and the legend says why', async () => {
+    const h = await withNow();
+    change(document.querySelector('input[value=transit]'), true);
+    expect(layer(h, 'cells').props.data).toEqual([{ hex: A, value: 3, suppressed: false }, { hex: B, value: 12, suppressed: false }]);
+    expect(layer(h, 'provisional-hatch').props.data).toEqual([]);
+    expect($('now-label').hidden).toBe(true);
+    expect(text('legend')).toContain('provisional values are only for people present');
+    h.socket.message(nowAt(1)); // still kept: the meter follows, nothing provisional is drawn
+    await vi.waitFor(() => expect(h.screen.debug.frames.now.tick_ms).toBe(NOW.tick_ms + 2000));
+    expect(layer(h, 'provisional-hatch').props.data).toEqual([]);
+    change(document.querySelector('input[value=population]'), true);
+    expect(hatched(h)).toEqual([A, C]);
+    change($('breakdown'), 'origin');
+    expect(layer(h, 'cells').props.data.some((r) => r.provisional)).toBe(false);
+    expect(text('legend')).toContain('provisional values have no breakdown: final values only');
+    change($('breakdown'), '');
+    expect(hatched(h)).toEqual([A, C]);
+  });
+
+  it('are not drawn on a paused window; meanwhile only the budget meter follows', async () => {
+    const h = await withNow();
+    await vi.waitFor(() => expect(h.screen.state.windows).toEqual([W - 60_000, W]));
+    change($('scrubber'), '0');
+    await vi.waitFor(() => expect(layer(h, 'cells').props.data).toEqual([{ hex: A, value: 77, suppressed: false }]));
+    expect(layer(h, 'provisional-hatch').props.data).toEqual([]);
+    expect(text('legend')).toContain('paused: final values only');
+    const draws = h.draws.length;
+    h.socket.message({ ...nowAt(1), budget: { ...NOW.budget, epsilon_spent: 1.3 } });
+    await vi.waitFor(() => expect($('budget').querySelector('.budget-text').textContent).toBe('privacy budget today: ε 1.3 of 3.0'));
+    expect(h.draws.length).toBe(draws);
+    change($('scrubber'), '2');
+    await vi.waitFor(() => expect(hatched(h)).toEqual([A, C]));
+  });
+
+  it('are drawn before the first final frame, and not at another resolution than the view', async () => {
+    const h = await open();
+    h.socket.open();
+    h.socket.message({ type: 'waiting', res: 7 });
+    h.socket.message(NOW);
+    await vi.waitFor(() => expect(layer(h, 'cells').props.data).toEqual([PROVISIONAL_A, PROVISIONAL_C]));
+    expect(text('window-label')).toBe('no window yet');
+    expect(text('status')).toBe('live');
+    h.socket.message({ ...NOW, res: 8, cells: { [A]: { 'population.persons': 5 } } }); // of a view the page has left
+    await vi.waitFor(() => expect(h.screen.debug.provisional).toBe(false));
+    expect(layer(h, 'cells').props.data).toEqual([]);
+  });
+
+  it('show in the tooltip with their 90% interval; a final cell says final', async () => {
+    const h = await withNow();
+    layer(h, 'cells').props.onHover({ object: { hex: A }, x: 10, y: 20 });
+    expect($('tooltip').textContent).toContain('≈ 1,234 people (provisional; 90% interval 1,172–1,296)');
+    expect($('tooltip').querySelector('.tooltip-pane').textContent).toBe('provisional (updates every 2 s, noisy)');
+    h.socket.message(nowAt(1, 2000));
+    await vi.waitFor(() => expect($('tooltip').textContent).toContain('≈ 2,000 people (provisional; 90% interval 1,938–2,062)'));
+    layer(h, 'cells').props.onHover({ object: { hex: B }, x: 10, y: 20 });
+    expect($('tooltip').querySelector('.tooltip-pane').textContent).toBe('final (window closed)');
+    expect($('tooltip').textContent).toContain('People presenthidden');
   });
 });
 

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { SUPPRESSED_COLOR } from '../src/layers.js';
 import { legendModel, renderLegend } from '../src/legend.js';
+import { paneKey } from '../src/now.js';
 import { LOADING, NO_DATA, breakdownParts, cellTooltip, flowTooltip, renderTooltip, sectionText, tooltipPosition } from '../src/tooltip.js';
 
 const METRICS = {
@@ -71,6 +72,20 @@ describe('cell tooltip', () => {
     expect(spend.why).toContain('fewer than 15 people');
     expect(spend.why).toContain('one payer makes up more than 50% of it');
   });
+  it('gives a provisional cell\'s value with its 90% interval, and says a final cell is final', () => {
+    const t = tooltipFor({ 'population.persons': 40, 'transit.tap_in': 3 }, null, { provisional: { value: 1234, sd: 37.6 } });
+    expect(t.values[0]).toEqual({ label: 'People present', text: '≈ 1,234 people (provisional; 90% interval 1,172–1,296)', hidden: false, current: true, provisional: true });
+    expect(t.values[2].text).toBe('3 taps'); // the other layers' values stay final
+    expect([t.pane, t.paneText]).toEqual(['provisional', 'provisional (updates every 2 s, noisy)']);
+    expect(t.breakdownTitle).toBe('People present in the final window by');
+    expect(tooltipFor({ 'population.persons': null }, null, { provisional: { value: 60, sd: 37.6 } }).why).toBeNull();
+    const final = tooltipFor({ 'population.persons': 40 });
+    expect([final.pane, final.paneText, final.values[0].text]).toEqual(['final', 'final (window closed)', '40 persons']);
+    const node = document.createElement('div');
+    renderTooltip(node, t, 1, 1);
+    expect(node.querySelector('.tooltip-pane-provisional').textContent).toBe('provisional (updates every 2 s, noisy)');
+    expect(node.textContent).toContain('≈ 1,234 people (provisional; 90% interval 1,172–1,296)');
+  });
   it('names a flow by its districts', () => {
     const t = flowTooltip({ origin: 'a', dest: 'b', kind: 'transit', persons: 1240 }, PLACES);
     expect(t.title).toBe('Futian · near Gangxia station → Nanshan');
@@ -113,6 +128,18 @@ describe('legend', () => {
     const empty = legendModel(METRICS.transit, 'transit.tap_in', 1, 10, [], false);
     expect(empty.part).toBe('total · no value released in view');
     expect(empty.stops.map((s) => s.label)).toEqual(['', '', '', '', '']);
+  });
+  it('keys hatched provisional and solid final cells once provisional values come, or says why there are none', () => {
+    expect(legendModel(METRICS.population, 'population.persons', 40, 10).panes).toEqual([]);
+    const panes = paneKey({ hasNow: true, drawn: true, state: {} });
+    const node = document.createElement('div');
+    renderLegend(node, legendModel(METRICS.population, 'population.persons', 40, 10, lines, true, '', panes));
+    expect([...node.querySelectorAll('.legend-pane')].map((p) => [p.className, p.textContent])).toEqual([
+      ['legend-pane legend-pane-provisional', 'provisional (updates every 2 s, noisy)'], ['legend-pane legend-pane-final', 'final (window closed)'],
+    ]);
+    expect(node.querySelector('.swatch.pane-provisional')).not.toBeNull();
+    renderLegend(node, legendModel(METRICS.transit, 'transit.tap_in', 40, 10, lines, true, '', paneKey({ hasNow: true, drawn: false, state: { layer: 'transit' } })));
+    expect(node.querySelector('.legend-panes-note').textContent).toBe('provisional values are only for people present');
   });
   it('renders the scale, the hidden swatch and the metro lines', () => {
     const node = document.createElement('div');
