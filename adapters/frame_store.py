@@ -1,8 +1,10 @@
 """Released frames in Redis, in the layout of `cityscreen.store_keys`: the one place that writes and reads it.
 
 Writers: only the release sink (streams/release.py) calls `put_released` and `put_released_span`, after
-the gate, and the gateway tests store hand-made frames with them; test_aggregate_release_only_via_gate.py
-holds that rule. Readers: the gateway and the sink (a frame's previous window, the latest longer window).
+the gate; only the now worker (streams/now_agent.py) calls `put_now`, after the continual-release
+mechanism (cityscreen/privacy/now_layer.py); the gateway tests store hand-made frames with them.
+test_aggregate_release_only_via_gate.py holds that rule. Readers: the gateway, the sink (a frame's
+previous window, the latest longer window) and the now worker (the final frames it anchors on).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import cast
 import redis.asyncio as aioredis
 
 from cityscreen import store_keys
-from cityscreen.frames import Frame, decode_frame
+from cityscreen.frames import Frame, NowFrame, decode_frame, decode_now
 
 
 async def put_released(redis: aioredis.Redis, frame: Frame, body: bytes, *, history_s: int) -> None:
@@ -75,3 +77,23 @@ async def recent_frames(redis: aioredis.Redis, res: int, count: int) -> list[Fra
         return []
     blobs = await redis.mget([store_keys.frame_key(res, s) for s in starts])
     return [f for f in map(_frame, blobs) if f is not None]
+
+
+async def put_now(redis: aioredis.Redis, frame: NowFrame, body: bytes) -> None:
+    """Store the now layer's newest tick at `frame.res` (`body` is its JSON; each tick overwrites the
+    last, never steps back), then announce it on the now channel."""
+    key = store_keys.now_key(frame.res)
+    current = await latest_now(redis, frame.res)
+    if current is not None and current.tick_ms > frame.tick_ms:
+        return
+    await redis.set(key, body)
+    notice = json.dumps({"res": frame.res, "tick_ms": frame.tick_ms})
+    await redis.publish(store_keys.NOW_NOTIFY_CHANNEL, notice)
+
+
+async def latest_now(redis: aioredis.Redis, res: int) -> NowFrame | None:
+    """The now layer's newest tick at `res`, or None before its first release."""
+    data = await redis.get(store_keys.now_key(res))
+    if not data:
+        return None
+    return decode_now(data if isinstance(data, bytes) else data.encode())

@@ -59,8 +59,40 @@ def with_span(frame: Frame, span: Frame) -> Frame:
     return msgspec.structs.replace(frame, cells=cells, flows=flows, spans={**frame.spans, **span.spans})
 
 
+class DayBudget(msgspec.Struct, frozen=True):
+    """The now layer's privacy budget per person-day (pseudonym period) and what its releases so far
+    have spent of it: the budget meter's reading."""
+
+    period_start_ms: int
+    epsilon_per_person_day: float  # the day's cap, at `delta`
+    delta: float
+    rho_per_person_day: float
+    rho_spent: float  # the loss of every tick released so far today (zCDP)
+    epsilon_spent: float  # the same as (epsilon, delta)
+
+
+class NowFrame(msgspec.Struct):
+    """A provisional ("early") frame of the now layer: people present in every cell of the city at one
+    resolution at the end of one tick, from the continual-release trees (cityscreen/privacy/now_layer.py).
+    Every cell of the city is a key; `null` is a noisy value under the threshold. The window's final
+    frame (`Frame`, pane "final") replaces it on the screen when that window closes."""
+
+    v: int
+    res: int
+    window_start_ms: int  # the base window the tick falls in (still open when this is published)
+    window_s: int
+    tick_ms: int  # event time the values hold: the end of the tick
+    published_ms: int
+    privacy: FramePrivacy
+    cells: dict[str, dict[str, float | None]]  # {cell: {"population.persons": value or None}}
+    noise_sd: dict[str, float]  # each cell's noise standard deviation (a 90% interval is 1.645 of it)
+    budget: DayBudget
+    pane: str = "early"
+
+
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Frame)
+_NOW_DECODER = msgspec.json.Decoder(NowFrame)
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -69,3 +101,11 @@ def encode_frame(frame: Frame) -> bytes:
 
 def decode_frame(data: bytes) -> Frame:
     return _DECODER.decode(data)
+
+
+def encode_now(frame: NowFrame) -> bytes:
+    return _ENCODER.encode(frame)
+
+
+def decode_now(data: bytes) -> NowFrame:
+    return _NOW_DECODER.decode(data)

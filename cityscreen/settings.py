@@ -176,9 +176,12 @@ class PrivacySettings(BaseModel):
 
 class NowSettings(BaseModel):
     """The provisional "now" layer: people present every tick under a budget per person-day
-    (cityscreen/privacy/person_day.py). Measured by `cityscreen privacy now-report`; the pipeline
-    does not publish it yet (issue 15)."""
+    (cityscreen/privacy/person_day.py), published by `cityscreen worker --role now`
+    (cityscreen/now_engine.py). Its accuracy: `cityscreen privacy now-report`."""
 
+    enabled: bool = Field(
+        True, description="publish the now layer (`cityscreen up` starts `worker --role now`)"
+    )
     tick_s: int = Field(2, ge=1, le=60, description="seconds between provisional releases (a tree tick)")
     epsilon_per_person_day: float = Field(
         3.0, gt=0, le=10, description="(epsilon, delta) of everything the now layer releases per person-day"
@@ -200,6 +203,16 @@ class NowSettings(BaseModel):
     )
     resolutions: list[int] = Field(
         [8, 7], description="resolutions with their own noisy tree; coarser ones are sums of the coarsest"
+    )
+    lateness_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="a partition's watermark trails its newest report by this much; a report behind it "
+        "is left off the now layer (counted; the final frame still counts it)",
+    )
+    idle_s: float = Field(
+        5.0, gt=0, le=300, description="a partition with no report for this long holds no tick back"
     )
 
 

@@ -6,6 +6,7 @@ PREFIX = "city"
 NOTIFY_CHANNEL = f"{PREFIX}:frames:notify"  # pub/sub: {"res": r, "window_start_ms": t}
 MANIFEST_KEY = f"{PREFIX}:privacy:manifest"  # JSON privacy manifest in force
 STATS_KEY = f"{PREFIX}:stats"  # hash of worker counters (events, late, dead-lettered)
+NOW_NOTIFY_CHANNEL = f"{PREFIX}:now:notify"  # pub/sub: {"res": r, "tick_ms": t}
 LAG_KEY = f"{PREFIX}:lag"  # hash "<stage>:<topic>:<partition>" -> records its consumer is behind
 
 
@@ -30,3 +31,8 @@ def frame_key(res: int, window_start_ms: int, span_s: int = 0) -> str:
 def frame_index_key(res: int, span_s: int = 0) -> str:
     """Sorted set: member and score = window_start_ms of every frame still kept at `res`."""
     return f"{PREFIX}:frames:{res}{_span(span_s)}"
+
+
+def now_key(res: int) -> str:
+    """String: the JSON `NowFrame` of the newest released tick at `res` (overwritten every tick)."""
+    return f"{PREFIX}:now:{res}:latest"

@@ -26,6 +26,7 @@ import numpy as np
 
 from cityscreen.city import City, load_city
 from cityscreen.errors import CityScreenError
+from cityscreen.now_engine import check_now_settings, period_start
 from cityscreen.privacy.bounded_presence import (
     Changes,
     bound_changes,
@@ -44,12 +45,6 @@ TARGET_RES = 7
 TARGET_RELATIVE_ERROR = 0.05  # issue 15: median over cells with at least 100 persons present
 MIN_EXACT = 100
 FINAL_AFTER_GRACE_S = 5  # a final frame is out this long after its window's grace (issue 15's target)
-
-
-def period_start_ms(settings: Settings, at_ms: int) -> int:
-    """Start of the pseudonym period holding `at_ms`."""
-    rot, off = settings.pseudonym_rotation_s * 1000, settings.pseudonym_rotation_offset_s * 1000
-    return (at_ms - off) // rot * rot + off
 
 
 class Tracks:
@@ -126,23 +121,13 @@ def now_report(
 ) -> dict[str, Any]:
     city = load_city(settings.generator.city_file)
     stamps = [local_ms(city, PEAK_DAY, h) for h in sorted(hours)]
-    start = period_start_ms(settings, stamps[0])
-    if period_start_ms(settings, stamps[-1]) != start:
+    start = period_start(settings, stamps[0])
+    if period_start(settings, stamps[-1]) != start:
         raise CityScreenError(
             f"hours {sorted(hours)} fall in two pseudonym periods (each starts at 04:00 local): "
             "keep them in one"
         )
-    stray = sorted(set(settings.now.resolutions) - set(settings.window.resolutions))
-    if not settings.now.resolutions or stray:
-        raise CityScreenError(
-            f"CITY_NOW__RESOLUTIONS ({settings.now.resolutions}) must be a non-empty subset of the released "
-            f"resolutions {settings.window.resolutions} (CITY_WINDOW__H3_RES and CITY_WINDOW__ROLLUP_RES)"
-        )
-    if settings.now.settle_s >= settings.window.presence_ttl_s:
-        raise CityScreenError(
-            f"CITY_NOW__SETTLE_S ({settings.now.settle_s}) must be below CITY_WINDOW__PRESENCE_TTL_S "
-            f"({settings.window.presence_ttl_s}): a person must settle in a cell before they expire"
-        )
+    check_now_settings(settings)
     budget = now_budget(settings.now, period_s=settings.pseudonym_rotation_s)
     began = time.perf_counter()
     say(f"[now] {persons:,} persons from {_clock(city, start)} to {_clock(city, stamps[-1])} local")

@@ -10,7 +10,7 @@ import typer
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.errors import CityScreenError
-from cityscreen.privacy import build_manifest
+from cityscreen.privacy import manifest_for
 from cityscreen.privacy.survival import format_report, survival_report
 from cityscreen.privacy.synthetic import synthetic_windows
 from cityscreen.settings import Settings
@@ -22,14 +22,7 @@ privacy_app = typer.Typer(help="The release gate: manifest and survival report."
 def manifest(ctx: typer.Context) -> None:
     """Print the privacy manifest the gateway serves (from the current CITY_* settings)."""
     settings: Settings = ctx.obj
-    w = settings.window
-    doc = build_manifest(
-        settings.privacy,
-        window_s=w.window_s,
-        resolutions=w.resolutions,
-        flow_res=w.flow_res,
-        layer_windows_s=w.layer_windows_s,
-    )
+    doc = manifest_for(settings)
     typer.echo(json.dumps(doc, indent=2))
 
 

@@ -41,6 +41,7 @@ class UpOptions:
     speed: float | None = None  # accelerated simulated time instead of real time
     rate: float | None = None
     generate: bool = True
+    now: bool = True  # the now layer's worker (CITY_NOW__ENABLED)
     start_ms: int | None = None  # event time of the generator's start; None: now
     persons: int | None = None  # None: the generator's default (the census x the city's operator share)
     warm_s: float = 0.0  # every person reports once within this long of the start
@@ -56,8 +57,11 @@ def child_commands(options: UpOptions) -> dict[str, list[str]]:
     commands = {
         "ingest": cityscreen_argv("worker", "--role", "ingest"),
         "aggregate": cityscreen_argv("worker", "--role", "aggregate"),
+        "now": cityscreen_argv("worker", "--role", "now"),
         "api": cityscreen_argv("api"),
     }
+    if not options.now:
+        del commands["now"]
     if options.generate:
         if options.speed is not None and options.rate is not None:
             raise CityScreenError("choose one of --speed X (accelerated time) or --rate EPS (load test)")
@@ -293,4 +297,5 @@ def register(app: typer.Typer) -> None:
         generate: bool = typer.Option(True, "--generate/--no-generate", help="run the synthetic generator"),
     ) -> None:
         """Start everything (Kafka, Redis, workers, gateway, generator) and print the live map URL."""
-        run_up(ctx.obj, UpOptions(fresh=fresh, speed=speed, rate=rate, generate=generate))
+        options = UpOptions(fresh=fresh, speed=speed, rate=rate, generate=generate, now=ctx.obj.now.enabled)
+        run_up(ctx.obj, options)

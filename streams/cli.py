@@ -1,4 +1,4 @@
-"""Stream-processing subcommands: `cityscreen worker --role ingest|aggregate`, and the pipeline bench."""
+"""Stream-processing subcommands: `cityscreen worker --role ingest|aggregate|now`, and the pipeline bench."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
         ctx: typer.Context,
-        role: Literal["ingest", "aggregate"] = typer.Option(
-            "aggregate", help="ingest: validate + pseudonymize raw events; aggregate: bin, window, release"
+        role: Literal["ingest", "aggregate", "now"] = typer.Option(
+            "aggregate",
+            help="ingest: validate + pseudonymize raw events; aggregate: bin, window, release; now: the "
+            "provisional layer every tick (one process per city)",
         ),
         group: str = typer.Option(
             None,
@@ -29,6 +31,10 @@ def register(app: typer.Typer) -> None:
             from streams.ingest import run_ingest_worker
 
             run_ingest_worker(settings, app_id=group or INGEST_GROUP)
+        elif role == "now":
+            from streams.now_agent import run_now_worker
+
+            run_now_worker(settings)
         else:
             from streams.worker import run_aggregate_worker
 

@@ -25,7 +25,7 @@ from cityscreen import store_keys
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame, encode_frame, with_span
 from cityscreen.fused import fused_indicators
-from cityscreen.privacy import build_manifest
+from cityscreen.privacy import manifest_for
 from cityscreen.privacy.gate import release_kept
 from cityscreen.privacy.temporal import Memory
 from cityscreen.release_book import BookLog, GateMemory, Release, merge_window
@@ -132,11 +132,7 @@ class ReleaseSink:
         self._last.clear()
 
     async def publish_manifest(self) -> None:
-        w = self.settings.window
-        manifest = build_manifest(
-            self.settings.privacy, window_s=w.window_s, resolutions=w.resolutions, flow_res=w.flow_res,
-            layer_windows_s=w.layer_windows_s,
-        )  # fmt: skip
+        manifest = manifest_for(self.settings)
         await self.redis.set(store_keys.MANIFEST_KEY, json.dumps(msgspec.to_builtins(manifest)))
 
     def release_of(self, aggregate: WindowAggregate) -> Release:

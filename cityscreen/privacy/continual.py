@@ -76,6 +76,27 @@ class TreeNoise:
         return Z_90 * self.sd(tick)
 
 
+class CoverNoise:
+    """`TreeNoise.running` for one fixed set of streams, tick after tick: the nodes of the current cover
+    are kept, so a tick samples only the nodes new in its cover (about two on average, against up to
+    17 for a day of 2 s ticks). A node that leaves the cover never returns to a later one."""
+
+    def __init__(self, noise: TreeNoise, streams: Sequence[bytes]) -> None:
+        self.noise, self.streams = noise, list(streams)
+        self._nodes: dict[tuple[int, int], np.ndarray] = {}
+
+    def running(self, tick: int) -> np.ndarray:
+        cover = dyadic_cover(tick)
+        kept = {node: self._nodes[node] for node in cover if node in self._nodes}
+        for level, index in (node for node in cover if node not in kept):
+            labels = [b"%s|%d|%d" % (stream, level, index) for stream in self.streams]
+            n = self.noise
+            kept[(level, index)] = keyed_discrete_gaussian(n.secret, labels, n.sigma2_num, n.sigma2_den)
+        self._nodes = kept
+        total: np.ndarray = np.add.reduce(list(kept.values()), axis=0, dtype=np.int64)
+        return total
+
+
 def running_release(
     true_running: np.ndarray, streams: Sequence[bytes], tick: int, noise: TreeNoise
 ) -> np.ndarray:

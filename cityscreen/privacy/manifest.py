@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cityscreen.privacy.accountant import budget
-from cityscreen.settings import PrivacySettings
+from cityscreen.privacy.accountant import Budget, budget
+from cityscreen.privacy.person_day import day_statement, now_budget
+from cityscreen.settings import NowSettings, PrivacySettings, Settings
 
 MANIFEST_VERSION = 1
 LARGE_DAILY_EPSILON = 10.0
@@ -44,10 +45,75 @@ def build_manifest(
     resolutions: list[int],
     flow_res: int | None = None,
     layer_windows_s: dict[str, int] | None = None,
+    now: NowSettings | None = None,
+    period_s: int = 86_400,
 ) -> dict[str, Any]:
     """A JSON-able description of the privacy applied to every frame; `layer_windows_s`: the window
-    each layer covers (every layer: `window_s` when not given)."""
+    each layer covers (every layer: `window_s` when not given); `now`: the now layer's settings when it
+    is on, whose budget per person-day (`period_s`, the pseudonym period) the manifest then states."""
     plan = budget(privacy, window_s=window_s, resolutions=sorted(resolutions, reverse=True))
+    manifest = _final_manifest(privacy, plan, window_s, resolutions, flow_res, layer_windows_s)
+    if now is not None and now.enabled:
+        manifest.update(now_entry(now, period_s=period_s, final_rho_per_day=final_rho_per_day(privacy, plan)))
+    return manifest
+
+
+def manifest_for(settings: Settings) -> dict[str, Any]:
+    """The manifest of everything these settings release (what the sink stores and the gateway serves)."""
+    w = settings.window
+    return build_manifest(
+        settings.privacy,
+        window_s=w.window_s,
+        resolutions=w.resolutions,
+        flow_res=w.flow_res,
+        layer_windows_s=w.layer_windows_s,
+        now=settings.now,
+        period_s=settings.pseudonym_rotation_s,
+    )
+
+
+def final_rho_per_day(privacy: PrivacySettings, plan: Budget) -> float | None:
+    """zCDP per person-day of DP mode's final frames (None: thresholds only, no DP statement). Pure
+    epsilon-DP is (epsilon^2 / 2)-zCDP (Bun and Steinke 2016)."""
+    if not privacy.dp_enabled:
+        return None
+    if plan.mechanism == "laplace":
+        return plan.epsilon_per_day**2 / 2
+    return plan.rho_per_family * len(plan.families) * plan.windows_per_day
+
+
+def now_entry(now: NowSettings, *, period_s: int, final_rho_per_day: float | None) -> dict[str, Any]:
+    """The now layer's part of the manifest: its mechanism and budget, and the person-day statement of
+    everything released (the now layer and DP mode's final layer, composed by adding rho)."""
+    b = now_budget(now, period_s=period_s)
+    day = day_statement(b, final_rho_per_day)
+    return {
+        "now_layer": {
+            "mechanism": "binary-tree continual release, exact keyed discrete Gaussian node noise",
+            "privacy_unit": "person-day (one pseudonym period)",
+            "tick_s": b.tick_s,
+            "resolutions": list(b.resolutions),
+            "max_changes_per_day": b.max_changes,
+            "settle_s": now.settle_s,
+            "sensitivity2": b.sensitivity2,
+            "node_sd": round(float(b.sigma2) ** 0.5, 3),
+            "rho_per_person_day": b.rho,
+            "epsilon_per_person_day": b.epsilon,
+            "delta": b.delta,
+        },
+        "person_day": day,
+        "epsilon_per_person_day": day["total_epsilon"],
+    }
+
+
+def _final_manifest(
+    privacy: PrivacySettings,
+    plan: Budget,
+    window_s: int,
+    resolutions: list[int],
+    flow_res: int | None,
+    layer_windows_s: dict[str, int] | None,
+) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "version": MANIFEST_VERSION,
         "privacy_unit": "person",

@@ -22,7 +22,7 @@ import h3
 import numpy as np
 
 from cityscreen.city import BBox
-from cityscreen.privacy.continual import Z_90, dyadic_cover, running_release
+from cityscreen.privacy.continual import Z_90, CoverNoise, dyadic_cover, running_release
 from cityscreen.privacy.person_day import NowBudget
 
 
@@ -71,10 +71,12 @@ def release_tick(
     secret: bytes,
     cells: Mapping[int, list[str]],
     coarser: tuple[int, ...] = (),
+    covers: Mapping[int, CoverNoise] | None = None,
 ) -> dict[int, NowRelease]:
     """The now layer at `tick`: `stock[res][cell]` is the bounded running stock at each tree resolution
     (cells not listed hold nobody); `cells[res]` the fixed key set of each resolution; `coarser` the
-    resolutions summed from the coarsest tree."""
+    resolutions summed from the coarsest tree; `covers` (optional) each resolution's node noise kept
+    from the tick before, the same values sampled once."""
     noise = budget.noise(secret)
     out: dict[int, NowRelease] = {}
     for res in budget.resolutions:
@@ -87,7 +89,10 @@ def release_tick(
                 "positions outside the city's box must be dropped at ingest"
             )
         true = np.array([stock.get(res, {}).get(c, 0) for c in keys], dtype=np.int64)
-        noisy = running_release(true, stream_labels(period_start_ms, res, keys), tick, noise)
+        if covers is not None:
+            noisy = true + covers[res].running(tick)
+        else:
+            noisy = running_release(true, stream_labels(period_start_ms, res, keys), tick, noise)
         out[res] = NowRelease(res, keys, noisy, np.full(len(keys), budget.sd(tick)))
     base = out[min(budget.resolutions)]
     for res in coarser:
@@ -162,8 +167,11 @@ class RunningStock:
         self.stock: dict[int, dict[str, int]] = {res: {} for res in budget.resolutions}
         self.released_tick = 0
         self._pending: dict[int, list[tuple[int, str, int]]] = {}  # tick -> (res, cell, +1 or -1)
-        self._window_ends: dict[int, dict[int, NowRelease]] = {}  # window's last tick -> running values
+        self._window_ends: dict[int, dict[int, dict[str, int]]] = {}  # window's last tick -> its stock
         self._anchor: tuple[int, dict[int, NowRelease], Mapping[int, Mapping[str, int]]] | None = None
+        noise = budget.noise(secret)
+        labels = {res: stream_labels(period_start_ms, res, cells[res]) for res in budget.resolutions}
+        self._covers = {res: CoverNoise(noise, labels[res]) for res in budget.resolutions}
 
     def tick_of_ms(self, ts_ms: int) -> int:
         """The tick holding `ts_ms` (ticks count from 1)."""
@@ -186,17 +194,17 @@ class RunningStock:
 
     def release(self, tick: int) -> dict[int, NowRelease]:
         """The now layer at the end of `tick`: every move up to it folded in, noise, and the anchor on
-        the last final frame. Window ends passed on the way keep their running values."""
+        the last final frame. Window ends passed on the way keep their stock, for a final frame to come."""
         if tick <= self.released_tick:
             raise ValueError(f"tick {tick} is not after the last released tick {self.released_tick}")
         first_end = (self.released_tick // self.window_ticks + 1) * self.window_ticks
-        for end in range(first_end, tick, self.window_ticks):
-            self._window_ends[end] = self._running(end)
-        running = self._running(tick)
-        if tick % self.window_ticks == 0:
-            self._window_ends[tick] = running
+        for end in range(first_end, tick + 1, self.window_ticks):
+            self._fold(end)
+            self._window_ends[end] = {res: dict(cells) for res, cells in self.stock.items()}
         for old in sorted(self._window_ends)[: -self.KEEP_WINDOWS]:
             del self._window_ends[old]
+        self._fold(tick)
+        running = self._noisy(self.stock, tick, self._covers)
         self.released_tick = tick
         if self._anchor is None:
             return running
@@ -206,16 +214,19 @@ class RunningStock:
     def final(self, final_tick: int, released: Mapping[int, Mapping[str, int]]) -> None:
         """A window's final frame is out: `released[res][cell]`, what the gate released of people
         present at its end (`final_tick`, the window's last tick)."""
-        at_final = self._window_ends.get(final_tick)
-        if at_final is None:
+        stock = self._window_ends.get(final_tick)
+        if stock is None:
             raise ValueError(
                 f"no running values kept for tick {final_tick}: a final frame must end a window released "
                 f"within the last {self.KEEP_WINDOWS} windows"
             )
         if self._anchor is None or final_tick > self._anchor[0]:
-            self._anchor = (final_tick, at_final, released)
+            # the tree's values at the window's end, computed once per final frame rather than at every
+            # window end passed (without the cover cache, which holds the newest tick's nodes)
+            self._anchor = (final_tick, self._noisy(stock, final_tick, None), released)
 
-    def _running(self, tick: int) -> dict[int, NowRelease]:
+    def _fold(self, tick: int) -> None:
+        """Apply every pending move up to `tick` to the stock."""
         for t in sorted(t for t in self._pending if t <= tick):
             for res, cell, sign in self._pending.pop(t):
                 count = self.stock[res].get(cell, 0) + sign
@@ -223,12 +234,17 @@ class RunningStock:
                     self.stock[res][cell] = count
                 else:
                     self.stock[res].pop(cell, None)
+
+    def _noisy(
+        self, stock: Mapping[int, Mapping[str, int]], tick: int, covers: Mapping[int, CoverNoise] | None
+    ) -> dict[int, NowRelease]:
         return release_tick(
-            self.stock,
+            stock,
             tick=tick,
             period_start_ms=self.period_start_ms,
             budget=self.budget,
             secret=self.secret,
             cells=self.cells,
             coarser=self.coarser,
+            covers=covers,
         )

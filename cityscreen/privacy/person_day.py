@@ -53,6 +53,13 @@ class NowBudget:
     def noise(self, secret: bytes) -> TreeNoise:
         return TreeNoise(secret, self.sigma2.numerator, self.sigma2.denominator)
 
+    def rho_spent(self, tick: int) -> float:
+        """What the trees' nodes complete by `tick` cost a person-day: the same bound as the day's, over
+        the ticks so far (the budget meter; it reaches `rho` at the period's last tick)."""
+        done = min(max(tick, 0), self.ticks_per_period)
+        s2 = len(self.resolutions) * presence_sensitivity2(done, self.max_changes)
+        return zcdp.gaussian_rho(s2, float(self.sigma2)) if s2 else 0.0
+
 
 def presence_sensitivity2(ticks: int, max_changes: int) -> int:
     """Most one person's bounded presence track adds to one resolution's tree, in squared L2."""

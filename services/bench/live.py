@@ -7,6 +7,11 @@ Definitions (also written into the JSON):
   covered; every window contributes one value per 10 ms of that part (i.e. per event, weighted by its
   event count), and p50/p99 are taken over all of them.
 - window delay: published_ms - window end (window_start + window_s), per window.
+- provisional delay (the now layer): per event, the published_ms of the first now frame whose tick holds
+  the event (tick_ms > ts_ms) minus ts_ms, events spread evenly as above; the bench polls the newest now
+  frame every 0.25 s, so a tick overwritten before it was seen counts its events at the next one seen
+  (an overestimate, never an underestimate).
+- final delay: published_ms - window end, per base window (the window delay).
 - lag: end offset - committed offset, summed over the group's input topics, sampled every --sample-s.
   Flat = over the second half of the run it grows by less than 5% of the rate records are written to
   the group's input topics, both in records/s (see report.lag_is_flat).
@@ -28,6 +33,7 @@ import redis as redis_sync
 
 from cityscreen.aggregate.rows import window_of
 from cityscreen.events import CLEAN_TOPICS, INGEST_TOPICS
+from cityscreen.privacy import manifest_for
 from cityscreen.settings import Settings, to_env
 from services.bench import probes
 from services.bench.report import event_delays_ms, lag_is_flat, percentile, second_half, slope_per_s
@@ -37,6 +43,8 @@ from services.stack.procs import ManagedProcess, spawn
 
 INGEST_GROUP = "cityscreen-ingest"
 AGGREGATE_GROUP = "cityscreen-aggregate"
+PROVISIONAL_P99_LIMIT_S = 5.0  # issue 15's targets on this 2-core machine
+EPSILON_PER_PERSON_DAY_LIMIT = 3.0
 SAMPLE_MS = 10  # one delay value per 10 ms of a window's covered event time
 CLI = [sys.executable, "-m", "services.cli"]
 
@@ -70,6 +78,7 @@ class Seen:
     first_ms: int | None = None  # wall clock when the first event reached ingest
     end_ms: int | None = None  # wall clock when the generator was seen done
     published: dict[int, int] = field(default_factory=dict)  # window start -> published_ms
+    now_ticks: dict[int, int] = field(default_factory=dict)  # now frame's tick_ms -> its published_ms
     # (seconds since the start, records) per group while the load runs: lag, and the input end offsets
     lags: dict[str, list[tuple[float, float]]] = field(default_factory=_per_group)
     ends: dict[str, list[tuple[float, float]]] = field(default_factory=_per_group)
@@ -97,6 +106,8 @@ def run_on_stack(
             env=env,
         ),
     }
+    if s.now.enabled:
+        workers["now"] = spawn("live-now", [*CLI, "worker", "--role", "now"], log_dir=logs, env=env)
     gen = None
     try:
         _await_groups(s.kafka.bootstrap, workers["ingest"])
@@ -145,7 +156,7 @@ def _watch(
     t0, next_sample = time.monotonic(), time.monotonic()
     deadline = t0 + opts.seconds + 180 + (window_ms + s.window.grace_s * 1000) / 1000
     while time.monotonic() < deadline:
-        alive(procs["ingest"], procs["aggregate"])
+        alive(*(p for name, p in procs.items() if name != "generator"))
         now_ms = int(time.time() * 1000)
         if seen.first_ms is None and probes.stats(r).get("ingest.accepted", 0) > 0:
             seen.first_ms = now_ms  # the first event reached ingest (stamped a moment before)
@@ -157,6 +168,9 @@ def _watch(
                 p_ms = probes.published_ms(r, base_res, start)
                 if p_ms is not None:
                     seen.published[start] = p_ms
+        tick = probes.now_tick(r, min(s.window.resolutions)) if "now" in procs else None
+        if tick is not None and tick[0] not in seen.now_ticks:
+            seen.now_ticks[tick[0]] = tick[1]
         if time.monotonic() >= next_sample:
             next_sample += opts.sample_s
             t_s = time.monotonic() - t0
@@ -187,7 +201,19 @@ def live_result(
 ) -> dict[str, object]:
     delays, windows = _delays(seen, s.window.window_s * 1000)
     after_end = [float(x["delay_after_end_ms"]) for x in windows]
+    early = provisional_delays_ms(seen)
+    manifest = manifest_for(s)
     return {
+        "provisional_p50_s": _s(percentile(early, 50)),
+        "provisional_p99_s": _s(percentile(early, 99)),
+        "final_p99_s": _s(percentile(after_end, 99)),
+        "epsilon_per_person_day": manifest.get("epsilon_per_person_day"),
+        "limits": {
+            "provisional_p99_s": PROVISIONAL_P99_LIMIT_S,
+            "final_p99_s": s.window.grace_s + 5.0,
+            "epsilon_per_person_day": EPSILON_PER_PERSON_DAY_LIMIT,
+        },
+        "now_ticks_seen": len(seen.now_ticks),
         "rate_eps": opts.rate_eps,
         "seconds": opts.seconds,
         "generator": gen_line,
@@ -233,6 +259,26 @@ def _delays(seen: Seen, window_ms: int) -> tuple[list[float], list[dict[str, int
     return delays, windows
 
 
+def provisional_delays_ms(seen: Seen) -> list[float]:
+    """Per SAMPLE_MS of event time the load covered: the first now frame seen whose tick holds it,
+    published_ms minus the event time (see the module's definitions)."""
+    if seen.first_ms is None:
+        return []
+    out: list[float] = []
+    before = seen.first_ms
+    end = seen.end_ms if seen.end_ms is not None else max(seen.now_ticks, default=before)
+    for tick_ms, p_ms in sorted(seen.now_ticks.items()):
+        lo, hi = before, min(tick_ms, end)
+        if hi > lo:
+            out.extend(event_delays_ms(lo, hi, p_ms, max(1, (hi - lo) // SAMPLE_MS)))
+        before = max(before, tick_ms)
+    return out
+
+
+def _s(ms: float | None) -> float | None:
+    return None if ms is None else round(ms / 1000, 2)
+
+
 def _lag_doc(seen: Seen) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     for group, samples in seen.lags.items():
@@ -251,6 +297,15 @@ def write_live(path: Path, result: dict[str, object], say: Say) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     ev, win, lag = result["event_delay_ms"], result["window_delay_ms"], result["lag"]
+    limits: Any = result["limits"]
+    for key in ("provisional_p50_s", "provisional_p99_s", "final_p99_s", "epsilon_per_person_day"):
+        value, limit = result[key], limits.get(key)
+        shown = isinstance(value, float) and limit
+        say(f"{key}: {value}" + (f"  ({value / limit:.2f} of the limit {limit:g})" if shown else ""))
+    # the peer, measured in the same run: the final pane's delay from event time to frame
+    early, final = result["provisional_p99_s"], ev["p99"]  # type: ignore[index]
+    if isinstance(early, float) and isinstance(final, float) and final > 0:
+        say(f"provisional p99 / final event delay p99 (peer, same run): {early * 1000 / final:.3f}")
     say(f"event delay (published - event time): p50 {_ms(ev['p50'])}  p99 {_ms(ev['p99'])}")  # type: ignore[index]
     say(f"window delay (published - window end): p50 {_ms(win['p50'])}  p99 {_ms(win['p99'])}")  # type: ignore[index]
     for group, doc in lag.items():  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from typing import Any
 from cityscreen import store_keys
 from cityscreen.clean_batch import decode_batch, is_batch
 from cityscreen.events import decode_clean_many
-from cityscreen.frames import decode_frame
+from cityscreen.frames import decode_frame, decode_now
 
 
 async def limit_consume(
@@ -101,6 +101,15 @@ def published_windows(redis: Any, res: int) -> list[int]:
 def published_ms(redis: Any, res: int, window_start_ms: int) -> int | None:
     data = redis.get(store_keys.frame_key(res, window_start_ms))
     return decode_frame(data).published_ms if data else None
+
+
+def now_tick(redis: Any, res: int) -> tuple[int, int] | None:
+    """(tick_ms, published_ms) of the now layer's newest frame at `res`, or None before its first."""
+    data = redis.get(store_keys.now_key(res))
+    if not data:
+        return None
+    frame = decode_now(data)
+    return frame.tick_ms, frame.published_ms
 
 
 def stats(redis: Any) -> dict[str, int]:

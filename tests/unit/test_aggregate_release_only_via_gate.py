@@ -22,6 +22,8 @@ GUARDED = {
     "NOTIFY_CHANNEL",
     "MANIFEST_KEY",
     "FRAMES_TOPIC",
+    "now_key",
+    "NOW_NOTIFY_CHANNEL",
 }
 WRITES = {"set", "setex", "zadd", "publish", "send", "send_soon", "produce", "mset", "hset", "rpush", "lpush"}
 
@@ -47,15 +49,11 @@ def _frames_topic_writers(path: Path) -> list[str]:
     return [str(path.relative_to(ROOT))] if "FRAMES_TOPIC" in text and "topic(" in text else []
 
 
-def _store_callers(path: Path) -> list[str]:
+def _store_callers(path: Path, writer: str = "put_released") -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
     named = [c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", "") for c in calls]
-    return [
-        f"{path.relative_to(ROOT)}:{c.lineno}"
-        for c, n in zip(calls, named, strict=True)
-        if n == "put_released"
-    ]
+    return [f"{path.relative_to(ROOT)}:{c.lineno}" for c, n in zip(calls, named, strict=True) if n == writer]
 
 
 def test_only_the_sink_writes_frames() -> None:
@@ -70,6 +68,19 @@ def test_only_the_sink_writes_frames() -> None:
     assert callers == [], f"released frames stored by something other than the sink: {callers}"
     topic_users = [v for p in others for v in _frames_topic_writers(p)]
     assert topic_users == ["streams/worker.py"], topic_users
+
+
+NOW_AGENT = ROOT / "streams" / "now_agent.py"
+
+
+def test_only_the_now_worker_stores_provisional_frames() -> None:
+    """The now layer's frames come only from the now worker, which stores only what NowEngine.step
+    releases (the continual-release trees: cityscreen/privacy/now_layer.py)."""
+    modules = [p for d in ("streams", "services", "adapters") for p in (ROOT / d).rglob("*.py")]
+    callers = [v for p in modules for v in _store_callers(p, "put_now")]
+    assert callers and all(v.startswith("streams/now_agent.py:") for v in callers), callers
+    text = NOW_AGENT.read_text()
+    assert ".step(" in text and "NowFrame(" not in text, "the now worker must publish the engine's frames"
 
 
 async def test_the_sink_refuses_anything_but_an_aggregate() -> None:

@@ -135,3 +135,17 @@ def test_end_to_end_result_leads_with_e2e_and_ingest_rates_and_their_ratios() ->
     assert json.loads(json.dumps(doc)) == doc
     lines = end_to_end_lines(210_000.0, 240_000.0, 100_000.0, 4_000.0)
     assert any(line.startswith("ingest_eps") and line.endswith("MISS") for line in lines)
+
+
+def test_provisional_delay_counts_each_event_at_the_first_now_frame_seen_that_holds_it() -> None:
+    from services.bench.live import Seen, provisional_delays_ms
+
+    # load from t=1000 to t=5000 ms; now frames seen for ticks ending 2000 (published 3000) and 6000
+    # (published 6500; the tick ending 4000 was overwritten unseen, so its events count at 6000's)
+    seen = Seen(first_ms=1000, end_ms=5000, now_ticks={2000: 3000, 6000: 6500})
+    delays = provisional_delays_ms(seen)
+    assert len(delays) == 400  # one per 10 ms of the 4 s covered
+    first, rest = delays[:100], delays[100:]
+    assert max(first) == pytest.approx(3000 - 1005) and min(first) == pytest.approx(3000 - 1995)
+    assert max(rest) == pytest.approx(6500 - 2005) and min(rest) == pytest.approx(6500 - 4995)
+    assert provisional_delays_ms(Seen()) == []

@@ -9,6 +9,7 @@ import pytest
 
 from cityscreen.privacy import zcdp
 from cityscreen.privacy.continual import (
+    CoverNoise,
     TreeNoise,
     dyadic_cover,
     node_ticks,
@@ -72,3 +73,12 @@ def test_bad_ticks_explain_themselves() -> None:
         tree_levels(0)
     with pytest.raises(ValueError, match="numbered from 1"):
         dyadic_cover(0)
+
+
+def test_cover_noise_equals_fresh_sampling_on_any_tick_sequence() -> None:
+    # forward one by one, jumps, a step back and a repeat: the kept nodes never change a value
+    noise = TreeNoise(b"k", 9, 2)
+    streams = [b"s|a", b"s|b", b"s|c"]
+    cached = CoverNoise(noise, streams)
+    for tick in [1, 2, 3, 4, 7, 8, 9, 64, 65, 100, 99, 99, 1000]:
+        assert np.array_equal(cached.running(tick), noise.running(streams, tick)), tick

@@ -37,11 +37,13 @@ def listening_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def test_children_are_both_workers_the_gateway_and_the_generator() -> None:
+def test_children_are_the_three_workers_the_gateway_and_the_generator() -> None:
     commands = child_commands(UpOptions())
-    assert list(commands) == ["ingest", "aggregate", "api", "generator"]
+    assert list(commands) == ["ingest", "aggregate", "now", "api", "generator"]
     assert commands["ingest"][-3:] == ["worker", "--role", "ingest"]
     assert commands["aggregate"][-3:] == ["worker", "--role", "aggregate"]
+    assert commands["now"][-3:] == ["worker", "--role", "now"]
+    assert "now" not in child_commands(UpOptions(now=False))  # CITY_NOW__ENABLED=false
     assert commands["api"][-1] == "api"
 
 

@@ -1,0 +1,146 @@
+"""`cityscreen worker --role now`: the provisional now layer (issue 15) as one consumer loop.
+
+It reads the clean sim topic (every partition; no consumer group), hands each record to the pure
+`NowEngine` and stores every tick's frames in Redis (`adapters.frame_store.put_now`), where the gateway
+picks them up. Each newer final frame in Redis anchors the layer (`NowEngine.anchor`).
+
+No state is kept across restarts: on start it reads from the first record written at or after the
+current period's start (Kafka's record timestamps), which rebuilds the trackers and the running stock,
+and the keyed node noise makes the values it publishes again the same ones. One process serves the city
+(the running stock sums every partition); a second one would publish the same values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from adapters.frame_store import frame_at, put_now, recent_windows
+from adapters.kafka_topics import ensure_topics, project_specs
+from cityscreen.city import load_city
+from cityscreen.clean_batch import BatchError, decode_record
+from cityscreen.errors import CityScreenError
+from cityscreen.events import CLEAN_TOPICS
+from cityscreen.frames import encode_now
+from cityscreen.now_engine import NowEngine, period_start, released_people
+from cityscreen.settings import Settings
+from cityscreen.store_keys import STATS_KEY
+from streams.app import FETCH_BYTES
+
+log = logging.getLogger("cityscreen.now")
+STATS_EVERY_S = 5.0
+
+
+async def start_consumer(settings: Settings) -> Any:
+    """A consumer on every partition of the clean sim topic, at the current period's first record."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    kafka = settings.kafka
+    topic = CLEAN_TOPICS["sim"]
+    await ensure_topics(kafka.bootstrap, project_specs([topic], kafka.partitions, kafka.replication_factor))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, group_id=None, enable_auto_commit=False,
+        max_partition_fetch_bytes=FETCH_BYTES,
+    )  # fmt: skip
+    await consumer.start()
+    parts = [TopicPartition(topic, p) for p in range(kafka.partitions)]
+    consumer.assign(parts)
+    since_ms = period_start(settings, int(time.time() * 1000))
+    found = await consumer.offsets_for_times({tp: since_ms for tp in parts})
+    for tp in parts:
+        at = found.get(tp)
+        if at is None:
+            await consumer.seek_to_end(tp)  # nothing written yet this period
+        else:
+            consumer.seek(tp, at.offset)
+    return consumer
+
+
+async def anchor_on_finals(engine: NowEngine, redis: aioredis.Redis, done: set[int]) -> None:
+    """Anchor on the newest final window every resolution of the layer has released (once each)."""
+    resolutions = (*engine.budget.resolutions, *engine.coarser)
+    newest = [await recent_windows(redis, res, 1) for res in resolutions]
+    if not all(newest):
+        return
+    window = min(n[-1] for n in newest)
+    if window in done:
+        return
+    frames = [await frame_at(redis, res, window) for res in resolutions]
+    if any(f is None for f in frames):
+        return
+    released = {f.res: released_people(f) for f in frames if f is not None}
+    if engine.anchor(window, engine.settings.window.window_s, released):
+        done.add(window)
+
+
+async def run_now_loop(settings: Settings, stop: asyncio.Event) -> None:
+    engine = NowEngine(settings, load_city(settings.generator.city_file).bbox)
+    redis = aioredis.from_url(settings.redis.url)
+    consumer = await start_consumer(settings)
+    counts: Counter[str] = Counter()
+    anchored: set[int] = set()
+    last_stats_s = time.monotonic()
+    try:
+        while not stop.is_set():
+            taken = await consumer.getmany(timeout_ms=200)
+            wall_s = time.monotonic()
+            for tp, records in taken.items():
+                for record in records:
+                    try:
+                        batches = decode_record(record.value or b"", settings.window.h3_res)
+                    except (BatchError, ValueError) as exc:  # the aggregator dead-letters it
+                        counts["now_undecodable_records"] += 1
+                        log.warning(f"{tp.topic}[{tp.partition}]@{record.offset}: not clean events ({exc})")
+                        continue
+                    for batch in batches:
+                        engine.add(tp.partition, batch, wall_s)
+            frames = engine.step(wall_s, published_ms=int(time.time() * 1000))
+            for frame in frames:
+                await put_now(redis, frame, encode_now(frame))
+            if frames:
+                counts["now_ticks_released"] += 1
+                await anchor_on_finals(engine, redis, anchored)
+            if wall_s - last_stats_s >= STATS_EVERY_S:
+                await _write_stats(redis, counts, engine)
+                last_stats_s = wall_s
+    finally:
+        await consumer.stop()
+        await redis.aclose()
+
+
+async def _write_stats(redis: aioredis.Redis, counts: Counter[str], engine: NowEngine) -> None:
+    """Counters in the shared stats hash (best effort: the frames are already stored)."""
+    values = {
+        **counts,
+        "now_late_reports": engine.late_reports,
+        "now_outside_reports": engine.outside_reports,
+    }
+    try:
+        await redis.hset(STATS_KEY, mapping={k: v for k, v in values.items()})
+    except Exception as exc:
+        log.warning(f"now-layer counters not written to Redis ({exc!r}): is Redis up?")
+
+
+def run_now_worker(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT."""
+    if not settings.now.enabled:
+        raise CityScreenError(
+            "the now layer is off (CITY_NOW__ENABLED=false): the manifest states no budget for it, so this "
+            "worker publishes nothing; set CITY_NOW__ENABLED=true to run it"
+        )
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_now_loop(settings, stop)
+
+    asyncio.run(main())
