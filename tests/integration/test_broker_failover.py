@@ -26,6 +26,7 @@ from tests.support.reference_aggregates import reference_window_aggregates
 from tests.support.streams_support import (
     START_MS,
     expected_frames,
+    frames_diff,
     idle_phones,
     make_raw_events,
     produce_clean,
@@ -80,7 +81,7 @@ def test_leader_sigkill_mid_stream_loses_no_acknowledged_event(
 
     spawn("worker", "--role", "aggregate", settings=settings, name="after-failover")
     wait_for(lambda: windows_published(client) >= windows, timeout_s=180, what=f"all {windows} windows")
-    assert published_frames(client, settings) == expected
+    assert not (diff := frames_diff(published_frames(client, settings), expected)), diff
     assert windows_published(client) == windows
     assert asyncio.run(_in_sync(bootstrap, CLEAN_TOPICS["sim"], 0)) >= 2
 

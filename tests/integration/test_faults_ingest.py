@@ -28,7 +28,13 @@ from services.generator.consume import read_to_end
 from services.generator.fixtures import read_events
 from tests.support.faults_support import INGEST_GROUP, caught_up, quick_failover, sigkill, stat
 from tests.support.fixture_expected import FIXTURE, inside_city, load_expected, skew_for_fixture
-from tests.support.streams_support import base_windows, expected_frames, published_frames, windows_published
+from tests.support.streams_support import (
+    base_windows,
+    expected_frames,
+    frames_diff,
+    published_frames,
+    windows_published,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -88,5 +94,6 @@ def test_ingest_sigkilled_mid_stream_three_times_loses_nothing_and_yields_golden
     print(f"aggregator: {counted} events counted, {skipped} skipped as repeats")
     # nothing counted twice: each acknowledged event exactly once, every repeat on the clean topics skipped
     assert (counted, skipped) == (len(accepted_ids), repeated)
-    assert published_frames(client, settings) == expected_frames(expected, settings)
+    golden = expected_frames(expected, settings)
+    assert not (diff := frames_diff(published_frames(client, settings), golden)), diff
     assert windows_published(client) == windows

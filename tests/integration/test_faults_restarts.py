@@ -23,7 +23,13 @@ import redis
 
 from cityscreen.events import CLEAN_TOPICS
 from tests.support.faults_support import AGGREGATE_GROUP, LiveClient, caught_up, golden_feed, quick_failover
-from tests.support.streams_support import START_MS, produce_clean, published_frames, windows_published
+from tests.support.streams_support import (
+    START_MS,
+    frames_diff,
+    produce_clean,
+    published_frames,
+    windows_published,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -99,5 +105,5 @@ def test_broker_gateway_and_redis_restarted_mid_stream(
         for c in clients:
             c.close()
     assert worker.is_alive(), worker.failure_message("died during the restarts")
-    assert published_frames(client, settings) == feed.expected
+    assert not (diff := frames_diff(published_frames(client, settings), feed.expected)), diff
     assert windows_published(client) == feed.windows

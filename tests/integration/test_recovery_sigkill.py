@@ -13,7 +13,13 @@ import redis
 
 from cityscreen.events import CLEAN_TOPICS
 from tests.support.faults_support import AGGREGATE_GROUP, caught_up, golden_feed, quick_failover, sigkill
-from tests.support.streams_support import START_MS, produce_clean, published_frames, windows_published
+from tests.support.streams_support import (
+    START_MS,
+    frames_diff,
+    produce_clean,
+    published_frames,
+    windows_published,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -47,5 +53,5 @@ def test_sigkill_three_times_within_one_window_then_restart_yields_golden_frames
     spawn("worker", "--role", "aggregate", settings=settings, name="after-kills")
     wait_for(lambda: windows_published(client) >= feed.windows, timeout_s=240,
              what=f"all {feed.windows} windows")  # fmt: skip
-    assert published_frames(client, settings) == feed.expected
+    assert not (diff := frames_diff(published_frames(client, settings), feed.expected)), diff
     assert windows_published(client) == feed.windows  # no window published twice

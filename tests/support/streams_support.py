@@ -31,6 +31,7 @@ from cityscreen.events import (
     TransitEvent,
     partition_for,
 )
+from cityscreen.frames import Frame, decode_frame
 from cityscreen.offline import OfflineAggregator
 from cityscreen.pseudonym import pseudonymize
 from cityscreen.settings import Settings, WindowSettings
@@ -304,3 +305,34 @@ def windows_published(redis_client: object) -> int:
 
     value = redis_client.hget(store_keys.STATS_KEY, "windows_published")  # type: ignore[attr-defined]
     return int(value or 0)
+
+
+def frames_diff(got: dict[tuple[int, int], bytes], want: dict[tuple[int, int], bytes], most: int = 3) -> str:
+    """'' when equal, else a short account of how (a failing golden test's message: CI shows only the
+    tail of its output, where a whole-dict diff of frames hid the test's name)."""
+    if got == want:
+        return ""
+    lines = [f"{len(got)} frames published, {len(want)} expected"]
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    if missing or extra:
+        lines.append(f"missing (res, window) {missing[:most]}; unexpected {extra[:most]}")
+    differ = [k for k in sorted(set(got) & set(want)) if got[k] != want[k]]
+    lines.append(f"{len(differ)} differ, e.g. {differ[:most]}")
+    for key in differ[:most]:
+        lines += _frame_diff(key, decode_frame(got[key]), decode_frame(want[key]), most)
+    return "\n".join(lines)
+
+
+def _frame_diff(key: tuple[int, int], got: Frame, want: Frame, most: int) -> list[str]:
+    parts = ("cells", "flows", "fused", "spans", "privacy")
+    fields = [f for f in parts if getattr(got, f) != getattr(want, f)]
+    cells = [
+        (c, stat, got.cells.get(c, {}).get(stat, "absent"), want.cells.get(c, {}).get(stat, "absent"))
+        for c in sorted(set(got.cells) | set(want.cells))
+        for stat in sorted(set(got.cells.get(c, {})) | set(want.cells.get(c, {})))
+    ]
+    changed = [x for x in cells if x[2] != x[3]]
+    out = [f"{key}: {fields} differ; {len(changed)} values (cell, stat, got, want), e.g. {changed[:most]}"]
+    if "spans" in fields:
+        out.append(f"{key}: spans got {got.spans} want {want.spans}")
+    return out
