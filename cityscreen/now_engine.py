@@ -18,7 +18,7 @@ person_day.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,8 +107,9 @@ class NowEngine:
     def _feed(self, part: _Partition, reports: list[Report]) -> None:
         if self.period is None or not reports:
             return
-        floor = part.tracker.watermark_ms
-        low = self.period.start_ms if floor is None else max(floor, self.period.start_ms)
+        # a report before the released tick's end is late, also for a partition seen for the first time
+        released_end = self.period.start_ms + self.period.stock.released_tick * self.tick_ms
+        low = max(part.tracker.watermark_ms or 0, released_end)
         now = [r for r in reports if low <= r[1] < self.period.end_ms]
         part.waiting += [r for r in reports if r[1] >= self.period.end_ms]
         self.late_reports += len(reports) - len(now) - sum(r[1] >= self.period.end_ms for r in reports)
@@ -116,17 +117,25 @@ class NowEngine:
         newest = max(r[1] for r in reports)
         part.newest_ms = newest if part.newest_ms is None else max(part.newest_ms, newest)
 
-    def watermark_ms(self, wall_s: float) -> int | None:
-        """The slowest active partition's newest report less the lateness (None: no report yet)."""
+    def watermark_ms(self, wall_s: float, behind: Collection[int] = ()) -> int | None:
+        """The slowest active partition's newest report less the lateness; None while a partition with
+        records still to read (`behind`: the shell knows from Kafka's end offsets) has sent none yet.
+        A partition is active while behind or heard from within `idle_s`; when none is (the feed
+        stopped), everything has arrived and the newest report of all counts."""
         idle_s = self.settings.now.idle_s
-        seen = [(p.newest_ms, p.seen_s) for p in self.parts.values() if p.newest_ms is not None]
-        active = [newest for newest, seen_s in seen if wall_s - seen_s < idle_s]
-        marks = active or [newest for newest, _ in seen]
-        return min(marks) - self.lateness_ms if marks else None
+        heard = {key for key, p in self.parts.items() if p.newest_ms is not None}
+        if any(key not in heard for key in behind):
+            return None  # its first records are still on their way: nothing is complete yet
+        seen = [(p.newest_ms, key, p.seen_s) for key, p in self.parts.items() if p.newest_ms is not None]
+        if not seen:
+            return None
+        active = [newest for newest, key, seen_s in seen if key in behind or wall_s - seen_s < idle_s]
+        mark = min(active) if active else max(newest for newest, _, _ in seen)
+        return mark - self.lateness_ms
 
-    def step(self, wall_s: float, published_ms: int) -> list[NowFrame]:
+    def step(self, wall_s: float, published_ms: int, behind: Collection[int] = ()) -> list[NowFrame]:
         """Release the newest complete tick under the watermark, when there is a new one."""
-        mark = self.watermark_ms(wall_s)
+        mark = self.watermark_ms(wall_s, behind)
         if mark is None or self.period is None:
             return []
         while mark >= self.period.end_ms:  # the period is over: its last tick, then the next period

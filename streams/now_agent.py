@@ -62,6 +62,17 @@ async def start_consumer(settings: Settings) -> Any:
     return consumer
 
 
+async def partitions_behind(consumer: Any) -> set[int]:
+    """Partitions with records still to read (position below the end offset Kafka last reported, or no
+    fetch answered yet): they hold the watermark back however long they have been silent."""
+    out = set()
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is None or await consumer.position(tp) < end:
+            out.add(tp.partition)
+    return out
+
+
 async def anchor_on_finals(engine: NowEngine, redis: aioredis.Redis, done: set[int]) -> None:
     """Anchor on the newest final window every resolution of the layer has released (once each)."""
     resolutions = (*engine.budget.resolutions, *engine.coarser)
@@ -100,7 +111,8 @@ async def run_now_loop(settings: Settings, stop: asyncio.Event) -> None:
                         continue
                     for batch in batches:
                         engine.add(tp.partition, batch, wall_s)
-            frames = engine.step(wall_s, published_ms=int(time.time() * 1000))
+            behind = await partitions_behind(consumer)
+            frames = engine.step(wall_s, published_ms=int(time.time() * 1000), behind=behind)
             for frame in frames:
                 await put_now(redis, frame, encode_now(frame))
             if frames:

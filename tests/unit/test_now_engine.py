@@ -150,16 +150,33 @@ def test_a_late_report_is_counted_and_left_off_and_an_outside_one_too() -> None:
     assert engine.outside_reports == 1
 
 
-def test_an_idle_partition_holds_no_tick_back() -> None:
+def test_an_idle_partition_holds_no_tick_back_and_one_with_records_to_read_does() -> None:
     t, start = tracks()
     engine = NowEngine(settings(), load_city().bbox)
     cell = h3.str_to_int(t.cells[8][0])
+    assert engine.watermark_ms(wall_s=0.0) is None  # nothing heard yet
     engine.add(0, batch(np.array([1]), np.array([start + 10_000]), [cell]), wall_s=0.0)
     engine.add(1, batch(np.array([2]), np.array([start + 100_000]), [cell]), wall_s=0.0)
     assert engine.watermark_ms(wall_s=1.0) == start + 8_000  # the slower partition
-    assert engine.watermark_ms(wall_s=1.0 + engine.settings.now.idle_s) == start + 8_000  # both idle
+    assert engine.watermark_ms(wall_s=1.0, behind={2}) is None  # partition 2 has records on their way
     engine.add(1, batch(np.array([2]), np.array([start + 101_000]), [cell]), wall_s=6.0)
     assert engine.watermark_ms(wall_s=6.0) == start + 99_000  # partition 0 silent for 6 s
+    assert engine.watermark_ms(wall_s=6.0, behind={0}) == start + 8_000  # silent, but not read to its end
+    assert engine.watermark_ms(wall_s=20.0) == start + 99_000  # the feed stopped: everything arrived
+
+
+def test_a_partition_heard_from_after_a_release_cannot_send_moves_into_released_ticks() -> None:
+    # a partition whose first records come late (the shell's first reads returned other partitions')
+    t, start = tracks()
+    engine = NowEngine(settings(), load_city().bbox)
+    cell = h3.str_to_int(t.cells[8][0])
+    engine.add(0, batch(np.array([1, 1]), np.array([start + 1_000, start + 60_000]), [cell, cell]), 0.0)
+    assert engine.step(0.0, published_ms=0)
+    people = np.array([5, 5, 5])
+    engine.add(1, batch(people, np.array([start + 2_000, start + 3_000, start + 70_000]), [cell] * 3), 0.1)
+    assert engine.late_reports == 2  # before the released tick's end: left off, counted
+    engine.add(0, batch(np.array([1]), np.array([start + 80_000]), [cell]), 0.2)
+    assert engine.step(0.2, published_ms=0)  # no move into a released tick (it would raise)
 
 
 def test_the_period_ends_and_the_next_starts_from_nobody() -> None:
