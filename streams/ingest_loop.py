@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections import Counter
 from typing import Any
@@ -28,6 +27,7 @@ from cityscreen.settings import Settings
 from streams.app import FETCH_BYTES
 from streams.ingest import CountStats, Publish, publish_until_delivered
 from streams.internal_topics import MAX_RECORD_BYTES
+from streams.until_stopped import run_until_stopped
 
 log = logging.getLogger("cityscreen.ingest")
 
@@ -108,13 +108,4 @@ async def _count(count: CountStats | None, counts: Counter[str]) -> None:
 
 def run_ingest_loop(settings: Settings, group: str, count: CountStats | None) -> None:
     """Run until SIGTERM or SIGINT; the batch in hand is published and committed before the loop ends."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_loop(settings, group, count, stop)
-
-    asyncio.run(main())
+    run_until_stopped(lambda stop: run_loop(settings, group, count, stop))

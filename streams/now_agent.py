@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections import Counter
 from typing import Any
@@ -32,6 +31,7 @@ from cityscreen.now_engine import NowEngine, period_start, released_people
 from cityscreen.settings import Settings
 from cityscreen.store_keys import STATS_KEY
 from streams.app import FETCH_BYTES
+from streams.until_stopped import run_until_stopped
 
 log = logging.getLogger("cityscreen.now")
 STATS_EVERY_S = 5.0
@@ -146,13 +146,4 @@ def run_now_worker(settings: Settings) -> None:
             "the now layer is off (CITY_NOW__ENABLED=false): the manifest states no budget for it, so this "
             "worker publishes nothing; set CITY_NOW__ENABLED=true to run it"
         )
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_now_loop(settings, stop)
-
-    asyncio.run(main())
+    run_until_stopped(lambda stop: run_now_loop(settings, stop))

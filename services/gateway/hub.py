@@ -58,18 +58,24 @@ class Client:
         Writing here skips a task wake-up per client per frame, which is most of the fan-out's cost.
         """
         if self.write is not None and not self.busy and not len(self.queue) and now_s >= self.next_frame_s:
-            try:
-                sent = self.write(message.framed)
-            except ConnectionResetError:
-                return  # closing: its handler cleans up
-            if sent:
-                self.sent += 1
-                self.last_sent_s = now_s
+            if self._write(message, now_s):
                 self.next_frame_s = now_s + self.min_interval_s
-            else:
-                self.queue.dropped += 1
             return
         self.queue.put(message)
+
+    def _write(self, message: Message, now_s: float) -> bool:
+        """The fast path's write (the caller checked the socket is idle); True when it went out."""
+        assert self.write is not None
+        try:
+            sent = self.write(message.framed)
+        except ConnectionResetError:
+            return False  # closing: its handler cleans up
+        if sent:
+            self.sent += 1
+            self.last_sent_s = now_s
+        else:
+            self.queue.dropped += 1
+        return sent
 
     def offer_now(self, message: Message, tick_ms: int, now_s: float, *, again: bool = False) -> None:
         """Write a now frame at once when the socket is idle, else put it in the queue's side slot.
@@ -86,15 +92,7 @@ class Client:
         if self.write is None or self.busy or len(self.queue):
             self.queue.put_side(message)
             return
-        try:
-            sent = self.write(message.framed)
-        except ConnectionResetError:
-            return  # closing: its handler cleans up
-        if sent:
-            self.sent += 1
-            self.last_sent_s = now_s
-        else:
-            self.queue.dropped += 1
+        self._write(message, now_s)
 
     def clear(self) -> None:
         """Forget what was queued for the previous view (a new subscription starts afresh)."""
