@@ -205,7 +205,7 @@ class NowSettings(BaseModel):
         [8, 7], description="resolutions with their own noisy tree; coarser ones are sums of the coarsest"
     )
     lateness_s: float = Field(
-        2.0,
+        1.0,
         ge=0,
         le=60,
         description="a partition's watermark trails its newest report by this much; a report behind it "

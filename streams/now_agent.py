@@ -13,6 +13,7 @@ and the keyed node noise makes the values it publishes again the same ones. One 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import Counter
@@ -35,6 +36,11 @@ from streams.until_stopped import run_until_stopped
 
 log = logging.getLogger("cityscreen.now")
 STATS_EVERY_S = 5.0
+# The trackers hold a few objects per person seen today, millions in a big city, none in a reference
+# cycle. Left to the cyclic collector, each full collection walks all of them (seconds, during which no
+# tick goes out). So every minute: collect what is new, then freeze the survivors out of later
+# collections (refcounting still frees them; only a frozen object that later joins a cycle would stay).
+FREEZE_EVERY_S = 60.0
 
 
 async def start_consumer(settings: Settings) -> Any:
@@ -96,7 +102,7 @@ async def run_now_loop(settings: Settings, stop: asyncio.Event) -> None:
     consumer = await start_consumer(settings)
     counts: Counter[str] = Counter()
     anchored: set[int] = set()
-    last_stats_s = time.monotonic()
+    last_stats_s = last_freeze_s = time.monotonic()
     try:
         while not stop.is_set():
             taken = await consumer.getmany(timeout_ms=200)
@@ -118,6 +124,10 @@ async def run_now_loop(settings: Settings, stop: asyncio.Event) -> None:
             if frames:
                 counts["now_ticks_released"] += 1
                 await anchor_on_finals(engine, redis, anchored)
+            if wall_s - last_freeze_s >= FREEZE_EVERY_S:
+                gc.collect()
+                gc.freeze()
+                last_freeze_s = wall_s
             if wall_s - last_stats_s >= STATS_EVERY_S:
                 await _write_stats(redis, counts, engine)
                 last_stats_s = wall_s

@@ -13,13 +13,14 @@ the open segment (cell, whether settled), the last report, and the changes made 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import h3
 
 from cityscreen.privacy.bounded_presence import ABSENT, check_max_changes, check_settle
 
 _SETTLE, _EXPIRE = 0, 1
+NONE = -1  # no timer
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,31 @@ class _Person:
     seg_cell: int = ABSENT
     seg_settled: bool = True
     last_ts: int | None = None
-    timers: dict[int, int] = field(default_factory=dict)  # kind -> due ms
+    # each kind's timer: when it is due (NONE: not armed), and the due of its entry in the heap. A
+    # person has at most one entry per kind there: a timer armed again later waits for the entry to pop
+    # and goes back in then, so a day's reports do not pile up stale entries (memory, and the GC's work)
+    settle_due: int = NONE
+    expire_due: int = NONE
+    settle_queued: int = NONE
+    expire_queued: int = NONE
+
+    def due(self, kind: int) -> int:
+        return self.settle_due if kind == _SETTLE else self.expire_due
+
+    def set_due(self, kind: int, due: int) -> None:
+        if kind == _SETTLE:
+            self.settle_due = due
+        else:
+            self.expire_due = due
+
+    def queued(self, kind: int) -> int:
+        return self.settle_queued if kind == _SETTLE else self.expire_queued
+
+    def set_queued(self, kind: int, due: int) -> None:
+        if kind == _SETTLE:
+            self.settle_queued = due
+        else:
+            self.expire_queued = due
 
 
 class NowTracker:
@@ -57,7 +82,7 @@ class NowTracker:
         self.changes_dropped = 0
         self._buffer: list[tuple[int, int, int, int]] = []  # (ts, seq, person, cell)
         self._seq = 0
-        self._timers: list[tuple[int, int, int]] = []  # (due, person, kind), stale entries skipped
+        self._timers: list[tuple[int, int, int]] = []  # (due, person, kind); see _Person
         self._out: list[Move] = []
 
     def feed(self, reports: list[tuple[int, int, int]]) -> None:
@@ -89,26 +114,37 @@ class NowTracker:
         p = self.persons.get(person)
         if p is None:
             return
-        settle = p.timers.get(_SETTLE)
-        if settle is not None and settle <= ts:
+        settle = p.settle_due
+        if settle != NONE and settle <= ts:
             self._settle(person, p, settle)
-        expire = p.timers.get(_EXPIRE)
-        if expire is not None and expire < ts:
+        expire = p.expire_due
+        if expire != NONE and expire < ts:
             self._expire(person, p, expire)
 
     def _fire_all(self, watermark_ms: int) -> None:
         while self._timers and self._timers[0][0] < watermark_ms:
             due, person, kind = heapq.heappop(self._timers)
             p = self.persons[person]
-            if p.timers.get(kind) != due:
-                continue  # stale: re-armed or cancelled since
-            if kind == _SETTLE:
-                self._settle(person, p, due)
-            else:
-                self._expire(person, p, due)
+            if p.queued(kind) == due:
+                p.set_queued(kind, NONE)
+            armed = p.due(kind)
+            if armed == due:
+                if kind == _SETTLE:
+                    self._settle(person, p, due)
+                else:
+                    self._expire(person, p, due)
+            elif armed > due and p.queued(kind) == NONE:
+                self._queue(person, p, kind, armed)  # armed again since: back in at its due
+            # else cancelled, or an earlier entry of this kind stands for it
 
     def _arm(self, person: int, p: _Person, kind: int, due: int) -> None:
-        p.timers[kind] = due
+        p.set_due(kind, due)
+        queued = p.queued(kind)
+        if queued == NONE or due < queued:
+            self._queue(person, p, kind, due)
+
+    def _queue(self, person: int, p: _Person, kind: int, due: int) -> None:
+        p.set_queued(kind, due)
         heapq.heappush(self._timers, (due, person, kind))
 
     def _report(self, person: int, ts: int, cell: int) -> None:
@@ -118,7 +154,7 @@ class NowTracker:
             if not p.seg_settled:
                 self._settle(person, p, ts)  # a second report there settles it
         else:
-            p.timers.pop(_SETTLE, None)  # the open segment never settled: a trip's tower
+            p.settle_due = NONE  # the open segment never settled: a trip's tower
             p.seg_cell, p.seg_settled = cell, False
             if self.settle_ms == 0:
                 self._settle(person, p, ts)
@@ -128,12 +164,12 @@ class NowTracker:
         self._arm(person, p, _EXPIRE, ts + self.ttl_ms)
 
     def _settle(self, person: int, p: _Person, at: int) -> None:
-        p.timers.pop(_SETTLE, None)
+        p.settle_due = NONE
         p.seg_settled = True
         self._change(person, p, at, p.seg_cell)
 
     def _expire(self, person: int, p: _Person, at: int) -> None:
-        p.timers.pop(_EXPIRE, None)
+        p.expire_due = NONE
         p.seg_cell = ABSENT
         self._change(person, p, at, ABSENT)
 

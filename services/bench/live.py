@@ -214,6 +214,7 @@ def live_result(
             "epsilon_per_person_day": EPSILON_PER_PERSON_DAY_LIMIT,
         },
         "now_ticks_seen": len(seen.now_ticks),
+        "now_ticks": sorted(seen.now_ticks.items()),  # [tick_ms, published_ms] of each now frame seen
         "rate_eps": opts.rate_eps,
         "seconds": opts.seconds,
         "generator": gen_line,

@@ -142,7 +142,8 @@ def test_a_late_report_is_counted_and_left_off_and_an_outside_one_too() -> None:
     cell = h3.str_to_int(t.cells[8][0])
     engine.add(0, batch(np.array([1, 2]), np.array([start + 10_000, start + 60_000]), [cell, cell]), 1.0)
     frames = engine.step(1.0, published_ms=0)
-    assert frames and frames[0].tick_ms == start + 58_000  # 60 s less 2 s lateness: tick 29's end
+    mark = start + 60_000 - engine.lateness_ms  # the newest report less the lateness
+    assert frames and frames[0].tick_ms == start + (mark - start) // engine.tick_ms * engine.tick_ms
     engine.add(0, batch(np.array([3]), np.array([start + 20_000]), [cell]), 1.5)
     assert engine.late_reports == 1
     far = h3.str_to_int(h3.latlng_to_cell(0.0, 0.0, 8))
@@ -157,12 +158,13 @@ def test_an_idle_partition_holds_no_tick_back_and_one_with_records_to_read_does(
     assert engine.watermark_ms(wall_s=0.0) is None  # nothing heard yet
     engine.add(0, batch(np.array([1]), np.array([start + 10_000]), [cell]), wall_s=0.0)
     engine.add(1, batch(np.array([2]), np.array([start + 100_000]), [cell]), wall_s=0.0)
-    assert engine.watermark_ms(wall_s=1.0) == start + 8_000  # the slower partition
+    lag = engine.lateness_ms
+    assert engine.watermark_ms(wall_s=1.0) == start + 10_000 - lag  # the slower partition
     assert engine.watermark_ms(wall_s=1.0, behind={2}) is None  # partition 2 has records on their way
     engine.add(1, batch(np.array([2]), np.array([start + 101_000]), [cell]), wall_s=6.0)
-    assert engine.watermark_ms(wall_s=6.0) == start + 99_000  # partition 0 silent for 6 s
-    assert engine.watermark_ms(wall_s=6.0, behind={0}) == start + 8_000  # silent, but not read to its end
-    assert engine.watermark_ms(wall_s=20.0) == start + 99_000  # the feed stopped: everything arrived
+    assert engine.watermark_ms(wall_s=6.0) == start + 101_000 - lag  # partition 0 silent for 6 s
+    assert engine.watermark_ms(wall_s=6.0, behind={0}) == start + 10_000 - lag  # silent, not read to its end
+    assert engine.watermark_ms(wall_s=20.0) == start + 101_000 - lag  # the feed stopped: everything arrived
 
 
 def test_a_partition_heard_from_after_a_release_cannot_send_moves_into_released_ticks() -> None:
