@@ -120,6 +120,13 @@ export function manifestRows(manifest, framePrivacy) {
   return rows;
 }
 
+/** The now layer's privacy in one line (manifest.now_layer). */
+export function nowLine(now) {
+  const eps = Number(now.epsilon_per_person_day).toFixed(1);
+  return `Provisional people present (hatched, every ${now.tick_s} s) carry random noise: differential privacy, `
+    + `at most ε ${eps} per person per day for everything they show.`;
+}
+
 /** The plain-word lines of the privacy panel, after its summary. */
 function privacyLines(manifest, framePrivacy) {
   const window = manifest?.window_s ? (manifest.window_s === 60 ? 'minute' : `${manifest.window_s} seconds`) : 'window';
@@ -135,7 +142,9 @@ function privacyLines(manifest, framePrivacy) {
   }
   lines.push(dp
     ? `Random noise is added to every number (differential privacy, ${manifest?.mechanism ?? framePrivacy?.mechanism}).`
-    : 'No random noise is added (differential privacy is off).');
+    : 'No random noise is added to final numbers (differential privacy is off for them).');
+  const now = manifest?.now_layer;
+  if (now) lines.push(nowLine(now));
   if (manifest?.warning) lines.push(manifest.warning);
   return lines;
 }

@@ -183,9 +183,15 @@ describe('privacy', () => {
       'Violet cells have fewer, or are hidden so that a neighbouring hidden value cannot be worked out.',
       'Numbers count people per area and minute; nobody is identified.',
       'Spend is also hidden where one payer makes up more than 50% of it.',
-      'No random noise is added (differential privacy is off).',
+      'No random noise is added to final numbers (differential privacy is off for them).',
     ]);
     expect(model.rules).toEqual(MANIFEST.rules);
+  });
+  it('says the provisional layer carries noise, with its budget per person-day, when the manifest has it', () => {
+    const model = privacyModel({ ...MANIFEST, now_layer: { tick_s: 2, epsilon_per_person_day: 2.9999 } }, null);
+    expect(model.lines.at(-1)).toBe(
+      'Provisional people present (hatched, every 2 s) carry random noise: differential privacy, at most ε 3.0 per person per day for everything they show.',
+    );
   });
   it('mentions noise and the manifest warning under differential privacy', () => {
     const model = privacyModel({ ...MANIFEST, dp_enabled: true, mechanism: 'laplace', warning: 'epsilon per day is 1440' }, null);
