@@ -25,14 +25,14 @@ from typing import Any
 import h3
 import numpy as np
 
+from cityscreen.aggregate.rows import parent_ids
 from cityscreen.city import BBox
 from cityscreen.clean_batch import CleanBatch
 from cityscreen.errors import CityScreenError
 from cityscreen.frames import FRAME_VERSION, DayBudget, Frame, FramePrivacy, NowFrame
 from cityscreen.privacy import zcdp
-from cityscreen.privacy.bounded_presence import ABSENT
 from cityscreen.privacy.now_layer import NowRelease, RunningStock, city_cells
-from cityscreen.privacy.now_tracker import Move, NowTracker
+from cityscreen.privacy.now_tracker import Move, NowTracker, moves_at
 from cityscreen.privacy.person_day import NowBudget, now_budget
 from cityscreen.pseudonym import period_start_ms
 from cityscreen.settings import Settings
@@ -87,13 +87,13 @@ class NowEngine:
         self.period: _Period | None = None
         self.late_reports = 0  # behind their partition's watermark: left off the now layer
         self.outside_reports = 0  # in a cell outside the city's keys
-        self._names: dict[int, tuple[str | None, ...]] = {ABSENT: (None,) * len(self.budget.resolutions)}
+        self._fine_names = {h3.str_to_int(c): c for c in self.cells[self.fine]}  # tracker cell code -> name
 
     def add(self, partition: int, batch: CleanBatch, wall_s: float) -> None:
         """A clean sim batch of `partition` (other kinds hold no positions for the now layer)."""
         if batch.kind != "sim" or not batch.n:
             return
-        cells = batch.cell if batch.res == self.fine else _parents(batch.cell, self.fine)
+        cells = batch.cell if batch.res == self.fine else parent_ids(batch.cell, self.fine)
         inside = np.isin(cells, self._known)
         self.outside_reports += int((~inside).sum())
         persons, stamps = batch.person_keys[inside].tolist(), batch.ts_ms[inside].tolist()
@@ -111,8 +111,9 @@ class NowEngine:
         released_end = self.period.start_ms + self.period.stock.released_tick * self.tick_ms
         low = max(part.tracker.watermark_ms or 0, released_end)
         now = [r for r in reports if low <= r[1] < self.period.end_ms]
-        part.waiting += [r for r in reports if r[1] >= self.period.end_ms]
-        self.late_reports += len(reports) - len(now) - sum(r[1] >= self.period.end_ms for r in reports)
+        later = [r for r in reports if r[1] >= self.period.end_ms]
+        part.waiting += later
+        self.late_reports += len(reports) - len(now) - len(later)
         part.tracker.feed(now)
         newest = max(r[1] for r in reports)
         part.newest_ms = newest if part.newest_ms is None else max(part.newest_ms, newest)
@@ -153,25 +154,9 @@ class NowEngine:
         moves: list[Move] = []
         for part in self.parts.values():
             moves += part.tracker.advance(end_ms)
-        for i, res in enumerate(self.budget.resolutions):
-            period.stock.add(res, self._moves_at(moves, i))
+        for res in self.budget.resolutions:
+            period.stock.add(res, moves_at(moves, self._fine_names, res))
         return period.stock.release(tick)
-
-    def _moves_at(self, moves: list[Move], i: int) -> list[tuple[int, str | None, str | None]]:
-        out = []
-        for m in moves:
-            left, entered = self._name(m.from_cell)[i], self._name(m.to_cell)[i]
-            if left != entered:
-                out.append((m.ts_ms, left, entered))
-        return out
-
-    def _name(self, code: int) -> tuple[str | None, ...]:
-        """A finest-resolution cell code's name at each tree resolution (cached: few thousand cells)."""
-        names = self._names.get(code)
-        if names is None:
-            cell = h3.int_to_str(code)
-            names = self._names[code] = tuple(h3.cell_to_parent(cell, r) for r in self.budget.resolutions)
-        return names
 
     def anchor(self, window_start_ms: int, window_s: int, released: Mapping[int, Mapping[str, int]]) -> bool:
         """A final frame's people present (`released[res][cell]`, what the gate released for the window);
@@ -250,11 +235,6 @@ def _now_frame(rel: NowRelease, min_persons: int, head: dict[str, Any]) -> NowFr
     cells = {c: {STAT: float(v) if s else None} for c, v, s in zip(rel.cells, values, shown, strict=True)}
     noise_sd = {c: round(sd, 2) for c, sd in zip(rel.cells, rel.sd.tolist(), strict=True)}
     return NowFrame(res=rel.res, cells=cells, noise_sd=noise_sd, **head)
-
-
-def _parents(cells: np.ndarray, res: int) -> np.ndarray:
-    parents = [h3.str_to_int(h3.cell_to_parent(h3.int_to_str(c), res)) for c in cells.tolist()]
-    return np.array(parents, dtype=np.uint64)
 
 
 def check_now_settings(settings: Settings) -> None:

@@ -79,21 +79,21 @@ async def partitions_behind(consumer: Any) -> set[int]:
     return out
 
 
-async def anchor_on_finals(engine: NowEngine, redis: aioredis.Redis, done: set[int]) -> None:
-    """Anchor on the newest final window every resolution of the layer has released (once each)."""
+async def anchor_on_finals(engine: NowEngine, redis: aioredis.Redis, anchored: int) -> int:
+    """Anchor on the newest final window every resolution of the layer has released, when it is newer
+    than `anchored` (the window anchored last); returns the window anchored last."""
     resolutions = (*engine.budget.resolutions, *engine.coarser)
     newest = [await recent_windows(redis, res, 1) for res in resolutions]
     if not all(newest):
-        return
+        return anchored
     window = min(n[-1] for n in newest)
-    if window in done:
-        return
+    if window <= anchored:
+        return anchored
     frames = [await frame_at(redis, res, window) for res in resolutions]
-    if any(f is None for f in frames):
-        return
     released = {f.res: released_people(f) for f in frames if f is not None}
-    if engine.anchor(window, engine.settings.window.window_s, released):
-        done.add(window)
+    if len(released) == len(resolutions) and engine.anchor(window, engine.settings.window.window_s, released):
+        return window
+    return anchored
 
 
 async def run_now_loop(settings: Settings, stop: asyncio.Event) -> None:
@@ -101,7 +101,7 @@ async def run_now_loop(settings: Settings, stop: asyncio.Event) -> None:
     redis = aioredis.from_url(settings.redis.url)
     consumer = await start_consumer(settings)
     counts: Counter[str] = Counter()
-    anchored: set[int] = set()
+    anchored = -1  # the final window the layer was anchored on last
     last_stats_s = last_freeze_s = time.monotonic()
     try:
         while not stop.is_set():
@@ -123,7 +123,7 @@ async def run_now_loop(settings: Settings, stop: asyncio.Event) -> None:
                 await put_now(redis, frame, encode_now(frame))
             if frames:
                 counts["now_ticks_released"] += 1
-                await anchor_on_finals(engine, redis, anchored)
+                anchored = await anchor_on_finals(engine, redis, anchored)
             if wall_s - last_freeze_s >= FREEZE_EVERY_S:
                 gc.collect()
                 gc.freeze()

@@ -77,7 +77,7 @@ def release_tick(
     (cells not listed hold nobody); `cells[res]` the fixed key set of each resolution; `coarser` the
     resolutions summed from the coarsest tree; `covers` (optional) each resolution's node noise kept
     from the tick before, the same values sampled once."""
-    noise = budget.noise(secret)
+    noise = budget.noise(secret) if covers is None else None
     out: dict[int, NowRelease] = {}
     for res in budget.resolutions:
         keys = cells[res]
@@ -89,7 +89,8 @@ def release_tick(
                 "positions outside the city's box must be dropped at ingest"
             )
         true = np.array([stock.get(res, {}).get(c, 0) for c in keys], dtype=np.int64)
-        if covers is not None:
+        if noise is None:
+            assert covers is not None
             noisy = true + covers[res].running(tick)
         else:
             noisy = running_release(true, stream_labels(period_start_ms, res, keys), tick, noise)

@@ -13,6 +13,7 @@ the open segment (cell, whether settled), the last report, and the changes made 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import h3
@@ -195,10 +196,12 @@ class NowTracker:
         p.shown = cell
 
 
-def moves_at(moves: list[Move], names: list[str], res: int) -> list[tuple[int, str | None, str | None]]:
+def moves_at(
+    moves: list[Move], names: Sequence[str] | Mapping[int, str], res: int
+) -> list[tuple[int, str | None, str | None]]:
     """Moves as `RunningStock.add` takes them at resolution `res`: cell codes at the finest tree
-    resolution (`names[code]`) turned into their parents at `res`, with no person; a move inside one
-    parent is no move there."""
+    resolution (`names[code]`: a list of names, or the now worker's H3 integers to names) turned into
+    their parents at `res`, with no person; a move inside one parent is no move there."""
 
     def name(code: int) -> str | None:
         return None if code == ABSENT else h3.cell_to_parent(names[code], res)

@@ -266,16 +266,21 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, feed: Feed, request: pytest.FixtureRequest) -> Iterator[Any]:
+    ready = "() => window.__cityscreen?.status === 'live' && window.__cityscreen.frames.shown"
+    yield from opened_page(browser, feed.url, request.node.name, ready)
+
+
+def opened_page(browser: Any, url: str, name: str, ready_js: str) -> Iterator[Any]:
+    """A page at `url` once `ready_js` holds; afterwards its screenshot under artifacts/, and no error
+    the page raised meanwhile."""
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(feed.url)
-    page.wait_for_function(
-        "() => window.__cityscreen?.status === 'live' && window.__cityscreen.frames.shown", timeout=60_000
-    )
+    page.goto(url)
+    page.wait_for_function(ready_js, timeout=60_000)
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"browser-{request.node.name}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"))
     page.close()
     assert errors == [], f"errors in the page: {errors}"
 

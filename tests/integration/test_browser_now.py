@@ -22,10 +22,10 @@ from services.stack import ManagedProcess, start_stack
 from services.stack.testing import isolated_settings, jar_cache_dir
 from services.up import iso_utc, realtime_start_ms
 from tests.integration.test_browser_map import (
-    ARTIFACTS,
     Feed,
     api_starter,
     browser,  # noqa: F401  (the module-scoped Chromium)
+    opened_page,
     poll,
     spawner,
     with_gateway,
@@ -68,16 +68,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
 
 @pytest.fixture
 def page(browser: Any, live: Feed, request: pytest.FixtureRequest) -> Iterator[Any]:  # noqa: F811
-    page = browser.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(live.url)
-    page.wait_for_function("() => window.__cityscreen?.status === 'live'", timeout=60_000)
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"browser-{request.node.name}.png"))
-    page.close()
-    assert errors == [], f"errors in the page: {errors}"
+    ready = "() => window.__cityscreen?.status === 'live'"
+    yield from opened_page(browser, live.url, request.node.name, ready)
 
 
 def provisional(page: Any) -> dict[str, Any]:
