@@ -27,9 +27,11 @@ from cityscreen.settings import Settings
 from streams.app import FETCH_BYTES
 from streams.ingest import CountStats, Publish, publish_until_delivered
 from streams.internal_topics import MAX_RECORD_BYTES
+from streams.loop_phases import Phases
 from streams.until_stopped import run_until_stopped
 
 log = logging.getLogger("cityscreen.ingest")
+SLOW_BATCH_S = 1.0  # a batch longer than this holds back every clean reader (the now layer ticks): logged
 
 
 def producer_publisher(producer: Any, res: int) -> Publish:
@@ -77,21 +79,28 @@ async def run_loop(settings: Settings, group: str, count: CountStats | None, sto
     publish = producer_publisher(producer, settings.window.h3_res)
     try:
         while not stop.is_set():
+            phases = Phases()
             taken = await consumer.getmany(
                 timeout_ms=int(settings.window.flush_s * 1000), max_records=records_per_take
             )
             if not taken:
                 continue
+            phases.mark("poll")
             records = [(m.value, m.topic, m.partition, m.offset) for ms in taken.values() for m in ms]
             result = validator.run(records, int(time.time() * 1000))  # never raises for a record's content
+            phases.mark("validate")
             await publish_until_delivered(publish, result, log)
+            phases.mark("publish")
             try:
                 await consumer.commit(
                     {tp: OffsetAndMetadata(ms[-1].offset + 1, "") for tp, ms in taken.items()}
                 )
             except CommitFailedError as exc:  # a rebalance took the partition: its new owner reads it again
                 log.warning(f"ingest offsets not committed ({exc!r}): those records will be read again")
+            phases.mark("commit")
             await _count(count, result.counts)
+            if (slow := phases.slow(SLOW_BATCH_S)) is not None:
+                log.warning(f"slow batch of {len(records)} records, clean output held back {slow}")
     finally:
         await consumer.stop()
         await producer.stop()

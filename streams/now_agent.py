@@ -32,15 +32,20 @@ from cityscreen.now_engine import NowEngine, period_start, released_people
 from cityscreen.settings import Settings
 from cityscreen.store_keys import STATS_KEY
 from streams.app import FETCH_BYTES
+from streams.loop_phases import Phases
 from streams.until_stopped import run_until_stopped
 
 log = logging.getLogger("cityscreen.now")
 STATS_EVERY_S = 5.0
 # The trackers hold a few objects per person seen today, millions in a big city, none in a reference
 # cycle. Left to the cyclic collector, each full collection walks all of them (seconds, during which no
-# tick goes out). So every minute: collect what is new, then freeze the survivors out of later
+# tick goes out). So every few seconds: collect what is new, then freeze the survivors out of later
 # collections (refcounting still frees them; only a frozen object that later joins a cycle would stay).
-FREEZE_EVERY_S = 60.0
+# Every 60 s, unfrozen objects piled up enough for the automatic full collections to pause 0.2-0.6 s.
+FREEZE_EVERY_S = 5.0
+
+SLOW_LOOP_S = 1.0  # a loop longer than this holds ticks back: its phases go to the log
+INPUT_GAP_S = 2.0  # no record for this long, then one: the feed paused (ticks waited for it), logged
 
 
 async def start_consumer(settings: Settings) -> Any:
@@ -103,37 +108,57 @@ async def run_now_loop(settings: Settings, stop: asyncio.Event) -> None:
     counts: Counter[str] = Counter()
     anchored = -1  # the final window the layer was anchored on last
     last_stats_s = last_freeze_s = time.monotonic()
+    last_input_s = time.monotonic()
     try:
         while not stop.is_set():
+            phases = Phases()
             taken = await consumer.getmany(timeout_ms=200)
             wall_s = time.monotonic()
-            for tp, records in taken.items():
-                for record in records:
-                    try:
-                        batches = decode_record(record.value or b"", settings.window.h3_res)
-                    except (BatchError, ValueError) as exc:  # the aggregator dead-letters it
-                        counts["now_undecodable_records"] += 1
-                        log.warning(f"{tp.topic}[{tp.partition}]@{record.offset}: not clean events ({exc})")
-                        continue
-                    for batch in batches:
-                        engine.add(tp.partition, batch, wall_s)
+            phases.mark("poll")
+            if taken:
+                if wall_s - last_input_s > INPUT_GAP_S:
+                    log.warning(f"no clean record for {wall_s - last_input_s:.1f} s: ticks waited for ingest")
+                last_input_s = wall_s
+            _add_records(engine, taken, wall_s, counts)
+            phases.mark("add")
             behind = await partitions_behind(consumer)
             frames = engine.step(wall_s, published_ms=int(time.time() * 1000), behind=behind)
+            phases.mark("step")
             for frame in frames:
                 await put_now(redis, frame, encode_now(frame))
+            phases.mark("store")
             if frames:
                 counts["now_ticks_released"] += 1
                 anchored = await anchor_on_finals(engine, redis, anchored)
+                phases.mark("anchor")
             if wall_s - last_freeze_s >= FREEZE_EVERY_S:
                 gc.collect()
                 gc.freeze()
                 last_freeze_s = wall_s
+                phases.mark("gc")
+            if (slow := phases.slow(SLOW_LOOP_S)) is not None:
+                counts["now_slow_loops"] += 1
+                log.warning(f"slow loop, ticks held back {slow}")
             if wall_s - last_stats_s >= STATS_EVERY_S:
                 await _write_stats(redis, counts, engine)
                 last_stats_s = wall_s
     finally:
         await consumer.stop()
         await redis.aclose()
+
+
+def _add_records(engine: NowEngine, taken: dict[Any, list[Any]], wall_s: float, counts: Counter[str]) -> None:
+    """A fetch's records into the engine; one that is not clean events is counted and skipped."""
+    for tp, records in taken.items():
+        for record in records:
+            try:
+                batches = decode_record(record.value or b"", engine.settings.window.h3_res)
+            except (BatchError, ValueError) as exc:  # the aggregator dead-letters it
+                counts["now_undecodable_records"] += 1
+                log.warning(f"{tp.topic}[{tp.partition}]@{record.offset}: not clean events ({exc})")
+                continue
+            for batch in batches:
+                engine.add(tp.partition, batch, wall_s)
 
 
 async def _write_stats(redis: aioredis.Redis, counts: Counter[str], engine: NowEngine) -> None:

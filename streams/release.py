@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -161,6 +161,7 @@ class ReleaseSink:
         With `privacy.across_time`, windows of one span are gated one after the other: each needs what
         the gate kept of the one before. That memory is kept once its window is stored."""
         jobs = [self._job(w) for w in windows]  # all checked before any is gated
+        await self._count_complete(rel for rel, _ in jobs)
         gatings = []
         for rel, w in jobs:
             gating = asyncio.ensure_future(self._gate_new(rel, w, self._last.get(rel.span_s)))
@@ -251,7 +252,15 @@ class ReleaseSink:
                 frame = with_span(frame, span)
         return frame
 
+    async def _count_complete(self, releases: Iterable[Release]) -> None:
+        """How long after its end each base window came complete to the release (its partials all in):
+        with gate_ms and store_ms, where a final frame's delay is spent (bench live's stats)."""
+        window_ms, now_ms = self.settings.window.window_s * 1000, self.clock_ms()
+        after = [now_ms - rel.start_ms - window_ms for rel in releases if not rel.span_s]
+        await self.count(complete_after_end_ms=sum(max(0, a) for a in after), windows_complete=len(after))
+
     async def _store(self, frames: list[Frame]) -> list[Frame]:
+        started_s = time.monotonic()
         history_s = self.settings.redis.history_s
         out = []
         for frame in frames:
@@ -263,7 +272,7 @@ class ReleaseSink:
             body = encode_frame(frame)
             await self.send_frame(f"{frame.res}:{frame.window_start_ms}".encode(), body)
             await frame_store.put_released(self.redis, frame, body, history_s=history_s)
-        await self.count(windows_published=1)
+        await self.count(windows_published=1, store_ms=round((time.monotonic() - started_s) * 1000))
         return out
 
     async def count(self, **counters: int) -> None:

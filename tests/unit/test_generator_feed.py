@@ -12,10 +12,11 @@ import pytest
 
 from cityscreen.city import load_city
 from cityscreen.events import RawSim, decode_raw_many
+from services.generator import feed
 from services.generator.columnar.engine import Engine
 from services.generator.feed import NullSink, pump_engine
 from services.generator.fixtures import read_events
-from services.generator.run import Pace
+from services.generator.run import Pace, RunReport
 from services.generator.sinks import FileSink
 
 CITY = load_city()
@@ -52,6 +53,21 @@ def test_records_hold_the_engines_events_in_batches() -> None:
     assert report.by_kind == dict(Counter(str(e.__struct_config__.tag) for e in expected))
 
 
+def test_slices_computed_ahead_in_a_thread_send_the_engines_events_across_midnight() -> None:
+    """Four slices (an hour each at this population), the next always computed while one is sent,
+    and a new day's plans among them: the records hold the same events as the engine in line."""
+    start = START + 14 * 3_600_000 + 40 * 60_000  # 22:30 in Shenzhen
+    sink = CaptureSink()
+    engine = Engine(CITY, 2000, 5)
+    assert engine.slice_ms() == 3_600_000
+    asyncio.run(pump_engine(engine, start, 3 * 3600, sink, Pace(), batch_events=500))
+    expected = list(Engine(CITY, 2000, 5).events(start, 3 * 3600))
+    for kind, records in sink.by_kind.items():
+        sent = [e for r in records for e in decode_raw_many(r)]
+        assert sent == [e for e in expected if str(e.__struct_config__.tag) == kind]
+    assert sum(len(decode_raw_many(r)) for rs in sink.by_kind.values() for r in rs) == len(expected) > 1000
+
+
 def test_lines_are_the_events_in_time_order_and_stop_at_max_events(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl.gz"
     report = asyncio.run(
@@ -81,6 +97,28 @@ def test_real_time_on_the_wall_clock_sends_a_past_backlog_at_once(monkeypatch: p
     # relative pacing spreads the span over ten wall minutes; START, not the wall clock: the same records
     asyncio.run(pump_engine(Engine(CITY, 500, 5), START, 600, NullSink(), Pace(speed=1.0), max_events=200))
     assert sleeps
+
+
+@pytest.mark.parametrize(
+    ("pace", "restarts"),
+    [
+        (Pace(rate_eps=20_000, duration_s=60), True),
+        (Pace(speed=1.0), True),
+        (Pace(speed=1.0, anchored=True), False),  # due on the wall clock, whatever the setup took
+        (Pace(), False),  # as fast as possible: the setup is part of the run's time
+    ],
+)
+def test_a_paced_run_starts_its_schedule_when_the_first_slice_is_ready(
+    monkeypatch: pytest.MonkeyPatch, pace: Pace, restarts: bool
+) -> None:
+    """A first slice that took 40 s (a day's plans) must not leave a rate run 40 s behind schedule,
+    which it would send as one burst."""
+    clock_s = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock_s[0])  # the module feed reads
+    clock = feed._Clock(pace, RunReport(), warn=lambda m: None)
+    clock_s[0] += 40.0  # the first slice is computed
+    clock.ready()
+    assert clock.t0 == (140.0 if restarts else 100.0)
 
 
 @pytest.mark.parametrize(

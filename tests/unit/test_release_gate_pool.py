@@ -123,6 +123,7 @@ async def test_windows_completed_together_are_gated_in_parallel_and_stored_in_wi
     # each window gated once (the replay is not gated again), its gate time counted for /metrics
     stats = redis.hashes[store_keys.STATS_KEY]
     assert stats["windows_gated"] == stats["windows_published"] == 2 and "gate_ms" in stats
+    assert stats["windows_complete"] == 3  # when each came complete to the sink: asked 3 times
     windows = [int(k.split(b":")[1]) for k in sent]
     assert windows == sorted(windows) and set(windows) == {first.window_start_ms, second.window_start_ms}
     # the second window's fused indicators saw the first window's frame (stored before it was fused)
