@@ -24,9 +24,11 @@ from cityscreen.clean_batch import BatchError
 from cityscreen.events import CLEAN_TOPICS
 from cityscreen.ingest_batch import RECORD_EVENTS
 from cityscreen.settings import WindowSettings
+from streams.loop_phases import Phases
 from streams.stall import Behind, OffsetGuard, StallWatch, polled_since
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
+SLOW_BATCH_S = 1.0  # a batch or tick longer than this holds back the windows' close: logged with its phases
 UNDECODABLE = "undecodable_clean_record"  # dead-letter reason: not clean events of the topic's kind
 
 # (key, value) -> once sent, a future of the broker's acknowledgement (sent now, awaited later)
@@ -104,7 +106,7 @@ class AggregateAgent:
     async def on_batch(self, records: Sequence[CleanRecord]) -> None:
         """Apply a batch, persist its deltas, dead-letter its late events, send what it closed."""
         async with self.lock:
-            started = self.clock()
+            started, phases = self.clock(), Phases()
             late: list[dict[str, Any]] = []  # rows of late events
             applied = 0
             for record in records:
@@ -118,13 +120,20 @@ class AggregateAgent:
                     continue
                 late.extend(rows)
                 applied += 1
+            phases.mark("apply")
             self.engine.persist()
+            phases.mark("persist")
             if late:
                 await self._dead_letter(late)
             self.unsaid["records"] += applied  # into the stats hash at the next tick, not per batch
             self._take_tally()
-            await self._emit(self.engine.close_due())
+            closed = self.engine.close_due()
+            phases.mark("close")
+            await self._emit(closed)
+            phases.mark("send")
             self.engine.pause_idle(self.clock() - started)
+            if (slow := phases.slow(SLOW_BATCH_S)) is not None:
+                self.log.warning(f"slow batch of {len(records)} records, windows held back {slow}")
 
     async def tick(self) -> None:
         """The timer: write the counters, then close the windows of idle, caught-up partitions."""
@@ -159,9 +168,14 @@ class AggregateAgent:
                 pk = (partition, kind)
                 return pk in end_of and pk not in unread and pk in fresh
 
-            started = self.clock()
-            await self._emit(self.engine.close_due(idle_s=idle_s, caught_up=caught_up, wall_ms=now_ms))
+            started, phases = self.clock(), Phases()
+            closed = self.engine.close_due(idle_s=idle_s, caught_up=caught_up, wall_ms=now_ms)
+            phases.mark("close")
+            await self._emit(closed)
+            phases.mark("send")
             self.engine.pause_idle(self.clock() - started)
+            if (slow := phases.slow(SLOW_BATCH_S)) is not None:
+                self.log.warning(f"slow tick, windows held back {slow}")
 
     def revoked(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Forget clean partitions moved to another worker (their log moved with them)."""
