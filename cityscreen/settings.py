@@ -161,7 +161,7 @@ class PrivacySettings(BaseModel):
         2,
         ge=1,
         le=64,
-        description="processes an aggregate worker gates windows in (windows that complete together)",
+        description="processes an aggregate worker gates windows in: each window in as many shards at once",
     )
 
     @field_validator("presence_protected_dimensions")

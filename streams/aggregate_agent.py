@@ -28,7 +28,6 @@ from streams.loop_phases import Phases
 from streams.stall import Behind, OffsetGuard, StallWatch, polled_since
 
 KIND_BY_TOPIC = {topic: kind for kind, topic in CLEAN_TOPICS.items()}
-SLOW_BATCH_S = 1.0  # a batch or tick longer than this holds back the windows' close: logged with its phases
 UNDECODABLE = "undecodable_clean_record"  # dead-letter reason: not clean events of the topic's kind
 
 # (key, value) -> once sent, a future of the broker's acknowledgement (sent now, awaited later)
@@ -81,15 +80,24 @@ class AggregateAgent:
         log: Log,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], float] = lambda: time.time() * 1000,
+        release_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine, self.window = engine, window
         self.send_partial, self.send_dead, self.stats = send_partial, send_dead, stats
         self.consumer, self.log, self.clock, self.wall_ms = consumer, log, clock, wall_ms
+        self.release_busy = release_busy
         self.lock = asyncio.Lock()
         self.guard = OffsetGuard()
         self.stall = StallWatch()
         self.late_counts = LateCounts(window.window_s)
         self.unsaid: Counter[str] = Counter()  # worker counters not yet in Redis
+        # closes delivered but not yet committed (snapshot and carry delta written): committed at a
+        # later tick once this worker's release (if it runs it) is idle, and always before the next
+        # close (a tick closes nothing while one waits; a batch that closes commits first). The
+        # commit costs a census window's worker about 0.6 s of CPU; done at once it held the event loop
+        # while the release agent waited to fetch the partials, and then it took CPU from the gate. A
+        # crash in between closes those windows again (the release book drops the repeats).
+        self.uncommitted: list[Closed] = []
         self.reported_lag: dict[str, int] = {}
 
     @property
@@ -127,12 +135,10 @@ class AggregateAgent:
                 await self._dead_letter(late)
             self.unsaid["records"] += applied  # into the stats hash at the next tick, not per batch
             self._take_tally()
-            closed = self.engine.close_due()
-            phases.mark("close")
-            await self._emit(closed)
-            phases.mark("send")
-            self.engine.pause_idle(self.clock() - started)
-            if (slow := phases.slow(SLOW_BATCH_S)) is not None:
+            if self.engine.due():
+                self._commit()  # a close follows: the one before it is committed first
+            await self._close_and_send(self.engine.close_due, phases, started)
+            if (slow := phases.slow()) is not None:
                 self.log.warning(f"slow batch of {len(records)} records, windows held back {slow}")
 
     async def tick(self) -> None:
@@ -168,18 +174,40 @@ class AggregateAgent:
                 pk = (partition, kind)
                 return pk in end_of and pk not in unread and pk in fresh
 
+            if self.uncommitted and self.release_busy():
+                return  # the commit waits for this worker's gate, and any further close for the commit
             started, phases = self.clock(), Phases()
-            closed = self.engine.close_due(idle_s=idle_s, caught_up=caught_up, wall_ms=now_ms)
-            phases.mark("close")
-            await self._emit(closed)
-            phases.mark("send")
-            self.engine.pause_idle(self.clock() - started)
-            if (slow := phases.slow(SLOW_BATCH_S)) is not None:
+            self._commit()
+            phases.mark("commit")
+
+            def close() -> list[Closed]:
+                return self.engine.close_due(idle_s=idle_s, caught_up=caught_up, wall_ms=now_ms)
+
+            await self._close_and_send(close, phases, started)
+            if (slow := phases.slow()) is not None:
                 self.log.warning(f"slow tick, windows held back {slow}")
 
     def revoked(self, partitions: Iterable[tuple[str, int]]) -> None:
-        """Forget clean partitions moved to another worker (their log moved with them)."""
-        self.engine.drop({p for t, p in partitions if t in KIND_BY_TOPIC})
+        """Forget clean partitions moved to another worker (their log moved with them; their new owner
+        closes again what was not committed here)."""
+        gone = {p for t, p in partitions if t in KIND_BY_TOPIC}
+        self.uncommitted = [c for c in self.uncommitted if c.partition not in gone]
+        self.engine.drop(gone)
+
+    async def _close_and_send(
+        self, close: Callable[[], list[Closed]], phases: Phases, started: float
+    ) -> None:
+        closed = close()
+        phases.mark("close")
+        await self._emit(closed)
+        phases.mark("send")
+        self.engine.pause_idle(self.clock() - started)
+
+    def _commit(self) -> None:
+        """Commit the closes delivered so far, oldest first."""
+        for c in self.uncommitted:
+            self.engine.commit_close(c)
+        self.uncommitted = []
 
     async def _watch_lag(self, end_of: dict[tuple[int, str], int]) -> set[tuple[int, str]]:
         """Report the lag, re-read stalled partitions; returns the (partition, kind) not read to the end."""
@@ -244,7 +272,8 @@ class AggregateAgent:
             )
 
     async def _emit(self, closed: list[Closed]) -> None:
-        """Send the closes' partials, then commit each close once its partials are known delivered."""
+        """Send the closes' partials; each close is committed (`_commit`) once its partials are known
+        delivered."""
         # every message is sent before any delivery is awaited (one partition: the producer keeps their
         # order); each partial says only its own window is final, so a crash between two sends cannot
         # make the release agent treat the later window as complete for this partition
@@ -258,8 +287,7 @@ class AggregateAgent:
             delivered.append(await self.send_partial(key, encode_message(progress)))
         for fut in delivered:
             await fut
-        for c in closed:
-            self.engine.commit_close(c)
+        self.uncommitted.extend(closed)
 
 
 async def reseek(consumer: CleanConsumer, lagging: list[Behind]) -> None:

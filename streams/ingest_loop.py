@@ -31,7 +31,6 @@ from streams.loop_phases import Phases
 from streams.until_stopped import run_until_stopped
 
 log = logging.getLogger("cityscreen.ingest")
-SLOW_BATCH_S = 1.0  # a batch longer than this holds back every clean reader (the now layer ticks): logged
 
 
 def producer_publisher(producer: Any, res: int) -> Publish:
@@ -99,7 +98,7 @@ async def run_loop(settings: Settings, group: str, count: CountStats | None, sto
                 log.warning(f"ingest offsets not committed ({exc!r}): those records will be read again")
             phases.mark("commit")
             await _count(count, result.counts)
-            if (slow := phases.slow(SLOW_BATCH_S)) is not None:
+            if (slow := phases.slow()) is not None:
                 log.warning(f"slow batch of {len(records)} records, clean output held back {slow}")
     finally:
         await consumer.stop()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+SLOW_S = 1.0  # an iteration longer than this holds back what the loop feeds (ticks, windows): logged
+
 
 class Phases:
     """Seconds spent in each phase of one loop iteration, so a slow one says where the time went."""
@@ -17,7 +19,7 @@ class Phases:
         self.spent[phase] = self.spent.get(phase, 0.0) + now_s - self.last_s
         self.last_s = now_s
 
-    def slow(self, limit_s: float) -> str | None:
+    def slow(self, limit_s: float = SLOW_S) -> str | None:
         """None when the iteration took less than `limit_s`, else its phases, for a log line."""
         total_s = self.last_s - self.start_s
         if total_s < limit_s:

@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -27,6 +27,7 @@ from cityscreen.frames import Frame, encode_frame, with_span
 from cityscreen.fused import fused_indicators
 from cityscreen.privacy import manifest_for
 from cityscreen.privacy.gate import release_kept
+from cityscreen.privacy.shards import merge_frames, shard_of
 from cityscreen.privacy.temporal import Memory
 from cityscreen.release_book import BookLog, GateMemory, Release, merge_window
 from cityscreen.settings import PrivacySettings, Settings
@@ -36,19 +37,25 @@ _AGGREGATE = msgspec.msgpack.Decoder(WindowAggregate)
 _FRAME = msgspec.msgpack.Decoder(Frame)
 
 
+Shard = tuple[int, int]  # (this shard, of how many)
 Gated = tuple[list[bytes], bytes | None]  # packed frames, and the gate's packed memory of the window
 
 
-def gate_packed(aggregate: bytes, privacy: PrivacySettings, published_ms: int, kept: bytes | None) -> Gated:
+def gate_packed(
+    aggregate: bytes, privacy: PrivacySettings, published_ms: int, kept: bytes | None, shard: Shard = (0, 1)
+) -> Gated:
     """The gate as run in the worker's gate process: a packed aggregate (and what the gate kept of the
-    window before) in, packed frames (and what it keeps of this one) out."""
-    return _gated(_AGGREGATE.decode(aggregate), privacy, published_ms, kept)
+    window before) in, packed frames (and what it keeps of this one) out; with `shard` (i, n), only the
+    frames of the window's i-th of n shards (cityscreen/privacy/shards.py)."""
+    return _gated(shard_of(_AGGREGATE.decode(aggregate), *shard), privacy, published_ms, kept)
 
 
-def gate_partials(blobs: list[bytes], settings: Settings, published_ms: int, kept: bytes | None) -> Gated:
+def gate_partials(
+    blobs: list[bytes], settings: Settings, published_ms: int, kept: bytes | None, shard: Shard = (0, 1)
+) -> Gated:
     """The gate process's whole job for a complete window: merge its partials into the exact aggregate,
-    gate it, pack the frames. The event loop then only stores them."""
-    return _gated(merge_window(blobs, settings), settings.privacy, published_ms, kept)
+    gate it (or its shard), pack the frames. The event loop then only stores them."""
+    return _gated(shard_of(merge_window(blobs, settings), *shard), settings.privacy, published_ms, kept)
 
 
 def _gated(
@@ -107,24 +114,32 @@ class ReleaseSink:
         # the gate is CPU-bound (seconds per window): in a process pool it runs on the other core while
         # the worker's event loop keeps aggregating; the sink still calls it, so nothing bypasses it
         self.gate_pool = gate_pool
+        self.in_flight = 0  # calls of `release` under way (the aggregate agent commits when none is)
+        # a window's blocks are gated in as many shards as there are gate processes, at once (a window
+        # gated across time needs the whole window before it: one job)
+        self.shards = 1 if gate_pool is None or self._chained else settings.privacy.gate_processes
 
     async def _gate(
         self, aggregate: WindowAggregate | list[bytes], kept: bytes | None
     ) -> tuple[list[Frame], bytes | None]:
         published_ms = self.clock_ms()
         if isinstance(aggregate, list):  # a window's partials: merged where they are gated
-            gate = functools.partial(gate_partials, aggregate, self.settings, published_ms, kept)
+            job = functools.partial(gate_partials, aggregate, self.settings, published_ms, kept)
         elif self.gate_pool is None:  # in this process: no need to pack the frames
             return _released(aggregate, self.settings.privacy, published_ms, kept)
         else:
             # msgpack both ways: pickling a dense window's nested structs costs the loop about 25x more
-            gate = functools.partial(
+            job = functools.partial(
                 gate_packed, _PACK.encode(aggregate), self.settings.privacy, published_ms, kept
             )
+        pool, n = self.gate_pool, self.shards
+        if pool is None:
+            packed, memory = job()
+            return [_FRAME.decode(f) for f in packed], memory
         loop = asyncio.get_running_loop()
-        pool = self.gate_pool
-        packed, memory = gate() if pool is None else await loop.run_in_executor(pool, gate)
-        return [_FRAME.decode(f) for f in packed], memory
+        gated = await asyncio.gather(*(loop.run_in_executor(pool, job, (i, n)) for i in range(n)))
+        parts = [[_FRAME.decode(f) for f in packed] for packed, _ in gated]
+        return (parts[0] if n == 1 else merge_frames(parts)), gated[0][1]
 
     def forget(self) -> None:
         """The release partition moved: read the gate's memory from the log again when next needed."""
@@ -161,7 +176,15 @@ class ReleaseSink:
         With `privacy.across_time`, windows of one span are gated one after the other: each needs what
         the gate kept of the one before. That memory is kept once its window is stored."""
         jobs = [self._job(w) for w in windows]  # all checked before any is gated
-        await self._count_complete(rel for rel, _ in jobs)
+        self.in_flight += 1
+        try:
+            return await self._release(jobs, after)
+        finally:
+            self.in_flight -= 1
+
+    async def _release(
+        self, jobs: list[tuple[Release, WindowAggregate | list[bytes]]], after: Awaitable[object] | None
+    ) -> dict[Release, list[Frame]]:
         gatings = []
         for rel, w in jobs:
             gating = asyncio.ensure_future(self._gate_new(rel, w, self._last.get(rel.span_s)))
@@ -209,6 +232,7 @@ class ReleaseSink:
     ) -> Gate:
         """The window's frames and the gate's memory of it (None, None: published already). `before`:
         the latest gating of this span before it (this batch or an earlier one), whose memory it uses."""
+        complete_ms = self.clock_ms()
         kept = self.memory.get(rel.span_s)
         if before is not None:
             try:
@@ -221,6 +245,7 @@ class ReleaseSink:
             # published, but its memory was lost with a crash: gated again (and not stored twice), so
             # the next window is gated as it would have been
             return None, (await self._gate(aggregate, kept))[1]
+        await self._count_complete(rel, complete_ms)
         # wall time from asking for the gate to having its frames, waits for a free gate process included:
         # what an operator sees delay a window (cityscreen_gate_seconds_total, deploy/observability)
         started_s = time.monotonic()
@@ -252,12 +277,13 @@ class ReleaseSink:
                 frame = with_span(frame, span)
         return frame
 
-    async def _count_complete(self, releases: Iterable[Release]) -> None:
-        """How long after its end each base window came complete to the release (its partials all in):
-        with gate_ms and store_ms, where a final frame's delay is spent (bench live's stats)."""
-        window_ms, now_ms = self.settings.window.window_s * 1000, self.clock_ms()
-        after = [now_ms - rel.start_ms - window_ms for rel in releases if not rel.span_s]
-        await self.count(complete_after_end_ms=sum(max(0, a) for a in after), windows_complete=len(after))
+    async def _count_complete(self, rel: Release, complete_ms: int) -> None:
+        """How long after its end a base window came complete to the release (its partials all in), the
+        first time only (not again in a replay): with gate_ms and store_ms, where a final frame's delay
+        is spent (bench live's stats)."""
+        if not rel.span_s:
+            after_ms = complete_ms - rel.start_ms - self.settings.window.window_s * 1000
+            await self.count(complete_after_end_ms=max(0, after_ms), windows_complete=1)
 
     async def _store(self, frames: list[Frame]) -> list[Frame]:
         started_s = time.monotonic()

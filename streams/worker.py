@@ -115,7 +115,8 @@ def build_worker(
                        kept_log=book_log)  # fmt: skip
     engine = Engine(AggConfig.from_settings(settings), ChunkedLog(TableLog(state_table)))
     aggregator = AggregateAgent(engine, settings.window, send_partial=send_partial, send_dead=send_dead,
-                                stats=sink, consumer=FaustConsumer(app), log=app.log)  # fmt: skip
+                                stats=sink, consumer=FaustConsumer(app), log=app.log,
+                                release_busy=lambda: sink.in_flight > 0)  # fmt: skip
     releaser = ReleaseAgent(book_log, sink, partitions=settings.kafka.partitions,
                             window_s=settings.window.window_s)  # fmt: skip
     private: Any = app  # Faust's types declare neither its recovery service nor the consumer's offsets

@@ -185,6 +185,14 @@ class Engine:
         for p in self._since:
             self._since[p] += busy_s
 
+    def due(self) -> bool:
+        """Whether `close_due()` (no idleness) closes a window now: its watermarks passed an end + grace."""
+        for st in self.states.values():
+            through = st.due_through_ms()
+            if through is not None and (st.closed_through_ms is None or through > st.closed_through_ms):
+                return True
+        return False
+
     def close_due(
         self,
         idle_s: float | None = None,

@@ -17,7 +17,10 @@ in any of its cells changes only its values, so nothing is bounded above, and re
 between two categories of a breakdown, all suppressed, takes any category down to 0). For the others, bounds
 propagated from the floors flag what they already can (that group is repaired before any program); a
 group met again with the same mask keeps its answer, so later rounds solve only the groups a repair
-touched. Then capped pushes: one program pushes every value in doubt toward the least move that would
+touched. A repair only hides more, and a feasible point of the system before it (the newly hidden values
+at their truth) is one of the system after it: so every value keeps, round to round, the interval its
+feasible points showed, and a value settled stays settled (a mask that is not a superset starts over).
+Then capped pushes: one program pushes every value in doubt toward the least move that would
 settle it (a rise capped at the max that makes it wide, a fall floored at the min it needs, the other
 values free), so a value that reaches its cap is settled and one program settles many; they repeat
 while each settles something. Only values they leave in doubt get programs of their own (exact, and
@@ -109,6 +112,9 @@ class Protection:
         )
         self.count = np.array([m not in AMOUNT_METRICS for m in structure.metric], dtype=bool)
         self.cache: dict[bytes, np.ndarray] = {}
+        # each value's interval shown by feasible points so far, valid while masks only grow
+        self.seen_lo, self.seen_hi = structure.value.copy(), structure.value.copy()
+        self.seen_mask: np.ndarray | None = None
         # values no mask of this structure can protect (temporal.JointAudit.given): never flagged, so
         # that propagation does not stop at them before the programs see the rest of their group
         self.ignore = np.zeros(n, dtype=bool)
@@ -137,6 +143,13 @@ class Protection:
                 bad = self.cache[key] = vars_[self._failing(vars_, g_lo, g_hi)]
             out.extend(bad.tolist())
         return sorted(out)
+
+    def _keep_seen(self, suppressed: np.ndarray) -> None:
+        """Forget the feasible points seen unless `suppressed` hides all that the last mask hid."""
+        mask = np.asarray(suppressed, dtype=bool)
+        if self.seen_mask is not None and (self.seen_mask & ~mask).any():
+            self.seen_lo, self.seen_hi = self.s.value.copy(), self.s.value.copy()
+        self.seen_mask = mask.copy()
 
     def propagated(self, suppressed: np.ndarray, eqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Outer bounds of every value from `eqs`: released values exact, suppressed ones from their floor
@@ -197,6 +210,7 @@ class Protection:
         only as far as the rules need (feasible points found on the way)."""
         import highspy
 
+        self._keep_seen(suppressed)
         value = self.s.value
         truth = value[vars_]
         col = np.full(self.n + 1, -1, dtype=np.int64)
@@ -224,7 +238,11 @@ class Protection:
         lp.a_matrix_.index_ = rows_a[order].astype(np.int32)
         lp.a_matrix_.value_ = vals_a[order].astype(float)
         h.passModel(lp)
-        return _Search(h, highspy, truth, lower, upper, self.m, presence).run(rule_a)
+        search = _Search(h, highspy, truth, lower, upper, self.m, presence)
+        search.lo, search.hi = self.seen_lo[vars_], self.seen_hi[vars_]  # copies (fancy indexing)
+        lo, hi = search.run(rule_a)
+        self.seen_lo[vars_], self.seen_hi[vars_] = lo, hi
+        return lo, hi
 
 
 class _Search:

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from cityscreen.aggregate.close import AggConfig
-from cityscreen.aggregate.engine import DictLog, Engine
+from cityscreen.aggregate.engine import SNAPSHOT, DictLog, Engine
 from cityscreen.aggregate.partial import decode_message
 from cityscreen.clean_batch import encode_batch
 from cityscreen.events import CLEAN_TOPICS
@@ -109,7 +109,8 @@ class Harness:
         self.consumer = Consumer(ends)
         self.partials: list[bytes] = []
         self.dead: list[bytes] = []
-        engine = Engine(AggConfig.from_settings(SETTINGS), DictLog(), clock=self.clock)
+        self.engine_log = DictLog()
+        engine = Engine(AggConfig.from_settings(SETTINGS), self.engine_log, clock=self.clock)
         self.agent = AggregateAgent(engine, SETTINGS.window, send_partial=self.send_partial,
                                     send_dead=self.send_dead, stats=self.stats, consumer=self.consumer,
                                     log=self.log, clock=self.clock)  # fmt: skip
@@ -124,6 +125,11 @@ class Harness:
     async def send_dead(self, value: bytes) -> object:
         self.dead.append(value)
         return None
+
+    def snapshot_closed(self, partition: int) -> int | None:
+        """The closed-through of the partition's snapshot in the engine's log."""
+        raw = dict(self.engine_log.items(partition)).get(SNAPSHOT)
+        return None if raw is None else msgspec.msgpack.decode(raw)["closed"]
 
     async def feed(self, records: list[CleanRecord], batch: int = 10) -> None:
         for i in range(0, len(records), batch):
@@ -201,6 +207,47 @@ async def test_the_aggregate_agent_sends_every_partitions_partial_of_every_windo
     assert harness.stats.counts["records"] == len(records)
     assert harness.stats.lag and set(harness.stats.lag.values()) == {0}  # read to the end
     assert harness.dead == [] and harness.consumer.seeks == []
+
+
+async def test_a_close_is_committed_at_the_next_tick_after_its_partials_went_out(feed: Feed) -> None:
+    """The commit (snapshot, carry delta) waits for a tick when this worker's release is idle, so that
+    the release agent can fetch the partials and gate first; a close in a batch commits the one before
+    it first; a revoked partition's pending commit is its new owner's to redo."""
+    records, _ = feed
+    harness = Harness(records)
+    await harness.feed(records)  # batches close most windows, the last tick the rest
+    pending = {c.partition: c.closed_through_ms for c in harness.agent.uncommitted}
+    assert set(pending) == set(range(SETTINGS.kafka.partitions))
+    assert all(harness.snapshot_closed(p) != through for p, through in pending.items())
+    assert all(harness.snapshot_closed(p) is not None for p in pending)  # earlier closes are committed
+    harness.agent.release_busy = lambda: True
+    await harness.agent.tick()
+    assert {c.partition for c in harness.agent.uncommitted} == set(pending)  # the gate goes first
+    harness.agent.release_busy = lambda: False
+    await harness.agent.tick()
+    assert harness.agent.uncommitted == []
+    assert {p: harness.snapshot_closed(p) for p in pending} == pending
+    later = Harness(records)
+    await later.feed(records)
+    later.agent.revoked([(CLEAN_TOPICS["sim"], 0)])
+    assert {c.partition for c in later.agent.uncommitted} == set(pending) - {0}
+
+
+async def test_no_window_closes_while_the_close_before_it_waits_for_its_commit(feed: Feed) -> None:
+    half = feed[0][: len(feed[0]) // 2]
+    harness = Harness(half)  # read to the end once these are applied
+    for i in range(0, len(half), 10):
+        await harness.agent.on_batch(half[i : i + 10])
+    assert harness.agent.uncommitted, "the batches closed a window"
+    harness.clock.now_s += SETTINGS.window.idle_close_s + 1  # idle: the open windows could close now
+    harness.agent.release_busy = lambda: True
+    sent = len(harness.partials)
+    await harness.agent.tick()
+    assert len(harness.partials) == sent and harness.agent.uncommitted
+    harness.agent.release_busy = lambda: False
+    await harness.agent.tick()
+    assert len(harness.partials) > sent  # committed, then closed
+    assert {c.partition for c in harness.agent.uncommitted} == set(range(SETTINGS.kafka.partitions))
 
 
 async def test_an_undecodable_record_is_dead_lettered_and_the_rest_applied(feed: Feed) -> None:

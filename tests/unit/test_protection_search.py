@@ -122,3 +122,39 @@ def test_the_search_flags_exactly_what_the_reference_programs_pin(
         assert p._failing(vars_, lo, hi).tolist() == p._failing(vars_, ref_lo, ref_hi).tolist()
         checked += 1
     assert checked or all(len(v) > MAX_GROUP for v, _ in groups)
+
+
+def _inside_reference(p: Protection, sup: np.ndarray) -> int:
+    """Check every small group's intervals from `p` (what it carries included) against fresh programs."""
+    checked = 0
+    for vars_, eqs in p.groups(sup):
+        if len(vars_) <= MAX_GROUP:
+            ref_lo, ref_hi = reference(p, sup, vars_, eqs)
+            lo, hi = p.intervals(sup, vars_, eqs)
+            tol = 1e-6 * np.maximum(1.0, np.abs(ref_hi[np.isfinite(ref_hi)]).max(initial=1.0))
+            assert (lo >= ref_lo - tol).all() and (hi <= ref_hi + tol).all(), "a point outside the system"
+            checked += 1
+    return checked
+
+
+@settings(max_examples=8, derandomize=True, database=None, deadline=None)
+@given(seed=st.integers(0, 10_000), persons=st.integers(60, 600), k=st.sampled_from([10, 20]))
+def test_intervals_carried_over_growing_masks_are_points_of_each_later_system(
+    seed: int, persons: int, k: int
+) -> None:
+    """The rounds of one suppression only hide more: the feasible points one Protection keeps from the
+    rounds before are points of the later system, so it flags what a new Protection would. A mask that
+    is not a superset drops them (they may lie outside its system)."""
+    structure = build_structure(small_city(seed, persons))
+    idx, coef = equation_table(structure)
+    rng = np.random.default_rng(seed)
+    sup = primary(structure, k, 0.5)
+    carried = Protection(structure, idx, coef, min_persons=k)
+    checked = 0
+    for _ in range(3):
+        assert carried.flagged(sup) == Protection(structure, idx, coef, min_persons=k).flagged(sup)
+        checked += _inside_reference(carried, sup)
+        sup = sup | (rng.random(len(sup)) < 0.15)
+    shrunk = primary(structure, k, 0.5)
+    checked += _inside_reference(carried, shrunk)
+    assert checked
