@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import msgspec
+
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame
 from cityscreen.geo import parent_of
@@ -59,16 +61,7 @@ def shard_of(aggregate: WindowAggregate, shard: int, shards: int) -> WindowAggre
         res: {cell: stats for cell, stats in by_cell.items() if owner[parent_of(cell, coarsest)] == shard}
         for res, by_cell in aggregate.cells.items()
     }
-    return WindowAggregate(
-        window_start_ms=aggregate.window_start_ms,
-        window_s=aggregate.window_s,
-        base_res=aggregate.base_res,
-        flow_res=aggregate.flow_res,
-        cells=cells,
-        flows=aggregate.flows if shard == 0 else [],
-        late_events=aggregate.late_events,
-        layers=aggregate.layers,
-    )
+    return msgspec.structs.replace(aggregate, cells=cells, flows=aggregate.flows if shard == 0 else [])
 
 
 def merge_frames(parts: list[list[Frame]]) -> list[Frame]:
@@ -80,18 +73,5 @@ def merge_frames(parts: list[list[Frame]]) -> list[Frame]:
         if any(f.res != first.res for f in same_res):
             raise ValueError("shard frames out of step: every shard releases the same resolutions in order")
         cells = {cell: keys for frame in same_res for cell, keys in frame.cells.items()}
-        merged.append(
-            Frame(
-                v=first.v,
-                window_start_ms=first.window_start_ms,
-                window_s=first.window_s,
-                res=first.res,
-                published_ms=first.published_ms,
-                privacy=first.privacy,
-                cells=dict(sorted(cells.items())),
-                flows=first.flows,
-                fused=first.fused,
-                spans=first.spans,
-            )
-        )
+        merged.append(msgspec.structs.replace(first, cells=dict(sorted(cells.items()))))
     return merged
