@@ -80,3 +80,8 @@ class WindowAggregate(msgspec.Struct):
     @property
     def window_end_ms(self) -> int:
         return self.window_start_ms + self.window_s * 1000
+
+    @property
+    def coarsest_res(self) -> int:
+        """The coarsest resolution released: its cells are the blocks no equation of the gate crosses."""
+        return min(self.cells) if self.cells else self.base_res

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -164,8 +165,9 @@ class ReleaseSink:
         self, windows: Sequence[Releasable], *, after: Awaitable[object] | None = None
     ) -> dict[Release, list[Frame]]:
         """The one entry point of the release path: gate complete windows, then store and announce their
-        frames in the order given (window order: each frame's fused indicators read the previous
-        window's frame from Redis), each as its gate finishes.
+        frames, each as its gate finishes: the windows of one length in the order given (window order:
+        each frame's fused indicators read the previous window's frame from Redis). A base window does
+        not wait for the longer window that ends with it: its frame is stored again once that one is.
 
         A window is an exact `WindowAggregate`, or a complete window's partials as
         `ReleaseBook.take_complete` returns them (the gate process merges them into the exact
@@ -185,22 +187,62 @@ class ReleaseSink:
     async def _release(
         self, jobs: list[tuple[Release, WindowAggregate | list[bytes]]], after: Awaitable[object] | None
     ) -> dict[Release, list[Frame]]:
-        gatings = []
-        for rel, w in jobs:
-            gating = asyncio.ensure_future(self._gate_new(rel, w, self._last.get(rel.span_s)))
+        # base windows are gated first (the gate pool takes jobs in order): a frame waits for no longer
+        # window's gate, which is seconds of a 15-minute window at peak (`_next_gated`, `_store`)
+        queues: dict[int, deque[tuple[Release, asyncio.Future[Gate]]]] = {}
+        span_ends = {self._end_ms(rel) for rel, _ in jobs if rel.span_s}
+        for rel, w in sorted(jobs, key=lambda job: job[0].span_s != 0):
+            with_span = not rel.span_s and self._end_ms(rel) in span_ends
+            gating = asyncio.ensure_future(self._gate_new(rel, w, self._last.get(rel.span_s), with_span))
             if self._chained:  # otherwise every window is gated at once, in parallel
                 self._last[rel.span_s] = gating
-            gatings.append((rel, gating))
+            queues.setdefault(rel.span_s, deque()).append((rel, gating))
         if after is not None:
             await after
         stored: dict[Release, list[Frame]] = {}
-        for rel, gating in gatings:
-            frames, memory = await gating
-            if frames is not None:
-                stored[rel] = await (self._store_span(frames) if rel.span_s else self._store(frames))
+        early: dict[int, tuple[Release, list[Frame]]] = {}  # end ms -> base frames stored before a span
+        while queues:
+            rel, gated = await self._next_gated(queues)
+            frames, memory = await gated
+            end_ms = self._end_ms(rel)
+            if rel.span_s:
+                base = early.pop(end_ms, None)
+                if frames is not None:
+                    stored[rel] = await self._store_span(frames)
+                if base is not None:  # again, with the span's layers; counted published only now
+                    stored[base[0]] = await self._store(base[1])
+            elif frames is not None:
+                ending = any(r.span_s and self._end_ms(r) == end_ms for q in queues.values() for r, _ in q)
+                if ending:
+                    early[end_ms] = (rel, frames)
+                stored[rel] = await self._store(frames, final=not ending)
             if memory is not None and memory is not self.memory.get(rel.span_s):
                 self.memory.put(rel.span_s, memory)
         return stored
+
+    def _end_ms(self, rel: Release) -> int:
+        return rel.start_ms + (rel.span_s or self.settings.window.window_s) * 1000
+
+    async def _next_gated(
+        self, queues: dict[int, deque[tuple[Release, asyncio.Future[Gate]]]]
+    ) -> tuple[Release, asyncio.Future[Gate]]:
+        """The next window to store, taken off its queue: each span's windows in order, a base window
+        once gated even before the longer window that ends with it (stored again when that one is), but
+        never before one that ended earlier (its frame shows that window's layers)."""
+        while True:
+            heads = [queue[0] for queue in queues.values()]
+            longer_end = min((self._end_ms(r) for r, _ in heads if r.span_s), default=None)
+            ready = [
+                (r, g) for r, g in heads if r.span_s or longer_end is None or self._end_ms(r) <= longer_end
+            ]
+            done = [head for head in ready if head[1].done()]
+            if done:
+                rel, gating = min(done, key=lambda head: head[0].span_s)  # a base window first
+                queues[rel.span_s].popleft()
+                if not queues[rel.span_s]:
+                    del queues[rel.span_s]
+                return rel, gating
+            await asyncio.wait([g for _, g in ready], return_when=asyncio.FIRST_COMPLETED)
 
     def _job(self, window: Releasable) -> tuple[Release, WindowAggregate | list[bytes]]:
         if isinstance(window, WindowAggregate):
@@ -228,10 +270,15 @@ class ReleaseSink:
         return [stored.get(self.release_of(a), []) for a in ordered]
 
     async def _gate_new(
-        self, rel: Release, aggregate: WindowAggregate | list[bytes], before: asyncio.Future[Gate] | None
+        self,
+        rel: Release,
+        aggregate: WindowAggregate | list[bytes],
+        before: asyncio.Future[Gate] | None,
+        with_span: bool = False,
     ) -> Gate:
         """The window's frames and the gate's memory of it (None, None: published already). `before`:
-        the latest gating of this span before it (this batch or an earlier one), whose memory it uses."""
+        the latest gating of this span before it (this batch or an earlier one), whose memory it uses.
+        `with_span`: a base window released with a longer window ending with it."""
         complete_ms = self.clock_ms()
         kept = self.memory.get(rel.span_s)
         if before is not None:
@@ -239,19 +286,29 @@ class ReleaseSink:
                 kept = (await before)[1]
             except Exception:  # that batch's own await raises it; go on from the log
                 kept = self.memory.get(rel.span_s)
-        if await self.is_published(rel.start_ms, rel.span_s):
+        if await self.is_published(rel.start_ms, rel.span_s) and not await self._early(rel, with_span):
             if not self._chained or _kept_start(kept) >= rel.start_ms:
                 return None, kept  # a replay: the next window goes on from the memory kept before
             # published, but its memory was lost with a crash: gated again (and not stored twice), so
             # the next window is gated as it would have been
             return None, (await self._gate(aggregate, kept))[1]
-        await self._count_complete(rel, complete_ms)
         # wall time from asking for the gate to having its frames, waits for a free gate process included:
         # what an operator sees delay a window (cityscreen_gate_seconds_total, deploy/observability)
         started_s = time.monotonic()
         frames, memory = await self._gate(aggregate, kept)
-        await self.count(gate_ms=round((time.monotonic() - started_s) * 1000), windows_gated=1)
+        gate_ms = round((time.monotonic() - started_s) * 1000)
+        await self.count(gate_ms=gate_ms, windows_gated=1, **self._complete_counts(rel, complete_ms))
         return frames, memory
+
+    async def _early(self, rel: Release, with_span: bool) -> bool:
+        """A published base window stored before the longer window ending with it, which is not: a crash
+        came between. Gated again (the same frames: the gate is deterministic) to be stored with it.
+        Not across time: a window gated again without its memory could hide other values."""
+        if not with_span or self._chained:
+            return False
+        w, end_ms = self.settings.window, self._end_ms(rel)
+        spans = [s for s in w.spans_s if s != w.window_s and end_ms % (s * 1000) == 0]
+        return not all([await self.is_published(end_ms - s * 1000, s) for s in spans])
 
     async def _store_span(self, frames: list[Frame]) -> list[Frame]:
         """A longer window's frames: kept under their own keys; base-window frames show them (`_store`)."""
@@ -266,26 +323,34 @@ class ReleaseSink:
         return frames
 
     async def _with_spans(self, frame: Frame) -> Frame:
-        """The frame with the layers of each longer window that ended at or before its end: the one
-        ended by it, else the one before (between their closes the screen shows the last one)."""
+        """The frame with the layers of each longer window that ended at or before its end: the latest
+        one. A window ending with this one may still be in its gate: until it is stored (and this
+        frame with it, `_store`), the frame shows the one before."""
         w = self.settings.window
         end_ms = frame.window_end_ms
         for span_s in (s for s in w.spans_s if s != w.window_s):
             start = end_ms - end_ms % (span_s * 1000) - span_s * 1000
             span = await frame_store.frame_at(self.redis, frame.res, start, span_s)
+            if span is None and end_ms % (span_s * 1000) == 0:  # ended with it, still in its gate
+                span = await frame_store.frame_at(self.redis, frame.res, start - span_s * 1000, span_s)
             if span is not None:
                 frame = with_span(frame, span)
         return frame
 
-    async def _count_complete(self, rel: Release, complete_ms: int) -> None:
-        """How long after its end a base window came complete to the release (its partials all in), the
-        first time only (not again in a replay): with gate_ms and store_ms, where a final frame's delay
-        is spent (bench live's stats)."""
-        if not rel.span_s:
-            after_ms = complete_ms - rel.start_ms - self.settings.window.window_s * 1000
-            await self.count(complete_after_end_ms=max(0, after_ms), windows_complete=1)
+    def _complete_counts(self, rel: Release, complete_ms: int) -> dict[str, int]:
+        """How long after its end a base window came complete to the release (its partials all in),
+        counted when first gated (not again in a replay): with gate_ms and store_ms, where a final
+        frame's delay is spent (bench live's stats)."""
+        if rel.span_s:
+            return {}
+        after_ms = complete_ms - rel.start_ms - self.settings.window.window_s * 1000
+        return {"complete_after_end_ms": max(0, after_ms), "windows_complete": 1}
 
-    async def _store(self, frames: list[Frame]) -> list[Frame]:
+    async def _store(self, frames: list[Frame], *, final: bool = True) -> list[Frame]:
+        """Store and announce a base window's frames as gated, with the longer windows' layers and the
+        fused indicators added. Not `final`: a longer window ending with it is still in its gate; once
+        it is stored, so are these frames again, with its layers (the same key, later: the screen, Redis
+        and the topic's readers keep the newest), and only then is the window counted published."""
         started_s = time.monotonic()
         history_s = self.settings.redis.history_s
         out = []
@@ -298,7 +363,8 @@ class ReleaseSink:
             body = encode_frame(frame)
             await self.send_frame(f"{frame.res}:{frame.window_start_ms}".encode(), body)
             await frame_store.put_released(self.redis, frame, body, history_s=history_s)
-        await self.count(windows_published=1, store_ms=round((time.monotonic() - started_s) * 1000))
+        if final:
+            await self.count(windows_published=1, store_ms=round((time.monotonic() - started_s) * 1000))
         return out
 
     async def count(self, **counters: int) -> None:

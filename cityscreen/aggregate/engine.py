@@ -187,11 +187,7 @@ class Engine:
 
     def due(self) -> bool:
         """Whether `close_due()` (no idleness) closes a window now: its watermarks passed an end + grace."""
-        for st in self.states.values():
-            through = st.due_through_ms()
-            if through is not None and (st.closed_through_ms is None or through > st.closed_through_ms):
-                return True
-        return False
+        return any(st.due() for st in self.states.values())
 
     def close_due(
         self,

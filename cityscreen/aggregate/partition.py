@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 import numpy as np
@@ -160,6 +160,14 @@ class PartitionState:
         wm = min(self.watermark_ms[k] for k in considered)
         return window_of(wm - self.cfg.grace_ms, self.cfg.window_ms) - self.cfg.window_ms
 
+    def due(self) -> bool:
+        """Whether `close_due()` (not idle) closes a window now: its watermarks passed an end + grace."""
+        return self._advances(self.due_through_ms())
+
+    def _advances(self, through_ms: int | None) -> TypeGuard[int]:
+        closed = self.closed_through_ms
+        return through_ms is not None and (closed is None or through_ms > closed)
+
     def close_due(
         self,
         *,
@@ -196,7 +204,7 @@ class PartitionState:
             through = self.due_through_ms(quiet)
         if idle and floor_ms is not None and (through is None or floor_ms > through):
             through = floor_ms
-        if through is None or (self.closed_through_ms is not None and through <= self.closed_through_ms):
+        if not self._advances(through):
             return []
         out: list[Partial] = []
         previous = self.closed_through_ms

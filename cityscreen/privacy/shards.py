@@ -29,7 +29,7 @@ def block_weights(aggregate: WindowAggregate) -> dict[str, int]:
     """Each coarsest cell's share of the gate's work: its values, and again eightfold those behind fewer
     than 20 persons (the suppressed ones the protection programs bound). Weighing values alone left
     the shards of a census window at 1.5 and 1.8 s; with the small ones weighed, 1.6 and 1.6 s."""
-    coarsest = min(aggregate.cells) if aggregate.cells else aggregate.base_res
+    coarsest = aggregate.coarsest_res
     weight: defaultdict[str, int] = defaultdict(int)
     for cells in aggregate.cells.values():
         for cell, stats in cells.items():
@@ -56,7 +56,7 @@ def shard_of(aggregate: WindowAggregate, shard: int, shards: int) -> WindowAggre
     if shards == 1:
         return aggregate
     owner = shard_blocks(aggregate, shards)
-    coarsest = min(aggregate.cells) if aggregate.cells else aggregate.base_res
+    coarsest = aggregate.coarsest_res
     cells = {
         res: {cell: stats for cell, stats in by_cell.items() if owner[parent_of(cell, coarsest)] == shard}
         for res, by_cell in aggregate.cells.items()

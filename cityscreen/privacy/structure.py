@@ -227,7 +227,7 @@ class _Variables:
 
 
 def _variables(aggregate: WindowAggregate, resolutions: list[int], metro: frozenset[str]) -> _Variables:
-    coarsest = resolutions[-1] if resolutions else aggregate.base_res
+    coarsest = aggregate.coarsest_res
     out = _Variables()
     layouts: dict[tuple[str, ...], _Layout] = {}  # keys of a cell, in its order -> its layout
     key_memo: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}  # (metric, dim, cats) -> keys

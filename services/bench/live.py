@@ -15,6 +15,8 @@ Definitions (also written into the JSON):
 - lag: end offset - committed offset, summed over the group's input topics, sampled every --sample-s.
   Flat = over the second half of the run it grows by less than 5% of the rate records are written to
   the group's input topics, both in records/s (see report.lag_is_flat).
+- cpu_s: CPU seconds (user + system) each process used, a worker's gate processes in its figure, as
+  last read at a lag sample (how busy the two cores were).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis as redis_sync
 
 from cityscreen.aggregate.rows import window_of
@@ -82,6 +85,7 @@ class Seen:
     # (seconds since the start, records) per group while the load runs: lag, and the input end offsets
     lags: dict[str, list[tuple[float, float]]] = field(default_factory=_per_group)
     ends: dict[str, list[tuple[float, float]]] = field(default_factory=_per_group)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per process (children in), so far
 
     def load_published(self, window_ms: int) -> bool:
         """The load came and ended, and the window of its last event is published."""
@@ -175,12 +179,26 @@ def _watch(
             next_sample += opts.sample_s
             t_s = time.monotonic() - t0
             _sample_lag(s.kafka.bootstrap, seen, t_s, say)
+            seen.cpu_s.update(_cpu_seconds(procs))
             if on_sample is not None:
                 on_sample(t_s, procs)
         if seen.load_published(window_ms):
             break
         time.sleep(0.25)
     return seen
+
+
+def _cpu_seconds(procs: dict[str, ManagedProcess]) -> dict[str, float]:
+    """CPU seconds (user and system) each live process has used, its children (gate processes) in."""
+    out = {}
+    for name, p in procs.items():
+        try:
+            proc = psutil.Process(p.pid)
+            times = [proc.cpu_times(), *(c.cpu_times() for c in proc.children(recursive=True))]
+        except psutil.Error:
+            continue  # ended: its last reading stays
+        out[name] = round(sum(t.user + t.system for t in times), 1)
+    return out
 
 
 def _sample_lag(bootstrap: str, seen: Seen, t_s: float, say: Say) -> None:
@@ -218,6 +236,7 @@ def live_result(
         "rate_eps": opts.rate_eps,
         "seconds": opts.seconds,
         "generator": gen_line,
+        "cpu_s": seen.cpu_s,
         "event_delay_ms": {
             "p50": percentile(delays, 50),
             "p99": percentile(delays, 99),

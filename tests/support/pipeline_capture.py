@@ -4,7 +4,7 @@
   aggregate agents write (first copy per window and partition, as the release agent merges them).
   Redis and the frames topic only ever hold gated frames, so this is the one place the pipeline's
   exact aggregates can be compared.
-- `topic_frames`: the frames on `city.frames.v1`, published_ms zeroed.
+- `topic_frames`: the frames on `city.frames.v1` in topic order, published_ms zeroed.
 - `group_assignment`: which partitions each member of a consumer group holds.
 """
 
@@ -43,13 +43,14 @@ def exact_aggregates(settings: Settings, group: str = "cityscreen-aggregate") ->
 
 
 def topic_frames(settings: Settings) -> list[tuple[bytes, bytes]]:
-    """(key, frame JSON with published_ms zeroed) in topic order (the frames topic has one key per frame)."""
+    """(key, frame JSON with published_ms zeroed) in topic order, partition by partition (a key's frames in
+    the order sent: a minute sent again with its 15-minute window's layers comes after its first send)."""
     out = []
     for key, value in _read_all(settings.kafka.bootstrap, FRAMES_TOPIC, settings.kafka.partitions):
         frame = decode_frame(value)
         frame.published_ms = 0
         out.append((key or b"", encode_frame(frame)))
-    return sorted(out)
+    return out
 
 
 async def _assignment(bootstrap: str, group: str) -> dict[str, dict[str, list[int]]]:

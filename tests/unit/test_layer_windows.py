@@ -20,14 +20,22 @@ from cityscreen.aggregate.partial import (
     encode_message,
     final_through_ms,
 )
-from cityscreen.frames import Frame, FramePrivacy, decode_frame
+from cityscreen.frames import Frame, FramePrivacy, decode_frame, encode_frame
 from cityscreen.privacy import build_manifest
 from cityscreen.release_book import Release, ReleaseBook
 from cityscreen.settings import PrivacySettings, Settings
 from services.gateway.totals import window_totals
 from services.gateway.view import make_view, view_frame
 from streams.release import ReleaseSink
-from tests.support.streams_support import START_MS, make_raw_events, run_engine, split_records, to_clean
+from tests.support.streams_support import (
+    START_MS,
+    expected_frames,
+    frames_diff,
+    make_raw_events,
+    run_engine,
+    split_records,
+    to_clean,
+)
 from tests.unit.test_release_gate_pool import _Redis
 
 SPANS = {"payments_window_s": 120, "transit_window_s": 120, "flows_window_s": 120}
@@ -124,6 +132,87 @@ def test_a_minute_frame_shows_the_latest_longer_window_ended_by_its_end_labelled
         assert frame.flows == span.flows
         assert not any(k.startswith("population") for s in span.cells.values() for k in s)
     assert store_keys.latest_frame_key(res, 120) in redis.kv
+
+
+class _SpanGateLast(ReleaseSink):
+    """A sink whose longer windows leave their gate only once the base frame ending with them is sent:
+    a span gated more slowly than the minute it ends with, as a 15-minute window is at peak."""
+
+    def __init__(self, redis: _Redis, settings: Settings) -> None:
+        super().__init__(redis, self._send, settings, clock_ms=lambda: 1)
+        self.sent: list[tuple[bytes, bytes]] = []
+        self.base_sent: dict[int, asyncio.Event] = {}  # end ms -> its base frame is sent
+
+    def _ended(self, end_ms: int) -> asyncio.Event:
+        return self.base_sent.setdefault(end_ms, asyncio.Event())
+
+    async def _send(self, key: bytes, value: bytes) -> None:
+        self.sent.append((key, value))
+        frame = decode_frame(value)
+        if frame.window_s == 60:
+            self._ended(frame.window_start_ms + 60_000).set()
+
+    async def _gate(self, aggregate: Any, kept: bytes | None) -> Any:
+        if aggregate.window_s != 60:  # a guard against a hang, not a timing: the order is forced
+            await asyncio.wait_for(self._ended(aggregate.window_end_ms).wait(), timeout=60)
+        return await super()._gate(aggregate, kept)
+
+
+def test_a_minute_frame_does_not_wait_for_the_longer_window_ending_with_it_and_is_stored_again() -> None:
+    settings = Settings(kafka={"partitions": 2}, window=SPANS)
+    raw = make_raw_events(persons=80, minutes=5, late=0)
+    aggregates = run_engine(split_records([to_clean(r, settings) for r in raw], 2, 7), settings)
+    redis = _Redis()
+    sink = _SpanGateLast(redis, settings)
+    asyncio.run(sink.publish_all(aggregates))
+    res = 6
+    keys = [k for k, _ in sink.sent if k.startswith(f"{res}:".encode())]
+    spans = sorted({a.window_start_ms for a in aggregates if a.window_s == 120})
+    assert len(spans) >= 2
+    for start in spans:
+        end, span_key = start + 120_000, f"{res}:{start}:120".encode()
+        minute_key = f"{res}:{end - 60_000}".encode()
+        if minute_key not in keys:
+            continue  # the feed ends with this span: no minute of its end
+        first, again = [i for i, k in enumerate(keys) if k == minute_key]
+        assert first < keys.index(span_key) < again  # sent before its span, then again after it
+        before = decode_frame(next(v for k, v in sink.sent if k == minute_key))
+        shown = [start - 120_000, start] if start - 120_000 in spans else None  # until then, the one before
+        assert before.spans.get("payments") == shown
+    # what stays is each minute's frame with the latest longer window ended by its end, byte for byte
+    windows = {a.window_start_ms for a in aggregates if a.window_s == 60}
+    stored = {}
+    for r, start in ((r, start) for r in settings.window.resolutions for start in windows):
+        frame = decode_frame(redis.kv[store_keys.frame_key(r, start)])
+        frame.published_ms = 0
+        stored[(r, start)] = encode_frame(frame)
+    assert not (diff := frames_diff(stored, expected_frames(aggregates, settings))), diff
+    assert redis.hashes[store_keys.STATS_KEY]["windows_published"] == len(windows)
+
+
+def test_a_minute_stored_early_then_a_crash_shows_its_longer_window_after_the_replay() -> None:
+    settings = Settings(kafka={"partitions": 2}, window=SPANS)
+    raw = make_raw_events(persons=80, minutes=4, late=0)
+    aggregates = run_engine(split_records([to_clean(r, settings) for r in raw], 2, 7), settings)
+    last = max((a for a in aggregates if a.window_s == 120), key=lambda a: a.window_start_ms)
+    end = last.window_end_ms
+    minute = next(a for a in aggregates if a.window_s == 60 and a.window_end_ms == end)
+    before = [a for a in aggregates if a.window_end_ms <= end and a is not last]
+
+    async def send(key: bytes, value: bytes) -> None:
+        pass
+
+    redis = _Redis()  # the minute ending with the span stored, then the crash: the span never was
+    asyncio.run(ReleaseSink(redis, send, settings, clock_ms=lambda: 1).publish_all(before))
+    shown = decode_frame(redis.kv[store_keys.frame_key(6, minute.window_start_ms)]).spans["payments"]
+    assert shown == [last.window_start_ms - 120_000, last.window_start_ms]  # the one before
+    replay = ReleaseSink(redis, send, settings, clock_ms=lambda: 1)  # the release book hands both again
+    asyncio.run(replay.publish_all([last, minute]))
+    want = expected_frames([a for a in aggregates if a.window_end_ms <= end], settings)
+    for r in settings.window.resolutions:
+        frame = decode_frame(redis.kv[store_keys.frame_key(r, minute.window_start_ms)])
+        frame.published_ms = 0
+        assert encode_frame(frame) == want[(r, minute.window_start_ms)]
 
 
 def test_views_totals_and_manifest_say_the_window_of_each_layer() -> None:
