@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -201,18 +201,20 @@ class ReleaseSink:
             await after
         stored: dict[Release, list[Frame]] = {}
         early: dict[int, tuple[Release, list[Frame]]] = {}  # end ms -> base frames stored before a span
+        spans_due = Counter(self._end_ms(rel) for rel, _ in jobs if rel.span_s)  # end ms -> spans not stored
         while queues:
             rel, gated = await self._next_gated(queues)
             frames, memory = await gated
             end_ms = self._end_ms(rel)
             if rel.span_s:
-                base = early.pop(end_ms, None)
+                spans_due[end_ms] -= 1
+                base = early.pop(end_ms, None) if not spans_due[end_ms] else None
                 if frames is not None:
                     stored[rel] = await self._store_span(frames)
                 if base is not None:  # again, with the span's layers; counted published only now
                     stored[base[0]] = await self._store(base[1])
             elif frames is not None:
-                ending = any(r.span_s and self._end_ms(r) == end_ms for q in queues.values() for r, _ in q)
+                ending = spans_due[end_ms] > 0
                 if ending:
                     early[end_ms] = (rel, frames)
                 stored[rel] = await self._store(frames, final=not ending)
@@ -286,7 +288,8 @@ class ReleaseSink:
                 kept = (await before)[1]
             except Exception:  # that batch's own await raises it; go on from the log
                 kept = self.memory.get(rel.span_s)
-        if await self.is_published(rel.start_ms, rel.span_s) and not await self._early(rel, with_span):
+        published = await self.is_published(rel.start_ms, rel.span_s)
+        if published and not await self._early(rel, with_span):
             if not self._chained or _kept_start(kept) >= rel.start_ms:
                 return None, kept  # a replay: the next window goes on from the memory kept before
             # published, but its memory was lost with a crash: gated again (and not stored twice), so
@@ -297,7 +300,9 @@ class ReleaseSink:
         started_s = time.monotonic()
         frames, memory = await self._gate(aggregate, kept)
         gate_ms = round((time.monotonic() - started_s) * 1000)
-        await self.count(gate_ms=gate_ms, windows_gated=1, **self._complete_counts(rel, complete_ms))
+        # a regated window (`_early`) was counted complete when first gated
+        completed = {} if published else self._complete_counts(rel, complete_ms)
+        await self.count(gate_ms=gate_ms, windows_gated=1, **completed)
         return frames, memory
 
     async def _early(self, rel: Release, with_span: bool) -> bool:

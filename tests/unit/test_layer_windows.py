@@ -213,6 +213,8 @@ def test_a_minute_stored_early_then_a_crash_shows_its_longer_window_after_the_re
         frame = decode_frame(redis.kv[store_keys.frame_key(r, minute.window_start_ms)])
         frame.published_ms = 0
         assert encode_frame(frame) == want[(r, minute.window_start_ms)]
+    minutes = sum(a.window_s == 60 for a in before)  # the regated minute is counted complete once
+    assert redis.hashes[store_keys.STATS_KEY]["windows_complete"] == minutes
 
 
 def test_views_totals_and_manifest_say_the_window_of_each_layer() -> None:
