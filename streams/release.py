@@ -327,16 +327,17 @@ class ReleaseSink:
         await self.count(span_windows_published=1)
         return frames
 
-    async def _with_spans(self, frame: Frame) -> Frame:
+    async def _with_spans(self, frame: Frame, *, span_pending: bool) -> Frame:
         """The frame with the layers of each longer window that ended at or before its end: the latest
-        one. A window ending with this one may still be in its gate: until it is stored (and this
-        frame with it, `_store`), the frame shows the one before."""
+        one. `span_pending`: a window ending with this one is still in its gate; until it is stored (and
+        this frame with it, `_store`), the frame shows the one before. Otherwise a window that ended
+        with it and is not stored had no rows, and the frame shows none of its layers."""
         w = self.settings.window
         end_ms = frame.window_end_ms
         for span_s in (s for s in w.spans_s if s != w.window_s):
             start = end_ms - end_ms % (span_s * 1000) - span_s * 1000
             span = await frame_store.frame_at(self.redis, frame.res, start, span_s)
-            if span is None and end_ms % (span_s * 1000) == 0:  # ended with it, still in its gate
+            if span is None and span_pending and end_ms % (span_s * 1000) == 0:
                 span = await frame_store.frame_at(self.redis, frame.res, start - span_s * 1000, span_s)
             if span is not None:
                 frame = with_span(frame, span)
@@ -360,7 +361,7 @@ class ReleaseSink:
         history_s = self.settings.redis.history_s
         out = []
         for frame in frames:
-            frame = await self._with_spans(frame)
+            frame = await self._with_spans(frame, span_pending=not final)
             out.append(frame)
             frame.fused = fused_indicators(frame, await self._previous(frame))
             # stamped once gated and complete: published_ms -> receipt is delivery delay, not gate time

@@ -158,6 +158,25 @@ class _SpanGateLast(ReleaseSink):
         return await super()._gate(aggregate, kept)
 
 
+class _Crash(Exception):
+    pass
+
+
+class _SpanGateCrashes(_SpanGateLast):
+    """The worker dies in the gate of the longer window ending at `end_ms`, after the minute ending
+    with it was sent."""
+
+    def __init__(self, redis: _Redis, settings: Settings, end_ms: int) -> None:
+        super().__init__(redis, settings)
+        self.end_ms = end_ms
+
+    async def _gate(self, aggregate: Any, kept: bytes | None) -> Any:
+        gated = await super()._gate(aggregate, kept)
+        if aggregate.window_s != 60 and aggregate.window_end_ms == self.end_ms:
+            raise _Crash
+        return gated
+
+
 def test_a_minute_frame_does_not_wait_for_the_longer_window_ending_with_it_and_is_stored_again() -> None:
     settings = Settings(kafka={"partitions": 2}, window=SPANS)
     raw = make_raw_events(persons=80, minutes=5, late=0)
@@ -190,6 +209,34 @@ def test_a_minute_frame_does_not_wait_for_the_longer_window_ending_with_it_and_i
     assert redis.hashes[store_keys.STATS_KEY]["windows_published"] == len(windows)
 
 
+def test_a_minute_ending_two_longer_windows_is_stored_again_only_after_both() -> None:
+    settings = Settings(
+        kafka={"partitions": 2}, window={**SPANS, "transit_window_s": 180}
+    )  # 2- and 3-minute windows both end every 6 minutes
+    raw = make_raw_events(persons=80, minutes=8, late=0)
+    aggregates = run_engine(split_records([to_clean(r, settings) for r in raw], 2, 7), settings)
+    redis = _Redis()
+    sink = _SpanGateLast(redis, settings)
+    asyncio.run(sink.publish_all(aggregates))
+    keys = [k for k, _ in sink.sent if k.startswith(b"6:")]
+    ends = {a.window_end_ms for a in aggregates if a.window_s == 120} & {
+        a.window_end_ms for a in aggregates if a.window_s == 180
+    }
+    minutes = {a.window_start_ms for a in aggregates if a.window_s == 60}
+    common = [e for e in ends if e - 60_000 in minutes]
+    assert common, "the feed must hold a minute that ends both longer windows"
+    for end in common:
+        spans = [f"6:{end - s * 1000}:{s}".encode() for s in (120, 180)]
+        last = max(i for i, k in enumerate(keys) if k == f"6:{end - 60_000}".encode())
+        assert all(keys.index(span) < last for span in spans)  # its final frame shows both
+    stored = {}
+    for r, start in ((r, start) for r in settings.window.resolutions for start in minutes):
+        frame = decode_frame(redis.kv[store_keys.frame_key(r, start)])
+        frame.published_ms = 0
+        stored[(r, start)] = encode_frame(frame)
+    assert not (diff := frames_diff(stored, expected_frames(aggregates, settings))), diff
+
+
 def test_a_minute_stored_early_then_a_crash_shows_its_longer_window_after_the_replay() -> None:
     settings = Settings(kafka={"partitions": 2}, window=SPANS)
     raw = make_raw_events(persons=80, minutes=4, late=0)
@@ -197,13 +244,14 @@ def test_a_minute_stored_early_then_a_crash_shows_its_longer_window_after_the_re
     last = max((a for a in aggregates if a.window_s == 120), key=lambda a: a.window_start_ms)
     end = last.window_end_ms
     minute = next(a for a in aggregates if a.window_s == 60 and a.window_end_ms == end)
-    before = [a for a in aggregates if a.window_end_ms <= end and a is not last]
+    before = [a for a in aggregates if a.window_end_ms <= end]
 
     async def send(key: bytes, value: bytes) -> None:
         pass
 
     redis = _Redis()  # the minute ending with the span stored, then the crash: the span never was
-    asyncio.run(ReleaseSink(redis, send, settings, clock_ms=lambda: 1).publish_all(before))
+    with pytest.raises(_Crash):
+        asyncio.run(_SpanGateCrashes(redis, settings, end).publish_all(before))
     shown = decode_frame(redis.kv[store_keys.frame_key(6, minute.window_start_ms)]).spans["payments"]
     assert shown == [last.window_start_ms - 120_000, last.window_start_ms]  # the one before
     replay = ReleaseSink(redis, send, settings, clock_ms=lambda: 1)  # the release book hands both again
