@@ -20,6 +20,7 @@ from cityscreen.aggregate.partial import (
     encode_message,
     final_through_ms,
 )
+from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame, FramePrivacy, decode_frame, encode_frame
 from cityscreen.privacy import build_manifest
 from cityscreen.release_book import Release, ReleaseBook
@@ -200,12 +201,7 @@ def test_a_minute_frame_does_not_wait_for_the_longer_window_ending_with_it_and_i
         assert before.spans.get("payments") == shown
     # what stays is each minute's frame with the latest longer window ended by its end, byte for byte
     windows = {a.window_start_ms for a in aggregates if a.window_s == 60}
-    stored = {}
-    for r, start in ((r, start) for r in settings.window.resolutions for start in windows):
-        frame = decode_frame(redis.kv[store_keys.frame_key(r, start)])
-        frame.published_ms = 0
-        stored[(r, start)] = encode_frame(frame)
-    assert not (diff := frames_diff(stored, expected_frames(aggregates, settings))), diff
+    _assert_minutes_stored(redis, aggregates, settings)
     assert redis.hashes[store_keys.STATS_KEY]["windows_published"] == len(windows)
 
 
@@ -229,7 +225,13 @@ def test_a_minute_ending_two_longer_windows_is_stored_again_only_after_both() ->
         spans = [f"6:{end - s * 1000}:{s}".encode() for s in (120, 180)]
         last = max(i for i, k in enumerate(keys) if k == f"6:{end - 60_000}".encode())
         assert all(keys.index(span) < last for span in spans)  # its final frame shows both
+    _assert_minutes_stored(redis, aggregates, settings)
+
+
+def _assert_minutes_stored(redis: _Redis, aggregates: list[WindowAggregate], settings: Settings) -> None:
+    """Each minute's stored frame is the expected one, byte for byte (its publication time aside)."""
     stored = {}
+    minutes = {a.window_start_ms for a in aggregates if a.window_s == 60}
     for r, start in ((r, start) for r in settings.window.resolutions for start in minutes):
         frame = decode_frame(redis.kv[store_keys.frame_key(r, start)])
         frame.published_ms = 0
