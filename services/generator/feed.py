@@ -182,6 +182,20 @@ def _count(report: RunReport, piece: Slice, n: int) -> None:
         report.by_kind["mixed"] = report.by_kind.get("mixed", 0) + n
 
 
+def _time_ordered_batches(piece: Slice, batch: int) -> list[tuple[str, int]]:
+    """(kind, first row) of every batch of the slice, in the order of the batches' first events: the
+    kinds interleave as their events do. Sent kind after kind, a slice of a million events at the
+    morning peak went out as 54 s of SIM records and then 6 s of payments and taps alone, so every
+    minute the now layer had no SIM record for 6 s and the closes waited on a watermark."""
+    firsts: list[tuple[int, str, int]] = []
+    for kind, cols in piece.cols.items():
+        if cols:
+            starts = range(0, len(cols["ts_ms"]), batch)
+            firsts += zip(cols["ts_ms"][::batch].tolist(), [kind] * len(starts), starts, strict=True)
+    firsts.sort(key=lambda first: first[0])  # stable: ties keep the kinds' order
+    return [(kind, lo) for _, kind, lo in firsts]
+
+
 async def _send_records(engine: Engine, piece: Slice, sink: RecordSink, clock: _Clock, batch: int) -> None:
     """Records of every kind in the order of their first event, each sent when it is due."""
     records: list[tuple[int, str, bytes]] = []
@@ -216,20 +230,20 @@ async def _send_at_rate(
 ) -> bool:
     """Load test: the slice's events at the target rate, stamped with their send time; False when
     the run's wall-clock duration is over."""
-    for kind, cols in piece.cols.items():
-        for lo in range(0, len(cols["ts_ms"]) if cols else 0, batch):
-            due = clock.t0 + pace.due_s(report.events)
-            if pace.duration_s is not None and due - clock.t0 >= pace.duration_s:
-                return False
-            if due > time.monotonic() + 0.005:
-                await sink.flush()
-                await asyncio.sleep(due - time.monotonic())
-            part = {k: v[lo : lo + batch].copy() for k, v in cols.items()}
-            part["ts_ms"][:] = int(time.time() * 1000)  # the simulation gives content, not time
-            if sink.lines:
-                await sink.write_lines(engine.encoder.lines(kind, part))
-            else:
-                await sink.send_records(kind, engine.encoder.arrays(kind, part, batch))
-            report.events += len(part["ts_ms"])
-            report.by_kind[kind] = report.by_kind.get(kind, 0) + len(part["ts_ms"])
+    for kind, lo in _time_ordered_batches(piece, batch):
+        cols = piece.cols[kind]
+        due = clock.t0 + pace.due_s(report.events)
+        if pace.duration_s is not None and due - clock.t0 >= pace.duration_s:
+            return False
+        if due > time.monotonic() + 0.005:
+            await sink.flush()
+            await asyncio.sleep(due - time.monotonic())
+        part = {k: v[lo : lo + batch].copy() for k, v in cols.items()}
+        part["ts_ms"][:] = int(time.time() * 1000)  # the simulation gives content, not time
+        if sink.lines:
+            await sink.write_lines(engine.encoder.lines(kind, part))
+        else:
+            await sink.send_records(kind, engine.encoder.arrays(kind, part, batch))
+        report.events += len(part["ts_ms"])
+        report.by_kind[kind] = report.by_kind.get(kind, 0) + len(part["ts_ms"])
     return True

@@ -146,3 +146,35 @@ def test_a_warm_start_reports_every_person_once_in_its_first_window() -> None:
     two = [e for e in Engine(CITY, 3000, 5).events(START, 120) if e.ts_ms >= START + window_ms]
     warm_two = warm_engine.events(START, 120)
     assert [e for e in warm_two if e.ts_ms >= START + window_ms] == two
+
+
+class KindSink(NullSink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: list[str] = []
+
+    async def send_records(self, kind: str, records: list[bytes]) -> None:
+        await super().send_records(kind, records)
+        self.kinds += [kind] * len(records)
+
+
+def test_at_a_rate_the_kinds_go_out_interleaved_as_their_events_are() -> None:
+    """A load test sends each slice's batches in the order of their first events, not one kind's whole
+    slice after another's (which left the SIM topic silent for seconds at the peak)."""
+    sink = KindSink()
+    pace = Pace(rate_eps=1e12)  # due at once: no sleep, nothing timed
+    asyncio.run(pump_engine(Engine(CITY, 2000, 5), START, 1200, sink, pace, batch_events=50))
+    expected: list[str] = []
+    pieces = list(Engine(CITY, 2000, 5).slices(START, 1200))
+    for piece in pieces:
+        firsts = [
+            (int(cols["ts_ms"][lo]), kind)
+            for kind, cols in piece.cols.items()
+            if cols
+            for lo in range(0, len(cols["ts_ms"]), 50)
+        ]
+        expected += [kind for _, kind in sorted(firsts, key=lambda first: first[0])]
+    assert sink.kinds == expected
+    switches = sum(a != b for a, b in zip(sink.kinds, sink.kinds[1:], strict=False))
+    # kind after kind, a slice switches kinds twice (and once more at its end)
+    assert len(set(expected)) == 3 and switches > 3 * len(pieces)
