@@ -190,9 +190,9 @@ class ReleaseSink:
         # base windows are gated first (the gate pool takes jobs in order): a frame waits for no longer
         # window's gate, which is seconds of a 15-minute window at peak (`_next_gated`, `_store`)
         queues: dict[int, deque[tuple[Release, asyncio.Future[Gate]]]] = {}
-        span_ends = {self._end_ms(rel) for rel, _ in jobs if rel.span_s}
+        spans_due = Counter(self._end_ms(rel) for rel, _ in jobs if rel.span_s)  # end ms -> spans not stored
         for rel, w in sorted(jobs, key=lambda job: job[0].span_s != 0):
-            with_span = not rel.span_s and self._end_ms(rel) in span_ends
+            with_span = not rel.span_s and spans_due[self._end_ms(rel)] > 0
             gating = asyncio.ensure_future(self._gate_new(rel, w, self._last.get(rel.span_s), with_span))
             if self._chained:  # otherwise every window is gated at once, in parallel
                 self._last[rel.span_s] = gating
@@ -201,7 +201,6 @@ class ReleaseSink:
             await after
         stored: dict[Release, list[Frame]] = {}
         early: dict[int, tuple[Release, list[Frame]]] = {}  # end ms -> base frames stored before a span
-        spans_due = Counter(self._end_ms(rel) for rel, _ in jobs if rel.span_s)  # end ms -> spans not stored
         while queues:
             rel, gated = await self._next_gated(queues)
             frames, memory = await gated

@@ -198,17 +198,10 @@ def _time_ordered_batches(piece: Slice, batch: int) -> list[tuple[str, int]]:
 
 async def _send_records(engine: Engine, piece: Slice, sink: RecordSink, clock: _Clock, batch: int) -> None:
     """Records of every kind in the order of their first event, each sent when it is due."""
-    records: list[tuple[int, str, bytes]] = []
-    for kind, cols in piece.cols.items():
-        if cols:
-            firsts = cols["ts_ms"][::batch]
-            records += zip(
-                firsts.tolist(), [kind] * len(firsts), engine.encoder.arrays(kind, cols, batch), strict=True
-            )
-    records.sort(key=lambda r: r[0])
-    for first_ts, kind, record in records:
-        await clock.wait(first_ts, sink)
-        await sink.send_records(kind, [record])
+    encoded = {kind: engine.encoder.arrays(kind, cols, batch) for kind, cols in piece.cols.items() if cols}
+    for kind, lo in _time_ordered_batches(piece, batch):
+        await clock.wait(int(piece.cols[kind]["ts_ms"][lo]), sink)
+        await sink.send_records(kind, [encoded[kind][lo // batch]])
 
 
 async def _write_lines(
