@@ -71,7 +71,7 @@ Mode = Literal["metro", "bus"]
 
 
 # ---------------------------------------------------------------- raw (ingest topics only)
-class RawSim(msgspec.Struct, tag_field="kind", tag="sim", kw_only=True):
+class RawSim(msgspec.Struct, tag_field="kind", tag="sim", kw_only=True, gc=False):
     """A SIM attached to a tower: subscriber attributes as registered at purchase."""
 
     v: int
@@ -87,7 +87,7 @@ class RawSim(msgspec.Struct, tag_field="kind", tag="sim", kw_only=True):
     origin: str  # province / region code of the ID document, see cityscreen.demography
 
 
-class RawPayment(msgspec.Struct, tag_field="kind", tag="payment", kw_only=True):
+class RawPayment(msgspec.Struct, tag_field="kind", tag="payment", kw_only=True, gc=False):
     """A mobile payment at a merchant."""
 
     v: int
@@ -102,7 +102,7 @@ class RawPayment(msgspec.Struct, tag_field="kind", tag="payment", kw_only=True):
     origin: str
 
 
-class RawTransit(msgspec.Struct, tag_field="kind", tag="transit", kw_only=True):
+class RawTransit(msgspec.Struct, tag_field="kind", tag="transit", kw_only=True, gc=False):
     """A tap-in or tap-out at a metro station or bus stop."""
 
     v: int

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
 from operator import attrgetter, itemgetter
 
 import msgspec
@@ -59,10 +60,11 @@ _ONE = msgspec.json.Decoder(RawEvent)
 _MANY = msgspec.json.Decoder(list[RawEvent])
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _KINDS = {RawSim: "sim", RawPayment: "payment", RawTransit: "transit"}
+_KIND_CODE: dict[type, int] = {cls: code for code, cls in enumerate(_KINDS)}
 _IDENTIFIER = {"sim": "imsi", "payment": "account", "transit": "card"}
 _SAFE_TS_MS = 1 << 52  # beyond this an event time is judged per event (no int64 overflow, exact floats)
 _BAND_UPPERS = np.array([17, 24, 34, 44, 54, 64])  # cityscreen.demography.age_band's upper ages
-_TOPIC_PARTITION, _OFFSET = itemgetter(1, 2), itemgetter(3)  # of a Record
+_VALUE, _TOPIC_PARTITION, _OFFSET = itemgetter(0), itemgetter(1, 2), itemgetter(3)  # of a Record
 _RECORD_ELEMENT = itemgetter(0), itemgetter(1)  # of an event's (record index, element index)
 
 
@@ -198,9 +200,10 @@ class BatchValidator:
         by_kind: dict[str, tuple[list[RawEvent], list[tuple[int, int]]]] = {k: ([], []) for k in CATEGORIES}
         singles = self._decode_singles(records)
         if singles is not None:  # one event per record: grouped by kind in C-level loops
-            for cls, kind in _KINDS.items():
-                idx = [i for i, raw in enumerate(singles) if type(raw) is cls]
-                by_kind[kind] = ([singles[i] for i in idx], [(i, 0) for i in idx])
+            codes = np.fromiter(map(_KIND_CODE.__getitem__, map(type, singles)), np.int8, len(singles))
+            for code, kind in enumerate(_KINDS.values()):
+                idx = np.flatnonzero(codes == code).tolist()
+                by_kind[kind] = (list(map(singles.__getitem__, idx)), list(zip(idx, repeat(0))))
         for i, (value, topic, partition, offset) in enumerate(records if singles is None else ()):
             value = value or b""
             events = self._decode(value)
@@ -219,21 +222,27 @@ class BatchValidator:
 
     def _decode_singles(self, records: Sequence[Record]) -> list[RawEvent] | None:
         """Every record's event in one call, when each record is one JSON object (what external
-        producers send), else None. Joined by newlines and read with `decode_lines`: a record starts
-        with `{`, ends with `}` and holds no newline (a JSON string cannot), so no value can run from
-        one record into the next, and as many values as records means one value per record."""
-        values = [r[0] for r in records]
-        if not values or not all(v and v[:1] == b"{" and v[-1:] == b"}" for v in values):
+        producers send), else None. Joined by newlines and read with `decode_lines`: with no newline
+        inside a record, each record is one line; a line holds at most one value (more is an error) and
+        a blank one none, so as many events as records means one event per record, in order. The checks
+        run over the joined bytes, in C: per record in Python they took about a tenth of the edge's time."""
+        values = list(map(_VALUE, records))
+        n = len(values)
+        if not n or None in values or max(map(len, values)) > self.config.max_payload_bytes:
             return None
-        if b"\n" in b"".join(values) or max(map(len, values)) > self.config.max_payload_bytes:  # type: ignore[arg-type]
+        joined = b"\n".join(values)
+        if joined.count(b"\n") != n - 1:  # a newline inside a record
             return None
-        joined = b"\n".join(values)  # type: ignore[arg-type]
         try:
             events = _ONE.decode_lines(joined)
         except Exception:  # one bad record: each is decoded alone
             return None
-        if len(events) != len(values) or is_too_deep(joined, MAX_JSON_DEPTH):
-            return None  # a record deeper than the limit is named by the reference path
+        if len(events) != n:
+            return None
+        # one `{` per record and no `[` at all: nothing nests (a bracket in a string only adds to the
+        # counts, and then the exact check runs); deeper records are named by the reference path
+        if (joined.count(b"{") != n or b"[" in joined) and is_too_deep(joined, MAX_JSON_DEPTH):
+            return None
         return events
 
     def _decode(self, value: bytes) -> list[tuple[int, RawEvent]] | None:

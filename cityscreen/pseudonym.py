@@ -80,7 +80,7 @@ class Pseudonymizer:
         if memo is None:
             memo = self._memo[(period, domain)] = {}
         get = memo.get
-        out = [get(i) for i in identifiers]
+        out = list(map(get, identifiers))
         if None not in out:
             return out  # type: ignore[return-value]
         states = self._states.get(period)

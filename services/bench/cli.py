@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from cityscreen.settings import Settings
+from services.bench import PEAK_START
 
 if TYPE_CHECKING:
     from services.bench.live import LiveOptions
@@ -90,7 +91,7 @@ def generator(
     seconds: float = typer.Option(20.0, "--seconds", help="wall seconds of each measured run"),
     out: Path = _out("artifacts/bench-generator.json"),
     peer_persons: int = typer.Option(5_000, "--peer-persons", help="population of the old generator (peer)"),
-    start: str = typer.Option("2026-11-17T08:00:00+08:00", "--start", help="simulated start (ISO 8601)"),
+    start: str = typer.Option(PEAK_START, "--start", help="simulated start (ISO 8601)"),
     city_file: Path | None = typer.Option(None, "--city", help="city model JSON"),
 ) -> None:
     """The generator --asap into a null sink: events/s counted and encoded, against 1M/s and the old
@@ -120,13 +121,18 @@ def _load_command(
                 None, "--persons", help="generator population [generator.persons]"
             ),
             use_running: bool = USE_RUNNING,
+            start: str = typer.Option(
+                PEAK_START,
+                "--start",
+                help="what the generator simulates (now | today | ISO 8601); "
+                "the send time stamps the events, the hour sets their mix of kinds",
+            ),
         ) -> None:
             from services.bench.live import LiveOptions
 
             seconds = length * length_unit_s
-            opts = LiveOptions(
-                rate_eps=rate, seconds=seconds, sample_s=sample_s, persons=persons, use_running=use_running
-            )
+            opts = LiveOptions(rate_eps=rate, seconds=seconds, sample_s=sample_s, persons=persons,
+                               use_running=use_running, start=start)  # fmt: skip
             run(ctx.obj, opts, out)
 
         command.__doc__ = run.__doc__

@@ -25,6 +25,7 @@ import numpy as np
 
 from cityscreen.city import City, load_city
 from cityscreen.events import RawEvent, encode_many
+from services.bench import PEAK_START
 from services.generator.columnar.engine import Engine, census
 from services.generator.feed import NullSink, pump_engine
 from services.generator.run import Pace
@@ -37,7 +38,7 @@ class GeneratorBenchOptions:
     persons: int | None = None  # None: the city's census x operator_share
     seconds: float = 20.0  # wall seconds per measured run
     peer_persons: int = 5_000
-    start: str = "2026-11-17T08:00:00+08:00"  # a Tuesday's morning peak, as the fixture
+    start: str = PEAK_START
     seed: int = 42
     batch_events: int = 500
     city_file: Path | None = None

@@ -38,7 +38,7 @@ from cityscreen.aggregate.rows import window_of
 from cityscreen.events import CLEAN_TOPICS, INGEST_TOPICS
 from cityscreen.privacy import manifest_for
 from cityscreen.settings import Settings, to_env
-from services.bench import probes
+from services.bench import PEAK_START, probes
 from services.bench.report import event_delays_ms, lag_is_flat, percentile, second_half, slope_per_s
 from services.bench.stack import bench_stack
 from services.bench.workers import Say, alive
@@ -63,6 +63,7 @@ class LiveOptions:
     sample_s: float = 5.0
     persons: int | None = None
     use_running: bool = False
+    start: str = PEAK_START  # what the generator simulates; it stamps send time
 
 
 def run_live(settings: Settings, opts: LiveOptions, say: Say) -> dict[str, object]:
@@ -145,6 +146,8 @@ def _generator_argv(opts: LiveOptions) -> list[str]:
         "--duration-s",
         str(opts.seconds),
         "--no-progress",
+        "--start",
+        opts.start,
     ]
     return argv + (["--persons", str(opts.persons)] if opts.persons else [])
 
@@ -235,6 +238,7 @@ def live_result(
         "now_ticks": sorted(seen.now_ticks.items()),  # [tick_ms, published_ms] of each now frame seen
         "rate_eps": opts.rate_eps,
         "seconds": opts.seconds,
+        "simulated_start": opts.start,
         "generator": gen_line,
         "cpu_s": seen.cpu_s,
         "event_delay_ms": {

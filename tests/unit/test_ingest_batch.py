@@ -15,7 +15,7 @@ from cityscreen.city import load_city
 from cityscreen.clean_batch import encode_batch
 from cityscreen.deadletter import DeadLetter
 from cityscreen.events import INGEST_SIM_TOPIC, RawEvent, RawPayment, RawSim, encode, encode_many
-from cityscreen.ingest import IngestConfig, IngestResult, Validator
+from cityscreen.ingest import MAX_JSON_DEPTH, IngestConfig, IngestResult, Validator
 from cityscreen.ingest_batch import RECORD_EVENTS, BatchResult, BatchValidator
 from cityscreen.pseudonym import Pseudonymizer, pseudonymize
 from services.generator.columnar.engine import Engine
@@ -196,3 +196,58 @@ def test_pseudonyms_of_a_batch_match_the_contract_across_periods() -> None:
     ]  # fmt: skip
     assert fast.many(ids, ts, "imsi") == want
     assert fast.many(ids, ts, "imsi") == want  # from the (bounded) memo
+
+
+def _odd_records() -> dict[str, bytes]:
+    good = encode(next(iter(Engine(CITY, 1_000, 9).events(START_MS, 60))))
+    return {
+        "two objects on two lines": good + b"\n" + good,
+        "two objects on one line": good + good,
+        "a trailing newline": good + b"\n",
+        "spaces around": b"  " + good + b"  ",
+        "an empty record": b"",
+        "an opening brace alone": b"{",
+        "a closing brace alone": b"}",
+        "an object nested too deep": good[:-1]
+        + b',"x":'
+        + b'{"y":' * MAX_JSON_DEPTH
+        + b"1"
+        + b"}" * MAX_JSON_DEPTH
+        + b"}",
+        "an array nested too deep": good[:-1]
+        + b',"x":'
+        + b"[" * MAX_JSON_DEPTH
+        + b"1"
+        + b"]" * MAX_JSON_DEPTH
+        + b"}",
+        "objects nested as deep as allowed": good[:-1]
+        + b',"x":'
+        + b'{"y":' * (MAX_JSON_DEPTH - 1)
+        + b"1"
+        + b"}" * MAX_JSON_DEPTH,
+        "brackets inside a string": good[:-1] + b',"note":"[{[{ }]}]"}',
+        "a brace inside a string": good[:-1] + b',"note":"{"}',
+        "an array of one event": b"[" + good + b"]",
+        "a scalar": b"17",
+    }
+
+
+def _odd_batches() -> dict[str, list[bytes]]:
+    odd = _odd_records()
+    batches = {case: [record] for case, record in odd.items()}
+    # as many JSON lines as records, but not one per record: only the newline check can tell
+    batches["two lines in one record, and an empty one"] = [odd["two objects on two lines"], b""]
+    batches["two lines in one record, and a blank one"] = [odd["two objects on two lines"], b"  "]
+    return batches
+
+
+@pytest.mark.parametrize("case", sorted(_odd_batches()))
+def test_odd_records_among_one_event_records_are_judged_as_the_reference_does(case: str) -> None:
+    """The one-call decoding of one-event records checks the batch as a whole (newlines, braces,
+    brackets): an odd record anywhere must send the batch down the reference path, or pass it when the
+    reference accepts it, with the same events keyed to the same records."""
+    good = [encode(e) for e in list(Engine(CITY, 2_000, 3).events(START_MS, 120))[:60]]
+    for at in (0, 30, 60):
+        values = [*good[:at], *_odd_batches()[case], *good[at:]]
+        cfg = config()
+        assert batched(cfg, values, len(values)) == reference(cfg, values, len(values)), at
