@@ -42,6 +42,8 @@ from streams.release_agent import ReleaseAgent
 from streams.stall import Behind, client_view
 from streams.tables import TableBookLog, TableLog, bytes_table
 
+CHANGELOG_BURST_MESSAGES = 10_000  # pending table writes before Faust pauses the streams to flush them
+
 
 class FaustConsumer:
     """Faust's consumer as the aggregate agent's `CleanConsumer` (looked up per call: Faust creates it
@@ -89,6 +91,10 @@ def build_worker(
 ) -> faust.App:
     """The aggregate worker's Faust app: its topics and tables, the two agents, the idle-close timer."""
     app = create_app(settings, app_id=app_id)
+    # a close writes about a thousand table entries at once (carry deltas, snapshot): past 100 pending
+    # changelog messages Faust logged "producer buffer full" ten times a minute and paused the streams
+    # while it flushed them 100 at a time; the bound stays, above one close's burst
+    app.producer.buffer.max_messages = CHANGELOG_BURST_MESSAGES
     clean = app.topic(*CLEAN_TOPICS.values(), key_serializer="raw", value_serializer="raw")
     partials = app.topic(partials_topic(app_id), partitions=1, internal=True, key_serializer="raw",
                          value_serializer="raw")  # fmt: skip
@@ -149,7 +155,12 @@ def _declare(
             releaser.on_batch(values)
 
     async def close_idle() -> None:
-        await aggregator.tick()
+        # a loop of its own, not Faust's timer: a tick that closes a census minute runs a second or two,
+        # longer than the interval, and the timer logged "Timer ... is overlapping" for it every minute
+        # beside the worker's own "slow tick" line, which says what took the time
+        while True:
+            await asyncio.sleep(aggregator.tick_s)
+            await aggregator.tick()
 
     async def watch_recovery() -> None:
         while True:
@@ -163,11 +174,11 @@ def _declare(
         aggregator.revoked(revoked)
         releaser.revoked()
 
-    # called, not used as decorators: Faust's timer and task decorators are untyped. The agents keep
+    # called, not used as decorators: Faust's task decorators are untyped. The agents keep
     # the names Faust gave them before, as decorated functions of this module
     app.agent(clean, name="streams.worker.aggregate")(aggregate)
     app.agent(partials, name="streams.worker.release")(release)
-    app.timer(interval=aggregator.tick_s)(close_idle)
+    app.task(close_idle)
     app.early_task(watch_recovery)  # from the start: the first recovery can stall too
     app.task(manifest)
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]

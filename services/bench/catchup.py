@@ -69,7 +69,7 @@ def _run(s: Settings, opts: CatchupOptions, say: Say) -> dict[str, object]:
     )
     say(f"[backlog] {load.events:,} events in {load.records:,} records; {load.seconds:.0f} s (not timed)")
     logs = s.data_dir / "bench-logs"
-    t = measure_e2e(s, worker_env(s, opts.per_record), logs, load, opts.workers, say, phase="catchup")
+    t = measure_e2e(s, worker_env(s), logs, load, opts.workers, say, phase="catchup")
     catchup_s = float(t["from_spawn_s"])  # type: ignore[arg-type]
     verdict = "PASS" if catchup_s <= opts.target_s else "MISS"
     say(f"catchup_s      {catchup_s:>12,.1f}  target <= {opts.target_s:g} s  {verdict}")

@@ -133,13 +133,12 @@ async def load_raw(
     return load
 
 
-def worker_env(s: Settings, per_record: int) -> dict[str, str]:
-    """The workers' environment: the ingest edge takes max_batch_events // batch_events records at a
-    time, so `generator.batch_events` is set to what the load put in a record."""
+def worker_env(s: Settings) -> dict[str, str]:
+    """The workers' environment: the bench's settings, nothing tuned to the load (the ingest edge learns
+    how many events a record holds, streams/ingest_loop.py: TakeSize)."""
     import os
 
-    tuned = s.model_copy(update={"generator": s.generator.model_copy(update={"batch_events": per_record})})
-    return {**os.environ, **to_env(tuned)}
+    return {**os.environ, **to_env(s)}
 
 
 def ingest_counted(r: redis_sync.Redis) -> int:
@@ -304,7 +303,7 @@ def run_end_to_end(
         f"[raw] {load.events:,} events in {load.records:,} records, {len(load.windows)} windows; "
         f"{load.seconds:.0f} s"
     )
-    env = worker_env(s, per_record)
+    env = worker_env(s)
     e2e = measure_e2e(s, env, logs, load, workers, say)  # first: the clean topics are still empty
     ingest = measure_ingest(s, env, logs, load, say)
     return {
