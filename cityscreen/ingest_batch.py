@@ -224,8 +224,9 @@ class BatchValidator:
         """Every record's event in one call, when each record is one JSON object (what external
         producers send), else None. Joined by newlines and read with `decode_lines`: with no newline
         inside a record, each record is one line; a line holds at most one value (more is an error) and
-        a blank one none, so as many events as records means one event per record, in order. The checks
-        run over the joined bytes, in C: per record in Python they took about a tenth of the edge's time."""
+        a blank one none, so as many events as records means one event per record, in order. The
+        checks run over the joined bytes, in C: per record in Python they took about a tenth of the
+        validator's time."""
         values = list(map(_VALUE, records))
         n = len(values)
         if not n or None in values or max(map(len, values)) > self.config.max_payload_bytes:
