@@ -121,6 +121,15 @@ class ReleaseBook:
             st.released_through = due
         return out
 
+    def drop_through(self, due_ms: int | None) -> None:
+        """Forget the partials of every release due at or before `due_ms` (released another way)."""
+        st = self.state
+        if due_ms is None or (st.released_through is not None and due_ms <= st.released_through):
+            return
+        st.released_through = due_ms
+        for key in [k for k, due in st.due.items() if due <= due_ms]:
+            del st.partials[key], st.due[key]
+
     def dump(self) -> bytes:
         return _ENC.encode(self.state)
 
@@ -175,10 +184,11 @@ class StoredBook:
                 self.book.add(decode_header(value))
 
     def add(self, values: Iterable[bytes]) -> None:
-        """Partials-topic records in arrival order; the partial itself stays compressed."""
+        """Partials-topic records in arrival order; the partial itself stays compressed. Speculative
+        partials are left out: they are final only if the close sends the same (streams/release.py)."""
         for value in values:
             head = decode_header(value)
-            if self.book.add(head) and head.window_start_ms is not None:
+            if not head.speculative and self.book.add(head) and head.window_start_ms is not None:
                 rel = Release(head.window_start_ms, head.span_s)
                 self.log.put(f"{PART}{rel.book_key()}/{head.partition}", value)
 

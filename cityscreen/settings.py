@@ -61,6 +61,15 @@ class WindowSettings(BaseModel):
     presence_ttl_s: int = Field(
         7200, ge=60, le=86_400, description="a person counts as present at their last position for this long"
     )
+    # The grace holds a window's final frame back by grace_s; the gate then takes seconds of it. Computed
+    # a few seconds after the end, a window's partials usually hold all its events already, so the gate
+    # runs during the grace and the final frame needs only the close's partials to match.
+    speculate_after_s: int = Field(
+        10,
+        ge=0,
+        description="event-time seconds after a window's end at which a live feed's window is gated "
+        "speculatively, during the grace (0, or not under grace_s: off)",
+    )
     # People present is a stock: a minute already holds nearly everyone, so it stays per window_s. Event
     # layers count what happened inside the window, so a minute holds too few payers or riders per cell
     # to clear k; 15 minutes is the usual reporting step of city dashboards and still reads as "now".
@@ -283,6 +292,18 @@ class Settings(BaseSettings):
     now: NowSettings = NowSettings()
     gateway: GatewaySettings = GatewaySettings()
     generator: GeneratorSettings = GeneratorSettings()
+
+    @property
+    def chained_gate(self) -> bool:
+        """Whether a window's gate needs what it kept of the window before (threshold mode, across time)."""
+        return self.privacy.across_time and not self.privacy.dp_enabled
+
+    @property
+    def speculate_ms(self) -> int | None:
+        """When, after a live window's end, its partials are computed and gated ahead of its close (None:
+        never). Not with the chained gate: a window's gate then waits for the one before it."""
+        after_s, grace_s = self.window.speculate_after_s, self.window.grace_s
+        return after_s * 1000 if 0 < after_s < grace_s and not self.chained_gate else None
 
     @model_validator(mode="after")
     def _windows_inside_periods(self) -> Settings:

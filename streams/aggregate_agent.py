@@ -137,7 +137,8 @@ class AggregateAgent:
             self._take_tally()
             if self.engine.due():
                 self._commit()  # a close follows: the one before it is committed first
-            await self._close_and_send(self.engine.close_due, phases, started)
+            closed = await self._close_and_send(self.engine.close_due, phases, started)
+            self._time_closes(closed)
             if (slow := phases.slow()) is not None:
                 self.log.warning(f"slow batch of {len(records)} records, windows held back {slow}")
 
@@ -194,14 +195,26 @@ class AggregateAgent:
         self.uncommitted = [c for c in self.uncommitted if c.partition not in gone]
         self.engine.drop(gone)
 
+    def _time_closes(self, closed: list[Closed]) -> None:
+        """When each close a watermark made (not idleness) was delivered, after the end of the window it
+        closed through: with complete_after_end_ms, where the partials' delay after the grace goes."""
+        if not closed:
+            return
+        end_ms, now_ms = self.window.window_s * 1000, round(self.wall_ms())
+        after_ms = sum(now_ms - c.closed_through_ms - end_ms for c in closed)
+        self.unsaid.update(closes_delivered=len(closed), closed_after_end_ms=after_ms)
+
     async def _close_and_send(
         self, close: Callable[[], list[Closed]], phases: Phases, started: float
-    ) -> None:
+    ) -> list[Closed]:
         closed = close()
         phases.mark("close")
         await self._emit(closed)
         phases.mark("send")
+        await self._emit(self.engine.speculate(self.wall_ms()), speculative=True)
+        phases.mark("speculate")
         self.engine.pause_idle(self.clock() - started)
+        return closed
 
     def _commit(self) -> None:
         """Commit the closes delivered so far, oldest first."""
@@ -271,9 +284,11 @@ class AggregateAgent:
                 "them again (an ingest worker stopped between delivering and committing a batch)"
             )
 
-    async def _emit(self, closed: list[Closed]) -> None:
+    async def _emit(self, closed: list[Closed], *, speculative: bool = False) -> None:
         """Send the closes' partials; each close is committed (`_commit`) once its partials are known
-        delivered."""
+        delivered. `speculative`: partials computed ahead of their close (`Engine.speculate`), marked so:
+        the release gates them early and keeps the frames for a close that sends the same partials;
+        nothing to commit."""
         # every message is sent before any delivery is awaited (one partition: the producer keeps their
         # order); each partial says only its own window is final, so a crash between two sends cannot
         # make the release agent treat the later window as complete for this partition
@@ -281,13 +296,15 @@ class AggregateAgent:
         for c in closed:
             key = str(c.partition).encode()
             for part in c.partials:
-                msg = PartialMessage(c.partition, final_through_ms(part, self.window.window_s), part)
+                through = final_through_ms(part, self.window.window_s)
+                msg = PartialMessage(c.partition, through, part, speculative)
                 delivered.append(await self.send_partial(key, encode_message(msg)))
-            progress = PartialMessage(c.partition, c.closed_through_ms, None)
+            progress = PartialMessage(c.partition, c.closed_through_ms, None, speculative)
             delivered.append(await self.send_partial(key, encode_message(progress)))
         for fut in delivered:
             await fut
-        self.uncommitted.extend(closed)
+        if not speculative:
+            self.uncommitted.extend(closed)
 
 
 async def reseek(consumer: CleanConsumer, lagging: list[Behind]) -> None:

@@ -32,6 +32,7 @@ from cityscreen.privacy.shards import merge_frames, shard_of
 from cityscreen.privacy.temporal import Memory
 from cityscreen.release_book import BookLog, GateMemory, Release, merge_window
 from cityscreen.settings import PrivacySettings, Settings
+from streams.gate_ahead import GateAhead
 
 _PACK = msgspec.msgpack.Encoder()
 _AGGREGATE = msgspec.msgpack.Decoder(WindowAggregate)
@@ -111,7 +112,7 @@ class ReleaseSink:
         # what the gate kept of the last window released per span (privacy across time, temporal.py)
         self.memory = GateMemory(kept_log)
         self._last: dict[int, asyncio.Future[Gate]] = {}  # the latest gating per span, across batches
-        self._chained = settings.privacy.across_time and not settings.privacy.dp_enabled
+        self._chained = settings.chained_gate
         # the gate is CPU-bound (seconds per window): in a process pool it runs on the other core while
         # the worker's event loop keeps aggregating; the sink still calls it, so nothing bypasses it
         self.gate_pool = gate_pool
@@ -119,6 +120,15 @@ class ReleaseSink:
         # a window's blocks are gated in as many shards as there are gate processes, at once (a window
         # gated across time needs the whole window before it: one job)
         self.shards = 1 if gate_pool is None or self._chained else settings.privacy.gate_processes
+        # windows gated from speculative partials, ahead of their close (streams/gate_ahead.py)
+        self.ahead = GateAhead(functools.partial(self._gate, kept=None), self.count)
+
+    def speculate(self, windows: Sequence[tuple[Release, Sequence[bytes]]]) -> None:
+        """Start gating windows from speculative partials (streams/gate_ahead.py). Nothing is stored from
+        them unless the complete window's partials are the same bytes. Not with the chained gate: a
+        window's gate then needs the one before it."""
+        if not self._chained:
+            self.ahead.start(windows)
 
     async def _gate(
         self, aggregate: WindowAggregate | list[bytes], kept: bytes | None
@@ -146,6 +156,7 @@ class ReleaseSink:
         """The release partition moved: read the gate's memory from the log again when next needed."""
         self.memory.forget()
         self._last.clear()
+        self.ahead.clear()
 
     async def publish_manifest(self) -> None:
         manifest = manifest_for(self.settings)
@@ -297,11 +308,12 @@ class ReleaseSink:
         # wall time from asking for the gate to having its frames, waits for a free gate process included:
         # what an operator sees delay a window (cityscreen_gate_seconds_total, deploy/observability)
         started_s = time.monotonic()
-        frames, memory = await self._gate(aggregate, kept)
+        gate_now = functools.partial(self._gate, aggregate, kept)
+        (frames, memory), ahead = await self.ahead.take_or_gate(rel, aggregate, gate_now)
         gate_ms = round((time.monotonic() - started_s) * 1000)
         # a regated window (`_early`) was counted complete when first gated
         completed = {} if published else self._complete_counts(rel, complete_ms)
-        await self.count(gate_ms=gate_ms, windows_gated=1, **completed)
+        await self.count(gate_ms=gate_ms, windows_gated=1, **completed, **ahead)
         return frames, memory
 
     async def _early(self, rel: Release, with_span: bool) -> bool:

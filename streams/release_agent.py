@@ -16,14 +16,17 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
+from cityscreen.aggregate.partial import decode_header
 from cityscreen.frames import Frame
-from cityscreen.release_book import BookLog, Release, StoredBook
+from cityscreen.release_book import BookLog, Release, ReleaseBook, StoredBook
 
 
 class WindowReleaser(Protocol):
     async def release(
         self, windows: Sequence[tuple[Release, Sequence[bytes]]], *, after: Awaitable[object] | None = None
     ) -> dict[Release, list[Frame]]: ...
+
+    def speculate(self, windows: Sequence[tuple[Release, Sequence[bytes]]]) -> None: ...
 
     def forget(self) -> None: ...
 
@@ -33,6 +36,9 @@ class ReleaseAgent:
         self.log, self.sink, self.partitions, self.window_s = log, sink, partitions, window_s
         self._book: StoredBook | None = None
         self._settling: asyncio.Future[None] | None = None  # the latest batch's settle
+        # speculative partials (partition.py: `speculate`), complete like the book's but kept in memory
+        # only: their frames are never stored unless the close sends the same partials
+        self.speculation = ReleaseBook(partitions, window_s=window_s)
 
     @property
     def book(self) -> StoredBook:
@@ -47,6 +53,7 @@ class ReleaseAgent:
         holds them; a copy kept from before misses them and releases those windows without them.
         The gate's memory goes the same way (it lives in the same log)."""
         self._book = None
+        self.speculation = ReleaseBook(self.partitions, window_s=self.window_s)
         self.sink.forget()
 
     def on_batch(self, values: Sequence[bytes]) -> None:
@@ -56,9 +63,15 @@ class ReleaseAgent:
         if self._settling is not None and self._settling.done():
             self._settling.result()
         book = self.book
-        book.add(values)
+        heads = [decode_header(v) for v in values]
+        book.add(values)  # it leaves out the speculative ones
         complete, meta = book.take_complete()
         self._settling = asyncio.ensure_future(self._settle(book, self._settling, complete, meta))
+        self.speculation.drop_through(book.book.state.released_through)
+        for head in heads:
+            if head.speculative:
+                self.speculation.add(head)
+        self.sink.speculate(self.speculation.take_complete())
 
     async def settled(self) -> None:
         """Wait until every batch so far is stored and settled in the book (tests, shutdown)."""

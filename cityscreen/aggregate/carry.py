@@ -33,6 +33,14 @@ class Carry:
     open_trip: PersonTable = field(default_factory=PersonTable)
     _touched: list[np.ndarray] = field(default_factory=list, compare=False)
 
+    def twin(self) -> Carry:
+        """A copy for a speculative close (cityscreen/aggregate/partition.py: `speculate`)."""
+        return Carry(self.positions.copy(), self.open_trip.copy())
+
+    def pending_from(self, other: Carry) -> None:
+        """Take over the changes `other` has not yet written (`take_delta`), before this one's own."""
+        self._touched = [*other._touched, *self._touched]
+
     def touch(self, ts_ms: int) -> None:
         """Entries at or after `ts_ms` are about to be added (keeps each table's oldest bound true)."""
         for table in (self.positions, self.open_trip):

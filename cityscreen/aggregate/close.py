@@ -58,6 +58,8 @@ class AggConfig:
     base_layers: frozenset[str] = frozenset(ALL_LAYERS)
     # ... and longer epoch-aligned windows: (length ms, the layers counted over it), shortest first
     spans: tuple[tuple[int, frozenset[str]], ...] = ()
+    # a live window's partials are computed this long after its end, before its close (None: never)
+    speculate_ms: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AggConfig:
@@ -76,6 +78,7 @@ class AggConfig:
             clip_cny=p.max_amount_cny if p.dp_enabled else None,
             base_layers=frozenset(w.spans_s[w.window_s]),
             spans=tuple((s * 1000, frozenset(ls)) for s, ls in w.spans_s.items() if s != w.window_s),
+            speculate_ms=settings.speculate_ms,
         )
 
     @property

@@ -215,6 +215,17 @@ class Engine:
                 out.append(Closed(p, partials, st.closed_through_ms))
         return out
 
+    def speculate(self, wall_ms: float) -> list[Closed]:
+        """Each partition's partials of the windows its next close will close, computed ahead of it
+        (`PartitionState.speculate`); nothing to commit, the state is unchanged."""
+        out = []
+        for p, st in sorted(self.states.items()):
+            with gc_paused():
+                taken = st.speculate(wall_ms)
+            if taken is not None:
+                out.append(Closed(p, taken[1], taken[0]))
+        return out
+
     def commit_close(self, closed: Closed) -> None:
         """After the partials are delivered: the carry delta, the snapshot, then drop the deltas the
         snapshot covers and the carry deltas older than the carry TTL (every entry in them is stale)."""

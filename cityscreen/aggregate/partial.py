@@ -45,6 +45,8 @@ class PartialMessage(msgspec.Struct, array_like=True):
     partition: int
     closed_through_ms: int  # every window starting at or before this is final for the partition
     partial: Partial | None = None
+    # computed ahead of the close (partition.py: `speculate`): "final" only if the close sends the same
+    speculative: bool = False
 
 
 class MessageHeader(msgspec.Struct, array_like=True):
@@ -56,6 +58,7 @@ class MessageHeader(msgspec.Struct, array_like=True):
     window_start_ms: int | None  # of the partial, when there is one
     blob: bytes | None  # the partial: zlib-compressed msgpack
     span_s: int = 0  # of the partial: 0 for a base window
+    speculative: bool = False  # see PartialMessage
 
 
 _KEY_SETS = 65_536  # distinct key sets of a cell remembered (a window has a few hundred)
@@ -69,7 +72,8 @@ def encode_message(message: PartialMessage) -> bytes:
     blob = None if part is None else zlib.compress(_ENC.encode(part), 1)
     window = None if part is None else part.window_start_ms
     span_s = 0 if part is None else part.span_s
-    return _ENC.encode(MessageHeader(message.partition, message.closed_through_ms, window, blob, span_s))
+    through = message.closed_through_ms
+    return _ENC.encode(MessageHeader(message.partition, through, window, blob, span_s, message.speculative))
 
 
 def decode_header(data: bytes) -> MessageHeader:
@@ -83,7 +87,7 @@ def decode_partial(blob: bytes) -> Partial:
 def decode_message(data: bytes) -> PartialMessage:
     head = decode_header(data)
     partial = None if head.blob is None else decode_partial(head.blob)
-    return PartialMessage(head.partition, head.closed_through_ms, partial)
+    return PartialMessage(head.partition, head.closed_through_ms, partial, head.speculative)
 
 
 def merge_partials(partials: Iterable[Partial]) -> Partial | None:

@@ -65,6 +65,10 @@ class PartitionState:
     _delta: list[tuple[str, int, Chunk]] = field(default_factory=list)
     _delta_late: dict[int, int] = field(default_factory=dict)
     _dirty: bool = False  # offsets or watermarks changed since the last take_delta
+    speculated_through_ms: int | None = None  # the latest window `speculate` computed (not kept)
+    # (through, the twin after its close, its partials) until the close, or until a row or late event of
+    # those windows arrives: the close then takes the twin's state and partials (`_adopt`)
+    _ahead: tuple[int, PartitionState, list[Partial]] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.spans = OpenSpans(self.cfg)
@@ -134,6 +138,8 @@ class PartitionState:
         return late_at
 
     def _add_rows(self, kind: str, w: int, rows: Chunk) -> None:
+        if self._ahead is not None and w <= self._ahead[0]:
+            self._ahead = None  # the speculation lacks these rows
         wr = self.windows.get(w)
         if wr is None:
             wr = self.windows[w] = WindowRows()
@@ -141,6 +147,8 @@ class PartitionState:
         self._delta.append((kind, w, rows))
 
     def _count_late(self, w: int) -> None:
+        if self._ahead is not None and w <= self._ahead[0]:
+            self._ahead = None
         wr = self.windows.get(w)
         if wr is None:
             wr = self.windows[w] = WindowRows()
@@ -206,6 +214,12 @@ class PartitionState:
             through = floor_ms
         if not self._advances(through):
             return []
+        return self._close_through(through)
+
+    def _close_through(self, through: int) -> list[Partial]:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == through:
+            return self._adopt(*ahead)
         out: list[Partial] = []
         previous = self.closed_through_ms
         for w in [*sorted(x for x in self.windows if x <= through), None]:
@@ -221,6 +235,54 @@ class PartitionState:
         out += self.spans.close_through(through, self.partition, self.carry)
         self.closed_through_ms = through
         return out
+
+    def speculate(self, wall_ms: float) -> tuple[int, list[Partial]] | None:
+        """The partials the next close will send, if no event of its windows arrives after now: computed
+        on a twin of the state once every topic's watermark has passed a window's end by
+        `cfg.speculate_ms`, once per window, and only while the feed is live (its watermark within a
+        grace of `wall_ms`: in a replay or a catch-up the close itself comes within seconds). Returns
+        (the window closed through, its partials), or None; the state itself is unchanged."""
+        cfg = self.cfg
+        if cfg.speculate_ms is None or any(k not in self.watermark_ms for k in KINDS):
+            return None
+        wm = min(self.watermark_ms.values())
+        through = window_of(wm - cfg.speculate_ms, cfg.window_ms) - cfg.window_ms
+        done = self.speculated_through_ms
+        if wm < wall_ms - cfg.grace_ms or self.due() or not self._advances(through):
+            return None
+        if done is not None and through <= done:
+            return None
+        self.speculated_through_ms = through
+        twin = self._twin(through)
+        partials = twin._close_through(through)
+        self._ahead = (through, twin, partials)
+        return through, partials
+
+    def _adopt(self, through: int, twin: PartitionState, partials: list[Partial]) -> list[Partial]:
+        """The close, when nothing of its windows arrived since `speculate`: the twin's carry and spans
+        are what this close would make of this state's (closes alone change them), so they are taken,
+        with what this state has not yet written to its deltas. Saves the close's seconds after the
+        grace; `tests/unit/test_aggregate_speculate.py` compares the state with a close's."""
+        for w in [w for w in self.windows if w <= through]:
+            del self.windows[w]
+        twin.carry.pending_from(self.carry)
+        twin.spans.pending_from(self.spans)
+        self.carry, self.spans = twin.carry, twin.spans
+        self.closed_through_ms = through
+        return partials
+
+    def _twin(self, through: int) -> PartitionState:
+        """A copy that a close changes without changing this state: the windows to close (their rows are
+        only read), the carry's columns copied, the open spans' lists copied (their chunks are shared)."""
+        twin = PartitionState(
+            self.partition,
+            self.cfg,
+            windows={w: rows for w, rows in self.windows.items() if w <= through},
+            closed_through_ms=self.closed_through_ms,
+            carry=self.carry.twin(),
+        )
+        twin.spans = self.spans.twin()
+        return twin
 
     def _close(self, w: int) -> list[Partial]:
         """The base window's partial, after those of span windows that ended before it (in order: the

@@ -53,6 +53,17 @@ class OpenSpans:
             rows = self.open[key] = SpanRows()
         return rows
 
+    def twin(self) -> OpenSpans:
+        """A copy that closes without changing this one: new lists of the same (never changed) chunks."""
+        out = OpenSpans(self.cfg)
+        for key, rows in self.open.items():
+            out.open[key] = SpanRows({k: list(c) for k, c in rows.parts.items()}, list(rows.moves))
+        return out
+
+    def pending_from(self, other: OpenSpans) -> None:
+        """Take over the movement candidates `other` has not yet written (`take_moves`), first."""
+        self._moves_delta = [*other._moves_delta, *self._moves_delta]
+
     def add_chunk(self, kind: str, w: int, chunk: Chunk) -> None:
         """Rows of base window `w` into every span that counts them."""
         for span_ms in self.cfg.spans_of_kind(kind):

@@ -8,7 +8,9 @@ codes never leave the process, persisted deltas carry the cells and strings (cit
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 
@@ -107,6 +109,13 @@ class PersonTable:
             self.keys = np.insert(self.keys, at, keys[new])
             for name, values in zip(names, columns, strict=True):
                 setattr(self, name, np.insert(getattr(self, name), at, values[new]))
+
+    def copy(self) -> Self:
+        """A table that `upsert` can change without changing this one (it writes columns in place)."""
+        out = copy.copy(self)
+        for name in ("keys", *self._columns()):
+            setattr(out, name, getattr(self, name).copy())
+        return out
 
     def remove(self, keys: np.ndarray) -> None:
         idx, found = self._find(keys)

@@ -258,14 +258,38 @@ def live_result(
         "ingest records hold generator.batch_events events, clean records up to 1000)",
         "windows": windows,
         "stats": stats,
+        "delay_parts": delay_parts(stats),
         "settings": {
             "window_s": s.window.window_s,
             "grace_s": s.window.grace_s,
             "idle_close_s": s.window.idle_close_s,
+            "speculate_after_s": s.window.speculate_after_s,
             "partitions": s.kafka.partitions,
             "stack": "running" if opts.use_running else "fresh",
         },
         "machine": {"cores": os.cpu_count()},
+    }
+
+
+def delay_parts(stats: dict[str, int]) -> dict[str, float | int | None]:
+    """Where a final frame's delay goes, on average per window (docs/operations.md): until each close was
+    delivered, until the partials were all in, the gate in the release path (a window taken ahead waits
+    for nothing) and ahead of it, the store; and how many windows were gated ahead (streams/gate_ahead.py).
+    The last windows of a run close idle, after the generator stopped, and are in the averages."""
+
+    def avg_s(total: str, count: str) -> float | None:
+        n = stats.get(count, 0)
+        return round(stats.get(total, 0) / n / 1000, 2) if n else None
+
+    return {
+        "closed_after_end_avg_s": avg_s("closed_after_end_ms", "closes_delivered"),
+        "complete_after_end_avg_s": avg_s("complete_after_end_ms", "windows_complete"),
+        "gate_avg_s": avg_s("gate_ms", "windows_gated"),
+        "gate_ahead_avg_s": avg_s("gate_ahead_ms", "windows_gated_ahead"),
+        "store_avg_s": avg_s("store_ms", "windows_published"),
+        "windows_gated_ahead": stats.get("windows_gated_ahead", 0),
+        "windows_taken_ahead": stats.get("windows_taken_ahead", 0),
+        "windows_missed_ahead": stats.get("windows_missed_ahead", 0),
     }
 
 
@@ -332,6 +356,14 @@ def write_live(path: Path, result: dict[str, object], say: Say) -> None:
         say(f"provisional p99 / final event delay p99 (peer, same run): {early * 1000 / final:.3f}")
     say(f"event delay (published - event time): p50 {_ms(ev['p50'])}  p99 {_ms(ev['p99'])}")  # type: ignore[index]
     say(f"window delay (published - window end): p50 {_ms(win['p50'])}  p99 {_ms(win['p99'])}")  # type: ignore[index]
+    g: Any = result["delay_parts"]
+    say(
+        f"per window: closed {g['closed_after_end_avg_s']} s and complete {g['complete_after_end_avg_s']} s "
+        f"after its end, gate {g['gate_avg_s']} s (ahead {g['gate_ahead_avg_s']} s), "
+        f"store {g['store_avg_s']} s; "
+        f"windows gated ahead {g['windows_gated_ahead']}, taken {g['windows_taken_ahead']}, "
+        f"missed {g['windows_missed_ahead']}"
+    )
     for group, doc in lag.items():  # type: ignore[attr-defined]
         say(
             f"lag {group}: flat={doc['flat']} max(2nd half)={doc['max_second_half']} "

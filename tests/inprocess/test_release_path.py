@@ -138,10 +138,10 @@ class Harness:
         await self.agent.tick()
 
 
-def _feed() -> tuple[list[CleanRecord], dict[tuple[int, int], bytes]]:
+def _feed(seed: int = 7, per_record: int = 9) -> tuple[list[CleanRecord], dict[tuple[int, int], bytes]]:
     """Clean records of two partitions, and the frames the pipeline must publish for them."""
-    raw = make_raw_events(persons=60, minutes=4, late=0)
-    split = split_records([to_clean(r, SETTINGS) for r in raw], SETTINGS.kafka.partitions, 9)
+    raw = make_raw_events(persons=60, minutes=4, late=0, seed=seed)
+    split = split_records([to_clean(r, SETTINGS) for r in raw], SETTINGS.kafka.partitions, per_record)
     records = [CleanRecord(CLEAN_TOPICS[kind], p, offset, encode_batch(kind, evs, RES))
                for p, kind, offset, evs in split]  # fmt: skip
     return records, expected_frames(run_engine(split, SETTINGS), SETTINGS)
@@ -205,6 +205,9 @@ async def test_the_aggregate_agent_sends_every_partitions_partial_of_every_windo
     harness = Harness(records)
     await harness.feed(records)
     assert harness.stats.counts["records"] == len(records)
+    # the closes the watermark made, timed from their windows' ends (the wall clock is months later)
+    assert 0 < harness.stats.counts["closes_delivered"] < len(_windows(partials)) * SETTINGS.kafka.partitions
+    assert harness.stats.counts["closed_after_end_ms"] > 86_400_000 * harness.stats.counts["closes_delivered"]
     assert harness.stats.lag and set(harness.stats.lag.values()) == {0}  # read to the end
     assert harness.dead == [] and harness.consumer.seeks == []
 
