@@ -197,7 +197,9 @@ class AggregateAgent:
 
     def _time_closes(self, closed: list[Closed]) -> None:
         """When each close a watermark made (not idleness) was delivered, after the end of the window it
-        closed through: with complete_after_end_ms, where the partials' delay after the grace goes."""
+        closed through: with complete_after_end_ms, where the partials' delay after the grace goes. Not
+        closes without partials: a worker's first close passes windows before its first event."""
+        closed = [c for c in closed if c.partials]
         if not closed:
             return
         end_ms, now_ms = self.window.window_s * 1000, round(self.wall_ms())
