@@ -183,14 +183,19 @@ class StoredBook:
             if key.startswith(PART):
                 self.book.add(decode_header(value))
 
-    def add(self, values: Iterable[bytes]) -> None:
+    def add(self, values: Iterable[bytes]) -> list[MessageHeader]:
         """Partials-topic records in arrival order; the partial itself stays compressed. Speculative
-        partials are left out: they are final only if the close sends the same (streams/release.py)."""
+        partials are left out, and returned: they are final only if the close sends the same
+        (streams/gate_ahead.py)."""
+        speculative = []
         for value in values:
             head = decode_header(value)
-            if not head.speculative and self.book.add(head) and head.window_start_ms is not None:
+            if head.speculative:
+                speculative.append(head)
+            elif self.book.add(head) and head.window_start_ms is not None:
                 rel = Release(head.window_start_ms, head.span_s)
                 self.log.put(f"{PART}{rel.book_key()}/{head.partition}", value)
+        return speculative
 
     def take_complete(self) -> tuple[list[tuple[Release, list[bytes]]], bytes]:
         """The complete windows (ReleaseBook.take_complete) and the meta to `settle` once they are stored."""

@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
-from cityscreen.aggregate.partial import decode_header
 from cityscreen.frames import Frame
 from cityscreen.release_book import BookLog, Release, ReleaseBook, StoredBook
 
@@ -63,14 +62,12 @@ class ReleaseAgent:
         if self._settling is not None and self._settling.done():
             self._settling.result()
         book = self.book
-        heads = [decode_header(v) for v in values]
-        book.add(values)  # it leaves out the speculative ones
+        speculative = book.add(values)  # left out of the book
         complete, meta = book.take_complete()
         self._settling = asyncio.ensure_future(self._settle(book, self._settling, complete, meta))
         self.speculation.drop_through(book.book.state.released_through)
-        for head in heads:
-            if head.speculative:
-                self.speculation.add(head)
+        for head in speculative:
+            self.speculation.add(head)
         self.sink.speculate(self.speculation.take_complete())
 
     async def settled(self) -> None:

@@ -14,6 +14,7 @@ from cityscreen.aggregate.close import AggConfig
 from cityscreen.aggregate.partial import Partial
 from cityscreen.aggregate.partition import PartitionState
 from cityscreen.aggregate.rows import window_of
+from cityscreen.clean_batch import kind_of
 from cityscreen.events import CleanEvent
 from cityscreen.settings import Settings
 from tests.support.streams_support import ONE_WINDOW, START_MS, batch_of, make_raw_events, to_clean
@@ -60,7 +61,7 @@ class Run:
         )
 
     def add(self, event: CleanEvent, wall_ms: float | None = None) -> None:
-        st, kind = self.state, batch_of_kind(event)
+        st, kind = self.state, kind_of(event)
         offset = self.offsets[kind] = self.offsets.get(kind, -1) + 1
         assert not len(st.add_record(kind, offset, batch_of(kind, [event])))  # none late
         w = window_of(event.ts_ms, st.cfg.window_ms)
@@ -81,10 +82,6 @@ class Run:
             assert taken[0] not in self.speculated, "a window is speculated once"
             self.speculated[taken[0]] = _packed(taken[1])
             self.objects[taken[0]] = taken[1]
-
-
-def batch_of_kind(event: CleanEvent) -> str:
-    return {"SimEvent": "sim", "PaymentEvent": "payment", "TransitEvent": "transit"}[type(event).__name__]
 
 
 def _run(settings: Settings, cfg: AggConfig | None = None, wall_ms: float | None = None) -> Run:
@@ -146,7 +143,7 @@ def test_an_in_grace_event_after_the_speculation_is_in_the_close_and_not_in_the_
     run.add(msgspec.structs.replace(payment, event_id="in-grace", ts_ms=first + 59_000))
     assert first in run.touched
     for event in events:
-        if event.ts_ms > run.state.watermark_ms.get(batch_of_kind(event), 0):
+        if event.ts_ms > run.state.watermark_ms.get(kind_of(event), 0):
             run.add(event)
     close = dict(run.closes)[first]
     assert close != run.speculated[first]
