@@ -27,6 +27,16 @@ import numpy as np
 from cityscreen.privacy.audit import _MAX_PASSES, _bounds_from_rest
 
 
+def rows_of(idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ptr, rows): the rows of the padded equation table `idx` (padding n) that hold each variable v,
+    ascending, as rows[ptr[v] : ptr[v + 1]]."""
+    valid = idx < n
+    flat_v = idx[valid]
+    flat_e = np.broadcast_to(np.arange(len(idx))[:, None], idx.shape)[valid]
+    order = np.argsort(flat_v, kind="stable")
+    return np.searchsorted(flat_v[order], np.arange(n + 1)), flat_e[order]
+
+
 class IntervalBounds:
     """Bounds for successive masks; `idx`/`pos` the padded equation table, `block` each row's block."""
 
@@ -42,11 +52,7 @@ class IntervalBounds:
         self.blocks = int(self.row_block.max()) + 1 if len(idx) else 0
         self.var_block = np.full(self.n + 1, -1, dtype=np.int64)  # -1: in no equation (never moves)
         self.var_block[idx[self.valid]] = np.broadcast_to(self.row_block[:, None], idx.shape)[self.valid]
-        flat_v = idx[self.valid]
-        flat_e = np.broadcast_to(np.arange(len(idx))[:, None], idx.shape)[self.valid]
-        order = np.argsort(flat_v, kind="stable")
-        self.inc_eq = flat_e[order]  # the rows of each variable (CSR)
-        self.inc_ptr = np.searchsorted(flat_v[order], np.arange(self.n + 1))
+        self.inc_ptr, self.inc_eq = rows_of(idx, self.n)  # the rows of each variable (CSR)
         self.prev: np.ndarray | None = None
         self.flags = np.zeros((_MAX_PASSES, self.blocks), dtype=bool)  # block reported a change at pass
         self.moves = (

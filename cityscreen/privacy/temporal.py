@@ -11,7 +11,8 @@ released before (the same span, the one just before it):
   serves as a complement nor counts as hidden if a repair hides it;
 - audits the joint system: the previous window's equations and mask, this window's, and the links
   between persisting values, with the same protection rules (protection.py); a value it flags on
-  either side is widened on this side.
+  either side is widened on this side: one of the previous window by its twin, or, changed since, by
+  the persisting hidden values it shares an equation with (`JointAudit.near_partners`).
 Nothing is released that the threshold alone would not release: this only ever hides more.
 """
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.privacy.auditor import equation_table
+from cityscreen.privacy.interval import rows_of
 from cityscreen.privacy.protection import Protection
 from cityscreen.privacy.structure import Structure, build_structure
 
@@ -137,6 +139,8 @@ class JointAudit:
         self.before = np.asarray(previous.hidden, dtype=bool)
         idx, coef = equation_table(self.structure)
         self.rules = Protection(self.structure, idx, coef, **rules)
+        self.idx = idx
+        self.rows_ptr, self.rows = rows_of(idx, len(self.structure.keys))
 
     def given(self, known: np.ndarray) -> None:
         """What the rules flag with every value of this window hidden but the known ones: the previous
@@ -154,9 +158,26 @@ class JointAudit:
         past = found[found < self.n0]
         partners = self.partner[past]
         out = set(now.tolist()) | set(partners[partners >= 0].tolist())
-        orphans = past[partners < 0]
-        if len(orphans):
+        rest = []
+        for v in past[partners < 0].tolist():  # changed since: named by its hidden neighbours' partners
+            near = self.near_partners(v, mask)
+            if near:
+                out.update(near)
+            else:
+                rest.append(v)
+        if rest:  # no neighbour persisted: this window's suppressed values in its group
             for vars_, _ in self.rules.groups(mask):
-                if np.isin(orphans, vars_).any():
+                if np.isin(rest, vars_).any():
                     out.update((vars_[vars_ >= self.n0] - self.n0).tolist())
         return sorted(out)
+
+    def near_partners(self, v: int, mask: np.ndarray) -> list[int]:
+        """This window's ids of the hidden values that share an equation with the previous window's `v`
+        and persisted: the way a change of `v` reaches this window. Named by its whole group instead
+        (each suppressed value of this window in it), a value that changed since made the gate widen
+        hundreds of values for one: at the morning peak it hid 46% of the persons in res-8 totals."""
+        members = self.idx[self.rows[self.rows_ptr[v] : self.rows_ptr[v + 1]]].ravel()
+        members = members[(members < self.n0) & (members != v)]
+        members = members[mask[members]]
+        partners = self.partner[members]
+        return sorted(set(partners[partners >= 0].tolist()))
