@@ -93,7 +93,7 @@ def test_a_changed_value_widens_its_neighbourhood_not_its_whole_group() -> None:
     since has no twin in the second: the gate widens next to the hidden values it shares an equation
     with that persisted. Named by its whole linked group instead, the gate hid 0.82 of the persons
     in res-8 totals here (0.18 kept); the attack on this pair finds nothing either way (too slow for
-    this suite: about 2 CPU minutes)."""
+    this suite: minutes of CPU)."""
     windows = [w.aggregate for w in synthetic_windows(persons=3000, windows=2, seed=1)]
     aggregate, frames = list(release_series(windows, ON))[1]
     whole = inside = 0.0
