@@ -16,6 +16,7 @@ from cityscreen.privacy.temporal import Memory, carried
 from cityscreen.settings import PrivacySettings
 from tests.support.factories import PARENT7, SIBLINGS, crowd, make_aggregate
 from tests.support.interval_attacker import findings, persons_of
+from tests.support.night_attack import person_share
 from tests.support.temporal_attacker import Key, across_time, beyond_given, blank, persisting, secrets_only
 
 ON = PrivacySettings(across_time=True)
@@ -96,13 +97,7 @@ def test_a_changed_value_widens_its_neighbourhood_not_its_whole_group() -> None:
     this suite: minutes of CPU)."""
     windows = [w.aggregate for w in synthetic_windows(persons=3000, windows=2, seed=1)]
     aggregate, frames = list(release_series(windows, ON))[1]
-    whole = inside = 0.0
-    for cell, values in next(f for f in frames if f.res == 8).cells.items():
-        measure = aggregate.cells[8][cell].get(TOTAL)  # a cell may hold payments or taps only
-        persons = measure.value if measure else 0.0
-        whole += persons
-        inside += persons if values.get(TOTAL) is not None else 0.0
-    assert inside / whole >= 0.45
+    assert person_share(aggregate, frames, 8) >= 0.45
 
 
 def test_the_memory_holds_only_what_persisted() -> None:
