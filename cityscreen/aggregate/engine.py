@@ -20,12 +20,12 @@ import msgspec
 
 from cityscreen.aggregate.close import AggConfig
 from cityscreen.aggregate.codec import delta_windows
-from cityscreen.aggregate.gcpause import gc_paused
 from cityscreen.aggregate.partial import Partial
 from cityscreen.aggregate.partition import PartitionState
 from cityscreen.aggregate.rows import KINDS
 from cityscreen.clean_batch import BatchError, decode_record, encode_batch
 from cityscreen.events import CleanEvent
+from cityscreen.gcpause import gc_paused
 
 SNAPSHOT = "snap"
 CARRY = "c:"  # + closed-through: the carry entries one close changed

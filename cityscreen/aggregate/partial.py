@@ -13,9 +13,9 @@ from functools import lru_cache
 
 import msgspec
 
-from cityscreen.aggregate.gcpause import gc_paused
 from cityscreen.aggregates import FlowAggregate, Measure, WindowAggregate, parse_stat_key, stat_key
 from cityscreen.demography import BREAKDOWN_CATEGORIES
+from cityscreen.gcpause import gc_paused
 
 # value, persons, top_person_value (amounts in fen)
 Cell = dict[str, tuple[int, int, int]]

@@ -47,6 +47,18 @@ def live() -> Live:
     return asyncio.run(_live_partials(feed)), feed
 
 
+def _speculated_by_every_partition(partials: list[bytes]) -> set[int]:
+    """The windows every partition of the feed sent a speculative partial for: those the release agent
+    can gate ahead (it waits for all partitions, as for a complete window)."""
+    heads = [decode_header(v) for v in partials]
+    partitions = {h.partition for h in heads}
+    by_window: dict[int, set[int]] = {}
+    for h in heads:
+        if h.speculative and h.window_start_ms is not None:
+            by_window.setdefault(h.window_start_ms, set()).add(h.partition)
+    return {w for w, sent in by_window.items() if sent == partitions}
+
+
 def _counts(screen: Screen) -> dict[str, int]:
     return {k: int(v) for k, v in screen.redis.hashes.get("city:stats", {}).items()}
 
@@ -69,9 +81,10 @@ async def test_a_live_feeds_windows_are_gated_ahead_and_published_as_the_referen
     assert agent.speculation.state.partials == {} and len(screen.sink.ahead) == 0  # none left behind
     assert screen.frames == expected and sorted(screen.sent) == sorted(expected)
     counts = _counts(screen)
-    ahead = {decode_header(v).window_start_ms for v in speculative} - {None}
-    # every window that ended 10 s before the feed did; the rest closed idle, unspeculated
-    assert counts["windows_taken_ahead"] == len(ahead) >= 3 and counts["windows_published"] > len(ahead)
+    ahead = _speculated_by_every_partition(partials)
+    # every window whose partitions all ran 10 s past its end while it was open (how many depends on how
+    # the feed's persons fall into partitions); the rest closed with their partitions, unspeculated
+    assert counts["windows_taken_ahead"] == len(ahead) >= 2 and counts["windows_published"] > len(ahead)
     assert counts["windows_gated_ahead"] >= counts["windows_taken_ahead"]
     assert counts.get("windows_missed_ahead", 0) == 0
 
