@@ -93,23 +93,23 @@ class Pseudonymizer:
                 self._states.clear()
             key = _period_key(self.secret, period)
             state = self._states[period] = hashlib.blake2b(key=key, digest_size=DIGEST_BYTES)
+        missing = [n for n, value in enumerate(out) if value is None]
+        if self._memo_entries + len(missing) > self.memo_size:
+            # crude but bounded: a new period makes old entries useless anyway
+            self._memo.clear()
+            self._memo_entries = 0
+            memo = self._memo[(period, domain)] = {}
         fresh = state.copy  # the key block is compressed once per period, not once per identifier
         prefix = f"{domain}:"
-        for n, identifier in enumerate(identifiers):
-            if out[n] is None:
-                value = get(identifier)
-                if value is None:
-                    h = fresh()
-                    h.update((prefix + identifier).encode())
-                    value = h.hexdigest()
-                    if self._memo_entries >= self.memo_size:
-                        # crude but bounded: a new period makes old entries useless anyway
-                        self._memo.clear()
-                        self._memo_entries = 0
-                        memo = self._memo[(period, domain)] = {}
-                        get = memo.get
-                    if self.memo_size:
-                        memo[identifier] = value
-                        self._memo_entries += 1
-                out[n] = value
+        new = [identifiers[n] for n in missing]
+        hashed: list[str] = []
+        for identifier in new:
+            h = fresh()
+            h.update((prefix + identifier).encode())
+            hashed.append(h.hexdigest())
+        for n, value in zip(missing, hashed, strict=True):
+            out[n] = value
+        if len(new) <= self.memo_size:
+            memo.update(zip(new, hashed, strict=True))  # a batch's repeats collapse here
+            self._memo_entries = sum(map(len, self._memo.values()))
         return out  # type: ignore[return-value]

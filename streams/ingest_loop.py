@@ -19,7 +19,6 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 from adapters.kafka_topics import ensure_topics, project_specs
@@ -84,6 +83,7 @@ def consumer_config(settings: Settings, group: str) -> dict[str, Any]:
         "bootstrap.servers": settings.kafka.bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
+        "enable.auto.offset.store": True,  # what `consume` returns is what the loop's commit commits
         "auto.offset.reset": "earliest",
         "session.timeout.ms": int(session_s * 1000),
         "heartbeat.interval.ms": int(min(3.0, session_s / 3) * 1000),
@@ -96,15 +96,10 @@ def consumer_config(settings: Settings, group: str) -> dict[str, Any]:
     }
 
 
-def next_offsets(records: Sequence[Raw]) -> dict[tuple[str, int], int]:
-    """The offset to commit per (topic, partition) once `records` are published: one past the last."""
-    return {(topic, partition): offset + 1 for _, topic, partition, offset in records}
-
-
 async def run_loop(settings: Settings, group: str, count: CountStats | None, stop: asyncio.Event) -> None:
     """Consume the raw topics in `group` until `stop` is set."""
     from aiokafka import AIOKafkaProducer
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka import Consumer, KafkaException
 
     kafka = settings.kafka
     rf = kafka.replication_factor  # replicated as every project topic (a 3-broker stack: 3 copies, 2 in sync)
@@ -128,19 +123,19 @@ async def run_loop(settings: Settings, group: str, count: CountStats | None, sto
         phases = Phases()
         # in a thread: librdkafka waits for records without holding the GIL or the event loop
         taken = await asyncio.to_thread(consumer.consume, take.records, poll_s)
-        if not taken:
+        records = _records(taken)
+        if not records:
             return
         phases.mark("poll")
-        records = _records(taken)
         result = validator.run(records, int(time.time() * 1000))  # never raises for a record's content
         take.observe(len(records), sum(result.counts.values()))
         phases.mark("validate")
         await publish_until_delivered(publish, result, log)
         phases.mark("publish")
-        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets(records).items()]
         try:
-            if offsets:
-                consumer.commit(offsets=offsets, asynchronous=False)
+            # the positions `consume` has handed over, i.e. one past this batch's last record of each
+            # partition (librdkafka stores them as it returns records): all of them are published now
+            consumer.commit(asynchronous=False)
         except KafkaException as exc:  # a rebalance took the partition: its new owner reads it again
             log.warning(f"ingest offsets not committed ({exc!r}): those records will be read again")
         phases.mark("commit")

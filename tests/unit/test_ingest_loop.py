@@ -1,5 +1,5 @@
-"""The ingest loop's plain parts (streams.ingest_loop): its consumer's settings, the offsets it commits, and
-the records it hands to the validator."""
+"""The ingest loop's plain parts (streams.ingest_loop): its consumer's settings and the records it hands to
+the validator."""
 
 from __future__ import annotations
 
@@ -9,28 +9,14 @@ from dataclasses import dataclass
 import pytest
 
 from cityscreen.settings import Settings
-from streams.ingest_loop import _records, consumer_config, next_offsets
-
-
-def test_offsets_committed_are_one_past_the_last_record_of_each_partition() -> None:
-    records = [
-        (b"{}", "city.ingest.sim.v1", 0, 7),
-        (b"{}", "city.ingest.payment.v1", 0, 3),
-        (b"{}", "city.ingest.sim.v1", 0, 8),
-        (b"{}", "city.ingest.sim.v1", 1, 41),
-    ]
-    assert next_offsets(records) == {
-        ("city.ingest.sim.v1", 0): 9,
-        ("city.ingest.payment.v1", 0): 4,
-        ("city.ingest.sim.v1", 1): 42,
-    }
-    assert next_offsets([]) == {}
+from streams.ingest_loop import _records, consumer_config
 
 
 def test_the_consumer_commits_only_what_the_loop_published_and_fails_over_as_the_workers_do() -> None:
     settings = Settings.model_validate({"kafka": {"bootstrap": "10.0.0.1:9092", "session_timeout_s": 10.0}})
     config = consumer_config(settings, "cityscreen-ingest")
     assert config["enable.auto.commit"] is False  # at least once: offsets follow delivery, never precede it
+    assert config["enable.auto.offset.store"] is True  # the loop commits the positions `consume` handed over
     assert config["group.id"] == "cityscreen-ingest"
     assert config["bootstrap.servers"] == "10.0.0.1:9092"
     assert config["session.timeout.ms"] == 10_000  # the fault suite's quick failover reaches librdkafka
