@@ -58,7 +58,6 @@ class Pseudonymizer:
         # (period, domain) -> identifier -> pseudonym: a batch of one period and domain looks up plain
         # strings, with no key tuple or "domain:id" string built per event
         self._memo: dict[tuple[int, str], dict[str, str]] = {}
-        self._memo_entries = 0
 
     def __call__(self, identifier: str, ts_ms: int, domain: str) -> str:
         period = period_of(ts_ms, self.rotation_s, self.offset_s)
@@ -94,10 +93,9 @@ class Pseudonymizer:
             key = _period_key(self.secret, period)
             state = self._states[period] = hashlib.blake2b(key=key, digest_size=DIGEST_BYTES)
         missing = [n for n, value in enumerate(out) if value is None]
-        if self._memo_entries + len(missing) > self.memo_size:
+        if sum(map(len, self._memo.values())) + len(missing) > self.memo_size:
             # crude but bounded: a new period makes old entries useless anyway
             self._memo.clear()
-            self._memo_entries = 0
             memo = self._memo[(period, domain)] = {}
         fresh = state.copy  # the key block is compressed once per period, not once per identifier
         prefix = f"{domain}:"
@@ -111,5 +109,4 @@ class Pseudonymizer:
             out[n] = value
         if len(new) <= self.memo_size:
             memo.update(zip(new, hashed, strict=True))  # a batch's repeats collapse here
-            self._memo_entries = sum(map(len, self._memo.values()))
         return out  # type: ignore[return-value]
