@@ -7,7 +7,8 @@ records a second, while the batch validator behind it does tens of thousands per
 consumer is librdkafka's (confluent-kafka): its threads fetch and parse records in C while this one
 validates, and `consume` hands over up to a batch of records in one call. aiokafka's `getmany` built a
 Python record object per record: with it the loop took 110,000 to 116,000 one-event records a second,
-with librdkafka 159,000 to 171,000 (same box, same 3,000,000 records, runs in turn). The batch is
+a prototype of this loop on librdkafka 159,000 to 171,000 (same box, same 3,000,000 records, runs in
+turn; the final loop's runs are in docs/capacity.md). The batch is
 validated at once, published (aiokafka's idempotent producer: a batch is a few dozen clean records), and
 only then are its offsets committed: at least once, as the agent (a retry or a rebalance after a partial
 failure can repeat records, never lose one).
