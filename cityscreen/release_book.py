@@ -10,8 +10,10 @@ bytes they arrived in; merging them is the gate process's job (`merge_window`).
 `StoredBook` keeps a book in a key-value log (`BookLog`: the single-partition, changelog-backed
 `release-book` table in the worker, `DictBookLog` in tests), so the release agent's state survives a
 SIGKILL and moves with its partition on a rebalance. Layout: `meta` (msgpack `{"closed": {partition:
-closed-through}, "released": released-through}`), and `part/<start>:<span_s>/<partition>` (each kept
-partial as the partials-topic record it arrived in) until its window is stored.
+closed-through}, "released": released-through}`), `part/<start>:<span_s>/<partition>` (each kept
+partial as the partials-topic record it arrived in) until its window is stored, and `read` (the offset
+of the last partials-topic record booked: a restarted agent sees a record lost before it, see
+streams/release_agent.py).
 """
 
 from __future__ import annotations
@@ -162,6 +164,7 @@ class DictBookLog:
 
 
 META = "meta"
+READ = "read"
 PART = "part/"  # + Release.book_key + "/" + partition
 
 
@@ -174,7 +177,8 @@ class StoredBook:
         self.log = log
         self.book = ReleaseBook(partitions, window_s=window_s)
         items = log.items()
-        meta = dict(items).get(META)
+        stored = dict(items)
+        meta = stored.get(META)
         if meta:
             m = msgspec.msgpack.decode(meta)
             self.book.state.closed_through = {int(k): v for k, v in m["closed"].items()}
@@ -182,6 +186,14 @@ class StoredBook:
         for key, value in items:
             if key.startswith(PART):
                 self.book.add(decode_header(value))
+        read = stored.get(READ)
+        self.read_offset: int = -1 if read is None else int(msgspec.msgpack.decode(read))
+
+    def mark_read(self, offset: int) -> None:
+        """Record that the partials-topic records up to `offset` are booked (after `add`)."""
+        if offset > self.read_offset:
+            self.read_offset = offset
+            self.log.put(READ, msgspec.msgpack.encode(offset))
 
     def add(self, values: Iterable[bytes]) -> list[MessageHeader]:
         """Partials-topic records in arrival order; the partial itself stays compressed. Speculative

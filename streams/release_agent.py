@@ -8,16 +8,33 @@ records.
 Gating starts at once, in the gate pool, and the agent goes on reading: a window completed meanwhile is
 gated in parallel instead of waiting for the windows before it. Storing stays in window order (fused
 indicators read the previous window's frame): each batch's store waits for the one before.
+
+Records are booked in offset order (`on_records`), as the aggregate agent applies clean records: Faust
+lost the first partials record a restarted worker fetched (a partition's partial of the open window),
+the progress record after it completed the window, and the window was released without that
+partition (CI, twice: tests/integration/test_lost_records.py and test_recovery_sigkill.py). A hole in
+the offsets is read again (streams/stall.py: `OffsetGuard`), and so is a lost last record
+(`check_stall`: `StallWatch`). The book keeps the last offset it booked, so a hole right after a restart
+is seen too.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
-from typing import Protocol
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from cityscreen.frames import Frame
 from cityscreen.release_book import BookLog, Release, ReleaseBook, StoredBook
+from streams.stall import OffsetGuard, StallWatch
+
+PARTIALS = "partials"  # the guards' name for the partials topic (one partition, 0)
+Seek = Callable[[int], Awaitable[None]]  # seek the partials topic's partition to an offset
+
+
+async def _no_seek(offset: int) -> None:
+    """Tests that hand the agent records directly: nothing to seek."""
 
 
 class WindowReleaser(Protocol):
@@ -31,8 +48,20 @@ class WindowReleaser(Protocol):
 
 
 class ReleaseAgent:
-    def __init__(self, log: BookLog, sink: WindowReleaser, *, partitions: int, window_s: int) -> None:
+    def __init__(
+        self,
+        log: BookLog,
+        sink: WindowReleaser,
+        *,
+        partitions: int,
+        window_s: int,
+        seek: Seek = _no_seek,
+        warn: Callable[[str], Any] = logging.getLogger(__name__).warning,
+    ) -> None:
         self.log, self.sink, self.partitions, self.window_s = log, sink, partitions, window_s
+        self.seek, self.warn = seek, warn
+        self.guard = OffsetGuard()
+        self.watch = StallWatch(reseek_s=20.0, label="release agent")
         self._book: StoredBook | None = None
         self._settling: asyncio.Future[None] | None = None  # the latest batch's settle
         # speculative partials (partition.py: `speculate`), complete like the book's but kept in memory
@@ -53,7 +82,35 @@ class ReleaseAgent:
         The gate's memory goes the same way (it lives in the same log)."""
         self._book = None
         self.speculation = ReleaseBook(self.partitions, window_s=self.window_s)
+        self.guard, self.watch = OffsetGuard(), StallWatch(reseek_s=20.0, label="release agent")
         self.sink.forget()
+
+    async def on_records(self, records: Sequence[tuple[int, bytes]], now: float) -> None:
+        """Book a batch of (offset, value) partials-topic records in offset order: after a hole (records
+        Faust fetched and never delivered), seek back to it and drop what follows until it arrives."""
+        book = self.book
+        read, values = book.read_offset, []
+        for offset, value in records:
+            action, at = self.guard.admit(0, PARTIALS, offset, read, now)
+            if action == "seek":
+                self.warn(f"partials topic: offset {offset} arrived but {at} was never delivered; seeking "
+                          f"back to {at} (records the Kafka client fetched and Faust dropped)")  # fmt: skip
+                await self.seek(at)
+            elif action in ("apply", "hole"):
+                values.append(value)
+                read = max(read, offset)
+        self.on_batch(values)
+        book.mark_read(read)
+
+    async def check_stall(self, now: float, end_offset: int | None) -> None:
+        """Called every few seconds with the partials topic's end offset (None: not assigned here, or
+        not fetched yet): records lost at its end, with nothing after them, are read again."""
+        read = self.book.read_offset
+        behind = [] if end_offset is None or read + 1 >= end_offset else [(0, PARTIALS, read, end_offset)]
+        verdict = self.watch.check(now, read, behind)
+        if verdict.reseek:
+            self.warn(str(verdict.warning))
+            await self.seek(read + 1)
 
     def on_batch(self, values: Sequence[bytes]) -> None:
         """Book a batch of partials-topic records and start releasing the windows they complete.

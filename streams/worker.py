@@ -128,8 +128,15 @@ def build_worker(
     aggregator = AggregateAgent(engine, settings.window, send_partial=send_partial, send_dead=send_dead,
                                 stats=sink, consumer=FaustConsumer(app), log=app.log,
                                 release_busy=lambda: sink.in_flight > 0)  # fmt: skip
+    partials_tp = TP(partials_topic(app_id), 0)
+
+    async def seek_partials(offset: int) -> None:
+        if partials_tp in app.consumer.assignment():  # else its new owner reads it from the commit
+            await app.consumer.seek(partials_tp, offset)
+
     releaser = ReleaseAgent(book_log, sink, partitions=settings.kafka.partitions,
-                            window_s=settings.window.window_s)  # fmt: skip
+                            window_s=settings.window.window_s, seek=seek_partials,
+                            warn=app.log.warning)  # fmt: skip
     private: Any = app  # Faust's types declare neither its recovery service nor the consumer's offsets
     guard = RecoveryGuard(lambda: private.tables.recovery, lambda: private.consumer, app.log)
     _declare(app, settings, clean, partials, aggregator, releaser, sink, guard)
@@ -156,8 +163,8 @@ def _declare(
 
     async def release(stream: Any) -> None:
         # in batches: a partition that closes several windows at once sends their partials together
-        async for values in stream.take(256, within=0.05):
-            releaser.on_batch(values)
+        async for events in stream.take_events(256, within=0.05):
+            await releaser.on_records([(e.message.offset, e.value) for e in events], time.monotonic())
 
     async def close_idle() -> None:
         # a loop of its own, not Faust's timer: a tick that closes a census minute runs a second or two,
@@ -168,9 +175,12 @@ def _declare(
             await aggregator.tick()
 
     async def watch_recovery() -> None:
+        consumer, partials_tp = FaustConsumer(app), TP(partials.get_topic_name(), 0)
         while True:
             await asyncio.sleep(5.0)
             await guard.check(time.monotonic())
+            if consumer.recovered() and partials_tp in app.consumer.assignment():
+                await releaser.check_stall(time.monotonic(), _end_offset(app, partials_tp))
 
     async def manifest() -> None:
         await sink.publish_manifest()
@@ -187,6 +197,15 @@ def _declare(
     app.early_task(watch_recovery)  # from the start: the first recovery can stall too
     app.task(manifest)
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+
+
+def _end_offset(app: faust.App, tp: TP) -> int | None:
+    """The end offset the Kafka client last heard for `tp` (None: not yet, or no longer assigned)."""
+    try:
+        end: int | None = app.consumer.highwater(tp)
+        return end
+    except Exception:  # revoked since the assignment was read: the next check skips it
+        return None
 
 
 def _fetch_state(app: faust.App, lagging: list[Behind]) -> str:

@@ -152,11 +152,16 @@ def feed() -> Feed:
     return _feed()
 
 
-@pytest.fixture(scope="module")
-def partials(feed: Feed) -> list[bytes]:
+def _partials(feed: Feed) -> list[bytes]:
+    """The partials-topic records the aggregate agent sends for `feed`, in order."""
     harness = Harness(feed[0])
     asyncio.run(harness.feed(feed[0]))
     return harness.partials
+
+
+@pytest.fixture(scope="module")
+def partials(feed: Feed) -> list[bytes]:
+    return _partials(feed)
 
 
 class Screen:
