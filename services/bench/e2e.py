@@ -30,6 +30,7 @@ from cityscreen.errors import CityScreenError
 from cityscreen.events import INGEST_TOPICS, RawEvent, encode, encode_many
 from cityscreen.settings import Settings, to_env
 from services.bench import probes
+from services.bench.cpu import by_role, cpu_seconds, listed, stack_pids
 from services.bench.data import (
     base_events,
     bench_producer,
@@ -154,14 +155,18 @@ def timed(
     roles: list[tuple[str, str]],
     done: Callable[[], bool],
     progress: Callable[[float], None],
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, float]]:
     """Spawn `cityscreen worker --role R --group G` per (R, G), and time from every group being assigned
-    until `done()`. Returns the seconds from assignment and from spawn."""
+    until `done()`. Returns the seconds from assignment and from spawn, and the CPU seconds each role's
+    workers (their gate processes in) and each process of the local stack used from spawn to `done()`."""
+    stack = stack_pids(s)
+    stack_before = cpu_seconds(stack)
     t_spawn = time.monotonic()
     procs = [
         spawn(f"bench-{g}-{i}", [*CLI, "--role", r, "--group", g], log_dir=logs, env=env)
         for i, (r, g) in enumerate(roles)
     ]
+    role_of = {p.name: r for p, (r, _) in zip(procs, roles, strict=True)}
     waiting = {g for _, g in roles}
     t_ready, last_say = None, t_spawn
     try:
@@ -174,6 +179,8 @@ def timed(
                     t_ready = time.monotonic()
             if done():
                 t_done = time.monotonic()
+                used = by_role(cpu_seconds({p.name: p.pid for p in procs}, children_apart=True), role_of)
+                stack_used = {name: v - stack_before.get(name, 0.0) for name, v in cpu_seconds(stack).items()}
                 break
             if now - last_say > 5:
                 last_say = now
@@ -185,7 +192,8 @@ def timed(
         for p in procs:
             p.stop()
     t_ready = t_ready if t_ready is not None else t_spawn
-    return {"seconds": t_done - t_ready, "from_spawn_s": t_done - t_spawn, "startup_s": t_ready - t_spawn}
+    times = {"seconds": t_done - t_ready, "from_spawn_s": t_done - t_spawn, "startup_s": t_ready - t_spawn}
+    return times, {**used, **stack_used}
 
 
 def measure_ingest(
@@ -247,7 +255,7 @@ def _measure(
 ) -> dict[str, object]:
     r = redis_sync.Redis.from_url(s.redis.url)
     before = ingest_counted(r)
-    t = timed(
+    t, cpu_s = timed(
         s,
         env,
         logs,
@@ -257,7 +265,10 @@ def _measure(
     )
     eps = rate_eps(load.events, t["seconds"])
     say(f"[{phase}] {load.events:,} events in {t['seconds']:.2f} s from the group(s) assigned: {eps:,.0f}/s")
-    return {"eps": round(eps, 1), "events": load.events, **_rounded(t), "timed": what}
+    per_cpu_s = {name: round(load.events / v) for name, v in cpu_s.items() if v > 0}
+    say(f"[{phase}] CPU s from spawn: {listed(cpu_s, '.1f')}; events per CPU s: {listed(per_cpu_s, ',')}")
+    return {"eps": round(eps, 1), "events": load.events, **_rounded(t), "timed": what,
+            "cpu_s": _rounded(cpu_s), "events_per_cpu_s": per_cpu_s}  # fmt: skip
 
 
 def _rounded(t: dict[str, float]) -> dict[str, float]:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import redis as redis_sync
 
 from cityscreen.aggregate.rows import window_of
@@ -39,6 +38,7 @@ from cityscreen.events import CLEAN_TOPICS, INGEST_TOPICS
 from cityscreen.privacy import manifest_for
 from cityscreen.settings import Settings, to_env
 from services.bench import PEAK_START, probes
+from services.bench.cpu import cpu_seconds
 from services.bench.report import event_delays_ms, lag_is_flat, percentile, second_half, slope_per_s
 from services.bench.stack import bench_stack
 from services.bench.workers import Say, alive
@@ -182,26 +182,14 @@ def _watch(
             next_sample += opts.sample_s
             t_s = time.monotonic() - t0
             _sample_lag(s.kafka.bootstrap, seen, t_s, say)
-            seen.cpu_s.update(_cpu_seconds(procs))
+            used = cpu_seconds({name: p.pid for name, p in procs.items()})
+            seen.cpu_s.update({name: round(seconds, 1) for name, seconds in used.items()})
             if on_sample is not None:
                 on_sample(t_s, procs)
         if seen.load_published(window_ms):
             break
         time.sleep(0.25)
     return seen
-
-
-def _cpu_seconds(procs: dict[str, ManagedProcess]) -> dict[str, float]:
-    """CPU seconds (user and system) each live process has used, its children (gate processes) in."""
-    out = {}
-    for name, p in procs.items():
-        try:
-            proc = psutil.Process(p.pid)
-            times = [proc.cpu_times(), *(c.cpu_times() for c in proc.children(recursive=True))]
-        except psutil.Error:
-            continue  # ended: its last reading stays
-        out[name] = round(sum(t.user + t.system for t in times), 1)
-    return out
 
 
 def _sample_lag(bootstrap: str, seen: Seen, t_s: float, say: Say) -> None:

@@ -15,6 +15,7 @@ import redis as redis_sync
 from cityscreen.errors import CityScreenError
 from cityscreen.settings import Settings
 from services.bench import probes
+from services.bench.cpu import by_role, cpu_seconds, listed
 from services.bench.data import LoadStats
 from services.bench.report import rate_eps
 from services.stack.procs import ManagedProcess, spawn
@@ -106,6 +107,8 @@ def measure_ours(
     procs = [spawn(f"bench-aggregate-{i}", argv, log_dir=logs, env=env) for i in range(workers)]
     try:
         t_ready, t_done = _await_last_window(s, r, procs, group, max(stats.windows), before, t_spawn, say)
+        used = cpu_seconds({p.name: p.pid for p in procs}, children_apart=True)
+        cpu_s = by_role(used, {p.name: "aggregate" for p in procs})
         st = probes.stats(r)
     finally:
         for p in procs:
@@ -115,6 +118,8 @@ def measure_ours(
     say(
         f"[ours] {stats.events:,} events in {seconds:.2f} s after the group was assigned: {eps:,.0f} events/s"
     )
+    per_cpu_s = {name: round(stats.events / v) for name, v in cpu_s.items() if v > 0}
+    say(f"[ours] CPU s from spawn: {listed(cpu_s, '.1f')}; events per CPU s: {listed(per_cpu_s, ',')}")
     return {
         "eps": round(eps, 1),
         "events": stats.events,
@@ -125,6 +130,8 @@ def measure_ours(
         "windows_published": st.get("windows_published", 0) - before,
         "late_events": st.get("late_events", 0),
         "timed": "consumer group Stable (partitions assigned) -> last window's coarsest frame in Redis",
+        "cpu_s": {name: round(v, 2) for name, v in cpu_s.items()},
+        "events_per_cpu_s": per_cpu_s,
     }
 
 
