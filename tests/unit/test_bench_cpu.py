@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from services.bench.cpu import by_role, cpu_seconds
 
@@ -15,7 +16,7 @@ def test_a_process_counts_its_children_and_an_ended_one_is_left_out() -> None:
                              stdin=subprocess.PIPE)  # fmt: skip
     try:
         while cpu_seconds({"child": child.pid}).get("child", 0.0) < 0.3:
-            pass  # the child spins 0.3 s of CPU, then waits on its input
+            time.sleep(0.01)  # the child spins 0.3 s of CPU, then waits on its input
         mine = cpu_seconds({"me": os.getpid()})["me"]
         apart = cpu_seconds({"me": os.getpid()}, children_apart=True)
         alone = sum(os.times()[:2])  # this process without its children
