@@ -37,6 +37,11 @@ async def _no_seek(offset: int) -> None:
     """Tests that hand the agent records directly: nothing to seek."""
 
 
+def _guards() -> tuple[OffsetGuard, StallWatch]:
+    """Fresh lost-record guards for the partials topic (at start, and when its partition moves)."""
+    return OffsetGuard(), StallWatch(reseek_s=20.0, label="release agent")
+
+
 class WindowReleaser(Protocol):
     async def release(
         self, windows: Sequence[tuple[Release, Sequence[bytes]]], *, after: Awaitable[object] | None = None
@@ -60,8 +65,7 @@ class ReleaseAgent:
     ) -> None:
         self.log, self.sink, self.partitions, self.window_s = log, sink, partitions, window_s
         self.seek, self.warn = seek, warn
-        self.guard = OffsetGuard()
-        self.watch = StallWatch(reseek_s=20.0, label="release agent")
+        self.guard, self.watch = _guards()
         self._book: StoredBook | None = None
         self._settling: asyncio.Future[None] | None = None  # the latest batch's settle
         # speculative partials (partition.py: `speculate`), complete like the book's but kept in memory
@@ -82,7 +86,7 @@ class ReleaseAgent:
         The gate's memory goes the same way (it lives in the same log)."""
         self._book = None
         self.speculation = ReleaseBook(self.partitions, window_s=self.window_s)
-        self.guard, self.watch = OffsetGuard(), StallWatch(reseek_s=20.0, label="release agent")
+        self.guard, self.watch = _guards()
         self.sink.forget()
 
     async def on_records(self, records: Sequence[tuple[int, bytes]], now: float) -> None:

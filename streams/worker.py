@@ -139,7 +139,7 @@ def build_worker(
                             warn=app.log.warning)  # fmt: skip
     private: Any = app  # Faust's types declare neither its recovery service nor the consumer's offsets
     guard = RecoveryGuard(lambda: private.tables.recovery, lambda: private.consumer, app.log)
-    _declare(app, settings, clean, partials, aggregator, releaser, sink, guard)
+    _declare(app, settings, clean, partials, partials_tp, aggregator, releaser, sink, guard)
     return app
 
 
@@ -148,6 +148,7 @@ def _declare(
     settings: Settings,
     clean: faust.TopicT,
     partials: faust.TopicT,
+    partials_tp: TP,  # its one partition
     aggregator: AggregateAgent,
     releaser: ReleaseAgent,
     sink: ReleaseSink,
@@ -175,7 +176,7 @@ def _declare(
             await aggregator.tick()
 
     async def watch_recovery() -> None:
-        consumer, partials_tp = FaustConsumer(app), TP(partials.get_topic_name(), 0)
+        consumer = FaustConsumer(app)
         while True:
             await asyncio.sleep(5.0)
             await guard.check(time.monotonic())

@@ -3,7 +3,8 @@ figure): what each stage of the pipeline costs per event, beside the wall-clock 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import psutil
 
@@ -48,6 +49,14 @@ def by_role(cpu_s: Mapping[str, float], role_of: Mapping[str, str]) -> dict[str,
     return out
 
 
-def listed(values: Mapping[str, float] | Mapping[str, int], spec: str) -> str:
-    """ "name value, ..." for a progress line, each value formatted with `spec`."""
+def cpu_doc(
+    cpu_s: Mapping[str, float], events: int, phase: str, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """A phase's `cpu_s` and `events_per_cpu_s` for its JSON, said on one progress line."""
+    per_cpu_s = {name: round(events / v) for name, v in cpu_s.items() if v > 0}
+    say(f"[{phase}] CPU s from spawn: {_listed(cpu_s, '.1f')}; events per CPU s: {_listed(per_cpu_s, ',')}")
+    return {"cpu_s": {name: round(v, 3) for name, v in cpu_s.items()}, "events_per_cpu_s": per_cpu_s}
+
+
+def _listed(values: Mapping[str, float] | Mapping[str, int], spec: str) -> str:
     return ", ".join(f"{name} {v:{spec}}" for name, v in values.items())

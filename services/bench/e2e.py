@@ -30,7 +30,7 @@ from cityscreen.errors import CityScreenError
 from cityscreen.events import INGEST_TOPICS, RawEvent, encode, encode_many
 from cityscreen.settings import Settings, to_env
 from services.bench import probes
-from services.bench.cpu import by_role, cpu_seconds, listed, stack_pids
+from services.bench.cpu import by_role, cpu_doc, cpu_seconds, stack_pids
 from services.bench.data import (
     base_events,
     bench_producer,
@@ -265,10 +265,8 @@ def _measure(
     )
     eps = rate_eps(load.events, t["seconds"])
     say(f"[{phase}] {load.events:,} events in {t['seconds']:.2f} s from the group(s) assigned: {eps:,.0f}/s")
-    per_cpu_s = {name: round(load.events / v) for name, v in cpu_s.items() if v > 0}
-    say(f"[{phase}] CPU s from spawn: {listed(cpu_s, '.1f')}; events per CPU s: {listed(per_cpu_s, ',')}")
-    return {"eps": round(eps, 1), "events": load.events, **_rounded(t), "timed": what,
-            "cpu_s": _rounded(cpu_s), "events_per_cpu_s": per_cpu_s}  # fmt: skip
+    cpu = cpu_doc(cpu_s, load.events, phase, say)
+    return {"eps": round(eps, 1), "events": load.events, **_rounded(t), "timed": what, **cpu}
 
 
 def _rounded(t: dict[str, float]) -> dict[str, float]:

@@ -15,7 +15,7 @@ import redis as redis_sync
 from cityscreen.errors import CityScreenError
 from cityscreen.settings import Settings
 from services.bench import probes
-from services.bench.cpu import by_role, cpu_seconds, listed
+from services.bench.cpu import by_role, cpu_doc, cpu_seconds
 from services.bench.data import LoadStats
 from services.bench.report import rate_eps
 from services.stack.procs import ManagedProcess, spawn
@@ -118,8 +118,7 @@ def measure_ours(
     say(
         f"[ours] {stats.events:,} events in {seconds:.2f} s after the group was assigned: {eps:,.0f} events/s"
     )
-    per_cpu_s = {name: round(stats.events / v) for name, v in cpu_s.items() if v > 0}
-    say(f"[ours] CPU s from spawn: {listed(cpu_s, '.1f')}; events per CPU s: {listed(per_cpu_s, ',')}")
+    cpu = cpu_doc(cpu_s, stats.events, "ours", say)
     return {
         "eps": round(eps, 1),
         "events": stats.events,
@@ -130,8 +129,7 @@ def measure_ours(
         "windows_published": st.get("windows_published", 0) - before,
         "late_events": st.get("late_events", 0),
         "timed": "consumer group Stable (partitions assigned) -> last window's coarsest frame in Redis",
-        "cpu_s": {name: round(v, 2) for name, v in cpu_s.items()},
-        "events_per_cpu_s": per_cpu_s,
+        **cpu,
     }
 
 
