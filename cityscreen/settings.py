@@ -154,6 +154,14 @@ class PrivacySettings(BaseModel):
             "default: it does not yet stop every finding of the attacker across time (docs/privacy.md)"
         ),
     )
+    stock_noise: bool = Field(
+        False,
+        description=(
+            "threshold mode: people present and active persons (the per-window person counts) get DP noise "
+            "and a noisy threshold instead of complementary suppression, so differences across time stay "
+            "noisy; spend, transit and flows keep exact values and complementary suppression"
+        ),
+    )
     dp_mechanism: Literal["laplace", "discrete_gaussian"] = "laplace"
     epsilon_per_window: float = Field(1.0, gt=0, le=10, description="epsilon per person per window")
     delta: float = Field(1e-6, ge=0, lt=1e-3, description="delta, used by the discrete Gaussian mechanism")

@@ -9,6 +9,7 @@ composition for Laplace; zero-concentrated DP for the discrete Gaussian), the ho
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from cityscreen.aggregates import STATISTICS
@@ -19,6 +20,9 @@ SECONDS_PER_DAY = 86_400
 FLOW_KINDS = ("movement", "transit")
 # statistics that place each person in one base cell per window (no contribution bound needed)
 PERSON_COUNTS = frozenset({"population.persons", "active.persons"})
+# their layers: people present are a stock, so `stock_noise` noises them (and active persons, counted in
+# the same base window); the event layers keep thresholds and complementary suppression
+PERSON_LAYERS = ("population", "active")
 
 
 @dataclass(frozen=True)
@@ -54,22 +58,33 @@ def sensitivity(metric: str, privacy: PrivacySettings) -> float:
     return float(privacy.max_contributions_per_window)
 
 
-def families(resolutions: list[int], privacy: PrivacySettings) -> tuple[Family, ...]:
+def families(
+    resolutions: list[int], privacy: PrivacySettings, layers: Collection[str] | None = None
+) -> tuple[Family, ...]:
+    """Every family of the layers given (None: every layer and the flows)."""
     out: list[Family] = []
     for res in resolutions:
         for layer, metrics in STATISTICS.items():
+            if layers is not None and layer not in layers:
+                continue
             for metric, dims in metrics.items():
                 name = f"{layer}.{metric}"
                 for part in ("", *(f"|{d}" for d in dims)):
                     out.append(Family(f"r{res}:{name}{part}", sensitivity(name, privacy)))
     # transit flows: up to the contribution bound of trips; movement: bounded the same way, conservatively
-    out.extend(Family(f"flows:{kind}", float(privacy.max_contributions_per_window)) for kind in FLOW_KINDS)
+    if layers is None or "flows" in layers:
+        out.extend(
+            Family(f"flows:{kind}", float(privacy.max_contributions_per_window)) for kind in FLOW_KINDS
+        )
     return tuple(out)
 
 
-def budget(privacy: PrivacySettings, *, window_s: int, resolutions: list[int]) -> Budget:
-    """Split `epsilon_per_window` evenly over every family a person can touch, and compose over a day."""
-    fams = families(resolutions, privacy)
+def budget(
+    privacy: PrivacySettings, *, window_s: int, resolutions: list[int], layers: Collection[str] | None = None
+) -> Budget:
+    """Split `epsilon_per_window` evenly over every family a person can touch in the noised `layers`
+    (None: all of them), and compose over a day."""
+    fams = families(resolutions, privacy, layers)
     windows = max(1, SECONDS_PER_DAY // window_s)
     eps_window = privacy.epsilon_per_window
     if privacy.dp_mechanism == "laplace":
@@ -96,3 +111,11 @@ def family_name(res: int, stat: str) -> str:
     metric, _, part = stat.partition("|")
     dim = part.partition("=")[0]
     return f"r{res}:{metric}" + (f"|{dim}" if dim else "")
+
+
+def noised_layers(privacy: PrivacySettings) -> tuple[str, ...] | None:
+    """The layers whose released values carry noise: None for every layer (DP mode), the person counts'
+    under `stock_noise`, none in threshold mode."""
+    if privacy.dp_enabled:
+        return None
+    return PERSON_LAYERS if privacy.stock_noise else ()

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
+import msgspec
 import numpy as np
 
 from cityscreen.aggregates import LAYERS, WindowAggregate
 from cityscreen.frames import FRAME_VERSION, Frame, FramePrivacy, ReleasedFlow
-from cityscreen.privacy.accountant import Budget, budget, family_name
+from cityscreen.privacy.accountant import PERSON_LAYERS, Budget, budget, family_name, noised_layers
 from cityscreen.privacy.noise import discrete_gaussian, keyed_uniform, laplace, noise_rng
 from cityscreen.privacy.structure import AMOUNT_METRICS, Structure, build_structure
 from cityscreen.privacy.suppression import primary, suppress
@@ -25,6 +26,7 @@ from cityscreen.privacy.temporal import Memory
 from cityscreen.settings import PrivacySettings
 
 ALL_LAYERS = (*LAYERS, "flows")
+REST_LAYERS = tuple(layer for layer in ALL_LAYERS if layer not in PERSON_LAYERS)
 
 
 def release(aggregate: WindowAggregate, privacy: PrivacySettings, *, published_ms: int) -> list[Frame]:
@@ -37,12 +39,62 @@ def release_kept(
 ) -> tuple[list[Frame], Memory | None]:
     """`release`, and what the gate keeps for the next window of the same span (threshold mode with
     `across_time` only: None otherwise). `previous`: what it kept of the window just before, if any."""
+    if not privacy.stock_noise or privacy.dp_enabled:
+        return _release(aggregate, privacy, published_ms, previous, noisy=privacy.dp_enabled)
+    counts, rest = (only_layers(aggregate, layers) for layers in (PERSON_LAYERS, REST_LAYERS))
+    if not counts.layers or not rest.layers:  # the window holds one kind only
+        return _release(aggregate, privacy, published_ms, previous, noisy=bool(counts.layers))
+    noisy, _ = _release(counts, privacy, published_ms, None, noisy=True)
+    exact, kept = _release(rest, privacy, published_ms, previous, noisy=False)
+    return [_joined(n, e) for n, e in zip(noisy, exact, strict=True)], kept
+
+
+def only_layers(aggregate: WindowAggregate, layers: tuple[str, ...]) -> WindowAggregate:
+    """The window with the statistics of `layers` only (cells left empty dropped)."""
+    covered = [layer for layer in aggregate.layers or ALL_LAYERS if layer in layers]
+    cells = {
+        res: {
+            cell: kept
+            for cell, stats in by_cell.items()
+            if (kept := {key: m for key, m in stats.items() if key.partition(".")[0] in layers})
+        }
+        for res, by_cell in aggregate.cells.items()
+    }
+    flows = aggregate.flows if "flows" in layers else []
+    return msgspec.structs.replace(aggregate, cells=cells, flows=flows, layers=covered)
+
+
+def _joined(noisy: Frame, exact: Frame) -> Frame:
+    """One frame of both parts: cells in cell order (as the full gate and the shards list them), the person
+    counts' values first in each (the full gate keeps each cell's order of arrival)."""
+    cells = {cell: dict(values) for cell, values in noisy.cells.items()}
+    for cell, values in exact.cells.items():
+        cells.setdefault(cell, {}).update(values)
+    return msgspec.structs.replace(
+        noisy,
+        cells=dict(sorted(cells.items())),
+        flows=exact.flows,
+        spans={**noisy.spans, **exact.spans},
+        privacy=msgspec.structs.replace(noisy.privacy, mechanism=f"{noisy.privacy.mechanism}+threshold"),
+    )
+
+
+def _release(
+    aggregate: WindowAggregate,
+    privacy: PrivacySettings,
+    published_ms: int,
+    previous: Memory | None,
+    *,
+    noisy: bool,
+) -> tuple[list[Frame], Memory | None]:
     resolutions = sorted(aggregate.cells, reverse=True)
     structure = build_structure(aggregate)
     kept: Memory | None = None
     k = privacy.min_persons
-    if privacy.dp_enabled:
-        plan = budget(privacy, window_s=aggregate.window_s, resolutions=resolutions)
+    if noisy:
+        plan = budget(
+            privacy, window_s=aggregate.window_s, resolutions=resolutions, layers=noised_layers(privacy)
+        )
         values, hidden = _noisy(aggregate, structure, privacy, plan)
         flows = _noisy_flows(aggregate, privacy, plan)
         frame_privacy = FramePrivacy(k, True, plan.epsilon_per_window, plan.mechanism)

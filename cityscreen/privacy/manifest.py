@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cityscreen.privacy.accountant import Budget, budget
+from cityscreen.privacy.accountant import Budget, budget, noised_layers
 from cityscreen.privacy.person_day import day_statement, now_budget
 from cityscreen.settings import NowSettings, PrivacySettings, Settings
 
@@ -36,6 +36,15 @@ DP_RULES = (
     "complementary suppression is off: differences of noisy values stay noisy",
     "released totals are not forced to equal the sum of their noisy parts",
 )
+STOCK_RULES = (
+    "people present and active persons carry noise, seeded per (secret, window, resolution, cell, "
+    "statistic): a value that persists from one window to the next cannot be worked out by differencing "
+    "the two windows' releases, which stay noisy; re-reading cannot average the noise away",
+    "noisy threshold for them: a count is released only when its noisy value is at least k (and its exact "
+    "value too)",
+    "complementary suppression is off for them (differences stay noisy); spend, transit and flows keep "
+    "exact values and complementary suppression",
+)
 
 
 def build_manifest(
@@ -51,7 +60,12 @@ def build_manifest(
     """A JSON-able description of the privacy applied to every frame; `layer_windows_s`: the window
     each layer covers (every layer: `window_s` when not given); `now`: the now layer's settings when it
     is on, whose budget per person-day (`period_s`, the pseudonym period) the manifest then states."""
-    plan = budget(privacy, window_s=window_s, resolutions=sorted(resolutions, reverse=True))
+    plan = budget(
+        privacy,
+        window_s=window_s,
+        resolutions=sorted(resolutions, reverse=True),
+        layers=noised_layers(privacy) or None,  # threshold mode: the plan only counts windows per day
+    )
     manifest = _final_manifest(privacy, plan, window_s, resolutions, flow_res, layer_windows_s)
     if now is not None and now.enabled:
         manifest.update(now_entry(now, period_s=period_s, final_rho_per_day=final_rho_per_day(privacy, plan)))
@@ -73,9 +87,10 @@ def manifest_for(settings: Settings) -> dict[str, Any]:
 
 
 def final_rho_per_day(privacy: PrivacySettings, plan: Budget) -> float | None:
-    """zCDP per person-day of DP mode's final frames (None: thresholds only, no DP statement). Pure
-    epsilon-DP is (epsilon^2 / 2)-zCDP (Bun and Steinke 2016)."""
-    if not privacy.dp_enabled:
+    """zCDP per person-day of the final frames' noise (DP mode, or the person counts' under
+    `stock_noise`; None: thresholds only, no DP statement). Pure epsilon-DP is (epsilon^2 / 2)-zCDP
+    (Bun and Steinke 2016)."""
+    if noised_layers(privacy) == ():
         return None
     if plan.mechanism == "laplace":
         return plan.epsilon_per_day**2 / 2
@@ -126,8 +141,11 @@ def _final_manifest(
         "flow_res": flow_res,
         "dominance_share": privacy.dominance_share,
         "dp_enabled": privacy.dp_enabled,
-        "mechanism": plan.mechanism if privacy.dp_enabled else "threshold",
-        "rules": list(RULES + (DP_RULES if privacy.dp_enabled else ())),
+        "noised_layers": list(LAYER_NAMES if privacy.dp_enabled else noised_layers(privacy) or ()),
+        "mechanism": _mechanism(privacy, plan),
+        "rules": list(
+            RULES + (DP_RULES if privacy.dp_enabled else STOCK_RULES if privacy.stock_noise else ())
+        ),
         "defaults": {
             "min_persons": 10,
             "dp_enabled": False,
@@ -135,7 +153,7 @@ def _final_manifest(
             "epsilon_per_window": 1.0,
         },
     }
-    if not privacy.dp_enabled:
+    if noised_layers(privacy) == ():
         manifest.update(epsilon_per_window=0.0, epsilon_per_day=0.0, dp=None)
         return manifest
     eps_day = plan.epsilon_per_day
@@ -163,3 +181,9 @@ def _final_manifest(
             "for someone present all day; the k threshold and the rules above still apply to every value"
         )
     return manifest
+
+
+def _mechanism(privacy: PrivacySettings, plan: Budget) -> str:
+    if privacy.dp_enabled:
+        return plan.mechanism
+    return f"{plan.mechanism} on people counts, threshold elsewhere" if privacy.stock_noise else "threshold"

@@ -29,11 +29,13 @@ def _encoded(frames: list) -> list[bytes]:  # type: ignore[type-arg]
 
 
 @pytest.mark.parametrize("shards", [2, 3])
-@pytest.mark.parametrize(("k", "dp"), [(10, False), (20, False), (10, True)])
+@pytest.mark.parametrize(
+    ("k", "dp", "stock"), [(10, False, False), (20, False, False), (10, True, False), (10, False, True)]
+)
 def test_the_shards_release_what_the_whole_window_releases(
-    window: WindowAggregate, shards: int, k: int, dp: bool
+    window: WindowAggregate, shards: int, k: int, dp: bool, stock: bool
 ) -> None:
-    privacy = PrivacySettings(min_persons=k, dp_enabled=dp)
+    privacy = PrivacySettings(min_persons=k, dp_enabled=dp, stock_noise=stock)
     whole = release(window, privacy, published_ms=7)
     DECIDED.clear()  # the shards solve their groups' programs, not the answers the whole window left
     parts = [release(shard_of(window, i, shards), privacy, published_ms=7) for i in range(shards)]

@@ -127,6 +127,16 @@ export function nowLine(now) {
     + `at most ε ${eps} per person per day for everything they show.`;
 }
 
+/** Which final numbers carry random noise, in words. */
+function noiseLine(dp, manifest, framePrivacy) {
+  if (dp) return `Random noise is added to every number (differential privacy, ${manifest?.mechanism ?? framePrivacy?.mechanism}).`;
+  if ((manifest?.noised_layers ?? []).includes('population')) {
+    return `Random noise is added to people present and active persons (differential privacy, ${manifest?.dp?.mechanism ?? 'noise'}), `
+      + 'so a hidden number cannot be worked out by comparing one minute with the next; spend, transit and flows are exact.';
+  }
+  return 'No random noise is added to final numbers (differential privacy is off for them).';
+}
+
 /** The plain-word lines of the privacy panel, after its summary. */
 function privacyLines(manifest, framePrivacy) {
   const window = manifest?.window_s ? (manifest.window_s === 60 ? 'minute' : `${manifest.window_s} seconds`) : 'window';
@@ -140,9 +150,7 @@ function privacyLines(manifest, framePrivacy) {
   if (manifest?.dominance_share) {
     lines.push(`Spend is also hidden where one payer makes up more than ${Math.round(manifest.dominance_share * 100)}% of it.`);
   }
-  lines.push(dp
-    ? `Random noise is added to every number (differential privacy, ${manifest?.mechanism ?? framePrivacy?.mechanism}).`
-    : 'No random noise is added to final numbers (differential privacy is off for them).');
+  lines.push(noiseLine(dp, manifest, framePrivacy));
   const now = manifest?.now_layer;
   if (now) lines.push(nowLine(now));
   if (manifest?.warning) lines.push(manifest.warning);

@@ -197,6 +197,12 @@ describe('privacy', () => {
     const model = privacyModel({ ...MANIFEST, dp_enabled: true, mechanism: 'laplace', warning: 'epsilon per day is 1440' }, null);
     expect(model.lines.slice(-2)).toEqual(['Random noise is added to every number (differential privacy, laplace).', 'epsilon per day is 1440']);
   });
+  it('says which numbers carry noise when only the person counts do (stock noise)', () => {
+    const model = privacyModel({ ...MANIFEST, noised_layers: ['population', 'active'], dp: { mechanism: 'laplace' } }, null);
+    expect(model.lines.at(-1)).toBe(
+      'Random noise is added to people present and active persons (differential privacy, laplace), so a hidden number cannot be worked out by comparing one minute with the next; spend, transit and flows are exact.',
+    );
+  });
   it('falls back to the frame\'s k, and admits when there is none', () => {
     expect(privacyModel(null, { min_persons: 20 }).summary).toBe('Every number covers at least 20 people.');
     expect(privacyModel(null, null).summary).toBe('The privacy rules could not be loaded.');
