@@ -23,7 +23,7 @@ def test_dp_manifest_reports_epsilon_per_window_and_day_and_warns_when_large() -
     m = build_manifest(PrivacySettings(dp_enabled=True), window_s=60, resolutions=[8, 7, 6])
     assert m["mechanism"] == "laplace" and m["epsilon_per_window"] == 1.0
     assert m["epsilon_per_day"] == 1440.0
-    assert "warning" in m and "1.44e+03" in m["warning"]
+    assert "warning" in m and "is 1,440:" in m["warning"]
     assert m["dp"]["statistics_per_person_per_window"] == 3 * (4 + 1 + 6 + 6) + 2  # see test_dp
     small = build_manifest(
         PrivacySettings(dp_enabled=True, epsilon_per_window=0.005), window_s=3600, resolutions=[8]

@@ -12,7 +12,7 @@ from cityscreen.privacy import build_manifest, release
 from cityscreen.privacy.accountant import PERSON_LAYERS, budget
 from cityscreen.privacy.gate import REST_LAYERS, only_layers
 from cityscreen.privacy.synthetic import synthetic_windows
-from cityscreen.settings import PrivacySettings
+from cityscreen.settings import NowSettings, PrivacySettings
 from tests.support.interval_attacker import persons_of
 
 STOCK = PrivacySettings(stock_noise=True)
@@ -61,6 +61,10 @@ def test_the_person_counts_spend_the_window_budget_alone() -> None:
     assert m["dp"]["statistics_per_person_per_window"] == 15 and m["epsilon_per_day"] == 1440.0
     assert any("complementary suppression across" in r for r in m["rules"])  # the event layers keep it
     assert any("persists from one window to the next" in r for r in m["rules"]) and "warning" in m
+    # zCDP per person-day: 1,440 windows x 15 families x (1/15)^2 / 2, each Laplace (epsilon^2 / 2)-zCDP
+    assert build_manifest(STOCK, window_s=60, resolutions=[8, 7, 6], now=NowSettings())["person_day"][
+        "final_rho"
+    ] == pytest.approx(48.0)
 
 
 def test_a_window_of_one_kind_is_gated_in_that_kind_s_mode(window: WindowAggregate) -> None:
