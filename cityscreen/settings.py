@@ -351,7 +351,7 @@ class Settings(BaseSettings):
                 "CITY_GATEWAY__OPERATOR_TOKENS holds a development token: set real tokens, "
                 "e.g. CITY_GATEWAY__OPERATOR_TOKENS='[\"<random>\"]'"
             )
-        if self.privacy.dp_enabled and self.privacy.dp_seed == DEV_DP_SEED:
+        if (self.privacy.dp_enabled or self.privacy.stock_noise) and self.privacy.dp_seed == DEV_DP_SEED:
             problems.append(
                 "CITY_PRIVACY__DP_SEED is the default: set a secret seed so noise cannot be replayed"
             )

@@ -6,6 +6,9 @@ released total equals the sum of its parts wherever an observer could subtract.
 DP mode: the same person threshold and dominance rule, then keyed noise on every released value and a
 noisy threshold (noisy count >= k). Noise makes differences noisy, so complementary suppression is not
 applied, and released totals are not re-made consistent with their parts (documented in docs/privacy.md).
+Stock noise (threshold mode with `stock_noise`): the person counts (people present, a stock, and active
+persons) are released as in DP mode, the rest of the window as in threshold mode. No equation links the
+two parts (equations stay within a metric), so each is gated on its own and the frames are joined.
 """
 
 from __future__ import annotations

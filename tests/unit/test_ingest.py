@@ -215,6 +215,18 @@ def test_production_refuses_placeholder_secret(secret: str) -> None:
         require_secret(unchecked)
 
 
+@pytest.mark.parametrize("privacy", [{"dp_enabled": True}, {"stock_noise": True}])
+def test_production_refuses_the_public_noise_seed_wherever_noise_is_drawn(privacy: dict[str, object]) -> None:
+    def production(privacy: dict[str, object]) -> Settings:
+        tokens = {"operator_tokens": ["tok-" + "x" * 20]}
+        return Settings(mode="production", pseudonym_secret="a" * 32, gateway=tokens, privacy=privacy)
+
+    production({})  # no noise: the seed is not used
+    with pytest.raises(ValidationError, match="CITY_PRIVACY__DP_SEED"):
+        production(privacy)
+    production({**privacy, "dp_seed": "b" * 32})
+
+
 def test_development_and_real_secrets_are_accepted() -> None:
     require_secret(Settings())
     require_secret(Settings.model_construct(mode="production", pseudonym_secret="a" * 32))
