@@ -44,9 +44,11 @@ def release_kept(
     `across_time` only: None otherwise). `previous`: what it kept of the window just before, if any."""
     if not privacy.stock_noise or privacy.dp_enabled:
         return _release(aggregate, privacy, published_ms, previous, noisy=privacy.dp_enabled)
+    covered = aggregate.layers or ALL_LAYERS
+    with_counts = any(layer in PERSON_LAYERS for layer in covered)
+    if not with_counts or all(layer in PERSON_LAYERS for layer in covered):  # one kind only: no split
+        return _release(aggregate, privacy, published_ms, previous, noisy=with_counts)
     counts, rest = (only_layers(aggregate, layers) for layers in (PERSON_LAYERS, REST_LAYERS))
-    if not counts.layers or not rest.layers:  # the window holds one kind only
-        return _release(aggregate, privacy, published_ms, previous, noisy=bool(counts.layers))
     noisy, _ = _release(counts, privacy, published_ms, None, noisy=True)
     exact, kept = _release(rest, privacy, published_ms, previous, noisy=False)
     return [_joined(n, e) for n, e in zip(noisy, exact, strict=True)], kept

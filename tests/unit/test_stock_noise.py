@@ -1,7 +1,8 @@
 """`privacy.stock_noise`: people present and active persons (the per-window person counts; people present
 are a stock) get keyed DP noise and a noisy threshold instead of complementary suppression, so that
 differencing two windows' releases stays noisy (issue 14, item 6); spend, transit and flows are gated as
-in threshold mode. The attacker across time on it: tests/unit/test_temporal_attack.py."""
+in threshold mode. No attack test of noisy releases across time yet (docs/privacy.md, "Noise on the
+stock")."""
 
 from __future__ import annotations
 
