@@ -8,7 +8,9 @@ noisy threshold (noisy count >= k). Noise makes differences noisy, so complement
 applied, and released totals are not re-made consistent with their parts (documented in docs/privacy.md).
 Stock noise (threshold mode with `stock_noise`): the person counts (people present, a stock, and active
 persons) are released as in DP mode, the rest of the window as in threshold mode. No equation links the
-two parts (equations stay within a metric), so each is gated on its own and the frames are joined.
+two parts (equations stay within a metric), so each is gated on its own and the frames are joined. Their
+noise is drawn per true value, not per window (`stable_draw`): a count that holds over many windows is
+released with the same noise each time, so averaging the windows cannot wear it down.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ import numpy as np
 from cityscreen.aggregates import LAYERS, WindowAggregate
 from cityscreen.frames import FRAME_VERSION, Frame, FramePrivacy, ReleasedFlow
 from cityscreen.privacy.accountant import PERSON_LAYERS, Budget, budget, family_name, noised_layers
-from cityscreen.privacy.noise import discrete_gaussian, keyed_uniform, laplace, noise_rng
+from cityscreen.privacy.noise import (
+    discrete_gaussian,
+    fresh_draw,
+    keyed_uniform,
+    laplace,
+    noise_rng,
+    stable_draw,
+)
 from cityscreen.privacy.structure import AMOUNT_METRICS, Structure, build_structure
 from cityscreen.privacy.suppression import primary, suppress
 from cityscreen.privacy.temporal import Memory
@@ -168,27 +177,22 @@ def shown_numbers(values: np.ndarray) -> list[float]:
 
 
 def _draw(
-    privacy: PrivacySettings,
-    plan: Budget,
-    scale: float,
-    *,
-    window_start_ms: int,
-    res: int,
-    cell: str,
-    stat: str,
+    privacy: PrivacySettings, plan: Budget, scale: float, *, draw: str, res: int, cell: str, stat: str
 ) -> float:
     if plan.mechanism == "laplace":
-        u = keyed_uniform(privacy.dp_seed, window_start_ms=window_start_ms, res=res, cell=cell, stat=stat)
-        return laplace(u, scale)
-    rng = noise_rng(privacy.dp_seed, window_start_ms=window_start_ms, res=res, cell=cell, stat=stat)
+        return laplace(keyed_uniform(privacy.dp_seed, draw=draw, res=res, cell=cell, stat=stat), scale)
+    rng = noise_rng(privacy.dp_seed, draw=draw, res=res, cell=cell, stat=stat)
     return float(discrete_gaussian(rng, scale))
 
 
 def _noisy(
     aggregate: WindowAggregate, structure: Structure, privacy: PrivacySettings, plan: Budget
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Noisy values (counts rounded, post-processing) and the mask of what stays hidden."""
+    """Noisy values (counts rounded, post-processing) and the mask of what stays hidden. DP mode draws
+    each window's noise afresh; stock noise draws it per true value (module docstring)."""
     k = privacy.min_persons
+    stable = not privacy.dp_enabled
+    window = fresh_draw(aggregate.window_start_ms)
     hidden = primary(structure, k, privacy.dominance_share)
     scales = {fam.name: plan.scale(fam) for fam in plan.families}
     family_scale: dict[tuple[int, str], float | None] = {}  # (res, stat) -> its family's scale
@@ -203,9 +207,8 @@ def _noisy(
         if scale is None:  # not in the accounted budget: never released under DP
             hidden[i] = True
             continue
-        noisy = exact[i] + _draw(
-            privacy, plan, scale, window_start_ms=aggregate.window_start_ms, res=res, cell=cell, stat=key
-        )
+        draw = stable_draw(aggregate.window_s, exact[i]) if stable else window
+        noisy = exact[i] + _draw(privacy, plan, scale, draw=draw, res=res, cell=cell, stat=key)
         if structure.metric[i] in AMOUNT_METRICS:
             values[i] = max(0.0, round(noisy))
         else:
@@ -227,7 +230,7 @@ def _noisy_flows(aggregate: WindowAggregate, privacy: PrivacySettings, plan: Bud
                 privacy,
                 plan,
                 scale,
-                window_start_ms=aggregate.window_start_ms,
+                draw=fresh_draw(aggregate.window_start_ms),
                 res=aggregate.flow_res,
                 cell=f"{f.origin}>{f.dest}",
                 stat=f"flows.{f.kind}",

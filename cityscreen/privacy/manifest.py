@@ -37,9 +37,10 @@ DP_RULES = (
     "released totals are not forced to equal the sum of their noisy parts",
 )
 STOCK_RULES = (
-    "people present and active persons carry noise, seeded per (secret, window, resolution, cell, "
-    "statistic): a value that persists from one window to the next cannot be worked out by differencing "
-    "the two windows' releases, which stay noisy; re-reading cannot average the noise away",
+    "people present and active persons carry noise drawn once per (secret, resolution, cell, statistic, "
+    "true count), as the cell key method does: a count keeps the same noise in every window it holds, "
+    "so a value that persists cannot be worked out by differencing or averaging windows; a released "
+    "number that repeats tells only that its count did not change",
     "noisy threshold for them: a count is released only when its noisy value is at least k (and its exact "
     "value too)",
     "complementary suppression is off for them (differences stay noisy); spend, transit and flows keep "
@@ -87,12 +88,13 @@ def manifest_for(settings: Settings) -> dict[str, Any]:
 
 
 def final_rho_per_day(privacy: PrivacySettings, plan: Budget) -> float | None:
-    """zCDP per person-day of the final frames' noise (DP mode, or the person counts' under
-    `stock_noise`; None: thresholds only, no DP statement). Pure epsilon-DP is (epsilon^2 / 2)-zCDP
+    """zCDP per person-day of the final frames' noise in DP mode (None otherwise: no DP statement over
+    a day; stock noise repeats its draws while a count holds, so its windows do not compose as
+    independent releases: docs/privacy.md, "Noise on the stock"). Pure epsilon-DP is (epsilon^2 / 2)-zCDP
     (Bun and Steinke 2016), and zCDP adds up: each family's Laplace values, in each window of the day.
     (Converting the day's summed epsilon instead squares it: 1,440 windows of epsilon 1 gave
-    rho 1,036,800 rather than 720 for one family, or 48 for the 15 of the person counts.)"""
-    if noised_layers(privacy) == ():
+    rho 1,036,800 rather than 720 for one family.)"""
+    if not privacy.dp_enabled:  # thresholds only, or stock noise: drawn per count, not composed per window
         return None
     if plan.mechanism == "laplace":
         return plan.epsilon_per_family**2 / 2 * len(plan.families) * plan.windows_per_day
@@ -158,16 +160,14 @@ def _final_manifest(
     if noised_layers(privacy) == ():
         manifest.update(epsilon_per_window=0.0, epsilon_per_day=0.0, dp=None)
         return manifest
-    eps_day = plan.epsilon_per_day
+    eps_day = plan.epsilon_per_day if privacy.dp_enabled else None
     manifest.update(
         epsilon_per_window=plan.epsilon_per_window,
         epsilon_per_day=eps_day,
         dp={
             "mechanism": plan.mechanism,
             "delta": plan.delta,
-            "composition": "sequential (Laplace: sum of epsilons)"
-            if plan.mechanism == "laplace"
-            else "zero-concentrated DP, converted to (epsilon, delta)",
+            "composition": _composition(privacy, plan),
             "statistics_per_person_per_window": len(plan.families),
             "epsilon_per_statistic": plan.epsilon_per_family,
             "contribution_bounds": {
@@ -177,12 +177,23 @@ def _final_manifest(
             "noise_scale": {fam.name: round(plan.scale(fam), 3) for fam in plan.families},
         },
     )
-    if eps_day > LARGE_DAILY_EPSILON:
+    if eps_day is not None and eps_day > LARGE_DAILY_EPSILON:
         manifest["warning"] = (
             f"epsilon per person per day is {eps_day:,.0f}: differential privacy alone protects little "
             "for someone present all day; the k threshold and the rules above still apply to every value"
         )
     return manifest
+
+
+def _composition(privacy: PrivacySettings, plan: Budget) -> str:
+    if not privacy.dp_enabled:
+        return (
+            "per window; across windows the noise is drawn once per true count and repeated while it "
+            "holds (cell key method), so windows do not add up as independent releases"
+        )
+    if plan.mechanism == "laplace":
+        return "sequential (Laplace: sum of epsilons)"
+    return "zero-concentrated DP, converted to (epsilon, delta)"
 
 
 def _mechanism(privacy: PrivacySettings, plan: Budget) -> str:

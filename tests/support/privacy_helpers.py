@@ -20,6 +20,7 @@ from cityscreen.aggregates import STATISTICS, WindowAggregate, parse_stat_key
 from cityscreen.city import load_city
 from cityscreen.demography import BREAKDOWN_CATEGORIES
 from cityscreen.frames import Frame
+from cityscreen.privacy.structure import build_structure
 
 # ------------------------------------------------------------------------------------ the attacker
 VarKey = tuple[int, str, str]
@@ -65,6 +66,12 @@ def _equations(frames: list[Frame]) -> tuple[dict[VarKey, float | None], list[Eq
                     members = children.get((cell, key), [])
                     eqs.append([((res, cell, key), 1.0)] + [(m, -1.0) for m in members])
     return known, eqs
+
+
+def truth_of(aggregate: WindowAggregate) -> dict[VarKey, float]:
+    """Every key the frames list with its true value, as the gate sees it (empty categories as 0)."""
+    structure = build_structure(aggregate)
+    return dict(zip(structure.keys, structure.value.tolist(), strict=True))
 
 
 def metro_lines() -> frozenset[str]:

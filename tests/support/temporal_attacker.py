@@ -19,9 +19,8 @@ import msgspec
 
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame
-from cityscreen.privacy.structure import build_structure
 from tests.support.interval_attacker import Interval, Knowledge, findings, persons_of, solve_system
-from tests.support.privacy_helpers import VarKey, knowledge
+from tests.support.privacy_helpers import VarKey, knowledge, truth_of
 
 Key = tuple[int, int, str, str]  # (window start, res, cell, stat key)
 
@@ -30,13 +29,8 @@ def persisting(before: WindowAggregate, after: WindowAggregate) -> set[VarKey]:
     """The keys whose true value is the same in both windows: what this attacker is granted. Every key
     a frame lists counts, an empty category of a breakdown too (the engine lists them; an empty one
     that stayed empty persisted), so the truth is read with the breakdowns' categories filled in."""
-    old = _truth(before)
-    return {key for key, value in _truth(after).items() if old.get(key) == value}
-
-
-def _truth(aggregate: WindowAggregate) -> dict[VarKey, float]:
-    structure = build_structure(aggregate)  # the truth as the frames list it (filled with zeros)
-    return dict(zip(structure.keys, structure.value.tolist(), strict=True))
+    old = truth_of(before)
+    return {key for key, value in truth_of(after).items() if old.get(key) == value}
 
 
 def across_time(before: list[Frame], after: list[Frame], persist: set[VarKey]) -> dict[Key, Interval]:

@@ -13,7 +13,7 @@ from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import encode_frame
 from cityscreen.privacy import release, zcdp
 from cityscreen.privacy.accountant import budget, families
-from cityscreen.privacy.noise import discrete_gaussian, keyed_uniform, laplace, noise_rng
+from cityscreen.privacy.noise import discrete_gaussian, fresh_draw, keyed_uniform, laplace, noise_rng
 from cityscreen.settings import PrivacySettings
 from tests.support.factories import SIBLINGS, crowd, make_aggregate
 
@@ -23,7 +23,7 @@ N = 20_000
 def keyed_laplace(scale: float, seed: str = "test-seed") -> np.ndarray:
     return np.array(
         [
-            laplace(keyed_uniform(seed, window_start_ms=0, res=8, cell=f"c{i}", stat="s"), scale)
+            laplace(keyed_uniform(seed, draw=fresh_draw(0), res=8, cell=f"c{i}", stat="s"), scale)
             for i in range(N)
         ]
     )
@@ -63,7 +63,7 @@ def test_discrete_gaussian_noise_matches_the_mechanism() -> None:
     x = np.sort(
         np.array(
             [
-                discrete_gaussian(noise_rng("s", window_start_ms=0, res=8, cell=f"c{i}", stat="t"), sigma)
+                discrete_gaussian(noise_rng("s", draw=fresh_draw(0), res=8, cell=f"c{i}", stat="t"), sigma)
                 for i in range(N)
             ]
         )

@@ -1,8 +1,8 @@
 """`privacy.stock_noise`: people present and active persons (the per-window person counts; people present
 are a stock) get keyed DP noise and a noisy threshold instead of complementary suppression, so that
 differencing two windows' releases stays noisy (issue 14, item 6); spend, transit and flows are gated as
-in threshold mode. No attack test of noisy releases across time yet (docs/privacy.md, "Noise on the
-stock")."""
+in threshold mode. The noise is drawn per true count, so a count that holds keeps its noise: the
+averaging attacker across time (tests/unit/test_averaging_attack.py) gains nothing from the windows."""
 
 from __future__ import annotations
 
@@ -59,13 +59,13 @@ def test_the_person_counts_spend_the_window_budget_alone() -> None:
     m = build_manifest(STOCK, window_s=60, resolutions=[8, 7, 6])
     assert m["noised_layers"] == list(PERSON_LAYERS) and m["dp_enabled"] is False
     assert m["mechanism"] == "laplace on people counts, threshold elsewhere"
-    assert m["dp"]["statistics_per_person_per_window"] == 15 and m["epsilon_per_day"] == 1440.0
+    assert m["dp"]["statistics_per_person_per_window"] == 15 and m["epsilon_per_window"] == 1.0
     assert any("complementary suppression across" in r for r in m["rules"])  # the event layers keep it
-    assert any("persists from one window to the next" in r for r in m["rules"]) and "warning" in m
-    # zCDP per person-day: 1,440 windows x 15 families x (1/15)^2 / 2, each Laplace (epsilon^2 / 2)-zCDP
-    assert build_manifest(STOCK, window_s=60, resolutions=[8, 7, 6], now=NowSettings())["person_day"][
-        "final_rho"
-    ] == pytest.approx(48.0)
+    assert any("cell key method" in r for r in m["rules"]) and "cell key" in m["dp"]["composition"]
+    # drawn once per count, not per window: no per-day sum of windows to state, and no warning about one
+    assert m["epsilon_per_day"] is None and "warning" not in m
+    day = build_manifest(STOCK, window_s=60, resolutions=[8, 7, 6], now=NowSettings())["person_day"]
+    assert day["final_rho"] is None and day["total_rho"] == day["now_rho"]
 
 
 def test_a_window_of_one_kind_is_gated_in_that_kind_s_mode(window: WindowAggregate) -> None:
@@ -76,3 +76,29 @@ def test_a_window_of_one_kind_is_gated_in_that_kind_s_mode(window: WindowAggrega
     counts = release(only_layers(window, PERSON_LAYERS), STOCK, published_ms=0)
     assert all(f.privacy.mechanism == "laplace" and not f.flows for f in counts)
     assert all(_is_count(key) for f in counts for values in f.cells.values() for key in values)
+
+
+def test_a_count_that_holds_keeps_its_noise_and_a_changed_one_is_drawn_again() -> None:
+    """Two minutes of one synthetic city: every person count whose truth is the same in both is released
+    as the same number; one whose truth changed is drawn again. DP mode draws every window afresh."""
+    windows = [w.aggregate for w in synthetic_windows(persons=3_000, windows=2, seed=4)]
+    persons = persons_of(windows)
+
+    def released(privacy: PrivacySettings, w: WindowAggregate) -> dict[tuple[int, str, str], float]:
+        return {(f.res, cell, key): v for f in release(w, privacy, published_ms=0)
+                for cell, values in f.cells.items() for key, v in values.items() if _is_count(key) and v}  # fmt: skip
+
+    def same_or_not(privacy: PrivacySettings) -> dict[bool, list[bool]]:
+        """truth held -> for each count released in both minutes, whether the two numbers are equal"""
+        before, after = (released(privacy, w) for w in windows)
+        out: dict[bool, list[bool]] = {True: [], False: []}
+        for key in before.keys() & after.keys():
+            truths = [persons[(w.window_start_ms, *key)] for w in windows]
+            out[truths[0] == truths[1]].append(before[key] == after[key])
+        return out
+
+    stock = same_or_not(STOCK)
+    assert len(stock[True]) > 20 and all(stock[True]), stock
+    assert len(stock[False]) > 100 and sum(stock[False]) < len(stock[False]) // 10, stock
+    dp = same_or_not(PrivacySettings(dp_enabled=True))
+    assert len(dp[True]) > 10 and sum(dp[True]) < len(dp[True]) // 2, dp

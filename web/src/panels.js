@@ -131,8 +131,9 @@ export function nowLine(now) {
 function noiseLine(dp, manifest, framePrivacy) {
   if (dp) return `Random noise is added to every number (differential privacy, ${manifest?.mechanism ?? framePrivacy?.mechanism}).`;
   if ((manifest?.noised_layers ?? []).includes('population')) {
-    return `Random noise is added to people present and active persons (differential privacy, ${manifest?.dp?.mechanism ?? 'noise'}), `
-      + 'so a hidden number cannot be worked out by comparing one minute with the next; spend, transit and flows are exact.';
+    return `Random noise (${manifest?.dp?.mechanism ?? 'differential privacy'}) is added to people present and active persons. `
+      + 'A count keeps the same noise while it holds, so a hidden number cannot be worked out by comparing '
+      + 'or averaging minutes. Spend, transit and flows are exact.';
   }
   return 'No random noise is added to final numbers (differential privacy is off for them).';
 }

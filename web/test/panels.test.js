@@ -200,7 +200,7 @@ describe('privacy', () => {
   it('says which numbers carry noise when only the person counts do (stock noise)', () => {
     const model = privacyModel({ ...MANIFEST, noised_layers: ['population', 'active'], dp: { mechanism: 'laplace' } }, null);
     expect(model.lines.at(-1)).toBe(
-      'Random noise is added to people present and active persons (differential privacy, laplace), so a hidden number cannot be worked out by comparing one minute with the next; spend, transit and flows are exact.',
+      'Random noise (laplace) is added to people present and active persons. A count keeps the same noise while it holds, so a hidden number cannot be worked out by comparing or averaging minutes. Spend, transit and flows are exact.',
     );
   });
   it('falls back to the frame\'s k, and admits when there is none', () => {
