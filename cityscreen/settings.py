@@ -155,11 +155,12 @@ class PrivacySettings(BaseModel):
         ),
     )
     stock_noise: bool = Field(
-        False,
+        True,
         description=(
-            "threshold mode: people present and active persons (the per-window person counts) get DP noise "
-            "and a noisy threshold instead of complementary suppression, so differences across time stay "
-            "noisy; spend, transit and flows keep exact values and complementary suppression"
+            "on by default, in threshold mode: people present and active persons (the per-window person "
+            "counts) get DP noise and a noisy threshold instead of complementary suppression, so differences "
+            "across time stay noisy; spend, transit and flows keep exact values and complementary "
+            "suppression. CITY_PRIVACY__STOCK_NOISE=false gives exact threshold mode on every layer"
         ),
     )
     dp_mechanism: Literal["laplace", "discrete_gaussian"] = "laplace"

@@ -153,6 +153,7 @@ def _final_manifest(
         "defaults": {
             "min_persons": 10,
             "dp_enabled": False,
+            "stock_noise": True,
             "dp_mechanism": "laplace",
             "epsilon_per_window": 1.0,
         },

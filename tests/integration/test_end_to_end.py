@@ -49,6 +49,8 @@ def e2e_settings(stack: LocalStack, port: int) -> Settings:
             # Short windows that close soon after the partition goes quiet: no minute-long wait.
             "window": s.window.model_copy(update={"window_s": 10, "grace_s": 5, "idle_close_s": 1.0}),
             "gateway": s.gateway.model_copy(update={"port": port}),
+            # exact threshold mode: the frame holds exactly the persons sent (stock noise would noise them)
+            "privacy": s.privacy.model_copy(update={"stock_noise": False}),
         }
     )
 

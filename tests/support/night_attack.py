@@ -47,7 +47,8 @@ def night(persons: int, minutes: int, hour: int = 3) -> list[WindowAggregate]:
 
 
 def gated(windows: list[WindowAggregate], across_time: bool, attack: bool = True) -> dict[str, Any]:
-    privacy = Settings().privacy.model_copy(update={"across_time": across_time})
+    # the stateless gate and the gate across time, both threshold mode: exact values on every layer
+    privacy = Settings().privacy.model_copy(update={"across_time": across_time, "stock_noise": False})
     out: dict[str, Any] = {"across_time": across_time, "gate_cpu_s": [], "r8": [], "r7": [], "pairs": []}
     released = []
     last = time.process_time()

@@ -20,6 +20,7 @@ from cityscreen.privacy.structure import build_structure
 from cityscreen.privacy.synthetic import SyntheticWindow, synthetic_windows
 from cityscreen.settings import PrivacySettings
 from tests.support.factories import SIBLINGS, crowd, make_aggregate
+from tests.support.gate_modes import THRESHOLD, threshold
 from tests.support.privacy_helpers import recovered, small_released
 
 PERSONS = 1_000
@@ -32,7 +33,7 @@ def naive_release(aggregate: WindowAggregate, k: int) -> list[Frame]:
     for i, (res, cell, key) in enumerate(structure.keys):
         value = float(structure.value[i]) if structure.persons[i] >= k else None
         cells.setdefault(res, {}).setdefault(cell, {})[key] = value
-    privacy = release(aggregate, PrivacySettings(), published_ms=0)[0].privacy
+    privacy = release(aggregate, THRESHOLD, published_ms=0)[0].privacy
     flows = [
         ReleasedFlow(f.origin, f.dest, f.kind, f.persons if f.persons >= k else None) for f in aggregate.flows
     ]
@@ -68,7 +69,7 @@ def test_attacker_breaks_the_naive_gate_on_the_synthetic_city(city: list[Synthet
 
 @pytest.mark.parametrize("k", [10, 20])
 def test_gate_output_resists_the_attacker(city: list[SyntheticWindow], k: int) -> None:
-    frames = [f for w in city for f in release(w.aggregate, PrivacySettings(min_persons=k), published_ms=0)]
+    frames = [f for w in city for f in release(w.aggregate, threshold(min_persons=k), published_ms=0)]
     assert any(v is None for f in frames for c in f.cells.values() for v in c.values())
     assert recovered(frames) == {}
 
@@ -76,16 +77,18 @@ def test_gate_output_resists_the_attacker(city: list[SyntheticWindow], k: int) -
 def test_gate_resists_the_attacker_on_a_randomised_city() -> None:
     seed = int(os.environ.get("CITY_TEST_SEED", random.SystemRandom().randrange(1 << 30)))
     windows = synthetic_windows(persons=PERSONS, windows=1, seed=seed)
-    frames = release(windows[0].aggregate, PrivacySettings(), published_ms=0)
+    frames = release(windows[0].aggregate, THRESHOLD, published_ms=0)
     assert recovered(frames) == {}, f"recovered values with CITY_TEST_SEED={seed}"
 
 
-@pytest.mark.parametrize("dp", [False, True])
+@pytest.mark.parametrize(
+    "mode", [{"stock_noise": False}, {}, {"dp_enabled": True}], ids=["threshold", "stock-noise", "dp"]
+)
 def test_a_followed_person_is_never_in_a_released_value_under_k(
-    city: list[SyntheticWindow], dp: bool
+    city: list[SyntheticWindow], mode: dict[str, object]
 ) -> None:
     k = 10
-    privacy = PrivacySettings(min_persons=k, dp_enabled=dp)
+    privacy = PrivacySettings.model_validate({"min_persons": k, **mode})
     for window in city:
         agg = window.aggregate
         frames = {f.res: f for f in release(agg, privacy, published_ms=0)}

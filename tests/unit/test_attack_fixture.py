@@ -18,8 +18,9 @@ import pytest
 from cityscreen.aggregates import WindowAggregate
 from cityscreen.events import RawEvent, RawPayment, RawSim, RawTransit
 from cityscreen.frames import Frame
-from cityscreen.settings import PrivacySettings, Settings
+from cityscreen.settings import Settings
 from services.generator.fixtures import read_events
+from tests.support.gate_modes import threshold
 from tests.support.parallel import release_all
 from tests.support.privacy_helpers import recovered, small_released
 from tests.support.reference_aggregates import reference_window_aggregates
@@ -42,12 +43,12 @@ def aggregates(events: list[RawEvent]) -> list[WindowAggregate]:
 
 @pytest.fixture(scope="module")
 def released(aggregates: list[WindowAggregate]) -> Callable[[bool], list[Frame]]:
-    """Every frame of the fixture at k = 10, with DP off or on (computed once per mode)."""
+    """Every frame of the fixture at k = 10, in exact threshold mode or DP mode (computed once per mode)."""
     cache: dict[bool, list[Frame]] = {}
 
     def frames(dp: bool) -> list[Frame]:
         if dp not in cache:
-            privacy = PrivacySettings(min_persons=10, dp_enabled=dp)
+            privacy = threshold(min_persons=10, dp_enabled=dp)
             cache[dp] = release_all(aggregates, privacy)
         return cache[dp]
 
@@ -57,7 +58,7 @@ def released(aggregates: list[WindowAggregate]) -> Callable[[bool], list[Frame]]
 @pytest.mark.heavy
 @pytest.mark.parametrize("k", [10, 20])
 def test_fixture_release_resists_the_differencing_attacker(aggregates: list[WindowAggregate], k: int) -> None:
-    assert recovered(release_all(aggregates[:WINDOWS], PrivacySettings(min_persons=k))) == {}
+    assert recovered(release_all(aggregates[:WINDOWS], threshold(min_persons=k))) == {}
 
 
 def identifier(ev: RawEvent) -> str:

@@ -11,6 +11,7 @@ from cityscreen.frames import Frame, encode_frame
 from cityscreen.privacy import release
 from cityscreen.settings import PrivacySettings
 from tests.support.factories import SIBLINGS, bus_stops, crowd, make_aggregate
+from tests.support.gate_modes import THRESHOLD, threshold
 from tests.support.privacy_helpers import recovered
 
 A, B, C = SIBLINGS[0], SIBLINGS[1], SIBLINGS[2]
@@ -20,7 +21,7 @@ ACTIVE = "active.persons"
 
 
 def released(agg: WindowAggregate, k: int = 10, **privacy: object) -> dict[int, Frame]:
-    frames = release(agg, PrivacySettings(min_persons=k, **privacy), published_ms=1)
+    frames = release(agg, threshold(min_persons=k, **privacy), published_ms=1)
     return {f.res: f for f in frames}
 
 
@@ -143,21 +144,23 @@ def test_flows_threshold_per_pair(persons: int, expect: float | None) -> None:
 
 
 def test_one_frame_per_resolution_with_the_privacy_in_force() -> None:
-    frames = release(make_aggregate({A: crowd(30)}), PrivacySettings(min_persons=12), published_ms=5)
+    frames = release(make_aggregate({A: crowd(30)}), threshold(min_persons=12), published_ms=5)
     assert [f.res for f in frames] == [8, 7, 6]
     assert all(f.privacy.min_persons == 12 and not f.privacy.dp_enabled for f in frames)
     assert all(f.privacy.mechanism == "threshold" and f.fused == {} for f in frames)
 
 
-def test_frames_carry_only_cells_statistics_and_numbers() -> None:
+@pytest.mark.parametrize("privacy", [THRESHOLD, PrivacySettings()], ids=["threshold", "default"])
+def test_frames_carry_only_cells_statistics_and_numbers(privacy: PrivacySettings) -> None:
     """No identifier can leave: every string in a frame is an H3 cell, a statistic key or a label."""
     import h3
 
     agg = make_aggregate({A: crowd(30), B: crowd(12, "M")}, payments=[(A, p, "food", 9.0) for p in range(11)])
     agg.flows = [FlowAggregate(h3.cell_to_parent(A, 6), h3.cell_to_parent(B, 6), "movement", 11)]
     allowed_labels = {"transit", "movement", "threshold", "laplace", "discrete_gaussian"}
+    allowed_labels |= {"laplace+threshold", "discrete_gaussian+threshold"}  # stock noise
     allowed_labels |= {"population", "active", "payments", "flows"}  # spans: the window of each layer
-    for frame in release(agg, PrivacySettings(), published_ms=1):
+    for frame in release(agg, privacy, published_ms=1):
         doc = msgspec.json.decode(encode_frame(frame))
         strings: list[str] = []
 

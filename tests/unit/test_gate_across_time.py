@@ -15,12 +15,13 @@ from cityscreen.privacy.synthetic import synthetic_windows
 from cityscreen.privacy.temporal import Memory, carried
 from cityscreen.settings import PrivacySettings
 from tests.support.factories import PARENT7, SIBLINGS, crowd, make_aggregate
+from tests.support.gate_modes import THRESHOLD, threshold
 from tests.support.interval_attacker import findings, persons_of
 from tests.support.night_attack import person_share
 from tests.support.temporal_attacker import Key, across_time, beyond_given, blank, persisting, secrets_only
 
-ON = PrivacySettings(across_time=True)
-OFF = PrivacySettings()
+ON = threshold(across_time=True)  # the gate across time is threshold mode's: exact values on every layer
+OFF = THRESHOLD
 A, B, C, D = SIBLINGS[:4]
 TOTAL = "population.persons"
 MIXED = [(("F", "M")[i % 2], ("25-34", "35-44")[i // 2 % 2], "guangdong") for i in range(40)]

@@ -16,10 +16,11 @@ from cityscreen.privacy.protection import Protection
 from cityscreen.privacy.structure import build_structure
 from cityscreen.privacy.suppression import primary
 from cityscreen.settings import Settings
+from tests.support.gate_modes import THRESHOLD
 from tests.support.streams_support import make_raw_events, run_engine, split_records, to_clean
 from tests.unit.test_protection_search import small_city
 
-SETTINGS = Settings(kafka={"partitions": 2})
+SETTINGS = Settings(kafka={"partitions": 2}, privacy=THRESHOLD)  # protection programs on every layer
 
 
 def _minutes(persons: int, seed: int) -> list[WindowAggregate]:

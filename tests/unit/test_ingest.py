@@ -215,13 +215,17 @@ def test_production_refuses_placeholder_secret(secret: str) -> None:
         require_secret(unchecked)
 
 
-@pytest.mark.parametrize("privacy", [{"dp_enabled": True}, {"stock_noise": True}])
+@pytest.mark.parametrize(
+    "privacy",
+    [{"dp_enabled": True, "stock_noise": False}, {"stock_noise": True}, {}],
+    ids=["dp", "stock-noise", "default"],
+)
 def test_production_refuses_the_public_noise_seed_wherever_noise_is_drawn(privacy: dict[str, object]) -> None:
     def production(privacy: dict[str, object]) -> Settings:
         tokens = {"operator_tokens": ["tok-" + "x" * 20]}
         return Settings(mode="production", pseudonym_secret="a" * 32, gateway=tokens, privacy=privacy)
 
-    production({})  # no noise: the seed is not used
+    production({"stock_noise": False})  # exact threshold mode draws no noise: the seed is not used
     with pytest.raises(ValidationError, match="CITY_PRIVACY__DP_SEED"):
         production(privacy)
     production({**privacy, "dp_seed": "b" * 32})

@@ -17,9 +17,10 @@ from cityscreen.aggregates import WindowAggregate
 from cityscreen.frames import Frame
 from cityscreen.privacy import protection, release
 from cityscreen.privacy.synthetic import synthetic_windows
-from cityscreen.settings import PrivacySettings, Settings
+from cityscreen.settings import Settings
 from tests.support import interval_attacker
 from tests.support.factories import SIBLINGS, crowd, make_aggregate
+from tests.support.gate_modes import THRESHOLD, threshold
 from tests.support.interval_attacker import findings, intervals, persons_of
 from tests.support.parallel import release_all
 
@@ -30,7 +31,7 @@ Key = tuple[int, int, str, str]
 def attack(
     aggregates: list[WindowAggregate], k: int
 ) -> tuple[list[tuple[int, int, str, str]], list[tuple[int, int, str, str]]]:
-    frames = release_all(aggregates, PrivacySettings(min_persons=k))
+    frames = release_all(aggregates, threshold(min_persons=k))
     return findings(intervals(frames), persons_of(aggregates), k)
 
 
@@ -48,7 +49,7 @@ def test_the_attacker_pins_what_the_gate_hid_before_protection_intervals(
     }
     pinned, _ = attack([make_aggregate(people)], 10)
     assert len(pinned) >= 16, "six res-7 totals and ten res-8 totals, each pinned"
-    assert release(make_aggregate(people), PrivacySettings(), published_ms=0)[-1].cells  # res 6 shown
+    assert release(make_aggregate(people), THRESHOLD, published_ms=0)[-1].cells  # res 6 shown
     window = synthetic_windows(persons=600, windows=1, seed=3)[0].aggregate
     pinned, present = attack([window], 10)
     assert pinned and present
@@ -70,14 +71,14 @@ def test_a_present_active_key_bounds_its_value_for_the_gate_as_for_the_attacker(
         for stats in cells.values():
             stats["active.persons"] = stats["population.persons"]  # everyone present sent an event
     assert attack([window], 10) == ([], [])
-    frames = release(window, PrivacySettings(), published_ms=0)
+    frames = release(window, THRESHOLD, published_ms=0)
     assert frames[-1].cells, "res 6 is shown"
 
 
 def test_the_attacker_solves_groups_without_a_released_value_as_it_skips_them() -> None:
     """Its shortcut (nothing bounded above, every category can be emptied) against solving them."""
     window = synthetic_windows(persons=300, windows=1, seed=5)[0].aggregate
-    frames = release(window, PrivacySettings(), published_ms=0)
+    frames = release(window, THRESHOLD, published_ms=0)
     every = intervals(frames, every_group=True)
     assert findings(every, persons_of([window]), 10) == ([], [])
     assert set(every) - set(intervals(frames)), "the shortcut should have skipped some groups"
@@ -88,7 +89,7 @@ def test_the_random_objectives_hide_no_finding(monkeypatch: pytest.MonkeyPatch) 
     findings, and every value still narrow gets the same interval, on a gate that hides too little."""
     monkeypatch.setattr(protection.Protection, "flagged", lambda self, suppressed: [])
     window = synthetic_windows(persons=600, windows=1, seed=3)[0].aggregate
-    frames = release(window, PrivacySettings(), published_ms=0)
+    frames = release(window, THRESHOLD, published_ms=0)
     fast = intervals(frames)
     monkeypatch.setattr(interval_attacker, "PATIENCE", 0)
     slow = intervals(frames)
@@ -125,7 +126,7 @@ def test_gate_resists_the_interval_attacker_on_a_minute_of_the_default_city() ->
 
     seen: list[tuple[WindowAggregate, list[Frame]]] = []
     city_report(
-        Settings(),
+        Settings(privacy=THRESHOLD),
         minutes=1,
         persons=1_000_000,
         aggregator=OfflineAggregator,

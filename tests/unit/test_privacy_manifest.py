@@ -6,17 +6,19 @@ import json
 
 from cityscreen.privacy import build_manifest, manifest_for
 from cityscreen.settings import PrivacySettings, Settings
+from tests.support.gate_modes import THRESHOLD, threshold
 
 
 def test_threshold_manifest_names_k_unit_resolutions_window_and_rules() -> None:
-    m = build_manifest(PrivacySettings(min_persons=20), window_s=60, resolutions=[6, 8, 7], flow_res=6)
+    m = build_manifest(threshold(min_persons=20), window_s=60, resolutions=[6, 8, 7], flow_res=6)
     assert json.loads(json.dumps(m)) == m
     assert (m["k"], m["min_persons"], m["privacy_unit"]) == (20, 20, "person")
     assert m["resolutions"] == [8, 7, 6] and m["window_s"] == 60 and m["flow_res"] == 6
     assert m["dp_enabled"] is False and m["epsilon_per_window"] == 0.0 and m["epsilon_per_day"] == 0.0
     assert any("complementary" in r for r in m["rules"]) and any("dominance" in r for r in m["rules"])
-    assert m["defaults"]["min_persons"] == PrivacySettings().min_persons
-    assert m["defaults"]["dp_mechanism"] == PrivacySettings().dp_mechanism
+    defaults = PrivacySettings()
+    assert m["defaults"] == {name: getattr(defaults, name) for name in m["defaults"]}
+    assert m["defaults"]["stock_noise"] is True
 
 
 def test_dp_manifest_reports_epsilon_per_window_and_day_and_warns_when_large() -> None:
@@ -32,7 +34,7 @@ def test_dp_manifest_reports_epsilon_per_window_and_day_and_warns_when_large() -
 
 
 def test_the_now_layer_states_its_budget_per_person_day_and_composes_with_dp_mode() -> None:
-    settings = Settings()
+    settings = Settings(privacy=THRESHOLD)
     m = manifest_for(settings)
     now = m["now_layer"]
     assert now["epsilon_per_person_day"] <= settings.now.epsilon_per_person_day

@@ -24,13 +24,14 @@ from cityscreen.privacy.gate import release_series
 from cityscreen.release_book import KEPT, DictBookLog, Release, ReleaseBook, finalize_window
 from cityscreen.settings import Settings
 from streams.release import ReleaseSink
+from tests.support.gate_modes import THRESHOLD, threshold
 from tests.support.streams_support import ONE_WINDOW, make_raw_events, split_records, to_clean
 from tests.unit.test_release_gate_pool import _Redis
 
 SETTINGS = Settings(kafka={"partitions": 2}, window=ONE_WINDOW)
-ACROSS_TIME = SETTINGS.model_copy(
-    update={"privacy": SETTINGS.privacy.model_copy(update={"across_time": True})}
-)
+# the gate across time in threshold mode (exact values on every layer), and threshold mode without it
+ACROSS_TIME = SETTINGS.model_copy(update={"privacy": threshold(across_time=True)})
+FORGETFUL = SETTINGS.model_copy(update={"privacy": THRESHOLD})
 
 
 def _partials() -> dict[int, dict[int, Partial]]:
@@ -121,7 +122,7 @@ async def test_the_gate_goes_on_from_its_memory_in_the_log_after_a_restart() -> 
         for frame in [*stored[Release(w, 0)], *direct]:
             frame.fused, frame.published_ms = {}, 123
         assert [encode_frame(f) for f in stored[Release(w, 0)]] == [encode_frame(f) for f in direct]
-    forgetful = ReleaseSink(_Redis(), _send, SETTINGS, clock_ms=lambda: 123)  # across_time off
+    forgetful = ReleaseSink(_Redis(), _send, FORGETFUL, clock_ms=lambda: 123)  # across_time off
     alone = (await forgetful.release(complete[-1:]))[Release(sorted(parts)[-1], 0)]
     for frame in alone:
         frame.fused, frame.published_ms = {}, 123

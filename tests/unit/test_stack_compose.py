@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +74,32 @@ def test_the_image_copies_every_python_package() -> None:
     dockerfile = (REPO_ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
     copied = {line.split()[1].rstrip("/") for line in dockerfile.splitlines() if line.startswith("COPY ")}
     assert packages <= copied, f"deploy/Dockerfile does not COPY {sorted(packages - copied)}"
+
+
+def test_every_process_gets_the_secrets_and_production_refuses_their_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pseudonym key, the operator tokens and the noise seed (stock noise, on by default, draws from
+    it) come from the environment in every process, each with a public development default that
+    production mode refuses."""
+    yaml = pytest.importorskip("yaml")
+    from cityscreen.settings import Settings
+    from tests.unit.test_k8s_manifests import SECRET_VARIABLES
+
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    defaults: dict[str, str] = {}
+    for name in ("topics", "ingest", "aggregate", "now", "gateway", "generator"):
+        env = services[name]["environment"]
+        for var in SECRET_VARIABLES:
+            prefix = "${" + var + ":-"
+            assert env[var].startswith(prefix) and env[var].endswith("}"), (name, var)
+            defaults[var] = env[var].removeprefix(prefix).removesuffix("}")
+    for name in [n for n in os.environ if n.startswith("CITY_")]:
+        monkeypatch.delenv(name)
+    for var, value in defaults.items():
+        monkeypatch.setenv(var, value)
+    Settings()  # the development defaults run a demo
+    monkeypatch.setenv("CITY_MODE", "production")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert all(var in str(refused.value) for var in SECRET_VARIABLES)

@@ -85,8 +85,9 @@ def test_a_count_that_holds_keeps_its_noise_and_a_changed_one_is_drawn_again() -
     persons = persons_of(windows)
 
     def released(privacy: PrivacySettings, w: WindowAggregate) -> dict[tuple[int, str, str], float]:
-        return {(f.res, cell, key): v for f in release(w, privacy, published_ms=0)
-                for cell, values in f.cells.items() for key, v in values.items() if _is_count(key) and v}  # fmt: skip
+        frames = release(w, privacy, published_ms=0)
+        return {(f.res, cell, key): v for f in frames for cell, values in f.cells.items()
+                for key, v in values.items() if _is_count(key) and v}  # fmt: skip
 
     def same_or_not(privacy: PrivacySettings) -> dict[bool, list[bool]]:
         """truth held -> for each count released in both minutes, whether the two numbers are equal"""

@@ -14,8 +14,8 @@ from cityscreen.frames import Frame, FramePrivacy
 from cityscreen.privacy import release
 from cityscreen.privacy.gate import release_series
 from cityscreen.privacy.synthetic import synthetic_windows
-from cityscreen.settings import PrivacySettings
 from tests.support.factories import SIBLINGS
+from tests.support.gate_modes import THRESHOLD, threshold
 from tests.support.interval_attacker import findings, intervals, persons_of
 from tests.support.night_attack import night
 from tests.support.temporal_attacker import across_time, beyond_given, persisting
@@ -57,7 +57,7 @@ def test_a_value_that_persists_is_pinned_by_the_next_window() -> None:
 
 def test_with_nothing_persisting_it_knows_what_each_window_alone_gives() -> None:
     windows = [w.aggregate for w in synthetic_windows(persons=600, windows=2, seed=3)]
-    before, after = (release(w, PrivacySettings(), published_ms=0) for w in windows)
+    before, after = (release(w, THRESHOLD, published_ms=0) for w in windows)
     persist = persisting(*windows)
     assert persist, "two minutes of one synthetic city share values"
     alone, joint = intervals(before + after), across_time(before, after, set())
@@ -77,7 +77,7 @@ def test_the_gate_across_time_resists_it_on_a_night_of_the_default_city() -> Non
     windows = night(1_000_000, 2)
     assert len(windows) == 2
     for across, expect_clean in ((False, False), (True, True)):
-        privacy = PrivacySettings(across_time=across)
+        privacy = threshold(across_time=across)
         before, after = (frames for _, frames in release_series(windows, privacy))
         pinned, present = beyond_given(windows, before, after, 10)
         assert (pinned == present == []) is expect_clean, (across, len(pinned), len(present))
